@@ -1,0 +1,215 @@
+// Python bindings of the fxgrad core: a thin layer that checks arrays, releases the GIL around
+// plugin work and turns core errors into Python exceptions.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "fxgrad/Chain.h"
+#include "fxgrad/Errors.h"
+#include "fxgrad/Host.h"
+#include "fxgrad/Plugin.h"
+
+namespace py = pybind11;
+using namespace fxgrad;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+/** A (channels, samples) float32 C-contiguous view of `audio`, with errors that name the problem. */
+FloatArray audioArgument (const py::handle& audio, int channels, const std::string& what)
+{
+    if (! py::isinstance<py::array> (audio))
+        throw py::type_error (what + " must be a numpy array of float32, shaped (channels, samples); got "
+                              + std::string (py::str (py::type::of (audio).attr ("__name__"))));
+    auto array = py::reinterpret_borrow<py::array> (audio);
+    if (! array.dtype().is (py::dtype::of<float>()))
+        throw py::type_error (what + " must have dtype float32, got " + std::string (py::str (array.dtype())));
+    if (array.ndim() != 2)
+        throw py::value_error (what + " must be 2-D (channels, samples), got " + std::to_string (array.ndim()) + "-D");
+    if (array.shape (0) != channels)
+        throw py::value_error (what + " has " + std::to_string (array.shape (0)) + " channels; this plugin was loaded with channels="
+                               + std::to_string (channels));
+    return FloatArray::ensure (array);
+}
+
+py::bytes toBytes (const std::string& s) { return py::bytes (s.data(), s.size()); }
+
+int parameterIndex (const Plugin& plugin, const py::handle& key)
+{
+    if (py::isinstance<py::str> (key))
+        return plugin.findParameter (key.cast<std::string>());
+    if (py::isinstance<py::int_> (key))
+        return key.cast<int>();
+    throw py::type_error ("a parameter is named by its id/name (str) or index (int)");
+}
+
+std::string parameterRepr (const ParameterInfo& p)
+{
+    std::string text = "<Parameter " + p.id + " '" + p.name + "' [" + std::to_string (p.minimum) + ", " + std::to_string (p.maximum) + "]";
+    if (! p.unit.empty())
+        text += " " + p.unit;
+    return text + " default=" + std::to_string (p.defaultValue) + ">";
+}
+
+} // namespace
+
+PYBIND11_MODULE (_native, m)
+{
+    m.doc() = "fxgrad's native plugin host (JUCE). Use the fxgrad package rather than this module.";
+
+    static py::exception<Error> pluginLoadError (m, "PluginLoadError", PyExc_RuntimeError);
+    static py::exception<Error> pluginOutputError (m, "PluginOutputError", PyExc_RuntimeError);
+
+    py::register_exception_translator ([] (std::exception_ptr p) {
+        try {
+            if (p)
+                std::rethrow_exception (p);
+        } catch (const Error& e) {
+            switch (e.kind) {
+                case ErrorKind::Value: PyErr_SetString (PyExc_ValueError, e.what()); return;
+                case ErrorKind::Type: PyErr_SetString (PyExc_TypeError, e.what()); return;
+                case ErrorKind::Key: PyErr_SetObject (PyExc_KeyError, py::str (e.what()).ptr()); return;
+                case ErrorKind::FileNotFound: PyErr_SetString (PyExc_FileNotFoundError, e.what()); return;
+                case ErrorKind::PluginLoad: py::set_error (pluginLoadError, e.what()); return;
+                case ErrorKind::PluginOutput: py::set_error (pluginOutputError, e.what()); return;
+                case ErrorKind::Closed: PyErr_SetString (PyExc_RuntimeError, e.what()); return;
+            }
+        }
+    });
+
+    py::class_<PluginInfo> (m, "PluginInfo")
+        .def_readonly ("format", &PluginInfo::format)
+        .def_readonly ("name", &PluginInfo::name)
+        .def_readonly ("vendor", &PluginInfo::vendor)
+        .def_readonly ("identifier", &PluginInfo::identifier)
+        .def_readonly ("unique_id", &PluginInfo::uniqueId)
+        .def_readonly ("num_inputs", &PluginInfo::numInputs)
+        .def_readonly ("num_outputs", &PluginInfo::numOutputs)
+        .def ("__repr__", [] (const PluginInfo& i) {
+            return "<PluginInfo " + i.format + " '" + i.name + "' by " + i.vendor + " (" + i.identifier + "), "
+                   + std::to_string (i.numInputs) + " in / " + std::to_string (i.numOutputs) + " out>";
+        });
+
+    py::class_<ParameterInfo> (m, "ParameterInfo")
+        .def_readonly ("index", &ParameterInfo::index)
+        .def_readonly ("id", &ParameterInfo::id)
+        .def_readonly ("name", &ParameterInfo::name)
+        .def_readonly ("unit", &ParameterInfo::unit)
+        .def_readonly ("minimum", &ParameterInfo::minimum)
+        .def_readonly ("maximum", &ParameterInfo::maximum)
+        .def_readonly ("default", &ParameterInfo::defaultValue)
+        .def_readonly ("normalized_default", &ParameterInfo::defaultNormalized)
+        .def_property_readonly ("logarithmic", [] (const ParameterInfo& p) { return p.scale == Scale::Logarithmic; })
+        .def_readonly ("steps", &ParameterInfo::steps)
+        .def_readonly ("is_toggle", &ParameterInfo::isToggle)
+        .def_readonly ("is_integer", &ParameterInfo::isInteger)
+        .def_readonly ("automatable", &ParameterInfo::automatable)
+        .def_readonly ("is_bypass", &ParameterInfo::isBypass)
+        .def_readonly ("choices", &ParameterInfo::choices)
+        .def ("__repr__", &parameterRepr);
+
+    py::class_<Plugin, std::shared_ptr<Plugin>> (m, "Plugin", py::dynamic_attr())
+        .def_static ("load", [] (const std::string& identifier, double sampleRate, int blockSize, int channels, const std::string& hint) {
+                PluginOptions options { sampleRate, blockSize, channels };
+                py::gil_scoped_release release;
+                return Plugin::load (identifier, options, hint);
+            }, py::arg ("identifier"), py::arg ("sample_rate"), py::arg ("block_size"), py::arg ("channels"), py::arg ("hint") = "")
+        .def_property_readonly ("info", &Plugin::info)
+        .def_property_readonly ("name", [] (const Plugin& p) { return p.info().name; })
+        .def_property_readonly ("vendor", [] (const Plugin& p) { return p.info().vendor; })
+        .def_property_readonly ("format", [] (const Plugin& p) { return p.info().format; })
+        .def_property_readonly ("identifier", [] (const Plugin& p) { return p.info().identifier; })
+        .def_property_readonly ("sample_rate", [] (const Plugin& p) { return p.options().sampleRate; })
+        .def_property_readonly ("block_size", [] (const Plugin& p) { return p.options().blockSize; })
+        .def_property_readonly ("channels", [] (const Plugin& p) { return p.options().channels; })
+        .def_property_readonly ("parameters", &Plugin::parameters)
+        .def_property_readonly ("latency_samples", &Plugin::latencySamples)
+        .def_property_readonly ("has_dsp_snapshot", &Plugin::hasDspSnapshot)
+        .def ("parameter_index", &Plugin::findParameter, py::arg ("name"))
+        .def ("set", [] (Plugin& p, const py::handle& key, float value, bool normalized) {
+                const int index = parameterIndex (p, key);
+                normalized ? p.setNormalized (index, value) : p.setPlain (index, value);
+            }, py::arg ("name"), py::arg ("value"), py::arg ("normalized") = false)
+        .def ("get", [] (const Plugin& p, const py::handle& key, bool normalized) {
+                const int index = parameterIndex (p, key);
+                return normalized ? p.getNormalized (index) : p.getPlain (index);
+            }, py::arg ("name"), py::arg ("normalized") = false)
+        .def ("process", [] (Plugin& p, const py::handle& audio) {
+                auto in = audioArgument (audio, p.options().channels, "audio");
+                const auto channels = in.shape (0), samples = in.shape (1);
+                FloatArray out ({ channels, samples });
+                {
+                    py::gil_scoped_release release;
+                    p.process (in.data(), samples, out.mutable_data(), samples, samples);
+                }
+                return out;
+            }, py::arg ("audio"))
+        .def ("reset", [] (Plugin& p) { py::gil_scoped_release release; p.reset(); })
+        .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
+        .def ("load_state", [] (Plugin& p, const py::bytes& blob) {
+                std::string data = blob;
+                py::gil_scoped_release release;
+                p.setState (data);
+            }, py::arg ("state"))
+        .def ("clone", [] (const Plugin& p) { py::gil_scoped_release release; return p.clone(); });
+
+    py::class_<Chain, std::shared_ptr<Chain>> (m, "Chain")
+        .def (py::init ([] (std::vector<std::shared_ptr<Plugin>> plugins, py::object learned,
+                            std::vector<std::pair<std::string, float>> pinned) {
+                  const bool learnAll = learned.is_none();
+                  auto names = learnAll ? std::vector<std::string> {} : learned.cast<std::vector<std::string>>();
+                  py::gil_scoped_release release;
+                  return std::make_shared<Chain> (std::move (plugins), names, learnAll, pinned);
+              }), py::arg ("plugins"), py::arg ("learned"), py::arg ("pinned"))
+        .def_property_readonly ("plugins", &Chain::plugins)
+        .def_property_readonly ("num_parameters", &Chain::numLearned)
+        .def_property_readonly ("learned", [] (const Chain& c) {
+            std::vector<std::string> names;
+            for (const auto& r : c.learned())
+                names.push_back (c.qualifiedName (r));
+            return names;
+        })
+        .def_property_readonly ("pinned", [] (const Chain& c) {
+            std::vector<std::pair<std::string, float>> values;
+            for (const auto& [r, v] : c.pinned())
+                values.emplace_back (c.qualifiedName (r), v);
+            return values;
+        })
+        .def_property_readonly ("channels", &Chain::channels)
+        .def_property_readonly ("sample_rate", &Chain::sampleRate)
+        .def_property_readonly ("block_size", &Chain::blockSize)
+        .def_property_readonly ("latency_samples", &Chain::latencySamples)
+        .def_property_readonly ("has_dsp_snapshot", &Chain::hasDspSnapshot)
+        .def ("resolve", [] (const Chain& c, const std::string& name) { return c.qualifiedName (c.resolve (name)); })
+        .def ("set_learned", [] (Chain& c, const py::handle& values) {
+                auto array = FloatArray::ensure (values);
+                if (! array || array.ndim() != 1 || array.shape (0) != c.numLearned())
+                    throw py::value_error ("expected a 1-D float32 array of " + std::to_string (c.numLearned()) + " normalised values");
+                c.setLearned (array.data());
+            }, py::arg ("values"))
+        .def ("get_learned", [] (const Chain& c) {
+                FloatArray out (c.numLearned());
+                c.getLearned (out.mutable_data());
+                return out;
+            })
+        .def ("process", [] (Chain& c, const py::handle& audio) {
+                auto in = audioArgument (audio, c.channels(), "audio");
+                const auto samples = in.shape (1);
+                FloatArray out ({ in.shape (0), samples });
+                {
+                    py::gil_scoped_release release;
+                    c.process (in.data(), samples, out.mutable_data(), samples, samples);
+                }
+                return out;
+            }, py::arg ("audio"))
+        .def ("reset", [] (Chain& c) { py::gil_scoped_release release; c.reset(); })
+        .def ("clone", [] (const Chain& c) { py::gil_scoped_release release; return std::shared_ptr<Chain> (c.clone()); });
+
+    m.def ("scan", [] (const std::vector<std::string>& paths) {
+            py::gil_scoped_release release;
+            return Host::get()->scan (paths);
+        }, py::arg ("paths"));
+    m.def ("shutdown", [] { py::gil_scoped_release release; Host::shutdown(); },
+           "Releases every plugin instance and stops the host (called at interpreter exit).");
+}

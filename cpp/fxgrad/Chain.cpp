@@ -1,0 +1,177 @@
+#include "Chain.h"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "Errors.h"
+
+namespace fxgrad {
+
+Chain::Chain (std::vector<std::shared_ptr<Plugin>> plugins, const std::vector<std::string>& learned, bool learnAll,
+              const std::vector<std::pair<std::string, float>>& pinned)
+    : chainPlugins (std::move (plugins))
+{
+    if (chainPlugins.empty())
+        fail (ErrorKind::Value, "a chain needs at least one plugin");
+    const auto& first = chainPlugins.front()->options();
+    for (size_t k = 0; k < chainPlugins.size(); ++k) {
+        if (chainPlugins[k] == nullptr)
+            fail (ErrorKind::Type, "chain entry " + std::to_string (k) + " is not a plugin");
+        const auto& o = chainPlugins[k]->options();
+        if (o.sampleRate != first.sampleRate || o.blockSize != first.blockSize || o.channels != first.channels)
+            fail (ErrorKind::Value, "every plugin of a chain must share sample_rate, block_size and channels; plugin "
+                  + std::to_string (k) + " ('" + chainPlugins[k]->info().name + "') differs from plugin 0");
+        for (size_t j = 0; j < k; ++j)
+            if (chainPlugins[j] == chainPlugins[k])
+                fail (ErrorKind::Value, "plugin " + std::to_string (k) + " appears twice in the chain; load it twice");
+    }
+
+    std::set<std::pair<int, int>> pinnedSet;
+    for (const auto& [name, value] : pinned) {
+        const auto ref = resolve (name);
+        const auto& info = chainPlugins[(size_t) ref.plugin]->parameters()[(size_t) ref.parameter];
+        if (! info.inRange (value))
+            fail (ErrorKind::Value, "pinned value " + std::to_string (value) + " for '" + name + "' is outside its range ["
+                  + std::to_string (info.minimum) + ", " + std::to_string (info.maximum) + "]");
+        pinnedValues.emplace_back (ref, value);
+        pinnedSet.insert ({ ref.plugin, ref.parameter });
+    }
+
+    std::set<std::pair<int, int>> learnedSet;
+    if (learnAll) {
+        for (int k = 0; k < (int) chainPlugins.size(); ++k)
+            for (const auto& p : chainPlugins[(size_t) k]->parameters())
+                if (p.automatable && ! p.isBypass && ! pinnedSet.count ({ k, p.index }))
+                    learnedRefs.push_back ({ k, p.index });
+    } else {
+        for (const auto& name : learned) {
+            const auto ref = resolve (name);
+            if (pinnedSet.count ({ ref.plugin, ref.parameter }))
+                fail (ErrorKind::Value, "parameter '" + name + "' is both learned and pinned");
+            if (! learnedSet.insert ({ ref.plugin, ref.parameter }).second)
+                fail (ErrorKind::Value, "parameter '" + name + "' is listed twice in learned");
+            learnedRefs.push_back (ref);
+        }
+    }
+    applyPinned();
+}
+
+std::unique_ptr<Chain> Chain::clone() const
+{
+    std::unique_ptr<Chain> copy (new Chain());
+    for (const auto& p : chainPlugins)
+        copy->chainPlugins.push_back (p->clone());
+    copy->learnedRefs = learnedRefs;
+    copy->pinnedValues = pinnedValues;
+    return copy;
+}
+
+std::string Chain::qualifiedName (const ParameterRef& ref) const
+{
+    return std::to_string (ref.plugin) + "." + chainPlugins[(size_t) ref.plugin]->parameters()[(size_t) ref.parameter].id;
+}
+
+ParameterRef Chain::resolve (const std::string& name) const
+{
+    const auto dot = name.find ('.');
+    if (dot != std::string::npos && dot > 0) {
+        const auto prefix = name.substr (0, dot);
+        if (std::all_of (prefix.begin(), prefix.end(), [] (unsigned char c) { return std::isdigit (c); })) {
+            const int k = std::stoi (prefix);
+            if (k >= (int) chainPlugins.size())
+                fail (ErrorKind::Key, "'" + name + "': the chain has " + std::to_string (chainPlugins.size()) + " plugins (0-"
+                      + std::to_string (chainPlugins.size() - 1) + ")");
+            return { k, chainPlugins[(size_t) k]->findParameter (name.substr (dot + 1)) };
+        }
+    }
+    std::vector<ParameterRef> found;
+    for (int k = 0; k < (int) chainPlugins.size(); ++k)
+        for (const auto& p : chainPlugins[(size_t) k]->parameters())
+            if (p.id == name || p.name == name) {
+                found.push_back ({ k, p.index });
+                break;
+            }
+    if (found.size() == 1)
+        return found.front();
+    if (found.size() > 1) {
+        std::string where;
+        for (const auto& r : found)
+            where += (where.empty() ? "" : ", ") + qualifiedName (r);
+        fail (ErrorKind::Key, "'" + name + "' is ambiguous in this chain; write one of: " + where);
+    }
+    std::vector<std::string> all;
+    for (int k = 0; k < (int) chainPlugins.size(); ++k)
+        for (const auto& p : chainPlugins[(size_t) k]->parameters())
+            all.push_back (std::to_string (k) + "." + p.id);
+    const auto close = closeMatches (name, all);
+    std::string message = "no parameter '" + name + "' in the chain";
+    if (! close.empty()) {
+        message += "; close matches: ";
+        for (size_t i = 0; i < close.size(); ++i)
+            message += (i ? ", " : "") + close[i];
+    }
+    fail (ErrorKind::Key, message);
+}
+
+int Chain::latencySamples() const
+{
+    int total = 0;
+    for (const auto& p : chainPlugins)
+        total += p->latencySamples();
+    return total;
+}
+
+bool Chain::hasDspSnapshot() const
+{
+    return std::all_of (chainPlugins.begin(), chainPlugins.end(), [] (const auto& p) { return p->hasDspSnapshot(); });
+}
+
+void Chain::setLearned (const float* normalized)
+{
+    for (size_t i = 0; i < learnedRefs.size(); ++i)
+        chainPlugins[(size_t) learnedRefs[i].plugin]->setNormalized (learnedRefs[i].parameter, normalized[i]);
+}
+
+void Chain::getLearned (float* normalized) const
+{
+    for (size_t i = 0; i < learnedRefs.size(); ++i)
+        normalized[i] = chainPlugins[(size_t) learnedRefs[i].plugin]->getNormalized (learnedRefs[i].parameter);
+}
+
+void Chain::applyPinned()
+{
+    for (const auto& [ref, value] : pinnedValues)
+        chainPlugins[(size_t) ref.plugin]->setPlain (ref.parameter, value);
+}
+
+void Chain::process (const float* input, int64_t inputStride, float* output, int64_t outputStride, int64_t numSamples)
+{
+    chainPlugins.front()->process (input, inputStride, output, outputStride, numSamples);
+    for (size_t k = 1; k < chainPlugins.size(); ++k)
+        chainPlugins[k]->process (output, outputStride, output, outputStride, numSamples);
+}
+
+void Chain::reset()
+{
+    for (auto& p : chainPlugins)
+        p->reset();
+}
+
+std::vector<std::string> Chain::getStates() const
+{
+    std::vector<std::string> states;
+    for (const auto& p : chainPlugins)
+        states.push_back (p->getState());
+    return states;
+}
+
+void Chain::setStates (const std::vector<std::string>& states)
+{
+    if (states.size() != chainPlugins.size())
+        fail (ErrorKind::Value, "expected " + std::to_string (chainPlugins.size()) + " plugin states, got " + std::to_string (states.size()));
+    for (size_t k = 0; k < states.size(); ++k)
+        chainPlugins[k]->setState (states[k]);
+}
+
+} // namespace fxgrad

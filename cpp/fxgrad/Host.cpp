@@ -1,0 +1,311 @@
+#include "Host.h"
+
+#include <cstdlib>
+#include <cctype>
+#include <filesystem>
+#include <future>
+
+#include "Errors.h"
+#include "Lv2Metadata.h"
+
+namespace fxgrad {
+
+namespace fs = std::filesystem;
+
+namespace {
+std::mutex hostMutex;
+std::shared_ptr<Host> liveHost;
+bool hostClosed = false;
+
+bool looksLikeUri (const std::string& s)
+{
+    const auto colon = s.find (':');
+    if (colon == std::string::npos || colon == 0 || s[0] == '/' || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < colon; ++i)
+        if (! (std::isalnum ((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return ! fs::exists (s);
+}
+
+bool isLv2Bundle (const fs::path& p) { return fs::is_directory (p) && fs::exists (p / "manifest.ttl"); }
+
+std::string envOr (const char* name) { const char* v = std::getenv (name); return v != nullptr ? v : ""; }
+
+juce::FileSearchPath searchPathFromEnv (const char* variable)
+{
+    juce::FileSearchPath path;
+    for (const auto& entry : juce::StringArray::fromTokens (juce::String (envOr (variable)), ":", ""))
+        if (entry.isNotEmpty() && juce::File::isAbsolutePath (entry))
+            path.add (juce::File (entry));
+    return path;
+}
+
+std::string joinNames (const juce::OwnedArray<juce::PluginDescription>& found)
+{
+    std::string names;
+    for (auto* d : found)
+        names += (names.empty() ? "" : ", ") + d->name.toStdString();
+    return names;
+}
+} // namespace
+
+std::shared_ptr<Host> Host::get()
+{
+    std::lock_guard<std::mutex> lock (hostMutex);
+    if (hostClosed)
+        fail (ErrorKind::Closed, "the fxgrad plugin host has been shut down (interpreter exit)");
+    if (liveHost == nullptr)
+        liveHost.reset (new Host());
+    return liveHost;
+}
+
+void Host::shutdown()
+{
+    std::shared_ptr<Host> host;
+    {
+        std::lock_guard<std::mutex> lock (hostMutex);
+        hostClosed = true;
+        host = std::move (liveHost);
+    }
+    if (host != nullptr)
+        host->releaseAllInstances();
+}
+
+Host::Host()
+{
+    // JUCE's VST3 host and its synchronous plugin creation post work to the message thread and
+    // wait for it; a thread of fxgrad's own runs that loop so callers on any thread can load.
+    std::promise<void> ready;
+    auto started = ready.get_future();
+    messageThread = std::thread ([&ready] {
+        juce::initialiseJuce_GUI();
+        juce::MessageManager::getInstance()->setCurrentThreadAsMessageThread();
+        ready.set_value();
+        juce::MessageManager::getInstance()->runDispatchLoop();
+    });
+    started.wait();
+
+    formats = std::make_unique<juce::AudioPluginFormatManager>();
+    auto lv2Owned = std::make_unique<juce::LV2PluginFormat>();
+    lv2Format = lv2Owned.get();
+    formats->addFormat (lv2Owned.release());
+    formats->addFormat (new juce::VST3PluginFormat());
+    formats->addFormat (new juce::LADSPAPluginFormat());
+
+    // JUCE's LV2 host searches only the standard folders; LV2_PATH is honoured here.
+    const auto lv2Path = searchPathFromEnv ("LV2_PATH");
+    lv2 = std::make_unique<Lv2Metadata>();
+    lv2->loadAll (envOr ("LV2_PATH"));
+    if (lv2Path.getNumPaths() > 0) {
+        auto paths = lv2Format->getDefaultLocationsToSearch();
+        for (int i = 0; i < lv2Path.getNumPaths(); ++i)
+            paths.add (lv2Path[i]);
+        lv2Format->searchPathsForPlugins (paths, true, false);
+        lv2SearchPaths = juce::StringArray::fromTokens (paths.toString(), ";", "");
+    }
+}
+
+Host::~Host()
+{
+    releaseAllInstances();
+    formats.reset();
+    lv2.reset();
+    juce::MessageManager::getInstance()->stopDispatchLoop();
+    if (messageThread.joinable())
+        messageThread.join();
+}
+
+void Host::registerOwner (InstanceOwner* owner)
+{
+    std::lock_guard<std::mutex> lock (ownersMutex);
+    owners.insert (owner);
+}
+
+void Host::unregisterOwner (InstanceOwner* owner)
+{
+    std::lock_guard<std::mutex> lock (ownersMutex);
+    owners.erase (owner);
+}
+
+void Host::releaseAllInstances()
+{
+    std::set<InstanceOwner*> current;
+    {
+        std::lock_guard<std::mutex> lock (ownersMutex);
+        current = owners;
+    }
+    for (auto* owner : current)
+        owner->releaseInstances();
+}
+
+PluginInfo Host::describe (const juce::PluginDescription& d)
+{
+    PluginInfo info;
+    info.format = d.pluginFormatName.toStdString();
+    info.name = d.name.toStdString();
+    info.vendor = d.manufacturerName.toStdString();
+    info.identifier = d.fileOrIdentifier.toStdString();
+    info.uniqueId = d.createIdentifierString().toStdString();
+    info.numInputs = d.numInputChannels;
+    info.numOutputs = d.numOutputChannels;
+    return info;
+}
+
+void Host::addLv2SearchPath (const juce::File& folder)
+{
+    if (lv2SearchPaths.contains (folder.getFullPathName()))
+        return;
+    lv2SearchPaths.add (folder.getFullPathName());
+    auto paths = lv2Format->getDefaultLocationsToSearch();
+    for (const auto& p : lv2SearchPaths)
+        paths.add (juce::File (p));
+    lv2Format->searchPathsForPlugins (paths, true, false);
+}
+
+std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
+{
+    std::lock_guard<std::mutex> lock (loadMutex);
+    std::vector<PluginInfo> result;
+    juce::FileSearchPath vst3Paths, ladspaPaths;
+
+    for (const auto& extra : extraPaths) {
+        const fs::path p (extra);
+        if (! fs::exists (p))
+            fail (ErrorKind::FileNotFound, "scan path does not exist: " + extra);
+        if (isLv2Bundle (p)) {
+            lv2->loadBundle (fs::absolute (p).string());
+            addLv2SearchPath (juce::File (fs::absolute (p).parent_path().string()));
+        } else if (fs::is_directory (p)) {
+            std::string lv2Folders;
+            for (const auto& entry : fs::recursive_directory_iterator (p, fs::directory_options::skip_permission_denied))
+                if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path())) {
+                    lv2->loadBundle (fs::absolute (entry.path()).string());
+                    addLv2SearchPath (juce::File (fs::absolute (entry.path()).parent_path().string()));
+                }
+            vst3Paths.add (juce::File (fs::absolute (p).string()));
+            ladspaPaths.add (juce::File (fs::absolute (p).string()));
+        } else if (p.extension() == ".vst3") {
+            vst3Paths.add (juce::File (fs::absolute (p).parent_path().string()));
+        } else {
+            ladspaPaths.add (juce::File (fs::absolute (p).parent_path().string()));
+        }
+    }
+
+    for (auto* format : formats->getFormats()) {
+        juce::FileSearchPath paths = format->getDefaultLocationsToSearch();
+        if (format->getName() == "VST3") {
+            paths.addPath (searchPathFromEnv ("VST3_PATH"));
+            paths.addPath (vst3Paths);
+        } else if (format->getName() == "LADSPA") {
+            paths.addPath (ladspaPaths);
+        } else {
+            for (const auto& p : lv2SearchPaths)
+                paths.add (juce::File (p));
+        }
+        for (const auto& file : format->searchPathsForPlugins (paths, true, false)) {
+            juce::OwnedArray<juce::PluginDescription> found;
+            format->findAllTypesForFile (found, file);
+            for (auto* d : found)
+                result.push_back (describe (*d));
+        }
+    }
+    return result;
+}
+
+juce::PluginDescription Host::resolve (const std::string& identifierOrPath, const std::string& hint)
+{
+    std::lock_guard<std::mutex> lock (loadMutex);
+    if (identifierOrPath.empty())
+        fail (ErrorKind::Value, "empty plugin identifier");
+    if (looksLikeUri (identifierOrPath))
+        return resolveLv2 (identifierOrPath, hint);
+    return resolveFile (identifierOrPath, hint);
+}
+
+juce::PluginDescription Host::resolveLv2 (const std::string& uri, const std::string& hint)
+{
+    juce::ignoreUnused (hint);
+    juce::OwnedArray<juce::PluginDescription> found;
+    lv2Format->findAllTypesForFile (found, uri);
+    if (found.isEmpty() || ! lv2->knows (uri))
+        fail (ErrorKind::PluginLoad,
+              "no LV2 plugin with URI '" + uri + "' is installed (searched ~/.lv2, /usr/lib/lv2, "
+              "/usr/local/lib/lv2 and LV2_PATH; `fxgrad scan` lists what is there, and a bundle "
+              "folder can be loaded by its path)");
+    return *found[0];
+}
+
+juce::PluginDescription Host::resolveFile (const std::string& path, const std::string& hint)
+{
+    fs::path p (path);
+    if (! fs::exists (p))
+        fail (ErrorKind::FileNotFound, "no such plugin file or folder: '" + path + "'");
+    p = fs::absolute (p);
+
+    // An LV2 binary inside its bundle stands for the bundle.
+    if (! fs::is_directory (p) && isLv2Bundle (p.parent_path()))
+        p = p.parent_path();
+
+    if (isLv2Bundle (p)) {
+        const auto uris = lv2->loadBundle (p.string());
+        addLv2SearchPath (juce::File (p.parent_path().string()));
+        if (uris.empty())
+            fail (ErrorKind::PluginLoad, "the LV2 bundle '" + p.string() + "' declares no plugin in its manifest.ttl");
+        std::string chosen;
+        if (uris.size() == 1 && hint.empty()) {
+            chosen = uris.front();
+        } else {
+            std::string all;
+            for (const auto& u : uris) {
+                all += (all.empty() ? "" : ", ") + u;
+                if (! hint.empty() && (u == hint || u.size() >= hint.size() && u.compare (u.size() - hint.size(), hint.size(), hint) == 0))
+                    chosen = u;
+            }
+            if (chosen.empty())
+                fail (ErrorKind::PluginLoad, "the LV2 bundle '" + p.string() + "' holds several plugins; name one with "
+                      "plugin=URI: " + all);
+        }
+        return resolveLv2 (chosen, {});
+    }
+
+    std::string tried;
+    for (auto* format : formats->getFormats()) {
+        if (format == lv2Format)
+            continue;
+        tried += (tried.empty() ? "" : ", ") + format->getName().toStdString();
+        if (! format->fileMightContainThisPluginType (p.string()))
+            continue;
+        juce::OwnedArray<juce::PluginDescription> found;
+        format->findAllTypesForFile (found, p.string());
+        if (found.isEmpty())
+            continue;
+        if (found.size() == 1 && hint.empty())
+            return *found[0];
+        for (auto* d : found)
+            if (d->name.toStdString() == hint || d->createIdentifierString().toStdString() == hint
+                || std::to_string (d->uniqueId) == hint)
+                return *d;
+        if (hint.empty())
+            fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds several plugins; name one with plugin=NAME: "
+                  + joinNames (found));
+        fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds no plugin named '" + hint + "'; it holds: " + joinNames (found));
+    }
+    fail (ErrorKind::PluginLoad, "'" + p.string() + "' is not a plugin that fxgrad can load (tried " + tried
+          + ", and LV2 bundles: a folder with a manifest.ttl)");
+}
+
+std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::PluginDescription& description,
+                                                              double sampleRate, int blockSize)
+{
+    std::lock_guard<std::mutex> lock (loadMutex);
+    juce::String error;
+    auto instance = formats->createPluginInstance (description, sampleRate, blockSize, error);
+    if (instance == nullptr)
+        fail (ErrorKind::PluginLoad, "could not instantiate " + description.pluginFormatName.toStdString() + " plugin '"
+              + description.name.toStdString() + "' (" + description.fileOrIdentifier.toStdString() + "): "
+              + (error.isEmpty() ? std::string ("the plugin gave no reason") : error.toStdString()));
+    return instance;
+}
+
+} // namespace fxgrad

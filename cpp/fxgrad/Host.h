@@ -1,0 +1,82 @@
+#pragma once
+// The process-wide plugin host: JUCE's runtime, a message thread, the plugin formats and the
+// lookup of a plugin by identifier or path. Every loaded plugin keeps the host alive.
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <juce_audio_processors/juce_audio_processors.h>
+
+namespace fxgrad {
+
+class Lv2Metadata;
+
+/** What a scan or a load reports about a plugin, before any parameter is read. */
+struct PluginInfo {
+    std::string format;       // "LV2", "VST3" or "LADSPA"
+    std::string name;
+    std::string vendor;
+    std::string identifier;   // LV2 URI, or the path of a VST3 bundle / LADSPA library
+    std::string uniqueId;     // JUCE's own identifier string (several plugins may share a file)
+    int numInputs = 0;        // audio inputs, all buses
+    int numOutputs = 0;       // audio outputs, all buses
+};
+
+/** Implemented by everything that owns plugin instances, so that shutdown can release them
+    while JUCE is still alive (at interpreter exit, whatever order Python frees objects in). */
+class InstanceOwner {
+public:
+    virtual ~InstanceOwner() = default;
+    virtual void releaseInstances() = 0;
+};
+
+class Host {
+public:
+    /** The live host, created on first use. Throws ErrorKind::Closed after shutdown(). */
+    static std::shared_ptr<Host> get();
+
+    /** Releases every instance, stops the message thread and frees JUCE's formats. */
+    static void shutdown();
+
+    ~Host();
+
+    /** Installed plugins: the formats' standard locations, LV2_PATH / LADSPA_PATH /
+        VST3_PATH, and `extraPaths` (folders searched recursively, or plugin files). */
+    std::vector<PluginInfo> scan (const std::vector<std::string>& extraPaths);
+
+    /** Resolves an LV2 URI, an LV2 bundle folder (from any location), a VST3 bundle or a LADSPA
+        library to a plugin description. `hint` picks among several plugins in one file or bundle. */
+    juce::PluginDescription resolve (const std::string& identifierOrPath, const std::string& hint);
+
+    /** A new instance, prepared for processing. Thread-safe. */
+    std::unique_ptr<juce::AudioPluginInstance> instantiate (const juce::PluginDescription&,
+                                                            double sampleRate, int blockSize);
+
+    Lv2Metadata& lv2Metadata() { return *lv2; }
+
+    void registerOwner (InstanceOwner*);
+    void unregisterOwner (InstanceOwner*);
+
+    static PluginInfo describe (const juce::PluginDescription&);
+
+private:
+    Host();
+    void releaseAllInstances();
+    juce::PluginDescription resolveLv2 (const std::string& identifier, const std::string& hint);
+    juce::PluginDescription resolveFile (const std::string& path, const std::string& hint);
+    void addLv2SearchPath (const juce::File& folder);
+
+    std::thread messageThread;
+    std::unique_ptr<juce::AudioPluginFormatManager> formats;
+    juce::LV2PluginFormat* lv2Format = nullptr;
+    std::unique_ptr<Lv2Metadata> lv2;
+    std::mutex loadMutex;           // JUCE's formats and lilv worlds are not thread-safe
+    std::mutex ownersMutex;
+    std::set<InstanceOwner*> owners;
+    juce::StringArray lv2SearchPaths;
+};
+
+} // namespace fxgrad

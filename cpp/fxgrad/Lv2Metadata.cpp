@@ -1,0 +1,170 @@
+#include "Lv2Metadata.h"
+
+#include <lilv/lilv.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+namespace fxgrad {
+
+namespace {
+constexpr const char* kLv2Core = "http://lv2plug.in/ns/lv2core#";
+constexpr const char* kPortProps = "http://lv2plug.in/ns/ext/port-props#";
+constexpr const char* kUnits = "http://lv2plug.in/ns/extensions/units#";
+
+std::string unitLabel (const std::string& unitUri)
+{
+    static const std::map<std::string, std::string> labels {
+        { "db", "dB" }, { "hz", "Hz" }, { "khz", "kHz" }, { "mhz", "MHz" }, { "ms", "ms" },
+        { "s", "s" }, { "min", "min" }, { "pc", "%" }, { "bpm", "BPM" }, { "cent", "cents" },
+        { "semitone12TET", "semitones" }, { "oct", "octaves" }, { "degree", "degrees" },
+        { "coef", "" }, { "frame", "samples" }, { "m", "m" }, { "cm", "cm" }, { "mm", "mm" },
+    };
+    const auto hash = unitUri.rfind ('#');
+    const auto key = hash == std::string::npos ? unitUri : unitUri.substr (hash + 1);
+    const auto it = labels.find (key);
+    return it != labels.end() ? it->second : key;
+}
+} // namespace
+
+struct Lv2Metadata::World {
+    LilvWorld* lilv = lilv_world_new();
+    LilvNode* controlPort = uri (std::string (kLv2Core) + "ControlPort");
+    LilvNode* inputPort = uri (std::string (kLv2Core) + "InputPort");
+    LilvNode* integer = uri (std::string (kLv2Core) + "integer");
+    LilvNode* toggled = uri (std::string (kLv2Core) + "toggled");
+    LilvNode* enumeration = uri (std::string (kLv2Core) + "enumeration");
+    LilvNode* designation = uri (std::string (kLv2Core) + "designation");
+    LilvNode* enabled = uri (std::string (kLv2Core) + "enabled");
+    LilvNode* logarithmic = uri (std::string (kPortProps) + "logarithmic");
+    LilvNode* notAutomatic = uri (std::string (kPortProps) + "notAutomatic");
+    LilvNode* expensive = uri (std::string (kPortProps) + "expensive");
+    LilvNode* unit = uri (std::string (kUnits) + "unit");
+    LilvNode* unitSymbol = uri (std::string (kUnits) + "symbol");
+
+    LilvNode* uri (const std::string& s) { return lilv_new_uri (lilv, s.c_str()); }
+
+    ~World()
+    {
+        for (auto* n : { controlPort, inputPort, integer, toggled, enumeration, designation, enabled,
+                         logarithmic, notAutomatic, expensive, unit, unitSymbol })
+            lilv_node_free (n);
+        lilv_world_free (lilv);
+    }
+
+    const LilvPlugin* find (const std::string& pluginUri) const
+    {
+        LilvNode* node = lilv_new_uri (lilv, pluginUri.c_str());
+        const LilvPlugin* plugin = lilv_plugins_get_by_uri (lilv_world_get_all_plugins (lilv), node);
+        lilv_node_free (node);
+        return plugin;
+    }
+};
+
+Lv2Metadata::Lv2Metadata() : world (new World) {}
+Lv2Metadata::~Lv2Metadata() { delete world; }
+
+void Lv2Metadata::loadAll (const std::string& searchPath)
+{
+    // lilv's default path follows LV2_PATH; fxgrad adds the standard folders and its own.
+    std::string path = searchPath;
+    for (const char* folder : { "~/.lv2", "/usr/lib/lv2", "/usr/local/lib/lv2", "/usr/lib64/lv2",
+                                "/usr/local/lib64/lv2", "/usr/lib/x86_64-linux-gnu/lv2" })
+        path += (path.empty() ? "" : ":") + std::string (folder);
+    LilvNode* node = lilv_new_string (world->lilv, path.c_str());
+    lilv_world_set_option (world->lilv, LILV_OPTION_LV2_PATH, node);
+    lilv_node_free (node);
+    lilv_world_load_all (world->lilv);
+}
+
+std::vector<std::string> Lv2Metadata::loadBundle (const std::string& bundleFolder)
+{
+    std::string folder = bundleFolder;
+    if (folder.empty() || folder.back() != '/')
+        folder += '/';
+    LilvNode* bundle = lilv_new_file_uri (world->lilv, nullptr, folder.c_str());
+    lilv_world_load_bundle (world->lilv, bundle);
+
+    std::vector<std::string> uris;
+    const LilvPlugins* plugins = lilv_world_get_all_plugins (world->lilv);
+    LILV_FOREACH (plugins, it, plugins) {
+        const LilvPlugin* plugin = lilv_plugins_get (plugins, it);
+        if (lilv_node_equals (lilv_plugin_get_bundle_uri (plugin), bundle))
+            uris.emplace_back (lilv_node_as_uri (lilv_plugin_get_uri (plugin)));
+    }
+    lilv_node_free (bundle);
+    return uris;
+}
+
+bool Lv2Metadata::knows (const std::string& uri) const { return world->find (uri) != nullptr; }
+
+std::map<std::string, ParameterInfo> Lv2Metadata::controlInputs (const std::string& uri) const
+{
+    std::map<std::string, ParameterInfo> result;
+    const LilvPlugin* plugin = world->find (uri);
+    if (plugin == nullptr)
+        return result;
+
+    const uint32_t numPorts = lilv_plugin_get_num_ports (plugin);
+    std::vector<float> minimum (numPorts), maximum (numPorts), defaults (numPorts);
+    lilv_plugin_get_port_ranges_float (plugin, minimum.data(), maximum.data(), defaults.data());
+
+    for (uint32_t i = 0; i < numPorts; ++i) {
+        const LilvPort* port = lilv_plugin_get_port_by_index (plugin, i);
+        if (! lilv_port_is_a (plugin, port, world->controlPort) || ! lilv_port_is_a (plugin, port, world->inputPort))
+            continue;
+
+        ParameterInfo info;
+        info.index = (int) i;   // port index; the plugin maps it to its own parameter index
+        info.id = lilv_node_as_string (lilv_port_get_symbol (plugin, port));
+        LilvNode* name = lilv_port_get_name (plugin, port);
+        info.name = name != nullptr ? lilv_node_as_string (name) : info.id;
+        lilv_node_free (name);
+
+        info.minimum = std::isnan (minimum[i]) ? 0.0f : minimum[i];
+        info.maximum = std::isnan (maximum[i]) ? 1.0f : maximum[i];
+        info.defaultValue = std::isnan (defaults[i]) ? info.minimum : defaults[i];
+        info.isToggle = lilv_port_has_property (plugin, port, world->toggled);
+        info.isInteger = info.isToggle || lilv_port_has_property (plugin, port, world->integer);
+        info.scale = lilv_port_has_property (plugin, port, world->logarithmic) ? Scale::Logarithmic : Scale::Linear;
+        info.automatable = ! lilv_port_has_property (plugin, port, world->notAutomatic)
+                           && ! lilv_port_has_property (plugin, port, world->expensive);
+
+        if (LilvNodes* units = lilv_port_get_value (plugin, port, world->unit)) {
+            if (lilv_nodes_size (units) > 0) {
+                const LilvNode* unitNode = lilv_nodes_get_first (units);
+                if (lilv_node_is_uri (unitNode))
+                    info.unit = unitLabel (lilv_node_as_uri (unitNode));
+            }
+            lilv_nodes_free (units);
+        }
+
+        if (lilv_port_has_property (plugin, port, world->enumeration)) {
+            if (LilvScalePoints* points = lilv_port_get_scale_points (plugin, port)) {
+                LILV_FOREACH (scale_points, it, points) {
+                    const LilvScalePoint* point = lilv_scale_points_get (points, it);
+                    info.choices.emplace_back (lilv_node_as_float (lilv_scale_point_get_value (point)),
+                                               lilv_node_as_string (lilv_scale_point_get_label (point)));
+                }
+                lilv_scale_points_free (points);
+            }
+            std::sort (info.choices.begin(), info.choices.end());
+            info.steps = (int) info.choices.size();
+        } else if (info.isInteger) {
+            info.steps = (int) std::lround (info.maximum - info.minimum) + 1;
+        }
+
+        if (LilvNodes* designations = lilv_port_get_value (plugin, port, world->designation)) {
+            LILV_FOREACH (nodes, it, designations)
+                if (lilv_node_equals (lilv_nodes_get (designations, it), world->enabled))
+                    info.isBypass = true;
+            lilv_nodes_free (designations);
+        }
+        result.emplace (info.id, std::move (info));
+    }
+    return result;
+}
+
+} // namespace fxgrad

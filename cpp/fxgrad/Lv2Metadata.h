@@ -1,0 +1,36 @@
+#pragma once
+// What an LV2 plugin declares in its Turtle files (port ranges, scales, units, scale points),
+// read through a lilv world of fxgrad's own: JUCE's LV2 host keeps its world private and does
+// not expose logarithmic scales or units.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "Parameter.h"
+
+namespace fxgrad {
+
+class Lv2Metadata {
+public:
+    Lv2Metadata();
+    ~Lv2Metadata();
+    Lv2Metadata (const Lv2Metadata&) = delete;
+    Lv2Metadata& operator= (const Lv2Metadata&) = delete;
+
+    /** Loads the bundles found under the default LV2 locations and `searchPath` (separated by ':'). */
+    void loadAll (const std::string& searchPath);
+
+    /** Loads one bundle folder and returns the URIs of the plugins it holds. */
+    std::vector<std::string> loadBundle (const std::string& bundleFolder);
+
+    bool knows (const std::string& uri) const;
+
+    /** Control input ports of the plugin, keyed by port symbol. Empty for an unknown URI. */
+    std::map<std::string, ParameterInfo> controlInputs (const std::string& uri) const;
+
+private:
+    struct World;
+    World* world;
+};
+
+} // namespace fxgrad

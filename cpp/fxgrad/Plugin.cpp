@@ -1,0 +1,447 @@
+#include "Plugin.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "Errors.h"
+#include "Lv2Metadata.h"
+
+namespace fxgrad {
+
+namespace {
+std::string snakeCase (const std::string& text)
+{
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum (c))
+            out += (char) std::tolower (c);
+        else if (! out.empty() && out.back() != '_')
+            out += '_';
+    }
+    while (! out.empty() && out.back() == '_')
+        out.pop_back();
+    return out.empty() ? "param" : out;
+}
+
+bool looksLikeBypass (const std::string& id, const std::string& name)
+{
+    const auto key = snakeCase (id + " " + name);
+    for (const char* word : { "bypass", "enable", "enabled", "on_off", "power" })
+        if (key.find (word) != std::string::npos)
+            return true;
+    return false;
+}
+
+// Leading number of a plugin's display text ("-12.0 dB" -> -12); NaN when there is none.
+float parseLeadingNumber (const juce::String& text)
+{
+    const auto s = text.trim().toStdString();
+    char* end = nullptr;
+    const float v = std::strtof (s.c_str(), &end);
+    return end == s.c_str() ? std::nanf ("") : v;
+}
+
+// True when any value is NaN or +-Inf. Works on the exponent bits so that it vectorises.
+bool hasNonFinite (const float* data, int64_t n)
+{
+    uint32_t any = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy (&bits, data + i, sizeof bits);
+        any |= (uint32_t) ((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return any != 0;
+}
+
+std::string formatNumber (float v)
+{
+    char text[32];
+    std::snprintf (text, sizeof text, "%.9g", (double) v);
+    return text;
+}
+} // namespace
+
+std::shared_ptr<Plugin> Plugin::load (const std::string& identifierOrPath, const PluginOptions& options,
+                                      const std::string& hint)
+{
+    if (! (options.sampleRate >= 8000.0 && options.sampleRate <= 768000.0))
+        fail (ErrorKind::Value, "sample_rate must be between 8000 and 768000 Hz, got " + formatNumber ((float) options.sampleRate));
+    if (options.blockSize < 1 || options.blockSize > 65536)
+        fail (ErrorKind::Value, "block_size must be between 1 and 65536, got " + std::to_string (options.blockSize));
+    if (options.channels < 1 || options.channels > 32)
+        fail (ErrorKind::Value, "channels must be between 1 and 32, got " + std::to_string (options.channels));
+    auto host = Host::get();
+    auto description = host->resolve (identifierOrPath, hint);
+    return std::shared_ptr<Plugin> (new Plugin (std::move (host), std::move (description), options));
+}
+
+Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptionIn, const PluginOptions& options)
+    : host (std::move (hostIn)), description (std::move (descriptionIn)), opts (options)
+{
+    instance = host->instantiate (description, opts.sampleRate, opts.blockSize);
+    pluginInfo = Host::describe (description);
+    configureChannels();
+    readParameters();
+    prepare();
+    // LV2 plugins report their latency through an output port written by run(): one block of
+    // silence makes it known, then the instance starts afresh.
+    if (description.pluginFormatName == "LV2") {
+        buffer.clear();
+        instance->processBlock (buffer, midi);
+        midi.clear();
+        reset();
+    }
+    host->registerOwner (this);
+}
+
+Plugin::~Plugin()
+{
+    host->unregisterOwner (this);
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    instance.reset();
+}
+
+void Plugin::releaseInstances()
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    instance.reset();
+}
+
+juce::AudioPluginInstance& Plugin::live() const
+{
+    if (instance == nullptr)
+        fail (ErrorKind::Closed, "plugin '" + pluginInfo.name + "' was released when the fxgrad host shut down");
+    return *instance;
+}
+
+std::shared_ptr<Plugin> Plugin::clone() const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    auto copy = std::shared_ptr<Plugin> (new Plugin (host, description, opts));
+    copy->setState (getState());
+    for (int i = 0; i < numParameters(); ++i)
+        copy->setNormalized (i, normalizedValues[(size_t) i]);
+    copy->reset();
+    return copy;
+}
+
+void Plugin::configureChannels()
+{
+    auto& p = *instance;
+    p.enableAllBuses();
+    const int mainIn = p.getBusCount (true) > 0 ? p.getChannelCountOfBus (true, 0) : 0;
+    const int mainOut = p.getBusCount (false) > 0 ? p.getChannelCountOfBus (false, 0) : 0;
+    const int totalIn = p.getTotalNumInputChannels();
+    const int totalOut = p.getTotalNumOutputChannels();
+    if (mainOut < 1)
+        fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio output: fxgrad hosts audio effects");
+    const int c = opts.channels;
+
+    // Main inputs: one-to-one when the counts match, a mono input takes the average of the
+    // stream, otherwise channels repeat cyclically. Other inputs (sidechains) get the main input.
+    inputSources.assign ((size_t) totalIn, {});
+    for (int j = 0; j < mainIn; ++j) {
+        if (mainIn == 1 && c > 1)
+            for (int s = 0; s < c; ++s)
+                inputSources[(size_t) j].push_back (s);
+        else
+            inputSources[(size_t) j].push_back (j % c);
+    }
+    for (int j = mainIn; j < totalIn; ++j)
+        inputSources[(size_t) j] = mainIn > 0 ? inputSources[(size_t) ((j - mainIn) % mainIn)] : std::vector<int> { j % c };
+
+    // Outputs: one-to-one, a mono output feeds every stream channel, a mono stream takes the
+    // average of the plugin's outputs, otherwise outputs repeat cyclically.
+    outputSources.assign ((size_t) c, {});
+    for (int s = 0; s < c; ++s) {
+        if (c == 1 && mainOut > 1)
+            for (int o = 0; o < mainOut; ++o)
+                outputSources[0].push_back (o);
+        else
+            outputSources[(size_t) s].push_back (s % mainOut);
+    }
+
+    bufferChannels = std::max (totalIn, totalOut);
+    buffer.setSize (bufferChannels, opts.blockSize);
+    midi.ensureSize (256);
+    pluginInfo.numInputs = totalIn;
+    pluginInfo.numOutputs = totalOut;
+}
+
+void Plugin::prepare()
+{
+    auto& p = live();
+    p.setNonRealtime (true);
+    p.setPlayConfigDetails (p.getTotalNumInputChannels(), p.getTotalNumOutputChannels(), opts.sampleRate, opts.blockSize);
+    p.prepareToPlay (opts.sampleRate, opts.blockSize);
+}
+
+void Plugin::readParameters()
+{
+    const bool isLv2 = description.pluginFormatName == "LV2";
+    const auto lv2Ports = isLv2 ? host->lv2Metadata().controlInputs (description.fileOrIdentifier.toStdString())
+                                : std::map<std::string, ParameterInfo> {};
+    const auto* bypass = instance->getBypassParameter();
+    std::set<std::string> usedIds;
+
+    for (auto* p : instance->getParameters()) {
+        ParameterInfo info;
+        const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
+        const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
+        const auto port = juceId.rfind ("sym:", 0) == 0 ? lv2Ports.find (juceId.substr (4)) : lv2Ports.end();
+
+        if (port != lv2Ports.end()) {
+            info = port->second;
+            info.defaultNormalized = info.toNormalized (info.defaultValue);
+        } else {
+            info.name = p->getName (256).toStdString();
+            info.id = snakeCase (info.name);
+            info.unit = p->getLabel().toStdString();
+            info.plainFromText = true;
+            info.isToggle = p->isBoolean();
+            info.steps = p->isDiscrete() || p->isBoolean() ? p->getNumSteps() : 0;
+            info.defaultNormalized = p->getDefaultValue();
+            const auto labels = p->getAllValueStrings();
+            if (p->isDiscrete() && labels.size() > 1)
+                for (int k = 0; k < labels.size(); ++k)
+                    info.choices.emplace_back ((float) k, labels[k].toStdString());
+            const auto plainAt = [&] (float v) {
+                const float parsed = parseLeadingNumber (p->getText (v, 256));
+                return std::isnan (parsed) ? v : parsed;
+            };
+            info.minimum = plainAt (0.0f);
+            info.maximum = plainAt (1.0f);
+            info.defaultValue = plainAt (info.defaultNormalized);
+            if (info.minimum > info.maximum)
+                std::swap (info.minimum, info.maximum);
+        }
+        info.index = (int) params.size();
+        info.automatable = info.automatable && p->isAutomatable();
+        info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info.id, info.name);
+        while (! usedIds.insert (info.id).second)
+            info.id += "_";
+        params.push_back (std::move (info));
+        juceParams.push_back (p);
+    }
+    refreshParameterCache();
+}
+
+void Plugin::refreshParameterCache()
+{
+    plainValues.assign (params.size(), std::nanf (""));
+    normalizedValues.assign (params.size(), 0.0f);
+    for (size_t i = 0; i < params.size(); ++i) {
+        const auto& info = params[i];
+        const float juceValue = juceParams[i]->getValue();
+        if (info.plainFromText) {
+            normalizedValues[i] = juceValue;
+        } else {
+            plainValues[i] = info.quantize (info.minimum + juceValue * (info.maximum - info.minimum));
+            normalizedValues[i] = info.toNormalized (plainValues[i]);
+        }
+    }
+}
+
+void Plugin::requireIndex (int index) const
+{
+    if (index < 0 || index >= numParameters())
+        fail (ErrorKind::Value, "parameter index " + std::to_string (index) + " out of range for '" + pluginInfo.name
+              + "' (" + std::to_string (numParameters()) + " parameters)");
+}
+
+int Plugin::findParameter (const std::string& name) const
+{
+    for (const auto& p : params)
+        if (p.id == name)
+            return p.index;
+    for (const auto& p : params)
+        if (p.name == name)
+            return p.index;
+    std::vector<std::string> ids;
+    for (const auto& p : params)
+        ids.push_back (p.id);
+    const auto close = closeMatches (name, ids);
+    std::string message = "'" + pluginInfo.name + "' has no parameter '" + name + "'";
+    if (! close.empty()) {
+        message += "; close matches: ";
+        for (size_t i = 0; i < close.size(); ++i)
+            message += (i ? ", " : "") + close[i];
+    } else {
+        message += "; `fxgrad info` lists its " + std::to_string (params.size()) + " parameters";
+    }
+    fail (ErrorKind::Key, message);
+}
+
+float Plugin::juceValueFor (int index, float plain, float normalized) const
+{
+    const auto& info = params[(size_t) index];
+    if (info.plainFromText)
+        return normalized;
+    return info.maximum > info.minimum ? (plain - info.minimum) / (info.maximum - info.minimum) : 0.0f;
+}
+
+void Plugin::setPlain (int index, float plain)
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    requireIndex (index);
+    const auto& info = params[(size_t) index];
+    if (! std::isfinite (plain))
+        fail (ErrorKind::Value, "value for '" + info.id + "' is not finite");
+    if (! info.inRange (plain))
+        fail (ErrorKind::Value, "value " + formatNumber (plain) + " for '" + info.id + "' is outside its range ["
+              + formatNumber (info.minimum) + ", " + formatNumber (info.maximum) + "]"
+              + (info.unit.empty() ? "" : " " + info.unit));
+    live();
+    if (info.plainFromText) {
+        const float normalized = info.choices.empty()
+            ? juceParams[(size_t) index]->getValueForText (juce::String (formatNumber (plain)))
+            : (info.choices.size() > 1 ? std::round (plain) / (float) (info.choices.size() - 1) : 0.0f);
+        juceParams[(size_t) index]->setValue (normalized);
+        normalizedValues[(size_t) index] = normalized;
+        plainValues[(size_t) index] = plain;
+    } else {
+        const float snapped = info.quantize (std::clamp (plain, info.minimum, info.maximum));
+        const float normalized = info.toNormalized (snapped);
+        juceParams[(size_t) index]->setValue (juceValueFor (index, snapped, normalized));
+        plainValues[(size_t) index] = snapped;
+        normalizedValues[(size_t) index] = normalized;
+    }
+}
+
+float Plugin::getPlain (int index) const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    requireIndex (index);
+    const auto i = (size_t) index;
+    if (std::isnan (plainValues[i])) {
+        const auto& info = params[i];
+        if (! info.choices.empty())
+            return (float) std::lround (normalizedValues[i] * (float) (info.choices.size() - 1));
+        const float parsed = parseLeadingNumber (juceParams[i]->getText (normalizedValues[i], 256));
+        return std::isnan (parsed) ? normalizedValues[i] : parsed;
+    }
+    return plainValues[i];
+}
+
+void Plugin::setNormalized (int index, float normalized)
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    requireIndex (index);
+    live();
+    const auto& info = params[(size_t) index];
+    if (! (normalized >= 0.0f && normalized <= 1.0f))
+        fail (ErrorKind::Value, "normalised value " + formatNumber (normalized) + " for '" + info.id + "' is outside [0, 1]");
+    if (info.plainFromText) {
+        juceParams[(size_t) index]->setValue (normalized);
+        normalizedValues[(size_t) index] = normalized;
+        plainValues[(size_t) index] = std::nanf ("");
+    } else {
+        const float plain = info.toPlain (normalized);
+        juceParams[(size_t) index]->setValue (juceValueFor (index, plain, normalized));
+        plainValues[(size_t) index] = plain;
+        normalizedValues[(size_t) index] = normalized;
+    }
+}
+
+float Plugin::getNormalized (int index) const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    requireIndex (index);
+    return normalizedValues[(size_t) index];
+}
+
+void Plugin::process (const float* input, int64_t inputStride, float* output, int64_t outputStride, int64_t numSamples)
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    auto& p = live();
+    const int c = opts.channels;
+    for (int ch = 0; ch < c; ++ch)
+        if (hasNonFinite (input + ch * inputStride, numSamples))
+            fail (ErrorKind::Value, "input audio for '" + pluginInfo.name + "' contains NaN or Inf (channel "
+                  + std::to_string (ch) + ")");
+
+    juce::ScopedNoDenormals noDenormals;
+    const int numIn = (int) inputSources.size();
+    for (int64_t offset = 0; offset < numSamples; offset += opts.blockSize) {
+        const int n = (int) std::min<int64_t> (opts.blockSize, numSamples - offset);
+        juce::AudioBuffer<float> block (buffer.getArrayOfWritePointers(), bufferChannels, n);
+        for (int j = 0; j < bufferChannels; ++j) {
+            float* dest = block.getWritePointer (j);
+            if (j >= numIn) {
+                std::fill (dest, dest + n, 0.0f);
+                continue;
+            }
+            const auto& sources = inputSources[(size_t) j];
+            std::copy_n (input + sources[0] * inputStride + offset, n, dest);
+            if (sources.size() > 1) {
+                for (size_t k = 1; k < sources.size(); ++k) {
+                    const float* src = input + sources[k] * inputStride + offset;
+                    for (int i = 0; i < n; ++i)
+                        dest[i] += src[i];
+                }
+                const float scale = 1.0f / (float) sources.size();
+                for (int i = 0; i < n; ++i)
+                    dest[i] *= scale;
+            }
+        }
+        p.processBlock (block, midi);
+        midi.clear();
+        for (int s = 0; s < c; ++s) {
+            float* dest = output + s * outputStride + offset;
+            const auto& sources = outputSources[(size_t) s];
+            std::copy_n (block.getReadPointer (sources[0]), n, dest);
+            if (sources.size() > 1) {
+                for (size_t k = 1; k < sources.size(); ++k) {
+                    const float* src = block.getReadPointer (sources[k]);
+                    for (int i = 0; i < n; ++i)
+                        dest[i] += src[i];
+                }
+                const float scale = 1.0f / (float) sources.size();
+                for (int i = 0; i < n; ++i)
+                    dest[i] *= scale;
+            }
+        }
+    }
+
+    for (int ch = 0; ch < c; ++ch)
+        if (hasNonFinite (output + ch * outputStride, numSamples))
+            fail (ErrorKind::PluginOutput, "plugin '" + pluginInfo.name + "' (" + pluginInfo.identifier
+                  + ") produced NaN or Inf output (channel " + std::to_string (ch) + ")");
+}
+
+void Plugin::reset()
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    auto& p = live();
+    // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
+    // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
+    p.releaseResources();
+    prepare();
+}
+
+std::string Plugin::getState() const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    juce::MemoryBlock block;
+    live().getStateInformation (block);
+    return std::string (static_cast<const char*> (block.getData()), block.getSize());
+}
+
+void Plugin::setState (const std::string& blob)
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    live().setStateInformation (blob.data(), (int) blob.size());
+    refreshParameterCache();
+}
+
+int Plugin::latencySamples() const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    return live().getLatencySamples();
+}
+
+} // namespace fxgrad

@@ -1,0 +1,93 @@
+#pragma once
+// One hosted plugin instance: parameters in plain and normalised units, stateful processing of
+// (channels, samples) float32 audio, reset, preset state and latency.
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "Host.h"
+#include "Parameter.h"
+
+namespace fxgrad {
+
+struct PluginOptions {
+    double sampleRate = 44100.0;
+    int blockSize = 1024;
+    int channels = 2;            // channels of the audio passed to process()
+};
+
+class Plugin : public InstanceOwner {
+public:
+    /** Loads an LV2 URI or bundle folder, a VST3 bundle or a LADSPA library.
+        `hint` picks one plugin where a file or bundle holds several. */
+    static std::shared_ptr<Plugin> load (const std::string& identifierOrPath, const PluginOptions&,
+                                         const std::string& hint = {});
+
+    /** A new instance of the same plugin with the same options, parameters and preset state
+        (its DSP state starts fresh). */
+    std::shared_ptr<Plugin> clone() const;
+
+    ~Plugin() override;
+
+    const PluginInfo& info() const { return pluginInfo; }
+    const PluginOptions& options() const { return opts; }
+    const std::vector<ParameterInfo>& parameters() const { return params; }
+    int numParameters() const { return (int) params.size(); }
+
+    /** Index of a parameter by id or name; throws ErrorKind::Key listing close matches. */
+    int findParameter (const std::string& name) const;
+
+    void setPlain (int index, float plain);
+    float getPlain (int index) const;
+    void setNormalized (int index, float normalized);
+    float getNormalized (int index) const;
+
+    /** Processes `numSamples` frames of `channels` planar channels (channel c at
+        input + c * inputStride). Input and output may alias. Stateful across calls. */
+    void process (const float* input, int64_t inputStride, float* output, int64_t outputStride,
+                  int64_t numSamples);
+
+    /** Clears DSP state: the instance is as freshly loaded with the current parameters. */
+    void reset();
+
+    std::string getState() const;
+    void setState (const std::string& blob);
+
+    int latencySamples() const;
+
+    /** fxgrad's own plugins carry their complete DSP state in their state chunk, so a state
+        taken mid-stream and restored elsewhere continues bit-identically. */
+    bool hasDspSnapshot() const { return pluginInfo.vendor == "fxgrad"; }
+
+    void releaseInstances() override;
+
+private:
+    Plugin (std::shared_ptr<Host>, juce::PluginDescription, const PluginOptions&);
+    void configureChannels();
+    void readParameters();
+    void refreshParameterCache();
+    void prepare();
+    juce::AudioPluginInstance& live() const;
+    void requireIndex (int index) const;
+    float juceValueFor (int index, float plain, float normalized) const;
+
+    std::shared_ptr<Host> host;
+    juce::PluginDescription description;
+    PluginOptions opts;
+    PluginInfo pluginInfo;
+    std::unique_ptr<juce::AudioPluginInstance> instance;
+    std::vector<ParameterInfo> params;
+    std::vector<juce::AudioProcessorParameter*> juceParams;
+    std::vector<float> plainValues, normalizedValues;
+
+    int bufferChannels = 0;
+    std::vector<std::vector<int>> inputSources;    // per plugin input: stream channels averaged
+    std::vector<std::vector<int>> outputSources;   // per stream channel: plugin outputs averaged
+    juce::AudioBuffer<float> buffer;
+    juce::MidiBuffer midi;
+    mutable std::recursive_mutex mutex;            // one caller at a time per instance
+};
+
+} // namespace fxgrad

@@ -1,0 +1,209 @@
+"""Loading, scanning and chaining plugins: the Python face of ``fxgrad._native``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from . import _native
+
+PathLike = Union[str, os.PathLike]
+
+#: Prefix that names one of fxgrad's own effects in place of a path or URI, e.g. ``fxgrad:Gain``.
+OWN_PREFIX = "fxgrad:"
+OWN_EFFECTS = ("Gain", "Compressor", "MultibandCompressor", "ParametricEQ", "Limiter", "TubeStage")
+
+
+def _own_plugin_folders() -> List[Path]:
+    here = Path(__file__).resolve().parent
+    folders = [here / "_plugins"]
+    extra = os.environ.get("FXGRAD_PLUGIN_DIR")
+    if extra:
+        folders.insert(0, Path(extra))
+    return folders
+
+
+def own_plugin_path(effect: str, format: str = "lv2") -> Path:
+    """Path of one of fxgrad's own effects (``Gain``, ``Compressor``, ...) as a ``"vst3"`` or
+    ``"lv2"`` bundle, as built by ``make`` or shipped in the wheel.
+
+    Raises ``FileNotFoundError`` naming where it looked when the bundle is missing.
+    """
+    fmt = format.lower()
+    if fmt not in ("vst3", "lv2"):
+        raise ValueError(f"format must be 'vst3' or 'lv2', got {format!r}")
+    if effect not in OWN_EFFECTS:
+        raise ValueError(f"fxgrad has no effect {effect!r}; its effects are: {', '.join(OWN_EFFECTS)}")
+    folders = _own_plugin_folders()
+    for folder in folders:
+        candidate = folder / f"Fxgrad{effect}.{fmt}"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"fxgrad's own {effect} ({fmt}) is not built; looked in {', '.join(map(str, folders))}. "
+        "Run `make build` (or set FXGRAD_PLUGIN_DIR)."
+    )
+
+
+def own_plugins(format: str = "lv2") -> Dict[str, Path]:
+    """Every built effect of fxgrad's own, by name."""
+    found = {}
+    for effect in OWN_EFFECTS:
+        try:
+            found[effect] = own_plugin_path(effect, format)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def _resolve_source(identifier: PathLike) -> str:
+    text = os.fspath(identifier)
+    if text.startswith(OWN_PREFIX):
+        name, _, fmt = text[len(OWN_PREFIX):].partition("/")
+        return str(own_plugin_path(name, fmt or "lv2"))
+    return text
+
+
+def load(
+    identifier: PathLike,
+    sample_rate: float = 44100,
+    block_size: int = 1024,
+    channels: int = 2,
+    plugin: str = "",
+) -> _native.Plugin:
+    """Load a plugin, ready to process audio shaped ``(channels, samples)``.
+
+    Args:
+        identifier: an LV2 URI, an LV2 bundle folder (from any location), a VST3 bundle, a LADSPA
+            library, or ``"fxgrad:NAME"`` / ``"fxgrad:NAME/vst3"`` for one of fxgrad's own effects.
+        sample_rate: Hz.
+        block_size: the largest block the plugin is given; longer audio is split into blocks of
+            this size, so stateful results do not depend on how the caller splits its audio.
+        channels: channels of the audio passed to ``process``. A mono plugin in a stereo stream
+            gets the average of the channels and its output goes to both; a stereo plugin in a
+            mono stream gets the signal on both inputs and its outputs are averaged; a sidechain
+            input receives the main input.
+        plugin: picks one plugin where a bundle or library holds several (URI or name).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        PluginLoadError: not a plugin, or it failed to instantiate (the message says why).
+        ValueError: a bad sample rate, block size or channel count.
+    """
+    source = _resolve_source(identifier)
+    loaded = _native.Plugin.load(source, float(sample_rate), int(block_size), int(channels), plugin)
+    loaded._source = os.fspath(identifier)
+    loaded._hint = plugin
+    return loaded
+
+
+def scan(paths: Optional[Iterable[PathLike]] = None, include_own: bool = True) -> List[_native.PluginInfo]:
+    """Installed plugins: LV2 (standard folders and ``LV2_PATH``), VST3 (standard folders and
+    ``VST3_PATH``), LADSPA (``LADSPA_PATH``), fxgrad's own effects, and the given ``paths``
+    (folders searched recursively, or plugin bundles/files)."""
+    extra = [os.fspath(p) for p in (paths or [])]
+    if include_own:
+        extra += [str(f) for f in _own_plugin_folders() if f.is_dir()]
+    seen, result = set(), []
+    for info in _native.scan(extra):
+        key = (info.format, info.unique_id)
+        if key not in seen:
+            seen.add(key)
+            result.append(info)
+    return sorted(result, key=lambda i: (i.format, i.name.lower()))
+
+
+class Chain(_native.Chain):
+    """Plugins in series, driven by one vector of learned parameters in normalised [0, 1] units.
+
+    A parameter is named ``"INDEX.ID"`` (``"0.threshold0"``), or by its id or name alone where
+    that is unique in the chain.
+
+    Args:
+        plugins: loaded plugins sharing sample rate, block size and channels.
+        learned: the parameters the network drives, in order; ``None`` selects every automatable
+            parameter that is neither a bypass switch nor pinned.
+        pinned: fixed plain values, e.g. ``{"0.bypass0": 0}`` for the Calf Multiband Compressor
+            whose bands ship bypassed.
+    """
+
+    def __init__(
+        self,
+        plugins: Sequence[_native.Plugin],
+        learned: Optional[Sequence[str]] = None,
+        pinned: Optional[Mapping[str, float]] = None,
+    ):
+        plugins = list(plugins)
+        for k, p in enumerate(plugins):
+            if not isinstance(p, _native.Plugin):
+                raise TypeError(f"chain entry {k} is a {type(p).__name__}, not a Plugin (use fxgrad.load)")
+        super().__init__(plugins, None if learned is None else list(learned),
+                         [(str(k), float(v)) for k, v in (pinned or {}).items()])
+
+    def __repr__(self) -> str:
+        names = " -> ".join(p.name for p in self.plugins)
+        return f"<Chain {names}: {self.num_parameters} learned, {len(self.pinned)} pinned>"
+
+    def to_config(self) -> Dict[str, Any]:
+        """A plain dict (JSON/YAML-able) from which :meth:`from_config` rebuilds this chain."""
+        first = self.plugins[0]
+        return {
+            "sample_rate": first.sample_rate,
+            "block_size": first.block_size,
+            "channels": first.channels,
+            "plugins": [
+                {"plugin": getattr(p, "_source", p.identifier), **({"select": p._hint} if getattr(p, "_hint", "") else {})}
+                for p in self.plugins
+            ],
+            "learned": list(self.learned),
+            "pinned": {name: value for name, value in self.pinned},
+        }
+
+    @classmethod
+    def from_config(cls, config: Union[Mapping[str, Any], PathLike]) -> "Chain":
+        """Build a chain from a dict or a JSON/YAML file with keys ``plugins`` (a list of
+        identifiers, or of ``{"plugin": ID, "select": NAME}``), optional ``learned`` (list of
+        names), ``pinned`` (name -> plain value), ``sample_rate``, ``block_size``, ``channels``."""
+        if not isinstance(config, Mapping):
+            config = load_config(config)
+        unknown = set(config) - {"plugins", "learned", "pinned", "sample_rate", "block_size", "channels"}
+        if unknown:
+            raise ValueError(f"unknown chain config keys: {', '.join(sorted(unknown))}")
+        entries = config.get("plugins")
+        if not entries:
+            raise ValueError("a chain config needs a non-empty 'plugins' list")
+        options = dict(
+            sample_rate=config.get("sample_rate", 44100),
+            block_size=config.get("block_size", 1024),
+            channels=config.get("channels", 2),
+        )
+        plugins = []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                plugins.append(load(entry["plugin"], plugin=entry.get("select", ""), **options))
+            else:
+                plugins.append(load(entry, **options))
+        return cls(plugins, config.get("learned"), config.get("pinned"))
+
+
+def load_config(path: PathLike) -> Dict[str, Any]:
+    """Read a JSON, YAML or TOML file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such config file: {path}")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib
+        return tomllib.loads(text)
+    raise ValueError(f"config {path} must be .json, .yaml/.yml or .toml")
