@@ -8,6 +8,7 @@
 #include "fxgrad/Errors.h"
 #include "fxgrad/Host.h"
 #include "fxgrad/Plugin.h"
+#include "fxgrad/Rack.h"
 
 namespace py = pybind11;
 using namespace fxgrad;
@@ -30,6 +31,28 @@ FloatArray audioArgument (const py::handle& audio, int channels, const std::stri
     if (array.shape (0) != channels)
         throw py::value_error (what + " has " + std::to_string (array.shape (0)) + " channels; this plugin was loaded with channels="
                                + std::to_string (channels));
+    return FloatArray::ensure (array);
+}
+
+/** A float32 C-contiguous array of the given shape (-1: any length), with errors that name it. */
+FloatArray checkedArray (const py::handle& value, const std::string& name, std::vector<int64_t> shape, const std::string& layout)
+{
+    if (! py::isinstance<py::array> (value))
+        throw py::type_error (name + " must be a float32 numpy array shaped " + layout);
+    auto array = py::reinterpret_borrow<py::array> (value);
+    if (! array.dtype().is (py::dtype::of<float>()))
+        throw py::type_error (name + " must have dtype float32, got " + std::string (py::str (array.dtype())));
+    bool ok = array.ndim() == (py::ssize_t) shape.size();
+    for (size_t i = 0; ok && i < shape.size(); ++i)
+        ok = shape[i] < 0 ? array.shape ((py::ssize_t) i) > 0 : array.shape ((py::ssize_t) i) == shape[i];
+    if (! ok) {
+        std::string expected = "(", got = "(";
+        for (size_t i = 0; i < shape.size(); ++i)
+            expected += (i ? ", " : "") + (shape[i] < 0 ? std::string ("N") : std::to_string (shape[i]));
+        for (py::ssize_t i = 0; i < array.ndim(); ++i)
+            got += (i ? ", " : "") + std::to_string (array.shape (i));
+        throw py::value_error (name + " must be shaped " + layout + " = " + expected + "), got " + got + ")");
+    }
     return FloatArray::ensure (array);
 }
 
@@ -205,6 +228,81 @@ PYBIND11_MODULE (_native, m)
             }, py::arg ("audio"))
         .def ("reset", [] (Chain& c) { py::gil_scoped_release release; c.reset(); })
         .def ("clone", [] (const Chain& c) { py::gil_scoped_release release; return std::shared_ptr<Chain> (c.clone()); });
+
+    py::class_<Rack, std::shared_ptr<Rack>> (m, "Rack")
+        .def (py::init ([] (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
+                            const std::string& estimator, int64_t replaySamples, bool replayReset, int threads, uint64_t seed) {
+                  RackOptions o;
+                  o.lanes = lanes;
+                  o.eps = eps;
+                  o.perturbations = perturbations;
+                  o.replaySamples = replaySamples;
+                  o.replayReset = replayReset;
+                  o.threads = threads;
+                  o.seed = seed;
+                  if (strategy == "lockstep") o.strategy = Strategy::Lockstep;
+                  else if (strategy == "replay") o.strategy = Strategy::Replay;
+                  else if (strategy == "snapshot") o.strategy = Strategy::Snapshot;
+                  else throw py::value_error ("strategy must be 'lockstep', 'replay' or 'snapshot', got '" + strategy + "'");
+                  if (estimator == "two-sided") o.estimator = Estimator::TwoSided;
+                  else if (estimator == "one-sided") o.estimator = Estimator::OneSided;
+                  else if (estimator == "fd") o.estimator = Estimator::FiniteDifference;
+                  else throw py::value_error ("estimator must be 'two-sided', 'one-sided' or 'fd', got '" + estimator + "'");
+                  py::gil_scoped_release release;
+                  return std::make_shared<Rack> (chain, o);
+              }), py::arg ("chain"), py::arg ("lanes"), py::arg ("eps"), py::arg ("perturbations"), py::arg ("strategy"),
+              py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("replay_reset"), py::arg ("threads"), py::arg ("seed"))
+        .def_property_readonly ("lanes", &Rack::lanes)
+        .def_property_readonly ("num_parameters", &Rack::numParameters)
+        .def_property_readonly ("channels", &Rack::channels)
+        .def_property_readonly ("block_size", &Rack::blockSize)
+        .def_property_readonly ("threads", &Rack::threads)
+        .def_property_readonly ("evaluators_per_lane", &Rack::evaluatorsPerLane)
+        .def_property ("step", &Rack::step, &Rack::setStep)
+        .def ("forward", [] (Rack& r, const py::handle& thetaIn, const py::handle& xIn, bool record) {
+                auto theta = checkedArray (thetaIn, "theta", { r.lanes(), r.numParameters() }, "(lanes, parameters)");
+                auto x = checkedArray (xIn, "x", { r.lanes(), r.channels(), -1 }, "(lanes, channels, samples)");
+                const auto samples = x.shape (2);
+                FloatArray y ({ (py::ssize_t) r.lanes(), (py::ssize_t) r.channels(), samples });
+                {
+                    py::gil_scoped_release release;
+                    r.forward (theta.data(), x.data(), y.mutable_data(), samples, record);
+                }
+                return y;
+            }, py::arg ("theta"), py::arg ("x"), py::arg ("record") = true)
+        .def ("vjp", [] (Rack& r, const py::handle& gradIn) {
+                auto grad = checkedArray (gradIn, "grad_y", { r.lanes(), r.channels(), r.frameSamples() }, "(lanes, channels, samples) of the last frame");
+                FloatArray out ({ r.lanes(), r.numParameters() });
+                {
+                    py::gil_scoped_release release;
+                    r.vjp (grad.data(), out.mutable_data());
+                }
+                return out;
+            }, py::arg ("grad_y"))
+        .def ("perturbation", &Rack::perturbation, py::arg ("lane"), py::arg ("k") = 0)
+        .def ("reset_lanes", [] (Rack& r, const py::handle& maskIn, const py::object& prerollIn) {
+                auto mask = py::array_t<bool, py::array::c_style | py::array::forcecast>::ensure (maskIn);
+                if (! mask || mask.ndim() != 1 || mask.shape (0) != r.lanes())
+                    throw py::value_error ("mask must be a 1-D boolean array of length lanes=" + std::to_string (r.lanes()));
+                std::vector<uint8_t> flags (mask.data(), mask.data() + r.lanes());
+                FloatArray preroll;
+                int64_t prerollSamples = 0;
+                if (! prerollIn.is_none()) {
+                    preroll = checkedArray (prerollIn, "preroll", { r.lanes(), r.channels(), -1 }, "(lanes, channels, samples)");
+                    prerollSamples = preroll.shape (2);
+                }
+                py::gil_scoped_release release;
+                r.resetLanes (flags.data(), prerollSamples > 0 ? preroll.data() : nullptr, prerollSamples);
+            }, py::arg ("mask"), py::arg ("preroll") = py::none())
+        .def ("stats", [] (const Rack& r) {
+                const auto s = r.stats();
+                py::dict d;
+                d["dsp_seconds"] = s.dspSeconds;
+                d["wall_seconds"] = s.wallSeconds;
+                d["evaluations"] = s.evaluations;
+                return d;
+            })
+        .def ("reset_stats", &Rack::resetStats);
 
     m.def ("scan", [] (const std::vector<std::string>& paths) {
             py::gil_scoped_release release;

@@ -57,6 +57,10 @@ public:
 
     Lv2Metadata& lv2Metadata() { return *lv2; }
 
+    /** Held around everything that touches JUCE's LV2 world (lilv and sord are not
+        thread-safe): loading, and an LV2 instance's state save/restore and re-creation. */
+    std::mutex& worldMutex() { return loadMutex; }
+
     void registerOwner (InstanceOwner*);
     void unregisterOwner (InstanceOwner*);
 

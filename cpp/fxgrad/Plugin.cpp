@@ -89,7 +89,7 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
     prepare();
     // LV2 plugins report their latency through an output port written by run(): one block of
     // silence makes it known, then the instance starts afresh.
-    if (description.pluginFormatName == "LV2") {
+    if (isLv2()) {
         buffer.clear();
         instance->processBlock (buffer, midi);
         midi.clear();
@@ -182,9 +182,11 @@ void Plugin::prepare()
 
 void Plugin::readParameters()
 {
-    const bool isLv2 = description.pluginFormatName == "LV2";
-    const auto lv2Ports = isLv2 ? host->lv2Metadata().controlInputs (description.fileOrIdentifier.toStdString())
-                                : std::map<std::string, ParameterInfo> {};
+    std::map<std::string, ParameterInfo> lv2Ports;
+    if (isLv2()) {
+        std::lock_guard<std::mutex> world (host->worldMutex());
+        lv2Ports = host->lv2Metadata().controlInputs (description.fileOrIdentifier.toStdString());
+    }
     const auto* bypass = instance->getBypassParameter();
     std::set<std::string> usedIds;
 
@@ -419,6 +421,9 @@ void Plugin::reset()
     auto& p = live();
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
     // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
+    std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+    if (isLv2())
+        world.lock();
     p.releaseResources();
     prepare();
 }
@@ -427,6 +432,9 @@ std::string Plugin::getState() const
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
     juce::MemoryBlock block;
+    std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+    if (isLv2())
+        world.lock();
     live().getStateInformation (block);
     return std::string (static_cast<const char*> (block.getData()), block.getSize());
 }
@@ -434,7 +442,12 @@ std::string Plugin::getState() const
 void Plugin::setState (const std::string& blob)
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
-    live().setStateInformation (blob.data(), (int) blob.size());
+    {
+        std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+        if (isLv2())
+            world.lock();
+        live().setStateInformation (blob.data(), (int) blob.size());
+    }
     refreshParameterCache();
 }
 

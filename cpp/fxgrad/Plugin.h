@@ -70,6 +70,7 @@ private:
     void refreshParameterCache();
     void prepare();
     juce::AudioPluginInstance& live() const;
+    bool isLv2() const { return description.pluginFormatName == "LV2"; }
     void requireIndex (int index) const;
     float juceValueFor (int index, float plain, float normalized) const;
 

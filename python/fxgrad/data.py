@@ -66,7 +66,8 @@ class PairedAudioDataset:
 
     Items:
         ``dataset[i]`` is ``(input, target)``, two float32 tensors (channels, samples) of
-        ``dataset.num_samples(i)`` samples, linear amplitude.
+        ``dataset.num_samples(i)`` samples, linear amplitude. Cached tensors are shared
+        between calls: copy them before modifying them in place.
     """
 
     def __init__(
@@ -81,12 +82,12 @@ class PairedAudioDataset:
     ) -> None:
         inputs = _audio_files(Path(input_dir), "input")
         targets = _audio_files(Path(target_dir), "target")
-        unpaired_inputs = sorted(inputs.keys() - targets.keys())
-        unpaired_targets = sorted(targets.keys() - inputs.keys())
-        if unpaired_inputs or unpaired_targets:
+        lonely_inputs = [inputs[name].name for name in sorted(inputs.keys() - targets.keys())]
+        lonely_targets = [targets[name].name for name in sorted(targets.keys() - inputs.keys())]
+        if lonely_inputs or lonely_targets:
             raise ValueError(
-                f"unpaired files: inputs without a target {[inputs[n].name for n in unpaired_inputs]}, "
-                f"targets without an input {[targets[n].name for n in unpaired_targets]}"
+                f"unpaired files: inputs without a target {lonely_inputs}, "
+                f"targets without an input {lonely_targets}"
             )
         pairs = [(inputs[name], targets[name]) for name in sorted(inputs)]
         self._initialise(pairs, sample_rate, channels, length_tolerance, cache_size)
@@ -132,7 +133,7 @@ class PairedAudioDataset:
         self.pairs = pairs
         self._cache_size = int(cache_size)
         self._cache: OrderedDict[int, tuple[Tensor, Tensor]] = OrderedDict()
-        self._lengths = []
+        self._lengths: list[int] = []
         for input_path, target_path in pairs:
             input_length = self._delivered_length(input_path)
             target_length = self._delivered_length(target_path)
@@ -362,7 +363,8 @@ class FrameStreamer:
             clip_index >= 0, torch.tensor(self._lane_frame, dtype=torch.long), -1
         )
         for lane in range(self.lanes):
-            self._lane_frame[lane] += 1
+            if self._lane_clip[lane] >= 0:
+                self._lane_frame[lane] += 1
         return StreamBatch(context, frame, target, reset, clip_index, frame_index, valid_samples)
 
     def state_dict(self) -> dict:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
-import scipy.signal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -306,8 +305,10 @@ class MultiResolutionSTFTLoss(nn.Module):
 
 def _as_clip(audio: ArrayLike, name: str) -> Tensor:
     """Validate one clip and return it as a float64 (channels, samples) tensor."""
-    clip = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio)
-    clip = clip.detach().to("cpu", torch.float64)
+    if isinstance(audio, Tensor):
+        clip = audio.detach().to("cpu", torch.float64)
+    else:
+        clip = torch.as_tensor(np.asarray(audio, dtype=np.float64))
     if clip.ndim == 1:
         clip = clip.unsqueeze(0)
     if clip.ndim != 2:
@@ -457,6 +458,10 @@ def integrated_loudness(audio: ArrayLike, sample_rate: int) -> float:
     Returns:
         loudness in LUFS; ``-inf`` when every block falls below the absolute gate (silence).
     """
+    # Imported here because scipy is only a test extra of the package; loudness is an
+    # evaluation metric, and training must not need it.
+    import scipy.signal
+
     clip = _as_clip(audio, "audio").numpy()
     block = round(0.4 * sample_rate)
     step = round(0.1 * sample_rate)

@@ -1,0 +1,46 @@
+#pragma once
+// A fixed pool of worker threads that runs numbered tasks. The caller's thread works too, so a
+// pool of size T keeps T-1 threads. Tasks are handed out dynamically; callers make results
+// deterministic by writing each task's result to its own slot.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fxgrad {
+
+class ThreadPool {
+public:
+    explicit ThreadPool (int numThreads);
+    ~ThreadPool();
+    ThreadPool (const ThreadPool&) = delete;
+    ThreadPool& operator= (const ThreadPool&) = delete;
+
+    int size() const { return (int) workers.size() + 1; }
+
+    /** Runs task(i) for i in [0, numTasks) and returns when all are done. The first exception
+        thrown by a task is rethrown here, after every task has finished. Not reentrant. */
+    void run (int numTasks, const std::function<void (int)>& task);
+
+private:
+    void workerLoop();
+    void drain();
+
+    std::vector<std::thread> workers;
+    std::mutex mutex;
+    std::condition_variable wake, done;
+    const std::function<void (int)>* current = nullptr;   // guarded by the generation handshake
+    int taskCount = 0;
+    std::atomic<int> nextTask { 0 };
+    uint64_t generation = 0;
+    size_t finishedWorkers = 0;   // workers done with the current generation
+    bool stopping = false;
+    std::exception_ptr firstError;
+    std::mutex errorMutex;
+};
+
+} // namespace fxgrad
