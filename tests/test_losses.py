@@ -16,6 +16,10 @@ from fxgrad.losses import (
 )
 
 
+def noise_like(tensor, seed):
+    return torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed))
+
+
 def delayed_pairs(delays, num_samples=1024, channels=1, seed=0):
     """(output, target) where output item b lags target item b by delays[b] samples."""
     generator = torch.Generator().manual_seed(seed)
@@ -45,7 +49,7 @@ class TestDelayInvariantLoss:
         value, lag = loss(output, target, return_lag=True)
         assert lag.tolist() == [23, -41]
         assert value.item() < 1e-5
-        unrelated = torch.randn(output.shape, generator=torch.Generator().manual_seed(5))
+        unrelated = noise_like(output, seed=5)
         assert loss(unrelated, target).item() > 5.0
 
     def test_lag_search_is_bounded_by_max_lag(self):
@@ -69,7 +73,8 @@ class TestDelayInvariantLoss:
     def test_terms_match_a_direct_computation_at_zero_lag(self):
         generator = torch.Generator().manual_seed(3)
         target = torch.randn(1, 2, 1024, generator=generator, dtype=torch.float64)
-        output = 0.3 * target + 0.2 * torch.randn(1, 2, 1024, generator=generator, dtype=torch.float64)
+        noise = torch.randn(1, 2, 1024, generator=generator, dtype=torch.float64)
+        output = 0.3 * target + 0.2 * noise
         loss = DelayInvariantLoss(alpha_time=10.0, alpha_freq=1.0)
         terms = loss.terms(output, target)
         assert terms.lag.item() == 0
@@ -88,14 +93,16 @@ class TestDelayInvariantLoss:
         assert terms.time.item() == pytest.approx(expected_time, rel=1e-9)
         # The Hann window is a float32 buffer, hence the looser tolerance.
         assert terms.freq.item() == pytest.approx(expected_freq, rel=1e-6)
-        assert loss(output, target).item() == pytest.approx(10 * expected_time + expected_freq, rel=1e-6)
+        expected = 10 * expected_time + expected_freq
+        assert loss(output, target).item() == pytest.approx(expected, rel=1e-6)
 
     def test_batch_loss_is_the_mean_of_item_losses(self):
         output, target = delayed_pairs([5, -12, 0])
-        output = output + 0.1 * torch.randn(output.shape, generator=torch.Generator().manual_seed(9))
+        output = output + 0.1 * noise_like(output, seed=9)
         loss = DelayInvariantLoss()
         items = [loss(output[b:b + 1], target[b:b + 1]) for b in range(3)]
-        assert loss(output, target).item() == pytest.approx(torch.stack(items).mean().item(), rel=1e-6)
+        mean_of_items = torch.stack(items).mean().item()
+        assert loss(output, target).item() == pytest.approx(mean_of_items, rel=1e-6)
 
     def test_gradient_reaches_only_the_overlapping_samples(self):
         output, target = delayed_pairs([30])
@@ -109,7 +116,7 @@ class TestDelayInvariantLoss:
         output, target = delayed_pairs([-7], num_samples=3000)
         loss = DelayInvariantLoss(n_fft=1024)
         assert loss(output, target).item() < 1e-5
-        noisy = output + 0.05 * torch.randn(output.shape, generator=torch.Generator().manual_seed(1))
+        noisy = output + 0.05 * noise_like(output, seed=1)
         assert loss(noisy, target).item() > 0.1
 
     @pytest.mark.parametrize(
@@ -150,7 +157,8 @@ class TestMultiResolutionSTFTLoss:
 def librosa_reference_pair(sample_rate=22050):
     rng = np.random.default_rng(0)
     n = 2 * sample_rate
-    x = rng.standard_normal(n) * np.linspace(0, 1, n) + np.sin(2 * np.pi * 440 * np.arange(n) / sample_rate)
+    tone = np.sin(2 * np.pi * 440 * np.arange(n) / sample_rate)
+    x = rng.standard_normal(n) * np.linspace(0, 1, n) + tone
     y = 0.5 * x + 0.1 * rng.standard_normal(n)
     return y, x
 
@@ -189,10 +197,14 @@ class TestMfccCosineDistance:
 class TestLoudness:
     def test_k_weighting_reproduces_the_bs1770_table_at_48k(self):
         (b_shelf, a_shelf), (b_highpass, a_highpass) = k_weighting_filters(48000)
-        np.testing.assert_allclose(b_shelf, [1.53512485958697, -2.69169618940638, 1.19839281085285], atol=1e-8)
-        np.testing.assert_allclose(a_shelf, [1.0, -1.69065929318241, 0.73248077421585], atol=1e-8)
-        np.testing.assert_allclose(b_highpass, [1.0, -2.0, 1.0])
-        np.testing.assert_allclose(a_highpass, [1.0, -1.99004745483398, 0.99007225036621], atol=1e-8)
+        table = {
+            "b_shelf": [1.53512485958697, -2.69169618940638, 1.19839281085285],
+            "a_shelf": [1.0, -1.69065929318241, 0.73248077421585],
+            "b_highpass": [1.0, -2.0, 1.0],
+            "a_highpass": [1.0, -1.99004745483398, 0.99007225036621],
+        }
+        for name, computed in zip(table, (b_shelf, a_shelf, b_highpass, a_highpass)):
+            np.testing.assert_allclose(computed, table[name], atol=1e-8, err_msg=name)
 
     @pytest.mark.parametrize("sample_rate", [48000, 44100, 22050])
     def test_full_scale_997hz_sine_reads_minus_3_lufs(self, sample_rate):
@@ -222,10 +234,12 @@ class TestLoudness:
     def test_loudness_error_is_the_level_difference(self):
         sample_rate = 22050
         noise = np.random.default_rng(0).standard_normal((2, 2 * sample_rate)) * 0.1
-        assert loudness_error_db(0.5 * noise, noise, sample_rate) == pytest.approx(20 * math.log10(2), abs=1e-6)
+        half_level = loudness_error_db(0.5 * noise, noise, sample_rate)
+        assert half_level == pytest.approx(20 * math.log10(2), abs=1e-6)
         assert loudness_error_db(noise, noise, sample_rate) == 0.0
         assert loudness_error_db(np.zeros(sample_rate), np.zeros(sample_rate), sample_rate) == 0.0
-        assert loudness_error_db(np.zeros(sample_rate), noise[0, :sample_rate], sample_rate) == math.inf
+        silence = np.zeros(sample_rate)
+        assert loudness_error_db(silence, noise[0, :sample_rate], sample_rate) == math.inf
 
     def test_rejects_clips_shorter_than_one_block(self):
         with pytest.raises(ValueError, match="400 ms"):

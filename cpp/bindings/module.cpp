@@ -10,12 +10,39 @@
 #include "fxgrad/Plugin.h"
 #include "fxgrad/Rack.h"
 
+#include <chrono>
+#include <thread>
+
 namespace py = pybind11;
 using namespace fxgrad;
 
 namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style>;
+
+/** py::gil_scoped_release, except for a daemon thread still inside fxgrad while the interpreter
+    finalises: Python ends such a thread with pthread_exit when it re-takes the GIL, and that
+    forced unwind through pybind11's noexcept destructor aborts the whole process ("terminate
+    called without an active exception"). Such a thread is parked instead; the process is exiting. */
+class ReleaseGil {
+public:
+    ReleaseGil() : state (PyEval_SaveThread()) {}
+    ~ReleaseGil()
+    {
+#if PY_VERSION_HEX >= 0x030D0000
+        while (Py_IsFinalizing())
+#else
+        while (_Py_IsFinalizing())
+#endif
+            std::this_thread::sleep_for (std::chrono::hours (1));
+        PyEval_RestoreThread (state);
+    }
+    ReleaseGil (const ReleaseGil&) = delete;
+    ReleaseGil& operator= (const ReleaseGil&) = delete;
+
+private:
+    PyThreadState* state;
+};
 
 /** A (channels, samples) float32 C-contiguous view of `audio`, with errors that name the problem. */
 FloatArray audioArgument (const py::handle& audio, int channels, const std::string& what)
@@ -135,7 +162,7 @@ PYBIND11_MODULE (_native, m)
     py::class_<Plugin, std::shared_ptr<Plugin>> (m, "Plugin", py::dynamic_attr())
         .def_static ("load", [] (const std::string& identifier, double sampleRate, int blockSize, int channels, const std::string& hint) {
                 PluginOptions options { sampleRate, blockSize, channels };
-                py::gil_scoped_release release;
+                ReleaseGil release;
                 return Plugin::load (identifier, options, hint);
             }, py::arg ("identifier"), py::arg ("sample_rate"), py::arg ("block_size"), py::arg ("channels"), py::arg ("hint") = "")
         .def_property_readonly ("info", &Plugin::info)
@@ -163,26 +190,26 @@ PYBIND11_MODULE (_native, m)
                 const auto channels = in.shape (0), samples = in.shape (1);
                 FloatArray out ({ channels, samples });
                 {
-                    py::gil_scoped_release release;
+                    ReleaseGil release;
                     p.process (in.data(), samples, out.mutable_data(), samples, samples);
                 }
                 return out;
             }, py::arg ("audio"))
-        .def ("reset", [] (Plugin& p) { py::gil_scoped_release release; p.reset(); })
+        .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
         .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
         .def ("load_state", [] (Plugin& p, const py::bytes& blob) {
                 std::string data = blob;
-                py::gil_scoped_release release;
+                ReleaseGil release;
                 p.setState (data);
             }, py::arg ("state"))
-        .def ("clone", [] (const Plugin& p) { py::gil_scoped_release release; return p.clone(); });
+        .def ("clone", [] (const Plugin& p) { ReleaseGil release; return p.clone(); });
 
     py::class_<Chain, std::shared_ptr<Chain>> (m, "Chain")
         .def (py::init ([] (std::vector<std::shared_ptr<Plugin>> plugins, py::object learned,
                             std::vector<std::pair<std::string, float>> pinned) {
                   const bool learnAll = learned.is_none();
                   auto names = learnAll ? std::vector<std::string> {} : learned.cast<std::vector<std::string>>();
-                  py::gil_scoped_release release;
+                  ReleaseGil release;
                   return std::make_shared<Chain> (std::move (plugins), names, learnAll, pinned);
               }), py::arg ("plugins"), py::arg ("learned"), py::arg ("pinned"))
         .def_property_readonly ("plugins", &Chain::plugins)
@@ -221,23 +248,22 @@ PYBIND11_MODULE (_native, m)
                 const auto samples = in.shape (1);
                 FloatArray out ({ in.shape (0), samples });
                 {
-                    py::gil_scoped_release release;
+                    ReleaseGil release;
                     c.process (in.data(), samples, out.mutable_data(), samples, samples);
                 }
                 return out;
             }, py::arg ("audio"))
-        .def ("reset", [] (Chain& c) { py::gil_scoped_release release; c.reset(); })
-        .def ("clone", [] (const Chain& c) { py::gil_scoped_release release; return std::shared_ptr<Chain> (c.clone()); });
+        .def ("reset", [] (Chain& c) { ReleaseGil release; c.reset(); })
+        .def ("clone", [] (const Chain& c) { ReleaseGil release; return std::shared_ptr<Chain> (c.clone()); });
 
     py::class_<Rack, std::shared_ptr<Rack>> (m, "Rack")
         .def (py::init ([] (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
-                            const std::string& estimator, int64_t replaySamples, bool replayReset, int threads, uint64_t seed) {
+                            const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed) {
                   RackOptions o;
                   o.lanes = lanes;
                   o.eps = eps;
                   o.perturbations = perturbations;
                   o.replaySamples = replaySamples;
-                  o.replayReset = replayReset;
                   o.threads = threads;
                   o.seed = seed;
                   if (strategy == "lockstep") o.strategy = Strategy::Lockstep;
@@ -248,10 +274,10 @@ PYBIND11_MODULE (_native, m)
                   else if (estimator == "one-sided") o.estimator = Estimator::OneSided;
                   else if (estimator == "fd") o.estimator = Estimator::FiniteDifference;
                   else throw py::value_error ("estimator must be 'two-sided', 'one-sided' or 'fd', got '" + estimator + "'");
-                  py::gil_scoped_release release;
+                  ReleaseGil release;
                   return std::make_shared<Rack> (chain, o);
               }), py::arg ("chain"), py::arg ("lanes"), py::arg ("eps"), py::arg ("perturbations"), py::arg ("strategy"),
-              py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("replay_reset"), py::arg ("threads"), py::arg ("seed"))
+              py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("threads"), py::arg ("seed"))
         .def_property_readonly ("lanes", &Rack::lanes)
         .def_property_readonly ("num_parameters", &Rack::numParameters)
         .def_property_readonly ("channels", &Rack::channels)
@@ -265,7 +291,7 @@ PYBIND11_MODULE (_native, m)
                 const auto samples = x.shape (2);
                 FloatArray y ({ (py::ssize_t) r.lanes(), (py::ssize_t) r.channels(), samples });
                 {
-                    py::gil_scoped_release release;
+                    ReleaseGil release;
                     r.forward (theta.data(), x.data(), y.mutable_data(), samples, record);
                 }
                 return y;
@@ -274,7 +300,7 @@ PYBIND11_MODULE (_native, m)
                 auto grad = checkedArray (gradIn, "grad_y", { r.lanes(), r.channels(), r.frameSamples() }, "(lanes, channels, samples) of the last frame");
                 FloatArray out ({ r.lanes(), r.numParameters() });
                 {
-                    py::gil_scoped_release release;
+                    ReleaseGil release;
                     r.vjp (grad.data(), out.mutable_data());
                 }
                 return out;
@@ -291,7 +317,7 @@ PYBIND11_MODULE (_native, m)
                     preroll = checkedArray (prerollIn, "preroll", { r.lanes(), r.channels(), -1 }, "(lanes, channels, samples)");
                     prerollSamples = preroll.shape (2);
                 }
-                py::gil_scoped_release release;
+                ReleaseGil release;
                 r.resetLanes (flags.data(), prerollSamples > 0 ? preroll.data() : nullptr, prerollSamples);
             }, py::arg ("mask"), py::arg ("preroll") = py::none())
         .def ("stats", [] (const Rack& r) {
@@ -305,9 +331,9 @@ PYBIND11_MODULE (_native, m)
         .def ("reset_stats", &Rack::resetStats);
 
     m.def ("scan", [] (const std::vector<std::string>& paths) {
-            py::gil_scoped_release release;
+            ReleaseGil release;
             return Host::get()->scan (paths);
         }, py::arg ("paths"));
-    m.def ("shutdown", [] { py::gil_scoped_release release; Host::shutdown(); },
+    m.def ("shutdown", [] { ReleaseGil release; Host::shutdown(); },
            "Releases every plugin instance and stops the host (called at interpreter exit).");
 }

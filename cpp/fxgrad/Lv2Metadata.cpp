@@ -43,13 +43,18 @@ struct Lv2Metadata::World {
     LilvNode* expensive = uri (std::string (kPortProps) + "expensive");
     LilvNode* unit = uri (std::string (kUnits) + "unit");
     LilvNode* unitSymbol = uri (std::string (kUnits) + "symbol");
+    LilvNode* audioPort = uri (std::string (kLv2Core) + "AudioPort");
+    LilvNode* isSideChain = uri (std::string (kLv2Core) + "isSideChain");
+    LilvNode* connectionOptional = uri (std::string (kLv2Core) + "connectionOptional");
+    LilvNode* portGroup = uri ("http://lv2plug.in/ns/ext/port-groups#group");
 
     LilvNode* uri (const std::string& s) { return lilv_new_uri (lilv, s.c_str()); }
 
     ~World()
     {
         for (auto* n : { controlPort, inputPort, integer, toggled, enumeration, designation, enabled,
-                         logarithmic, notAutomatic, expensive, unit, unitSymbol })
+                         logarithmic, notAutomatic, expensive, unit, unitSymbol, audioPort, isSideChain,
+                         connectionOptional, portGroup })
             lilv_node_free (n);
         lilv_world_free (lilv);
     }
@@ -87,18 +92,56 @@ std::vector<std::string> Lv2Metadata::loadBundle (const std::string& bundleFolde
     LilvNode* bundle = lilv_new_file_uri (world->lilv, nullptr, folder.c_str());
     lilv_world_load_bundle (world->lilv, bundle);
 
-    std::vector<std::string> uris;
-    const LilvPlugins* plugins = lilv_world_get_all_plugins (world->lilv);
-    LILV_FOREACH (plugins, it, plugins) {
-        const LilvPlugin* plugin = lilv_plugins_get (plugins, it);
-        if (lilv_node_equals (lilv_plugin_get_bundle_uri (plugin), bundle))
-            uris.emplace_back (lilv_node_as_uri (lilv_plugin_get_uri (plugin)));
-    }
+    const auto declaredIn = [] (LilvWorld* w, const LilvNode* bundleUri) {
+        std::vector<std::string> found;
+        const LilvPlugins* plugins = lilv_world_get_all_plugins (w);
+        LILV_FOREACH (plugins, it, plugins) {
+            const LilvPlugin* plugin = lilv_plugins_get (plugins, it);
+            if (lilv_node_equals (lilv_plugin_get_bundle_uri (plugin), bundleUri))
+                found.emplace_back (lilv_node_as_uri (lilv_plugin_get_uri (plugin)));
+        }
+        return found;
+    };
+    auto uris = declaredIn (world->lilv, bundle);
     lilv_node_free (bundle);
+
+    if (uris.empty()) {
+        // lilv ignores a plugin whose URI is already known from another bundle (a copy of an
+        // installed bundle): read the manifest in a world of its own to learn what it declares.
+        LilvWorld* own = lilv_world_new();
+        LilvNode* ownBundle = lilv_new_file_uri (own, nullptr, folder.c_str());
+        lilv_world_load_bundle (own, ownBundle);
+        uris = declaredIn (own, ownBundle);
+        lilv_node_free (ownBundle);
+        lilv_world_free (own);
+    }
     return uris;
 }
 
 bool Lv2Metadata::knows (const std::string& uri) const { return world->find (uri) != nullptr; }
+
+std::vector<bool> Lv2Metadata::mainBusSideChains (const std::string& uri) const
+{
+    std::vector<bool> sideChains;
+    const LilvPlugin* plugin = world->find (uri);
+    if (plugin == nullptr)
+        return {};
+    for (uint32_t i = 0, n = lilv_plugin_get_num_ports (plugin); i < n; ++i) {
+        const LilvPort* port = lilv_plugin_get_port_by_index (plugin, i);
+        if (! lilv_port_is_a (plugin, port, world->audioPort) || ! lilv_port_is_a (plugin, port, world->inputPort))
+            continue;
+        if (LilvNodes* groups = lilv_port_get_value (plugin, port, world->portGroup)) {
+            const bool grouped = lilv_nodes_size (groups) > 0;
+            lilv_nodes_free (groups);
+            if (grouped)
+                return {};   // JUCE builds the buses from the groups instead
+        }
+        // JUCE gives each optional ungrouped port a bus of its own.
+        if (! lilv_port_has_property (plugin, port, world->connectionOptional))
+            sideChains.push_back (lilv_port_has_property (plugin, port, world->isSideChain));
+    }
+    return sideChains;
+}
 
 std::map<std::string, ParameterInfo> Lv2Metadata::controlInputs (const std::string& uri) const
 {

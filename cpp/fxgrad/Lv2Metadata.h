@@ -25,6 +25,11 @@ public:
 
     bool knows (const std::string& uri) const;
 
+    /** When JUCE's LV2 host forms the main input bus from ungrouped ports (it does when no audio
+        input has a port group), whether each of that bus's channels is a sidechain port
+        (lv2:isSideChain); empty otherwise. */
+    std::vector<bool> mainBusSideChains (const std::string& uri) const;
+
     /** Control input ports of the plugin, keyed by port symbol. Empty for an unknown URI. */
     std::map<std::string, ParameterInfo> controlInputs (const std::string& uri) const;
 

@@ -123,8 +123,11 @@ std::shared_ptr<Plugin> Plugin::clone() const
     std::lock_guard<std::recursive_mutex> lock (mutex);
     auto copy = std::shared_ptr<Plugin> (new Plugin (host, description, opts));
     copy->setState (getState());
+    // An LV2 state holds every port value exactly; setting them again through the normalised
+    // mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
     for (int i = 0; i < numParameters(); ++i)
-        copy->setNormalized (i, normalizedValues[(size_t) i]);
+        if (! isLv2() || params[(size_t) i].plainFromText)
+            copy->setNormalized (i, normalizedValues[(size_t) i]);
     copy->reset();
     return copy;
 }
@@ -141,18 +144,36 @@ void Plugin::configureChannels()
         fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio output: fxgrad hosts audio effects");
     const int c = opts.channels;
 
+    // JUCE's LV2 host puts ungrouped sidechain ports (lv2:isSideChain, e.g. ZamComp's) into the
+    // main input bus; they count as sidechains here, not as main inputs.
+    std::vector<int> mainChannels, sideChannels;
+    {
+        std::vector<bool> sideInMain;
+        if (isLv2()) {
+            std::lock_guard<std::mutex> world (host->worldMutex());
+            sideInMain = host->lv2Metadata().mainBusSideChains (description.fileOrIdentifier.toStdString());
+        }
+        const bool known = (int) sideInMain.size() == mainIn
+                           && std::find (sideInMain.begin(), sideInMain.end(), false) != sideInMain.end();
+        for (int j = 0; j < totalIn; ++j)
+            (j < mainIn && ! (known && sideInMain[(size_t) j]) ? mainChannels : sideChannels).push_back (j);
+    }
+    const int numMain = (int) mainChannels.size();
+
     // Main inputs: one-to-one when the counts match, a mono input takes the average of the
     // stream, otherwise channels repeat cyclically. Other inputs (sidechains) get the main input.
     inputSources.assign ((size_t) totalIn, {});
-    for (int j = 0; j < mainIn; ++j) {
-        if (mainIn == 1 && c > 1)
+    for (int k = 0; k < numMain; ++k) {
+        auto& sources = inputSources[(size_t) mainChannels[(size_t) k]];
+        if (numMain == 1 && c > 1)
             for (int s = 0; s < c; ++s)
-                inputSources[(size_t) j].push_back (s);
+                sources.push_back (s);
         else
-            inputSources[(size_t) j].push_back (j % c);
+            sources.push_back (k % c);
     }
-    for (int j = mainIn; j < totalIn; ++j)
-        inputSources[(size_t) j] = mainIn > 0 ? inputSources[(size_t) ((j - mainIn) % mainIn)] : std::vector<int> { j % c };
+    for (size_t k = 0; k < sideChannels.size(); ++k)
+        inputSources[(size_t) sideChannels[k]] = numMain > 0 ? inputSources[(size_t) mainChannels[k % (size_t) numMain]]
+                                                             : std::vector<int> { (int) k % c };
 
     // Outputs: one-to-one, a mono output feeds every stream channel, a mono stream takes the
     // average of the plugin's outputs, otherwise outputs repeat cyclically.
@@ -224,6 +245,8 @@ void Plugin::readParameters()
         info.index = (int) params.size();
         info.automatable = info.automatable && p->isAutomatable();
         info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info.id, info.name);
+        if (isLv2() && p == bypass && port != lv2Ports.end())
+            invertedParameter = (int) params.size();   // JUCE shows lv2:enabled as "bypass" = 1 - enabled
         while (! usedIds.insert (info.id).second)
             info.id += "_";
         params.push_back (std::move (info));
@@ -238,7 +261,7 @@ void Plugin::refreshParameterCache()
     normalizedValues.assign (params.size(), 0.0f);
     for (size_t i = 0; i < params.size(); ++i) {
         const auto& info = params[i];
-        const float juceValue = juceParams[i]->getValue();
+        const float juceValue = (int) i == invertedParameter ? 1.0f - juceParams[i]->getValue() : juceParams[i]->getValue();
         if (info.plainFromText) {
             normalizedValues[i] = juceValue;
         } else {
@@ -283,7 +306,8 @@ float Plugin::juceValueFor (int index, float plain, float normalized) const
     const auto& info = params[(size_t) index];
     if (info.plainFromText)
         return normalized;
-    return info.maximum > info.minimum ? (plain - info.minimum) / (info.maximum - info.minimum) : 0.0f;
+    const float value = info.maximum > info.minimum ? (plain - info.minimum) / (info.maximum - info.minimum) : 0.0f;
+    return index == invertedParameter ? 1.0f - value : value;
 }
 
 void Plugin::setPlain (int index, float plain)
@@ -303,12 +327,14 @@ void Plugin::setPlain (int index, float plain)
             ? juceParams[(size_t) index]->getValueForText (juce::String (formatNumber (plain)))
             : (info.choices.size() > 1 ? std::round (plain) / (float) (info.choices.size() - 1) : 0.0f);
         juceParams[(size_t) index]->setValue (normalized);
+        markPending (index);
         normalizedValues[(size_t) index] = normalized;
         plainValues[(size_t) index] = plain;
     } else {
         const float snapped = info.quantize (std::clamp (plain, info.minimum, info.maximum));
         const float normalized = info.toNormalized (snapped);
         juceParams[(size_t) index]->setValue (juceValueFor (index, snapped, normalized));
+        markPending (index);
         plainValues[(size_t) index] = snapped;
         normalizedValues[(size_t) index] = normalized;
     }
@@ -339,11 +365,13 @@ void Plugin::setNormalized (int index, float normalized)
         fail (ErrorKind::Value, "normalised value " + formatNumber (normalized) + " for '" + info.id + "' is outside [0, 1]");
     if (info.plainFromText) {
         juceParams[(size_t) index]->setValue (normalized);
+        markPending (index);
         normalizedValues[(size_t) index] = normalized;
         plainValues[(size_t) index] = std::nanf ("");
     } else {
         const float plain = info.toPlain (normalized);
         juceParams[(size_t) index]->setValue (juceValueFor (index, plain, normalized));
+        markPending (index);
         plainValues[(size_t) index] = plain;
         normalizedValues[(size_t) index] = normalized;
     }
@@ -392,6 +420,7 @@ void Plugin::process (const float* input, int64_t inputStride, float* output, in
         }
         p.processBlock (block, midi);
         midi.clear();
+        pendingParameters.clear();
         for (int s = 0; s < c; ++s) {
             float* dest = output + s * outputStride + offset;
             const auto& sources = outputSources[(size_t) s];
@@ -415,6 +444,47 @@ void Plugin::process (const float* input, int64_t inputStride, float* output, in
                   + ") produced NaN or Inf output (channel " + std::to_string (ch) + ")");
 }
 
+void Plugin::markPending (int index)
+{
+    if (std::find (pendingParameters.begin(), pendingParameters.end(), index) == pendingParameters.end())
+        pendingParameters.push_back (index);
+}
+
+float Plugin::juceTarget (int index) const
+{
+    const auto i = (size_t) index;
+    return params[i].plainFromText ? normalizedValues[i] : juceValueFor (index, plainValues[i], normalizedValues[i]);
+}
+
+std::string Plugin::withPendingPortValues (std::string state) const
+{
+    // JUCE's LV2 host saves the control ports, which receive values set since the last
+    // processBlock only in the next one: write those values into the saved preset, as the port
+    // values JUCE will give the plugin (lilv writes `lv2:symbol "ID" ; pset:value VALUE`).
+    for (const int index : pendingParameters) {
+        const auto& info = params[(size_t) index];
+        if (info.plainFromText)
+            continue;
+        const float f = std::clamp (juceValueFor (index, plainValues[(size_t) index], normalizedValues[(size_t) index]), 0.0f, 1.0f);
+        const float portValue = index == invertedParameter ? plainValues[(size_t) index]
+                                                           : info.minimum + (info.maximum - info.minimum) * f;
+        const std::string key = "lv2:symbol \"" + info.id + "\"";
+        const auto at = state.find (key);
+        auto value = at == std::string::npos ? at : state.find ("pset:value", at);
+        if (value == std::string::npos || state.find ("lv2:symbol", at + key.size()) < value)
+            continue;
+        value = state.find_first_not_of (" \t\r\n", value + std::strlen ("pset:value"));
+        const auto end = state.find_first_of (" \t\r\n;],", value);
+        if (value == std::string::npos || end == std::string::npos)
+            continue;
+        auto text = formatNumber (portValue);
+        if (text.find_first_of (".en") == std::string::npos)
+            text += ".0";
+        state.replace (value, end - value, text);
+    }
+    return state;
+}
+
 void Plugin::reset()
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
@@ -426,6 +496,10 @@ void Plugin::reset()
         world.lock();
     p.releaseResources();
     prepare();
+    // JUCE's LV2 host re-created the instance from its control ports, which lack the values set
+    // since the last processBlock, and took its parameters from them: set those again.
+    for (const int index : pendingParameters)
+        juceParams[(size_t) index]->setValue (juceTarget (index));
 }
 
 std::string Plugin::getState() const
@@ -436,7 +510,8 @@ std::string Plugin::getState() const
     if (isLv2())
         world.lock();
     live().getStateInformation (block);
-    return std::string (static_cast<const char*> (block.getData()), block.getSize());
+    std::string state (static_cast<const char*> (block.getData()), block.getSize());
+    return isLv2() && ! pendingParameters.empty() ? withPendingPortValues (std::move (state)) : state;
 }
 
 void Plugin::setState (const std::string& blob)
@@ -448,6 +523,7 @@ void Plugin::setState (const std::string& blob)
             world.lock();
         live().setStateInformation (blob.data(), (int) blob.size());
     }
+    pendingParameters.clear();   // the state's values replace those set before
     refreshParameterCache();
 }
 

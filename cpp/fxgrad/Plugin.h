@@ -73,6 +73,9 @@ private:
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
     void requireIndex (int index) const;
     float juceValueFor (int index, float plain, float normalized) const;
+    float juceTarget (int index) const;
+    void markPending (int index);
+    std::string withPendingPortValues (std::string lv2State) const;
 
     std::shared_ptr<Host> host;
     juce::PluginDescription description;
@@ -82,6 +85,11 @@ private:
     std::vector<ParameterInfo> params;
     std::vector<juce::AudioProcessorParameter*> juceParams;
     std::vector<float> plainValues, normalizedValues;
+    // JUCE's LV2 host wraps a port designated lv2:enabled in an inverted bypass parameter.
+    int invertedParameter = -1;
+    // Parameters set since the last processBlock: a host hands changes to a plugin only there,
+    // so reset() and the state (hence clone()) must carry them over explicitly.
+    std::vector<int> pendingParameters;
 
     int bufferChannels = 0;
     std::vector<std::vector<int>> inputSources;    // per plugin input: stream channels averaged

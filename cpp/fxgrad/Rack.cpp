@@ -35,6 +35,9 @@ struct Rack::Lane {
     // Replay: a ring of the last H + 1 frames (input and theta); the newest is the recorded one.
     std::vector<float> historyAudio, historyTheta;
     int historyCount = 0, historyHead = 0;
+    int64_t framesSinceReset = 0;
+    std::vector<float> preroll;                  // replayed first while the ring holds the whole clip
+    std::vector<std::vector<float>> prerollOutputs;
     std::vector<double> dots;                    // <grad_y, evaluator output> per evaluation
     double centreDot = 0.0;
 };
@@ -204,6 +207,7 @@ void Rack::forward (const float* theta, const float* x, float* y, int64_t numSam
             std::copy (laneTheta, laneTheta + numParams, lane.historyTheta.begin() + (ptrdiff_t) ((size_t) lane.historyHead * (size_t) numParams));
             lane.historyHead = (lane.historyHead + 1) % capacity;
             lane.historyCount = std::min (lane.historyCount + 1, capacity);
+            ++lane.framesSinceReset;
         }
     });
     std::copy (y, y + (size_t) opts.lanes * frame, frameOutput.begin());
@@ -249,11 +253,18 @@ void Rack::vjp (const float* gradY, float* gradTheta)
             if (opts.strategy == Strategy::Snapshot) {
                 chain.setStates (lane.snapshot);
             } else if (opts.strategy == Strategy::Replay) {
-                if (opts.replayReset) {
-                    chain.setStates (presetStates);
-                    chain.reset();
-                }
+                // Start where the lane started (preset state, clear DSP) and follow the centre:
+                // exact while the ring holds the whole clip, else for memories shorter than R.
+                chain.setStates (presetStates);
+                chain.reset();
                 const int capacity = historyFrames + 1;
+                if (lane.framesSinceReset <= capacity && ! lane.preroll.empty()) {
+                    const auto t0 = Clock::now();
+                    const int64_t n = (int64_t) lane.preroll.size() / numChannels;
+                    auto& sink = lane.prerollOutputs[(size_t) slot];
+                    chain.process (lane.preroll.data(), n, sink.data(), n, n);
+                    dsp += secondsSince (t0);
+                }
                 const int oldest = (lane.historyHead - lane.historyCount + capacity) % capacity;
                 for (int h = 0; h + 1 < lane.historyCount; ++h) {
                     const int index = (oldest + h) % capacity;
@@ -340,7 +351,15 @@ void Rack::resetLanes (const uint8_t* mask, const float* preroll, int64_t prerol
         for (auto& chain : lane.evaluators)
             restart (*chain);
         lane.historyCount = lane.historyHead = 0;
+        lane.framesSinceReset = 0;
         lane.snapshot.clear();
+        if (opts.strategy == Strategy::Replay) {
+            if (preroll != nullptr && prerollSamples > 0)
+                lane.preroll.assign (preroll + (size_t) m * prerollFrame, preroll + (size_t) (m + 1) * prerollFrame);
+            else
+                lane.preroll.clear();
+            lane.prerollOutputs.assign (lane.evaluators.size(), std::vector<float> (lane.preroll.size()));
+        }
     });
     for (double d : taskDsp)
         totals.dspSeconds += d;

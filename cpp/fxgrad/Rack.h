@@ -34,7 +34,6 @@ struct RackOptions {
     Strategy strategy = Strategy::Lockstep;
     Estimator estimator = Estimator::TwoSided;
     int64_t replaySamples = 0;   // R: history replayed before a perturbed frame (Replay)
-    bool replayReset = false;    // Replay: also reset the evaluator to the lane's start state first
     int threads = 0;             // 0: all available cores
     uint64_t seed = 0;
 };

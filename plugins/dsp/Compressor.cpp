@@ -6,12 +6,12 @@ namespace fxgrad::dsp
 const std::vector<ParamSpec>& Compressor::parameters() const
 {
     static const std::vector<ParamSpec> specs {
-        { "threshold_db", "Threshold", "dB", -60.0f, 0.0f, -20.0f, Scale::linear },
+        { "threshold_db", "Threshold (dB)", "dB", -60.0f, 0.0f, -20.0f, Scale::linear },
         { "ratio", "Ratio", "", 1.0f, 20.0f, 4.0f, Scale::logLike },
-        { "knee_db", "Knee", "dB", 0.0f, 24.0f, 6.0f, Scale::linear },
-        { "attack_ms", "Attack", "ms", 0.1f, 200.0f, 10.0f, Scale::logLike },
-        { "release_ms", "Release", "ms", 5.0f, 2000.0f, 100.0f, Scale::logLike },
-        { "makeup_db", "Makeup", "dB", 0.0f, 24.0f, 0.0f, Scale::linear },
+        { "knee_db", "Knee (dB)", "dB", 0.0f, 24.0f, 6.0f, Scale::linear },
+        { "attack_ms", "Attack (ms)", "ms", 0.1f, 200.0f, 10.0f, Scale::logLike },
+        { "release_ms", "Release (ms)", "ms", 5.0f, 2000.0f, 100.0f, Scale::logLike },
+        { "makeup_db", "Makeup (dB)", "dB", 0.0f, 24.0f, 0.0f, Scale::linear },
     };
     return specs;
 }

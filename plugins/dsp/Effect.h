@@ -18,7 +18,9 @@ enum class Scale { linear, logLike };
 struct ParamSpec
 {
     std::string id;   // lower-case snake_case symbol; hosts address the parameter by it
-    std::string name; // human-readable
+    // Human-readable, and it snake-cases to the id ("Attack (ms)" -> attack_ms): VST3 carries
+    // only a hash of the id, so a host that sees names alone can still recover the id.
+    std::string name;
     std::string unit; // "dB", "ms", "Hz", "%" or ""
     float minimum, maximum, defaultValue;
     Scale scale;

@@ -8,7 +8,7 @@ namespace fxgrad::dsp
 const std::vector<ParamSpec>& Gain::parameters() const
 {
     static const std::vector<ParamSpec> specs {
-        { "gain_db", "Gain", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
+        { "gain_db", "Gain (dB)", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
     };
     return specs;
 }

@@ -6,9 +6,9 @@ namespace fxgrad::dsp
 const std::vector<ParamSpec>& Limiter::parameters() const
 {
     static const std::vector<ParamSpec> specs {
-        { "input_gain_db", "Input Gain", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
-        { "ceiling_db", "Ceiling", "dB", -24.0f, 0.0f, -1.0f, Scale::linear },
-        { "release_ms", "Release", "ms", 1.0f, 1000.0f, 50.0f, Scale::logLike },
+        { "input_gain_db", "Input Gain (dB)", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
+        { "ceiling_db", "Ceiling (dB)", "dB", -24.0f, 0.0f, -1.0f, Scale::linear },
+        { "release_ms", "Release (ms)", "ms", 1.0f, 1000.0f, 50.0f, Scale::logLike },
     };
     return specs;
 }

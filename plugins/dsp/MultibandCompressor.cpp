@@ -17,18 +17,18 @@ const std::vector<ParamSpec>& MultibandCompressor::parameters() const
     static const std::vector<ParamSpec> specs = []
     {
         std::vector<ParamSpec> s {
-            { "xover_low_hz", "Low/Mid Crossover", "Hz", 40.0f, 1000.0f, 200.0f, Scale::logLike },
-            { "xover_high_hz", "Mid/High Crossover", "Hz", 1000.0f, 12000.0f, 3000.0f, Scale::logLike },
+            { "xover_low_hz", "Xover Low (Hz)", "Hz", 40.0f, 1000.0f, 200.0f, Scale::logLike },
+            { "xover_high_hz", "Xover High (Hz)", "Hz", 1000.0f, 12000.0f, 3000.0f, Scale::logLike },
         };
 
         for (int b = 0; b < numBands; ++b)
         {
-            const std::string id = bandIds[b], name = std::string (" (") + bandNames[b] + ")";
-            s.push_back ({ "threshold_db_" + id, "Threshold" + name, "dB", -60.0f, 0.0f, -20.0f, Scale::linear });
+            const std::string id = bandIds[b], name = std::string (", ") + bandNames[b];
+            s.push_back ({ "threshold_db_" + id, "Threshold dB" + name, "dB", -60.0f, 0.0f, -20.0f, Scale::linear });
             s.push_back ({ "ratio_" + id, "Ratio" + name, "", 1.0f, 20.0f, 2.0f, Scale::logLike });
-            s.push_back ({ "attack_ms_" + id, "Attack" + name, "ms", 0.1f, 200.0f, 10.0f, Scale::logLike });
-            s.push_back ({ "release_ms_" + id, "Release" + name, "ms", 5.0f, 2000.0f, 100.0f, Scale::logLike });
-            s.push_back ({ "makeup_db_" + id, "Makeup" + name, "dB", 0.0f, 24.0f, 0.0f, Scale::linear });
+            s.push_back ({ "attack_ms_" + id, "Attack ms" + name, "ms", 0.1f, 200.0f, 10.0f, Scale::logLike });
+            s.push_back ({ "release_ms_" + id, "Release ms" + name, "ms", 5.0f, 2000.0f, 100.0f, Scale::logLike });
+            s.push_back ({ "makeup_db_" + id, "Makeup dB" + name, "dB", 0.0f, 24.0f, 0.0f, Scale::linear });
         }
 
         return s;

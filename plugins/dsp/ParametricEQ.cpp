@@ -15,9 +15,9 @@ struct BandInfo
 
 constexpr BandInfo bandInfo[ParametricEQ::numBands] = {
     { "low_shelf", "Low Shelf", Biquad::Type::lowShelf, 20.0f, 1000.0f, 100.0f, 0.707f },
-    { "peak1", "Peak 1", Biquad::Type::peaking, 20.0f, 20000.0f, 250.0f, 1.0f },
-    { "peak2", "Peak 2", Biquad::Type::peaking, 20.0f, 20000.0f, 1000.0f, 1.0f },
-    { "peak3", "Peak 3", Biquad::Type::peaking, 20.0f, 20000.0f, 4000.0f, 1.0f },
+    { "peak1", "Peak1", Biquad::Type::peaking, 20.0f, 20000.0f, 250.0f, 1.0f },
+    { "peak2", "Peak2", Biquad::Type::peaking, 20.0f, 20000.0f, 1000.0f, 1.0f },
+    { "peak3", "Peak3", Biquad::Type::peaking, 20.0f, 20000.0f, 4000.0f, 1.0f },
     { "high_shelf", "High Shelf", Biquad::Type::highShelf, 1000.0f, 20000.0f, 8000.0f, 0.707f },
 };
 } // namespace
@@ -31,8 +31,8 @@ const std::vector<ParamSpec>& ParametricEQ::parameters() const
         for (const auto& band : bandInfo)
         {
             const std::string id = band.id, name = band.name;
-            s.push_back ({ id + "_gain_db", name + " Gain", "dB", -18.0f, 18.0f, 0.0f, Scale::linear });
-            s.push_back ({ id + "_freq_hz", name + " Frequency", "Hz", band.minHz, band.maxHz, band.defaultHz, Scale::logLike });
+            s.push_back ({ id + "_gain_db", name + " Gain (dB)", "dB", -18.0f, 18.0f, 0.0f, Scale::linear });
+            s.push_back ({ id + "_freq_hz", name + " Freq (Hz)", "Hz", band.minHz, band.maxHz, band.defaultHz, Scale::logLike });
             s.push_back ({ id + "_q", name + " Q", "", 0.1f, 10.0f, band.defaultQ, Scale::logLike });
         }
 

@@ -6,12 +6,12 @@ namespace fxgrad::dsp
 const std::vector<ParamSpec>& TubeStage::parameters() const
 {
     static const std::vector<ParamSpec> specs {
-        { "drive_db", "Drive", "dB", 0.0f, 36.0f, 12.0f, Scale::linear },
+        { "drive_db", "Drive (dB)", "dB", 0.0f, 36.0f, 12.0f, Scale::linear },
         { "bias", "Bias", "", -1.0f, 1.0f, 0.2f, Scale::linear },
-        { "bias_follow", "Bias Follow", "%", 0.0f, 100.0f, 30.0f, Scale::linear },
-        { "recovery_ms", "Bias Recovery", "ms", 1.0f, 1000.0f, 50.0f, Scale::logLike },
-        { "tone", "Tone", "%", -100.0f, 100.0f, 0.0f, Scale::linear },
-        { "output_db", "Output", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
+        { "bias_follow", "Bias Follow (%)", "%", 0.0f, 100.0f, 30.0f, Scale::linear },
+        { "recovery_ms", "Recovery (ms)", "ms", 1.0f, 1000.0f, 50.0f, Scale::logLike },
+        { "tone", "Tone (%)", "%", -100.0f, 100.0f, 0.0f, Scale::linear },
+        { "output_db", "Output (dB)", "dB", -24.0f, 24.0f, 0.0f, Scale::linear },
     };
     return specs;
 }

@@ -89,16 +89,15 @@ class PluginLayer(nn.Module):
         strategy: where perturbed evaluations start from. ``"lockstep"`` (DeepAFx: extra
             instances stream along with their own perturbed settings, so their state drifts from
             the centre's), ``"replay"`` (replay the lane's last ``replay_samples`` of input with
-            the centre's parameter history before each perturbed frame: exact for effects whose
-            memory is shorter), ``"snapshot"`` (copy the centre's full DSP state; plugins that
+            the centre's parameter history before each perturbed frame, starting from the lane's
+            start state: exact while the lane's clip is younger than the history, and for effects
+            whose memory is shorter; it costs a plugin re-initialisation and R/N extra renders per
+            evaluation), ``"snapshot"`` (copy the centre's full DSP state; plugins that
             carry it, i.e. fxgrad's own: exact).
         estimator: ``"two-sided"`` (Eq. 2, 2K renders per item), ``"one-sided"`` (K renders,
             reusing the forward output; replay/snapshot only) or ``"fd"`` (Eq. 1, 2P renders:
             for validation).
         replay_samples: history replayed by ``"replay"``; default a quarter second.
-        replay_reset: with ``"replay"``, also return the evaluator to the lane's start state
-            before replaying (exact while a clip is younger than the history; costs a plugin
-            re-initialisation per render).
         threads: native worker threads (default: all cores).
         seed: perturbations come from a counter-based generator keyed on (seed, step, lane, k):
             gradients are bit-identical for any thread count.
@@ -118,7 +117,6 @@ class PluginLayer(nn.Module):
         strategy: str = "lockstep",
         estimator: str = "two-sided",
         replay_samples: Optional[int] = None,
-        replay_reset: bool = False,
         threads: Optional[int] = None,
         seed: int = 0,
     ):
@@ -140,7 +138,7 @@ class PluginLayer(nn.Module):
         self.perturbations = int(perturbations)
         self.rack = _native.Rack(
             chain, int(lanes), float(eps), int(perturbations), strategy, estimator,
-            int(replay_samples), bool(replay_reset), int(threads or os.cpu_count() or 1), int(seed),
+            int(replay_samples), int(threads or os.cpu_count() or 1), int(seed),
         )
         self._staging = _Staging()
         self._frames = 0

@@ -1,0 +1,309 @@
+"""The SPSA rack and PluginLayer on real plugins: fxgrad's Gain and Compressor (known
+behaviour) and third-party LV2 compressors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fxgrad
+from fxgrad import _native
+from fxgrad.torch import PluginLayer
+
+SR = 22050
+N = 1024
+ZAMCOMP = "urn:zamaudio:ZamComp"
+CALF_COMPRESSOR = "http://calf.sourceforge.net/plugins/Compressor"
+DB_PER_UNIT = 48.0  # fxgrad Gain: -24..24 dB over the normalised range
+
+
+def make_rack(chain, lanes=1, eps=0.01, perturbations=1, strategy="lockstep", estimator="two-sided",
+              replay_samples=4096, threads=1, seed=0):
+    return _native.Rack(chain, lanes, eps, perturbations, strategy, estimator, replay_samples, threads, seed)
+
+
+def gain_chain(count=1):
+    plugins = [fxgrad.load("fxgrad:Gain", sample_rate=SR, block_size=256, channels=1) for _ in range(count)]
+    return fxgrad.Chain(plugins)
+
+
+def noise(lanes, seconds_or_samples=N, seed=0, level=0.3, channels=1):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((lanes, channels, seconds_or_samples)) * level).astype(np.float32)
+
+
+def analytic_gain_gradient(theta, x, upstream):
+    """d<u, prod_k g_k x>/d theta_k for gains g_k = 10^((-24 + 48 theta_k) / 20)."""
+    total_gain = np.prod(10.0 ** ((-24.0 + DB_PER_UNIT * theta.astype(np.float64)) / 20.0), axis=-1)
+    inner = (upstream.astype(np.float64) * x.astype(np.float64)).sum(axis=(1, 2)) * total_gain
+    return inner[:, None] * (math.log(10.0) / 20.0 * DB_PER_UNIT) * np.ones_like(theta, dtype=np.float64)
+
+
+@pytest.mark.parametrize("theta_value", [0.5, 0.995])
+def test_spsa_on_gain_matches_analytic_gradient(theta_value):
+    chain = gain_chain(1)
+    lanes, K = 4, 500  # 2000 estimates
+    rack = make_rack(chain, lanes=lanes, perturbations=K, seed=11)
+    x, u = noise(lanes, seed=1), noise(lanes, seed=2)
+    theta = np.full((lanes, 1), theta_value, np.float32)
+    rack.forward(theta, x)
+    estimate = rack.vjp(u).astype(np.float64).mean(axis=0)
+    exact = analytic_gain_gradient(theta, x, u).mean(axis=0)
+    assert np.all(np.abs(estimate - exact) <= 0.02 * np.abs(exact)), (estimate, exact)
+
+
+def test_spsa_mean_on_three_gains_is_unbiased():
+    chain = gain_chain(3)
+    lanes, K = 8, 1000  # 8000 estimates; cross terms average out
+    rack = make_rack(chain, lanes=lanes, perturbations=K, seed=5, threads=2)
+    x, u = noise(lanes, seed=3), noise(lanes, seed=4)
+    theta = np.tile(np.array([[0.3, 0.5, 0.6]], np.float32), (lanes, 1))
+    rack.forward(theta, x)
+    per_lane = rack.vjp(u).astype(np.float64)
+    exact = analytic_gain_gradient(theta, x, u)
+    # Normalise each lane by its exact gradient so lanes of different sign/scale average.
+    ratio = (per_lane / exact).mean(axis=0)
+    assert np.all(np.abs(ratio - 1.0) < 0.08), ratio
+
+
+def test_fd_mode_matches_analytic_gradient_on_gain():
+    chain = gain_chain(2)
+    rack = make_rack(chain, lanes=3, estimator="fd", strategy="replay")
+    x, u = noise(3, seed=5), noise(3, seed=6)
+    theta = np.array([[0.2, 0.7], [0.5, 0.5], [0.0, 1.0]], np.float32)  # includes both edges
+    rack.forward(theta, x)
+    grad = rack.vjp(u)
+    exact = analytic_gain_gradient(theta, x, u)
+    # Central differences on an exponential: relative error ~ (eps * 5.5)^2 / 6; one-sided at edges.
+    np.testing.assert_allclose(grad, exact, rtol=0.03)
+
+
+def own_compressor_chain():
+    comp = fxgrad.load("fxgrad:Compressor", sample_rate=SR, block_size=256, channels=1)
+    comp.set("knee_db", 18.0)  # a smooth region: a wide soft knee, the level sits inside it
+    return fxgrad.Chain([comp], learned=["threshold_db", "ratio", "attack_ms", "release_ms", "makeup_db"])
+
+
+def test_spsa_mean_agrees_with_fd_on_own_compressor():
+    chain = own_compressor_chain()
+    lanes = 2
+    theta = np.tile(np.array([[0.6, 0.4, 0.5, 0.5, 0.3]], np.float32), (lanes, 1))
+    fd = make_rack(chain, lanes=lanes, strategy="snapshot", estimator="fd")
+    spsa = make_rack(chain, lanes=lanes, strategy="snapshot", perturbations=400, seed=3)
+    warmup = noise(lanes, 8 * N, seed=7)
+    for f in range(8):  # identical trajectories bring both racks' centres to the same state
+        frame = np.ascontiguousarray(warmup[:, :, f * N:(f + 1) * N])
+        np.testing.assert_array_equal(fd.forward(theta, frame, False), spsa.forward(theta, frame, False))
+    x, u = noise(lanes, seed=8), noise(lanes, seed=9)
+    np.testing.assert_array_equal(fd.forward(theta, x), spsa.forward(theta, x))
+    g_fd, g_spsa = fd.vjp(u).ravel(), spsa.vjp(u).ravel()
+    cosine = g_fd @ g_spsa / (np.linalg.norm(g_fd) * np.linalg.norm(g_spsa))
+    assert cosine >= 0.95, (cosine, g_fd, g_spsa)
+
+
+@pytest.mark.parametrize(
+    "uri,strategy,estimator",
+    [
+        (CALF_COMPRESSOR, "lockstep", "two-sided"),
+        (CALF_COMPRESSOR, "replay", "one-sided"),
+        (ZAMCOMP, "replay", "fd"),
+        ("fxgrad:Compressor", "snapshot", "two-sided"),
+    ],
+)
+def test_gradients_bit_identical_for_any_thread_count(uri, strategy, estimator):
+    plugin = fxgrad.load(uri, sample_rate=SR, block_size=256, channels=1)
+    chain = fxgrad.Chain([plugin])
+    lanes, P = 6, chain.num_parameters
+    rng = np.random.default_rng(0)
+    frames = noise(lanes, 4 * N, seed=12)
+    thetas = rng.uniform(0.05, 0.95, (4, lanes, P)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 4):
+        rack = make_rack(chain, lanes=lanes, strategy=strategy, estimator=estimator, perturbations=2,
+                         threads=threads, seed=9)
+        assert rack.threads == threads
+        grads = []
+        for f in range(4):
+            frame = np.ascontiguousarray(frames[:, :, f * N:(f + 1) * N])
+            y = rack.forward(thetas[f], frame)
+            grads.append(rack.vjp(np.ascontiguousarray(y * 0.5 - frame)))
+        results.append(np.stack(grads))
+    assert np.any(results[0] != 0)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_perturbations_depend_on_seed_step_lane_only():
+    chain = gain_chain(3)
+    a = make_rack(chain, lanes=2, seed=1, threads=1)
+    b = make_rack(chain, lanes=2, seed=1, threads=3)
+    c = make_rack(chain, lanes=2, seed=2)
+    assert a.perturbation(1, 0) == b.perturbation(1, 0)
+    signs = np.array([make_rack(chain, lanes=1, seed=s).perturbation(0, 0) for s in range(200)])
+    assert set(np.unique(signs)) == {-1.0, 1.0}
+    assert abs(signs.mean()) < 0.15  # Rademacher: balanced
+    assert a.perturbation(0, 0) != c.perturbation(0, 0) or a.perturbation(1, 0) != c.perturbation(1, 0)
+    a.step = 5
+    assert a.step == 5
+
+
+def test_replay_is_exact_while_history_covers_the_clip():
+    """Replay from the lane's start reproduces the centre's state: its one-sided estimate equals
+    the snapshot strategy's exactly on fxgrad's Compressor."""
+    comp = fxgrad.load("fxgrad:Compressor", sample_rate=SR, block_size=256, channels=1)
+    chain = fxgrad.Chain([comp])
+    frames = noise(2, 5 * N, seed=21)
+    racks = [make_rack(chain, lanes=2, strategy=s, estimator="one-sided", replay_samples=8 * N, seed=4)
+             for s in ("replay", "snapshot")]
+    theta = np.full((2, chain.num_parameters), 0.45, np.float32)
+    for f in range(5):
+        frame = np.ascontiguousarray(frames[:, :, f * N:(f + 1) * N])
+        grads = []
+        for rack in racks:
+            y = rack.forward(theta, frame)
+            grads.append(rack.vjp(np.ascontiguousarray(frame - y)))
+        np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_reset_lanes_restarts_only_the_masked_lanes():
+    comp = fxgrad.load(CALF_COMPRESSOR, sample_rate=SR, block_size=256, channels=1)
+    chain = fxgrad.Chain([comp], learned=["threshold", "ratio"])
+    rack = make_rack(chain, lanes=2)
+    theta = np.full((2, 2), 0.3, np.float32)
+    clip = np.repeat(noise(1, 3 * N, seed=30), 2, axis=0)
+    first = [rack.forward(theta, np.ascontiguousarray(clip[:, :, f * N:(f + 1) * N]), False) for f in range(3)]
+    rack.reset_lanes(np.array([True, False]))
+    again = rack.forward(theta, np.ascontiguousarray(clip[:, :, :N]), False)
+    np.testing.assert_array_equal(again[0], first[0][0])     # lane 0 starts over
+    assert not np.array_equal(again[1], first[0][1])          # lane 1 kept its state
+
+
+def test_rack_rejects_bad_input_with_clear_errors():
+    chain = gain_chain(2)
+    rack = make_rack(chain, lanes=3)
+    theta = np.full((3, 2), 0.5, np.float32)
+    x = noise(3)
+    with pytest.raises(ValueError, match="vjp.*forward"):
+        rack.vjp(x)
+    with pytest.raises(TypeError, match="float32"):
+        rack.forward(theta.astype(np.float64), x)
+    with pytest.raises(ValueError, match=r"theta must be shaped \(lanes, parameters\) = \(3, 2\)"):
+        rack.forward(np.full((3, 3), 0.5, np.float32), x)
+    with pytest.raises(ValueError, match=r"\(lanes, parameters\)"):
+        rack.forward(np.full((2, 2), 0.5, np.float32), x)
+    with pytest.raises(ValueError, match=r"x must be shaped"):
+        rack.forward(theta, noise(3, channels=2))
+    with pytest.raises(ValueError, match="multiple of the chain's block size"):
+        rack.forward(theta, noise(3, 1000))
+    nan_theta = theta.copy()
+    nan_theta[1, 0] = np.nan
+    with pytest.raises(ValueError, match="lane 1, parameter 0"):
+        rack.forward(nan_theta, x)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        rack.forward(theta + 1.0, x)
+    bad_audio = x.copy()
+    bad_audio[2, 0, 5] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        rack.forward(theta, bad_audio)
+    rack.forward(theta, x)
+    with pytest.raises(ValueError, match="grad_y must be shaped"):
+        rack.vjp(noise(3, 2 * N))
+    nan_grad = x.copy()
+    nan_grad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="upstream gradient contains NaN"):
+        rack.vjp(nan_grad)
+    with pytest.raises(ValueError, match="one-sided"):
+        make_rack(chain, estimator="one-sided", strategy="lockstep")
+    calf = fxgrad.Chain([fxgrad.load(CALF_COMPRESSOR, sample_rate=SR, block_size=256, channels=1)])
+    with pytest.raises(ValueError, match="snapshot.*Calf Compressor"):
+        make_rack(calf, strategy="snapshot")
+    with pytest.raises(ValueError, match="strategy must be"):
+        make_rack(chain, strategy="bogus")
+    with pytest.raises(ValueError, match="eps"):
+        make_rack(chain, eps=0.0)
+    with pytest.raises(ValueError, match="mask"):
+        rack.reset_lanes(np.ones(2, bool))
+
+
+def test_plugin_layer_trains_through_autograd_and_guards_its_state():
+    layer = PluginLayer(fxgrad.load("fxgrad:Gain", sample_rate=SR, block_size=256, channels=1), lanes=2, seed=1)
+    assert layer.num_parameters == 1
+    logits = torch.zeros(2, 1, requires_grad=True)
+    x = torch.from_numpy(noise(2))
+    y = layer(x, torch.sigmoid(logits))
+    assert y.shape == x.shape and y.dtype == torch.float32
+    torch.testing.assert_close(y, x * 10 ** ((-24 + 48 * 0.5) / 20), rtol=1e-6, atol=1e-7)
+    (y ** 2).sum().backward()
+    assert logits.grad is not None and torch.all(logits.grad > 0)  # louder gain, larger energy
+
+    y1 = layer(x, torch.sigmoid(logits))
+    layer(x, torch.sigmoid(logits))
+    with pytest.raises(RuntimeError, match="backward must run before"):
+        y1.sum().backward()
+    with pytest.raises(ValueError, match="NaN"):
+        layer(x, torch.full((2, 1), float("nan")))
+    with pytest.raises(ValueError, match=r"\(lanes, channels, samples\)"):
+        layer(x[0], torch.sigmoid(logits))
+    with torch.no_grad():  # no gradient wanted: nothing is recorded, nothing fails
+        layer(x, torch.sigmoid(logits))
+
+
+def _learning_material(seed, seconds=4.0):
+    """Tones and noise at stepped levels from -40 to -6 dBFS: compression engages at some
+    levels and not at others, and the steps show the attack."""
+    rng = np.random.default_rng(seed)
+    n = int(SR * seconds)
+    t = np.arange(n) / SR
+    level = np.zeros(n)
+    pos = 0
+    while pos < n:
+        length = int(rng.integers(int(0.05 * SR), int(0.4 * SR)))
+        level[pos:pos + length] = 10 ** (rng.uniform(-40, -6) / 20)
+        pos += length
+    signal = 0.6 * np.sin(2 * np.pi * rng.uniform(80, 400) * t) + 0.4 * rng.standard_normal(n)
+    return (level * signal).astype(np.float32)[None]
+
+
+def _fit_static_parameters(names, hidden, steps, perturbations):
+    lanes = 4
+    plugin = fxgrad.load(ZAMCOMP, sample_rate=SR, block_size=256, channels=1)
+    chain = fxgrad.Chain([plugin], learned=names)
+    clips = [_learning_material(s) for s in range(lanes)]
+    targets = []
+    for clip in clips:
+        hidden_chain = chain.clone()
+        hidden_chain.set_learned(np.array(hidden, np.float32))
+        targets.append(hidden_chain.process(clip))
+    layer = PluginLayer(chain, lanes=lanes, perturbations=perturbations, strategy="replay",
+                        replay_samples=8192, seed=0, threads=2)
+    logits = torch.zeros(len(names), requires_grad=True)
+    optimiser = torch.optim.Adam([logits], lr=0.05)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    frames = clips[0].shape[1] // N
+
+    def envelope_db(a):
+        return 10 * torch.log10((a.reshape(lanes, 1, -1, 64) ** 2).mean(-1) + 1e-8)
+
+    for step in range(steps):
+        f = step % frames
+        if f == 0:
+            layer.reset_lanes(np.ones(lanes, bool))
+        x = torch.from_numpy(np.stack([c[:, f * N:(f + 1) * N] for c in clips]))
+        target = torch.from_numpy(np.stack([c[:, f * N:(f + 1) * N] for c in targets]))
+        y = layer(x, torch.sigmoid(logits).expand(lanes, -1))
+        loss = ((y - target) ** 2).mean() * 100 + (envelope_db(y) - envelope_db(target)).abs().mean() * 0.05
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    return torch.sigmoid(logits).detach().numpy()
+
+
+@pytest.mark.slow
+def test_adam_fits_one_then_four_static_parameters_of_zamcomp():
+    torch.manual_seed(0)
+    one = _fit_static_parameters(["thr"], [0.7], steps=400, perturbations=1)
+    assert abs(one[0] - 0.7) <= 0.02, one
+    hidden = [0.7, 0.4, 0.3, 0.35]
+    four = _fit_static_parameters(["thr", "rat", "mak", "att"], hidden, steps=1500, perturbations=2)
+    assert np.max(np.abs(four - np.array(hidden))) <= 0.02, four
