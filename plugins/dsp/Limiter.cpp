@@ -48,13 +48,14 @@ void Limiter::process (float* const* channels, int numSamples)
 {
     for (int n = 0; n < numSamples; ++n)
     {
-        double peak = 0.0;
+        double peak = 0.0, delayedPeak = 0.0;
 
         for (int c = 0; c < channelCount; ++c)
         {
             const double x = channels[c][n] * inputGain;
             double& slot = delay[(size_t) (c * lookahead + delayPos)];
             scratch[(size_t) c] = slot;
+            delayedPeak = std::max (delayedPeak, std::abs (slot));
             slot = x;
             peak = std::max (peak, std::abs (x));
         }
@@ -97,7 +98,8 @@ void Limiter::process (float* const* channels, int numSamples)
                 rampSum += v;
         }
 
-        const double gain = rampSum / window;
+        // The ramp alone keeps a steady ceiling; the cap keeps a changed one (see Limiter.h).
+        const double gain = std::min (rampSum / window, delayedPeak > ceiling ? ceiling / delayedPeak : 1.0);
 
         for (int c = 0; c < channelCount; ++c)
             channels[c][n] = (float) (scratch[(size_t) c] * gain);

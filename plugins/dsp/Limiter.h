@@ -5,7 +5,9 @@
 //   e[n] = m[n] if m[n] < e[n-1], else m[n] + c_rel * (e[n-1] - m[n])   instant fall, slow release
 //   g[n] = mean(e[n-L .. n])                           an L-sample linear attack ramp
 // Each e[j] in the mean is <= m[j] <= r[n-L], so the delayed sample x[n-L] * g[n] never exceeds
-// the ceiling. Everything runs sample by sample, so block size does not change the output.
+// the ceiling. Samples already in the delay line when the settings change were planned for the
+// old ones, so g[n] is also capped at ceiling / |x[n-L]| (inactive otherwise): a new ceiling holds
+// at once. Everything runs sample by sample, so block size does not change the output.
 #pragma once
 
 #include <cstdint>

@@ -1,28 +1,39 @@
 """fxgrad: train neural networks end to end through real audio plugins.
 
-The host (this module) loads LV2, VST3 and LADSPA plugins headless and runs them on numpy audio
-shaped (channels, samples). The PyTorch layer lives in :mod:`fxgrad.torch`, training in
-:mod:`fxgrad.train`.
+The host (:func:`load`, :func:`scan`, :class:`Chain`) loads LV2, VST3 and LADSPA plugins
+headless and runs them on numpy audio shaped (channels, samples). The PyTorch layer lives in
+:mod:`fxgrad.torch`; losses, encoder and data streaming in :mod:`fxgrad.losses`,
+:mod:`fxgrad.encoder` and :mod:`fxgrad.data`, which work without the native extension.
 """
-import atexit as _atexit
+import importlib
 
-from . import _native
-from ._native import ParameterInfo, Plugin, PluginInfo, PluginLoadError, PluginOutputError
-from .host import Chain, load, own_plugin_path, own_plugins, scan
-
-__all__ = [
-    "Chain",
-    "ParameterInfo",
-    "Plugin",
-    "PluginInfo",
-    "PluginLoadError",
-    "PluginOutputError",
-    "load",
-    "own_plugin_path",
-    "own_plugins",
-    "scan",
-]
 __version__ = "0.1.0"
 
-# Plugin instances must go before JUCE does, whatever order the interpreter frees objects in.
-_atexit.register(_native.shutdown)
+# The host names load the native extension on first use, so the pure-PyTorch modules import
+# (and their tests run) without it.
+_HOST_NAMES = {
+    "Chain": "fxgrad.host",
+    "load": "fxgrad.host",
+    "own_plugin_path": "fxgrad.host",
+    "own_plugins": "fxgrad.host",
+    "scan": "fxgrad.host",
+    "load_config": "fxgrad.host",
+    "ParameterInfo": "fxgrad._native",
+    "Plugin": "fxgrad._native",
+    "PluginInfo": "fxgrad._native",
+    "PluginLoadError": "fxgrad._native",
+    "PluginOutputError": "fxgrad._native",
+}
+
+__all__ = sorted(_HOST_NAMES)
+
+
+def __getattr__(name):
+    module = _HOST_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fxgrad' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_HOST_NAMES))

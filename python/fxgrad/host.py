@@ -1,12 +1,16 @@
 """Loading, scanning and chaining plugins: the Python face of ``fxgrad._native``."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _native
+
+# Plugin instances must go before JUCE does, whatever order the interpreter frees objects in.
+atexit.register(_native.shutdown)
 
 PathLike = Union[str, os.PathLike]
 
