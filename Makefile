@@ -65,7 +65,7 @@ wheel-check: wheel
 	build/wheel-venv/bin/pip install -q --no-deps dist/fxgrad-*.whl
 	build/wheel-venv/bin/pip install -q "numpy>=1.22" pyyaml
 	cd /tmp && $(CURDIR)/build/wheel-venv/bin/python -c "import fxgrad, numpy as np; \
-		p = fxgrad.load('fxgrad:Gain', channels=1); p.set('gain', 6.0); \
+		p = fxgrad.load('fxgrad:Gain', channels=1); p.set('gain_db', 6.0); \
 		y = p.process(np.ones((1, 64), np.float32)); assert abs(y[0, -1] - 10 ** (6 / 20)) < 1e-5, y[0, -1]; \
 		print('wheel OK:', fxgrad.__file__, p)"
 

@@ -674,7 +674,7 @@ def test_load_unload_cycles_do_not_leak(run_python):
         x = np.zeros((2, 4096), np.float32)
         def cycle():
             mb = fxgrad.load("{MB_COMP}")
-            lim = fxgrad.load("{LSP_LIMITER}", block_size=512)
+            lim = fxgrad.load("{LSP_LIMITER}")
             mb.set("bypass0", 0)
             mb.process(x)
             chain = fxgrad.Chain([mb, lim])

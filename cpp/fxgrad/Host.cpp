@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <future>
+#include <unistd.h>
 
 #include "Errors.h"
 #include "Lv2Metadata.h"
@@ -93,17 +94,21 @@ Host::Host()
     formats->addFormat (new juce::VST3PluginFormat());
     formats->addFormat (new juce::LADSPAPluginFormat());
 
-    // JUCE's LV2 host searches only the standard folders; LV2_PATH is honoured here.
-    const auto lv2Path = searchPathFromEnv ("LV2_PATH");
     lv2 = std::make_unique<Lv2Metadata>();
     lv2->loadAll (envOr ("LV2_PATH"));
-    if (lv2Path.getNumPaths() > 0) {
-        auto paths = lv2Format->getDefaultLocationsToSearch();
-        for (int i = 0; i < lv2Path.getNumPaths(); ++i)
-            paths.add (lv2Path[i]);
-        lv2Format->searchPathsForPlugins (paths, true, false);
-        lv2SearchPaths = juce::StringArray::fromTokens (paths.toString(), ";", "");
-    }
+    lv2LinkRoot = juce::File::getSpecialLocation (juce::File::tempDirectory)
+                      .getChildFile ("fxgrad-lv2-" + juce::String ((int) getpid()))
+                      .getNonexistentSibling();
+
+    // JUCE's LV2 host searches only the standard folders; LV2_PATH is honoured here.
+    const auto defaults = lv2Format->getDefaultLocationsToSearch();
+    const auto extra = searchPathFromEnv ("LV2_PATH");
+    juce::FileSearchPath unseen;
+    for (int i = 0; i < extra.getNumPaths(); ++i)
+        if (! defaults.isFileInPath (extra[i], false) && extra[i].isDirectory())
+            unseen.add (extra[i]);
+    if (unseen.getNumPaths() > 0)
+        lv2Format->searchPathsForPlugins (unseen, true, false);
 }
 
 Host::~Host()
@@ -111,6 +116,7 @@ Host::~Host()
     releaseAllInstances();
     formats.reset();
     lv2.reset();
+    lv2LinkRoot.deleteRecursively();
     juce::MessageManager::getInstance()->stopDispatchLoop();
     if (messageThread.joinable())
         messageThread.join();
@@ -152,15 +158,21 @@ PluginInfo Host::describe (const juce::PluginDescription& d)
     return info;
 }
 
-void Host::addLv2SearchPath (const juce::File& folder)
+std::vector<std::string> Host::loadLv2Bundle (const fs::path& bundle)
 {
-    if (lv2SearchPaths.contains (folder.getFullPathName()))
-        return;
-    lv2SearchPaths.add (folder.getFullPathName());
-    auto paths = lv2Format->getDefaultLocationsToSearch();
-    for (const auto& p : lv2SearchPaths)
-        paths.add (juce::File (p));
-    lv2Format->searchPathsForPlugins (paths, true, false);
+    const auto canonical = fs::weakly_canonical (bundle);
+    const auto uris = lv2->loadBundle (canonical.string());
+    const auto inDefaultLocation = lv2Format->getDefaultLocationsToSearch().isFileInPath (juce::File (canonical.string()), true);
+    if (! inDefaultLocation && linkedBundles.insert (canonical.string()).second) {
+        const auto folder = lv2LinkRoot.getChildFile (juce::String ((int) linkedBundles.size()));
+        folder.createDirectory();
+        std::error_code error;
+        fs::create_directory_symlink (canonical, fs::path (folder.getFullPathName().toStdString()) / canonical.filename(), error);
+        if (error)
+            fail (ErrorKind::PluginLoad, "could not register the LV2 bundle '" + canonical.string() + "': " + error.message());
+        lv2Format->searchPathsForPlugins (juce::FileSearchPath (folder.getFullPathName()), true, false);
+    }
+    return uris;
 }
 
 std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
@@ -173,22 +185,19 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         const fs::path p (extra);
         if (! fs::exists (p))
             fail (ErrorKind::FileNotFound, "scan path does not exist: " + extra);
-        if (isLv2Bundle (p)) {
-            lv2->loadBundle (fs::absolute (p).string());
-            addLv2SearchPath (juce::File (fs::absolute (p).parent_path().string()));
-        } else if (fs::is_directory (p)) {
-            std::string lv2Folders;
-            for (const auto& entry : fs::recursive_directory_iterator (p, fs::directory_options::skip_permission_denied))
-                if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path())) {
-                    lv2->loadBundle (fs::absolute (entry.path()).string());
-                    addLv2SearchPath (juce::File (fs::absolute (entry.path()).parent_path().string()));
-                }
-            vst3Paths.add (juce::File (fs::absolute (p).string()));
-            ladspaPaths.add (juce::File (fs::absolute (p).string()));
-        } else if (p.extension() == ".vst3") {
-            vst3Paths.add (juce::File (fs::absolute (p).parent_path().string()));
+        const auto absolute = fs::absolute (p);
+        if (isLv2Bundle (absolute)) {
+            loadLv2Bundle (absolute);
+        } else if (fs::is_directory (absolute)) {
+            for (const auto& entry : fs::recursive_directory_iterator (absolute, fs::directory_options::skip_permission_denied))
+                if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path()))
+                    loadLv2Bundle (entry.path());
+            vst3Paths.add (juce::File (absolute.string()));
+            ladspaPaths.add (juce::File (absolute.string()));
+        } else if (absolute.extension() == ".vst3") {
+            vst3Paths.add (juce::File (absolute.parent_path().string()));
         } else {
-            ladspaPaths.add (juce::File (fs::absolute (p).parent_path().string()));
+            ladspaPaths.add (juce::File (absolute.parent_path().string()));
         }
     }
 
@@ -199,11 +208,12 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
             paths.addPath (vst3Paths);
         } else if (format->getName() == "LADSPA") {
             paths.addPath (ladspaPaths);
-        } else {
-            for (const auto& p : lv2SearchPaths)
-                paths.add (juce::File (p));
         }
-        for (const auto& file : format->searchPathsForPlugins (paths, true, false)) {
+        // The LV2 world already holds every bundle loaded so far; scanning the default folders
+        // again would only reload them.
+        const auto files = format == lv2Format ? lv2Format->searchPathsForPlugins (juce::FileSearchPath(), true, false)
+                                               : format->searchPathsForPlugins (paths, true, false);
+        for (const auto& file : files) {
             juce::OwnedArray<juce::PluginDescription> found;
             format->findAllTypesForFile (found, file);
             for (auto* d : found)
@@ -248,8 +258,7 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
         p = p.parent_path();
 
     if (isLv2Bundle (p)) {
-        const auto uris = lv2->loadBundle (p.string());
-        addLv2SearchPath (juce::File (p.parent_path().string()));
+        const auto uris = loadLv2Bundle (p);
         if (uris.empty())
             fail (ErrorKind::PluginLoad, "the LV2 bundle '" + p.string() + "' declares no plugin in its manifest.ttl");
         std::string chosen;

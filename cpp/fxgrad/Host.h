@@ -1,6 +1,7 @@
 #pragma once
 // The process-wide plugin host: JUCE's runtime, a message thread, the plugin formats and the
 // lookup of a plugin by identifier or path. Every loaded plugin keeps the host alive.
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -71,7 +72,7 @@ private:
     void releaseAllInstances();
     juce::PluginDescription resolveLv2 (const std::string& identifier, const std::string& hint);
     juce::PluginDescription resolveFile (const std::string& path, const std::string& hint);
-    void addLv2SearchPath (const juce::File& folder);
+    std::vector<std::string> loadLv2Bundle (const std::filesystem::path& bundle);
 
     std::thread messageThread;
     std::unique_ptr<juce::AudioPluginFormatManager> formats;
@@ -80,7 +81,10 @@ private:
     std::mutex loadMutex;           // JUCE's formats and lilv worlds are not thread-safe
     std::mutex ownersMutex;
     std::set<InstanceOwner*> owners;
-    juce::StringArray lv2SearchPaths;
+    // JUCE's LV2 host loads bundles only by scanning folders; each bundle from outside the
+    // standard locations is linked into a folder of its own here and that folder scanned.
+    juce::File lv2LinkRoot;
+    std::set<std::string> linkedBundles;
 };
 
 } // namespace fxgrad

@@ -43,6 +43,12 @@ struct Lv2Metadata::World {
     LilvNode* expensive = uri (std::string (kPortProps) + "expensive");
     LilvNode* unit = uri (std::string (kUnits) + "unit");
     LilvNode* unitSymbol = uri (std::string (kUnits) + "symbol");
+    LilvNode* writable = uri ("http://lv2plug.in/ns/ext/patch#writable");
+    LilvNode* label = uri ("http://www.w3.org/2000/01/rdf-schema#label");
+    LilvNode* minimum = uri (std::string (kLv2Core) + "minimum");
+    LilvNode* maximum = uri (std::string (kLv2Core) + "maximum");
+    LilvNode* defaultValue = uri (std::string (kLv2Core) + "default");
+    LilvNode* portProperty = uri (std::string (kLv2Core) + "portProperty");
     LilvNode* audioPort = uri (std::string (kLv2Core) + "AudioPort");
     LilvNode* isSideChain = uri (std::string (kLv2Core) + "isSideChain");
     LilvNode* connectionOptional = uri (std::string (kLv2Core) + "connectionOptional");
@@ -143,7 +149,7 @@ std::vector<bool> Lv2Metadata::mainBusSideChains (const std::string& uri) const
     return sideChains;
 }
 
-std::map<std::string, ParameterInfo> Lv2Metadata::controlInputs (const std::string& uri) const
+std::map<std::string, ParameterInfo> Lv2Metadata::parameters (const std::string& uri) const
 {
     std::map<std::string, ParameterInfo> result;
     const LilvPlugin* plugin = world->find (uri);
@@ -205,7 +211,47 @@ std::map<std::string, ParameterInfo> Lv2Metadata::controlInputs (const std::stri
                     info.isBypass = true;
             lilv_nodes_free (designations);
         }
-        result.emplace (info.id, std::move (info));
+        result.emplace ("sym:" + info.id, std::move (info));
+    }
+
+    // Patch parameters, as JUCE's own LV2 plugins declare theirs.
+    if (LilvNodes* properties = lilv_plugin_get_value (plugin, world->writable)) {
+        LILV_FOREACH (nodes, it, properties) {
+            const LilvNode* property = lilv_nodes_get (properties, it);
+            if (! lilv_node_is_uri (property))
+                continue;
+            const auto get = [&] (LilvNode* predicate) { return lilv_world_get (world->lilv, property, predicate, nullptr); };
+            const auto number = [&] (LilvNode* predicate, float fallback) {
+                LilvNode* node = get (predicate);
+                const float value = node != nullptr && (lilv_node_is_float (node) || lilv_node_is_int (node)) ? lilv_node_as_float (node) : fallback;
+                lilv_node_free (node);
+                return value;
+            };
+            const auto has = [&] (LilvNode* value) { return lilv_world_ask (world->lilv, property, world->portProperty, value); };
+
+            ParameterInfo info;
+            const std::string propertyUri = lilv_node_as_uri (property);
+            const auto cut = propertyUri.find_last_of (":#/");
+            info.id = cut == std::string::npos ? propertyUri : propertyUri.substr (cut + 1);
+            LilvNode* name = get (world->label);
+            info.name = name != nullptr ? lilv_node_as_string (name) : info.id;
+            lilv_node_free (name);
+            info.minimum = number (world->minimum, 0.0f);
+            info.maximum = number (world->maximum, 1.0f);
+            info.defaultValue = number (world->defaultValue, 0.5f * (info.minimum + info.maximum));
+            info.isToggle = has (world->toggled);
+            info.isInteger = info.isToggle || has (world->integer);
+            info.scale = has (world->logarithmic) ? Scale::Logarithmic : Scale::Linear;
+            if (LilvNode* unitNode = get (world->unit)) {
+                if (lilv_node_is_uri (unitNode))
+                    info.unit = unitLabel (lilv_node_as_uri (unitNode));
+                lilv_node_free (unitNode);
+            }
+            if (info.isInteger)
+                info.steps = (int) std::lround (info.maximum - info.minimum) + 1;
+            result.emplace ("des:" + propertyUri, std::move (info));
+        }
+        lilv_nodes_free (properties);
     }
     return result;
 }

@@ -30,8 +30,9 @@ public:
         (lv2:isSideChain); empty otherwise. */
     std::vector<bool> mainBusSideChains (const std::string& uri) const;
 
-    /** Control input ports of the plugin, keyed by port symbol. Empty for an unknown URI. */
-    std::map<std::string, ParameterInfo> controlInputs (const std::string& uri) const;
+    /** The plugin's parameters keyed as JUCE's LV2 host names them: control input ports as
+        "sym:SYMBOL", patch parameters (lv2:Parameter, patch:writable) as "des:URI". */
+    std::map<std::string, ParameterInfo> parameters (const std::string& uri) const;
 
 private:
     struct World;

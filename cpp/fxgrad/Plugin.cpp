@@ -87,13 +87,19 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
     configureChannels();
     readParameters();
     prepare();
-    // LV2 plugins report their latency through an output port written by run(): one block of
-    // silence makes it known, then the instance starts afresh.
+    if (hasDspSnapshot())
+        freshState = getState();
     if (isLv2()) {
+        // LV2 plugins report their latency through an output port written by run(): one block
+        // of silence makes it known, then the instance starts afresh.
         buffer.clear();
         instance->processBlock (buffer, midi);
         midi.clear();
         reset();
+    } else {
+        // JUCE's VST3 host reads the latency before the plugin's first activation has set it.
+        instance->releaseResources();
+        prepare();
     }
     host->registerOwner (this);
 }
@@ -206,7 +212,7 @@ void Plugin::readParameters()
     std::map<std::string, ParameterInfo> lv2Ports;
     if (isLv2()) {
         std::lock_guard<std::mutex> world (host->worldMutex());
-        lv2Ports = host->lv2Metadata().controlInputs (description.fileOrIdentifier.toStdString());
+        lv2Ports = host->lv2Metadata().parameters (description.fileOrIdentifier.toStdString());
     }
     const auto* bypass = instance->getBypassParameter();
     std::set<std::string> usedIds;
@@ -215,8 +221,9 @@ void Plugin::readParameters()
         ParameterInfo info;
         const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
         const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
-        const auto port = juceId.rfind ("sym:", 0) == 0 ? lv2Ports.find (juceId.substr (4)) : lv2Ports.end();
-
+        const auto port = lv2Ports.find (juceId);
+        if (juceId.rfind ("des:", 0) == 0)
+            messageParameters = true;
         if (port != lv2Ports.end()) {
             info = port->second;
             info.defaultNormalized = info.toNormalized (info.defaultValue);
@@ -489,6 +496,22 @@ void Plugin::reset()
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
     auto& p = live();
+    if (! freshState.empty()) {
+        // fxgrad's own plugins restore their complete DSP state from a state chunk; the chunk of
+        // a just-prepared instance clears it exactly and cheaply. The parameters stay as set.
+        std::vector<float> targets ((size_t) numParameters());
+        for (int i = 0; i < numParameters(); ++i)
+            targets[(size_t) i] = juceTarget (i);
+        const auto plain = plainValues;
+        const auto normalized = normalizedValues;
+        setState (freshState);
+        // The exact values the plugin had, so the output matches a fresh instance bit for bit.
+        for (int i = 0; i < numParameters(); ++i)
+            juceParams[(size_t) i]->setValue (targets[(size_t) i]);
+        plainValues = plain;
+        normalizedValues = normalized;
+        return;
+    }
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
     // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
     std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
@@ -517,6 +540,9 @@ std::string Plugin::getState() const
 void Plugin::setState (const std::string& blob)
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
+    // Values set since the last run travel to a patch-parameter plugin in the next one: deliver
+    // them first, or they would land after the restored state and override it.
+    flushParameterMessages();
     {
         std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
         if (isLv2())
@@ -524,7 +550,19 @@ void Plugin::setState (const std::string& blob)
         live().setStateInformation (blob.data(), (int) blob.size());
     }
     pendingParameters.clear();   // the state's values replace those set before
+    flushParameterMessages();
     refreshParameterCache();
+}
+
+void Plugin::flushParameterMessages()
+{
+    // Parameters that travel as LV2 patch messages move in run(), both ways; a run of zero
+    // frames delivers them without touching the audio.
+    if (! messageParameters)
+        return;
+    juce::AudioBuffer<float> empty (buffer.getArrayOfWritePointers(), bufferChannels, 0);
+    live().processBlock (empty, midi);
+    midi.clear();
 }
 
 int Plugin::latencySamples() const

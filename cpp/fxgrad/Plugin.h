@@ -71,6 +71,7 @@ private:
     void prepare();
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
+    void flushParameterMessages();
     void requireIndex (int index) const;
     float juceValueFor (int index, float plain, float normalized) const;
     float juceTarget (int index) const;
@@ -85,6 +86,8 @@ private:
     std::vector<ParameterInfo> params;
     std::vector<juce::AudioProcessorParameter*> juceParams;
     std::vector<float> plainValues, normalizedValues;
+    bool messageParameters = false;   // LV2 parameters set by patch messages, not control ports
+    std::string freshState;           // fxgrad's own plugins: the state of a just-prepared instance
     // JUCE's LV2 host wraps a port designated lv2:enabled in an inverted bypass parameter.
     int invertedParameter = -1;
     // Parameters set since the last processBlock: a host hands changes to a plugin only there,

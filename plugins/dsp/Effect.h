@@ -1,5 +1,5 @@
 // The interface every fxgrad reference effect implements. Plain C++17, no JUCE: the DSP can be
-// tested and reused without a plugin wrapper (plugins/host/ holds the JUCE glue).
+// tested and reused without a plugin wrapper (plugins/wrapper/ holds the JUCE glue).
 #pragma once
 
 #include <cstddef>

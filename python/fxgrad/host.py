@@ -79,11 +79,14 @@ def load(
     """Load a plugin, ready to process audio shaped ``(channels, samples)``.
 
     Args:
-        identifier: an LV2 URI, an LV2 bundle folder (from any location), a VST3 bundle, a LADSPA
+        identifier: an LV2 URI, an LV2 bundle folder (from any location; a copy of an installed
+            bundle, declaring the same URI, stands for the installed plugin), a VST3 bundle, a LADSPA
             library, or ``"fxgrad:NAME"`` / ``"fxgrad:NAME/vst3"`` for one of fxgrad's own effects.
         sample_rate: Hz.
         block_size: the largest block the plugin is given; longer audio is split into blocks of
-            this size, so stateful results do not depend on how the caller splits its audio.
+            this size, so stateful results do not depend on how the caller splits its audio as
+            long as every call but the last is a multiple of it (some plugins, LSP's among them,
+            give different results for other splits).
         channels: channels of the audio passed to ``process``. A mono plugin in a stereo stream
             gets the average of the channels and its output goes to both; a stereo plugin in a
             mono stream gets the signal on both inputs and its outputs are averaged; a sidechain

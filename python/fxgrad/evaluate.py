@@ -1,0 +1,168 @@
+"""``fxgrad evaluate``: a trained model against the baselines on held-out clips.
+
+Every clip of the evaluation set is rendered four ways and compared with its target:
+
+- ``model``: the chain with the model's per-frame automation (:class:`fxgrad.render.TrainedModel`);
+- ``unprocessed``: the input itself;
+- ``plugin defaults``: the chain at its preset values;
+- ``best static``: the chain at the single setting :func:`fxgrad.train.fit_static` found on the
+  training set (``static.json`` beside the checkpoint, or ``--static``).
+
+Metrics (lower is better): MFCC cosine distance (DeepAFx's measure), multi-resolution STFT error
+and integrated-loudness error in LU. When the evaluation folder has a ``params/`` folder of hidden
+trajectories (synthetic data), the normalised mean absolute parameter error is reported too.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from ._text import format_table
+from .data import PairedAudioDataset
+from .losses import loudness_error_db, mfcc_cosine_distance, mrstft_error
+from .render import TrainedModel, atomic_write_bytes, read_parameter_csv, render_static
+
+PathLike = Union[str, os.PathLike]
+
+METRICS = ("mfcc_cosine", "mrstft", "loudness_lu")
+METRIC_TITLES = {"mfcc_cosine": "MFCC cos dist", "mrstft": "MRSTFT err", "loudness_lu": "loudness err (LU)"}
+SYSTEMS = ("model", "best static", "plugin defaults", "unprocessed")
+
+
+def _split_folders(data: PathLike):
+    folder = Path(data)
+    for inputs, targets in (("input", "target"), ("inputs", "targets")):
+        if (folder / inputs).is_dir() and (folder / targets).is_dir():
+            params = folder / "params"
+            return folder / inputs, folder / targets, params if params.is_dir() else None
+    raise FileNotFoundError(f"{folder} must be a folder holding input/ and target/ subfolders (paired by file name)")
+
+
+def load_static(path: PathLike, names: List[str]) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such static settings file: {path} (make one with `fxgrad fit-static CONFIG`)")
+    content = json.loads(path.read_text())
+    if list(content.get("parameters", [])) != list(names):
+        raise ValueError(f"{path} holds settings for {content.get('parameters')}, the model drives {names}")
+    return np.asarray(content["normalised"], np.float32)
+
+
+def metrics(output: np.ndarray, target: np.ndarray, sample_rate: int) -> Dict[str, float]:
+    loudness = math.nan
+    if target.shape[-1] >= int(0.4 * sample_rate):
+        try:
+            loudness = loudness_error_db(output, target, sample_rate)
+        except ImportError:  # scipy missing
+            loudness = math.nan
+    return {
+        "mfcc_cosine": mfcc_cosine_distance(output, target, sample_rate, over="coefficients"),
+        "mrstft": mrstft_error(output, target),
+        "loudness_lu": loudness,
+    }
+
+
+def evaluate(
+    checkpoint: PathLike,
+    data: PathLike,
+    static: Optional[PathLike] = None,
+    max_clips: Optional[int] = None,
+    output: Optional[PathLike] = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> Dict[str, Any]:
+    """Evaluate ``checkpoint`` on the clips in ``data`` (a folder with input/ and target/).
+
+    Returns ``{"systems": {system: {metric: mean}}, "clips": [...], "parameter_mae": ...}`` and
+    writes it as JSON to ``output`` (default: ``evaluation.json`` beside the checkpoint).
+    """
+    from tqdm import tqdm
+
+    model = TrainedModel.from_checkpoint(checkpoint, device)
+    inputs, targets, params = _split_folders(data)
+    dataset = PairedAudioDataset(inputs, targets, model.sample_rate, model.channels, cache_size=0)
+    static_path = Path(static) if static else Path(checkpoint).parent / "static.json"
+    static_theta = load_static(static_path, model.names) if (static or static_path.is_file()) else None
+    count = len(dataset) if max_clips is None else min(len(dataset), max_clips)
+    chain = model.new_chain()
+    clips: List[Dict[str, Any]] = []
+    errors: Dict[str, List[float]] = {"model": [], "best static": [], "plugin defaults": []}
+    for index in tqdm(range(count), desc="evaluate", unit="clip", disable=not progress, leave=False):
+        audio, target = (t.numpy() for t in dataset[index])
+        rendered: Dict[str, np.ndarray] = {}
+        chain.reset()
+        rendered["model"], thetas = model.render(audio, chain)
+        if static_theta is not None:
+            chain.reset()
+            rendered["best static"] = render_static(chain, audio, static_theta, model.frame_size)
+        chain.reset()
+        rendered["plugin defaults"] = render_static(chain, audio, model.defaults, model.frame_size)
+        rendered["unprocessed"] = audio
+        row: Dict[str, Any] = {"clip": dataset.names[index]}
+        for system, out in rendered.items():
+            row[system] = metrics(out, target, model.sample_rate)
+        if params is not None:
+            hidden_path = params / f"{dataset.names[index]}.csv"
+            if hidden_path.is_file():
+                hidden = read_parameter_csv(hidden_path, model.names)
+                frames = min(len(hidden), len(thetas))
+                hidden = hidden[:frames]
+                row["parameter_mae"] = {"model": np.abs(thetas[:frames] - hidden).mean(axis=0).tolist()}
+                errors["model"].append(np.abs(thetas[:frames] - hidden).mean(axis=0))
+                errors["plugin defaults"].append(np.abs(model.defaults[None] - hidden).mean(axis=0))
+                if static_theta is not None:
+                    errors["best static"].append(np.abs(static_theta[None] - hidden).mean(axis=0))
+        clips.append(row)
+
+    systems = [s for s in SYSTEMS if s in clips[0]]
+    summary = {s: {m: float(np.nanmean([c[s][m] for c in clips])) for m in METRICS} for s in systems}
+    result: Dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "clips": clips,
+        "systems": summary,
+        "parameters": model.names,
+        "static": str(static_path) if static_theta is not None else None,
+    }
+    if errors["model"]:
+        result["parameter_mae"] = {s: np.mean(v, axis=0).tolist() for s, v in errors.items() if v}
+    out_path = Path(output) if output else Path(checkpoint).parent / "evaluation.json"
+    atomic_write_bytes(out_path, json.dumps(result, indent=2).encode())
+    result["path"] = out_path
+    return result
+
+
+def margin(model_value: float, baseline_value: float) -> float:
+    """Relative improvement of the model over a baseline in percent (positive: model better)."""
+    if not baseline_value or math.isnan(baseline_value):
+        return math.nan
+    return 100.0 * (baseline_value - model_value) / baseline_value
+
+
+def report(result: Dict[str, Any]) -> str:
+    """The evaluation as text: metric means per system, the model's margin over the best
+    static settings, and the parameter errors when known."""
+    systems = result["systems"]
+    rows = []
+    for system, values in systems.items():
+        rows.append([system, *[f"{values[m]:.4f}" for m in METRICS]])
+    lines = [f"{len(result['clips'])} clips from {result['data']} (lower is better)",
+             format_table(["system", *[METRIC_TITLES[m] for m in METRICS]], rows)]
+    if "best static" in systems:
+        model, static = systems["model"], systems["best static"]
+        gains = ", ".join(f"{METRIC_TITLES[m]} {margin(model[m], static[m]):+.1f}%" for m in METRICS)
+        lines.append(f"model vs best static settings: {gains} (positive = model better)")
+    else:
+        lines.append("no best-static baseline: run `fxgrad fit-static CONFIG` (writes static.json beside the checkpoint)")
+    if "parameter_mae" in result:
+        names = result["parameters"]
+        rows = [[system, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
+                for system, values in result["parameter_mae"].items()]
+        lines.append("parameter error against the hidden trajectory (mean absolute, normalised units):")
+        lines.append(format_table(["system", *names, "mean"], rows))
+    return "\n".join(lines)

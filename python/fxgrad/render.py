@@ -1,0 +1,358 @@
+"""Rendering whole files through the real plugins with a trained model's per-frame automation,
+and the file plumbing around it (audio in/out, parameter CSVs, the summary plot).
+
+A trained model renders a clip as in training, but on one fresh lane: the clip is cut into
+frames of N samples; each frame's context window (W samples centred on it, zeros outside the
+clip) goes through the encoder, and the chain processes the frames in order with each frame's
+predicted parameters. ``fxgrad apply`` is :func:`apply_file`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .encoder import Encoder
+from .host import Chain
+
+PathLike = Union[str, os.PathLike]
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace:
+    readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def read_audio(path: PathLike, sample_rate: int, channels: int) -> np.ndarray:
+    """Read a file as float32 (channels, samples) at ``sample_rate`` (resampled with soxr when
+    needed); channels are averaged to mono or a mono file replicated, as the training data."""
+    import soundfile
+    import soxr
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such audio file: {path}")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:
+        raise ValueError(f"cannot read audio file {path}: {error}") from error
+    if samples.shape[0] == 0:
+        raise ValueError(f"audio file {path} has no samples")
+    if rate != sample_rate:
+        samples = soxr.resample(samples, rate, sample_rate).astype(np.float32)
+    if samples.shape[1] != channels:
+        if channels == 1:
+            samples = samples.mean(axis=1, keepdims=True)
+        elif samples.shape[1] == 1:
+            samples = np.repeat(samples, channels, axis=1)
+        else:
+            raise ValueError(f"{path} has {samples.shape[1]} channels; the model takes {channels}")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"audio file {path} contains NaN or infinite samples")
+    return np.ascontiguousarray(samples.T)
+
+
+def write_audio(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write (channels, samples) audio atomically; the format follows the extension (WAV
+    float32 for .wav, FLAC 24-bit for .flac)."""
+    import soundfile
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    suffix = path.suffix.lower()
+    if suffix == ".flac":
+        soundfile.write(buffer, np.asarray(audio).T, int(sample_rate), format="FLAC", subtype="PCM_24")
+    elif suffix == ".wav":
+        soundfile.write(buffer, np.asarray(audio).T, int(sample_rate), format="WAV", subtype="FLOAT")
+    else:
+        raise ValueError(f"{path}: write .wav or .flac")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plain_values(chain: Chain, thetas: np.ndarray) -> np.ndarray:
+    """(frames, P) plain-unit values of the learned parameters for normalised ``thetas``."""
+    worker = chain.clone()
+    plugins = worker.plugins
+    where = []
+    for name in worker.learned:
+        index, _, parameter = name.partition(".")
+        where.append((plugins[int(index)], parameter))
+    out = np.empty(np.shape(thetas), dtype=np.float64)
+    for k, theta in enumerate(np.asarray(thetas, dtype=np.float32)):
+        worker.set_learned(np.ascontiguousarray(theta))
+        out[k] = [plugin.get(parameter) for plugin, parameter in where]
+    return out
+
+
+def parameter_units(chain: Chain) -> List[str]:
+    units = []
+    for name in chain.learned:
+        index, _, parameter = name.partition(".")
+        plugin = chain.plugins[int(index)]
+        info = plugin.parameters[plugin.parameter_index(parameter)]
+        units.append(info.unit)
+    return units
+
+
+def write_parameter_csv(path: PathLike, chain: Chain, thetas: np.ndarray, frame_size: int) -> None:
+    """One row per frame: ``frame``, ``time_s`` (the frame's start), then each learned
+    parameter in plain units (``NAME``) and normalised (``NAME [norm]``)."""
+    thetas = np.asarray(thetas, dtype=np.float32)
+    plain = plain_values(chain, thetas)
+    names = list(chain.learned)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["frame", "time_s", *names, *[f"{n} [norm]" for n in names]])
+    rate = float(chain.sample_rate)
+    for k in range(len(thetas)):
+        writer.writerow([k, f"{k * frame_size / rate:.6f}", *[f"{v:.6g}" for v in plain[k]],
+                         *[f"{v:.6f}" for v in thetas[k]]])
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def read_parameter_csv(path: PathLike, names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """(frames, P) normalised values from a parameter CSV written by :func:`write_parameter_csv`."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    columns = list(rows[0].keys())
+    if names is None:
+        names = [c[: -len(" [norm]")] for c in columns if c.endswith(" [norm]")]
+    missing = [n for n in names if f"{n} [norm]" not in columns]
+    if missing:
+        raise ValueError(f"{path} has no normalised column for {missing} (columns: {columns})")
+    return np.array([[float(row[f"{n} [norm]"]) for n in names] for row in rows], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def frame_count(samples: int, frame_size: int) -> int:
+    return int(math.ceil(samples / frame_size))
+
+
+def render_automation(chain: Chain, audio: np.ndarray, thetas: np.ndarray, frame_size: int) -> np.ndarray:
+    """Process ``audio`` (C, samples) through ``chain`` frame by frame, frame k with normalised
+    parameters ``thetas[k]``; the chain keeps its state from frame to frame (pass a fresh or
+    reset chain). Returns (C, samples) float32."""
+    audio = np.asarray(audio, dtype=np.float32)
+    channels, samples = audio.shape
+    frames = frame_count(samples, frame_size)
+    thetas = np.asarray(thetas, dtype=np.float32)
+    if thetas.shape != (frames, chain.num_parameters):
+        raise ValueError(f"thetas must be shaped ({frames}, {chain.num_parameters}), got {thetas.shape}")
+    padded = np.zeros((channels, frames * frame_size), np.float32)
+    padded[:, :samples] = audio
+    out = np.empty_like(padded)
+    for k in range(frames):
+        chain.set_learned(np.ascontiguousarray(thetas[k]))
+        span = slice(k * frame_size, (k + 1) * frame_size)
+        out[:, span] = chain.process(np.ascontiguousarray(padded[:, span]))
+    return out[:, :samples]
+
+
+def render_static(chain: Chain, audio: np.ndarray, theta: np.ndarray, frame_size: int) -> np.ndarray:
+    """Process ``audio`` with fixed normalised parameters ``theta`` (P,)."""
+    frames = frame_count(np.shape(audio)[-1], frame_size)
+    return render_automation(chain, audio, np.tile(np.asarray(theta, np.float32), (frames, 1)), frame_size)
+
+
+def contexts(audio: torch.Tensor, frame_size: int, context: int, start: int, stop: int) -> torch.Tensor:
+    """(stop - start, C, W) context windows of frames ``start..stop`` of ``audio`` (C, samples),
+    as :class:`fxgrad.data.FrameStreamer` cuts them: the frame begins ``(W - N) // 2`` samples
+    into its window, zeros outside the clip."""
+    offset = (context - frame_size) // 2
+    channels, samples = audio.shape
+    first = start * frame_size - offset
+    last = (stop - 1) * frame_size - offset + context
+    left, right = max(0, -first), max(0, last - samples)
+    span = audio[:, max(first, 0):min(last, samples)]
+    padded = torch.nn.functional.pad(span, (left, right))
+    windows = padded.unfold(-1, context, frame_size)  # (C, frames, W)
+    return windows.permute(1, 0, 2).contiguous()
+
+
+@dataclass
+class TrainedModel:
+    """A checkpoint made usable: the encoder (eval mode), the chain configuration and the
+    per-parameter mask of a progressive run (masked parameters are held at ``defaults``)."""
+
+    encoder: Encoder
+    chain_config: Dict[str, Any]
+    names: List[str]
+    defaults: np.ndarray
+    active: np.ndarray
+    frame_size: int
+    sample_rate: int
+    channels: int
+    checkpoint: Dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "TrainedModel":
+        state = load_checkpoint(path)
+        device = torch.device(device)
+        encoder = Encoder(**state["encoder"])
+        encoder.load_state_dict(state["model"])
+        encoder.to(device).eval()
+        chain = state["chain"]
+        return cls(
+            encoder=encoder, chain_config=chain, names=list(state["parameters"]),
+            defaults=np.asarray(state["defaults"], np.float32), active=np.asarray(state["active"], bool),
+            frame_size=int(state["encoder"]["frame_size"]), sample_rate=int(round(float(chain["sample_rate"]))),
+            channels=int(chain["channels"]), checkpoint=state, device=device,
+        )
+
+    def new_chain(self) -> Chain:
+        """A fresh chain (new plugin instances) as the model was trained with."""
+        return Chain.from_config(self.chain_config)
+
+    @torch.no_grad()
+    def predict(self, audio: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(frames, P) normalised parameters for a (C, samples) clip."""
+        signal = torch.as_tensor(np.asarray(audio, np.float32))
+        frames = frame_count(signal.shape[-1], self.frame_size)
+        out = []
+        for start in range(0, frames, batch):
+            stop = min(frames, start + batch)
+            windows = contexts(signal, self.frame_size, self.encoder.context, start, stop).to(self.device)
+            out.append(self.encoder(windows).cpu())
+        theta = torch.cat(out).numpy()
+        return np.where(self.active[None, :], theta, self.defaults[None, :]).astype(np.float32)
+
+    def render(self, audio: np.ndarray, chain: Optional[Chain] = None):
+        """``(output (C, samples), thetas (frames, P))`` for a (C, samples) clip."""
+        thetas = self.predict(audio)
+        chain = chain if chain is not None else self.new_chain()
+        return render_automation(chain, audio, thetas, self.frame_size), thetas
+
+
+# ---------------------------------------------------------------------------- the plot
+
+
+def plot_render(
+    path: PathLike,
+    sample_rate: int,
+    frame_size: int,
+    names: Sequence[str],
+    thetas: np.ndarray,
+    input_audio: np.ndarray,
+    output_audio: np.ndarray,
+    target_audio: Optional[np.ndarray] = None,
+    reference: Optional[np.ndarray] = None,
+    title: str = "",
+) -> None:
+    """PNG: spectrograms of input, output (and target), then the normalised parameter curves
+    (with the reference trajectory dashed when known). Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("input", input_audio), ("output (model)", output_audio)]
+    if target_audio is not None:
+        panels.append(("target", target_audio))
+    figure, axes = plt.subplots(len(panels) + 1, 1, figsize=(11, 2.3 * (len(panels) + 1)), sharex=True,
+                                gridspec_kw={"height_ratios": [1] * len(panels) + [1.2]})
+    duration = np.shape(input_audio)[-1] / sample_rate
+    for axis, (label, audio) in zip(axes, panels):
+        mono = np.asarray(audio, np.float64).mean(axis=0)
+        spectrum = torch.stft(torch.from_numpy(mono), 1024, 256, window=torch.hann_window(1024, dtype=torch.float64),
+                              return_complex=True).abs().numpy()
+        decibels = 20 * np.log10(spectrum + 1e-7)
+        axis.imshow(decibels, origin="lower", aspect="auto", cmap="magma", vmin=decibels.max() - 80,
+                    vmax=decibels.max(), extent=(0, duration, 0, sample_rate / 2000))
+        axis.set_ylabel("kHz")
+        axis.set_title(label, loc="left", fontsize=9)
+    axis = axes[-1]
+    times = (np.arange(len(thetas)) + 0.5) * frame_size / sample_rate
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, name in enumerate(names):
+        colour = colours[k % len(colours)]
+        axis.plot(times, thetas[:, k], color=colour, label=f"{name} (predicted)")
+        if reference is not None:
+            axis.plot(times[: len(reference)], reference[:, k], color=colour, linestyle="--", alpha=0.8,
+                      label=f"{name} (hidden)")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_ylabel("normalised")
+    axis.set_xlabel("time (s)")
+    axis.legend(loc="upper right", fontsize=7, ncol=2)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------- fxgrad apply
+
+
+def apply_file(
+    checkpoint: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    target_path: Optional[PathLike] = None,
+    params_path: Optional[PathLike] = None,
+    plot_path: Optional[PathLike] = None,
+    reference_params: Optional[PathLike] = None,
+    device: str = "cpu",
+) -> Dict[str, Path]:
+    """Render ``input_path`` through the model's chain with its predicted automation.
+
+    Writes the output audio (at the model's sample rate and channel count), the parameter CSV
+    (default: OUTPUT with ``.params.csv``) and the plot (default: OUTPUT with ``.png``); returns
+    their paths.
+    """
+    model = TrainedModel.from_checkpoint(checkpoint, device)
+    audio = read_audio(input_path, model.sample_rate, model.channels)
+    chain = model.new_chain()
+    output, thetas = model.render(audio, chain)
+    output_path = Path(output_path)
+    params_path = Path(params_path) if params_path else output_path.with_suffix(".params.csv")
+    plot_path = Path(plot_path) if plot_path else output_path.with_suffix(".png")
+    write_audio(output_path, output, model.sample_rate)
+    write_parameter_csv(params_path, chain, thetas, model.frame_size)
+    target = None
+    if target_path is not None:
+        target = read_audio(target_path, model.sample_rate, model.channels)
+        if target.shape[-1] != audio.shape[-1]:
+            length = min(target.shape[-1], audio.shape[-1])
+            target = target[:, :length]
+    reference = read_parameter_csv(reference_params, model.names) if reference_params else None
+    plot_render(plot_path, model.sample_rate, model.frame_size, model.names, thetas, audio, output, target,
+                reference, title=f"{Path(input_path).name} through {' -> '.join(_plugin_names(model.chain_config))}")
+    return {"audio": output_path, "params": params_path, "plot": plot_path}
+
+
+def _plugin_names(chain_config: Dict[str, Any]) -> List[str]:
+    names = []
+    for entry in chain_config["plugins"]:
+        text = entry["plugin"] if isinstance(entry, dict) else str(entry)
+        names.append(text.rstrip("/").rsplit("/", 1)[-1])
+    return names

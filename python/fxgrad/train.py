@@ -1,0 +1,997 @@
+"""Training through real plugins: the DeepAFx loop, its checkpoints, and the static baseline.
+
+One step of :class:`Trainer`::
+
+    batch = next(streamer)                      # consecutive frames of one clip per lane
+    layer.reset_lanes(batch.reset)              # lanes that start a new clip
+    theta = encoder(batch.context)              # (M, P) in [0, 1]
+    y = layer(batch.frame, theta)               # the real plugins; SPSA on backward
+    loss = loss_fn(y, batch.target); loss.backward(); clip; optimiser.step()
+
+around which the trainer adds an optional pretraining stage (regress the chain's default
+parameters), optional progressive chain training (one plugin's parameters released at a time),
+validation each epoch with reduce-on-plateau and early stopping, CSV (and TensorBoard) logs, a
+progress bar, atomic checkpoints that resume where they stopped (Ctrl-C writes one first),
+DistributedDataParallel under ``torchrun``, and a pipelined mode that runs the plugins of one step
+in a background thread while the encoder computes the next step's parameters.
+
+:func:`fit_static` fits one fixed parameter vector for the whole training set with the same SPSA
+optimiser: the "best static settings" baseline.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import Config, ConfigError, PairsSection
+from .data import FrameStreamer, PairedAudioDataset
+from .encoder import Encoder
+from .host import Chain
+from .losses import DelayInvariantLoss, MultiResolutionSTFTLoss
+from .render import atomic_write_bytes, plain_values, parameter_units
+from .torch import PluginLayer
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+STATIC = "static.json"
+LOG = "log.csv"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (the message says why and what to do)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.fit` after Ctrl-C/SIGTERM, once the checkpoint is written."""
+
+    def __init__(self, message: str, checkpoint: Optional[Path]):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+@dataclass
+class World:
+    """This process's place in a (possibly) distributed run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> World:
+    """Join the process group that ``torchrun`` describes in the environment (NCCL on CUDA,
+    gloo on CPU); a plain single process when there is none."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+                     int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
+    return World()
+
+
+def resolve_device(preference: str, world: World) -> torch.device:
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("device: cuda was asked for but no CUDA device is available (use device: auto or cpu)")
+        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    try:
+        return torch.device(preference)
+    except RuntimeError as error:
+        raise TrainingError(f"device: {preference!r} is not a torch device ({error})") from None
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+# ---------------------------------------------------------------------------- data, chain, loss
+
+
+@dataclass
+class Splits:
+    train: PairedAudioDataset
+    valid: Optional[PairedAudioDataset]
+    test: Optional[PairsSection]
+    params: Dict[str, Path]
+    """Folders of hidden parameter trajectories by split (synthetic data only)."""
+
+
+def prepare_data(config: Config, world: World = World(), progress: bool = True) -> Splits:
+    """Datasets of the config's data section; synthetic data is generated first (once, by rank 0)."""
+    d = config.data
+    params: Dict[str, Path] = {}
+    if d.synthetic is not None:
+        from .synth import generate
+
+        s = d.synthetic
+        folder = Path(s.folder) if s.folder else config.run_dir / "data"
+        clips = {"train": s.train_clips, "valid": s.valid_clips, "test": s.test_clips}
+        if world.is_main:
+            generate(folder, config.chain_config(), s.hidden, config.frame_size, clips, s.seconds, s.seed,
+                     knot_seconds=s.knot_seconds, progress=progress)
+        if world.distributed:
+            dist.barrier()
+        split = {name: PairsSection(str(folder / name / "input"), str(folder / name / "target"))
+                 for name, count in clips.items() if count > 0}
+        params = {name: folder / name / "params" for name in split}
+        train, valid, test = split["train"], split.get("valid"), split.get("test")
+    else:
+        train, valid, test = d.train, d.valid, d.test
+
+    def dataset(pairs: PairsSection, role: str) -> PairedAudioDataset:
+        try:
+            return PairedAudioDataset(pairs.input, pairs.target, config.sample_rate, config.channels,
+                                      length_tolerance=d.length_tolerance, cache_size=d.cache_size)
+        except ValueError as error:
+            raise TrainingError(f"data.{role}: {error}") from None
+
+    train_set = dataset(train, "train")
+    valid_set = dataset(valid, "valid") if valid is not None else None
+    if valid_set is None and d.valid_split > 0 and len(train_set) >= 2:
+        count = max(1, int(round(len(train_set) * d.valid_split)))
+        pairs = list(train_set.pairs)
+        options = dict(length_tolerance=d.length_tolerance, cache_size=d.cache_size)
+        valid_set = PairedAudioDataset.from_pairs(pairs[-count:], config.sample_rate, config.channels, **options)
+        train_set = PairedAudioDataset.from_pairs(pairs[:-count], config.sample_rate, config.channels, **options)
+    return Splits(train_set, valid_set, test, params)
+
+
+def build_chain(config: Config) -> Chain:
+    try:
+        chain = Chain.from_config(config.chain_config())
+    except FileNotFoundError as error:
+        raise TrainingError(f"chain: {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"{config.source or 'config'}: chain: {error}") from None
+    if chain.num_parameters == 0:
+        raise ConfigError(f"{config.source or 'config'}: chain: no learned parameters (check chain.learned)")
+    return chain
+
+
+class _PointwiseLoss(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        difference = output - target
+        return difference.abs().mean() if self.kind == "l1" else difference.pow(2).mean()
+
+
+def build_loss(config: Config) -> nn.Module:
+    section = config.loss
+    if section.type == "delay_invariant":
+        return DelayInvariantLoss(section.max_lag, section.alpha_time, section.alpha_freq, section.n_fft)
+    if section.type == "mrstft":
+        return MultiResolutionSTFTLoss(section.fft_sizes, section.hop_sizes, section.win_lengths)
+    return _PointwiseLoss(section.type)
+
+
+def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` on frames whose samples past ``valid`` (a clip's zero-padded end) are zeroed
+    in both output and target, so padding neither counts nor pulls on the parameters."""
+    frame = output.shape[-1]
+    if bool((valid < frame).any()):
+        keep = (torch.arange(frame, device=output.device)[None, :] < valid.to(output.device)[:, None])
+        keep = keep.unsqueeze(1).to(output.dtype)
+        output, target = output * keep, target * keep
+    return loss_fn(output, target)
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(0.01, 0.99)
+    return torch.log(p) - torch.log1p(-p)
+
+
+# ---------------------------------------------------------------------------- the log
+
+
+class RunLog:
+    """``log.csv`` (one row per logged step and per epoch) and TensorBoard scalars when the
+    ``tensorboard`` package is installed. On resume, rows past the checkpoint are dropped."""
+
+    FIELDS = ["phase", "step", "epoch", "loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "elapsed_s"]
+
+    def __init__(self, folder: Path, keep: Optional[Callable[[Dict[str, str]], bool]] = None, tensorboard: bool = True):
+        self.path = folder / LOG
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if keep is not None and self.path.is_file():
+            with open(self.path, newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if keep(row)]
+        text = _csv_text(self.FIELDS, rows)
+        atomic_write_bytes(self.path, text.encode())
+        self._handle = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._handle, self.FIELDS)
+        self._board = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._board = SummaryWriter(str(folder / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                self._board = None
+
+    def row(self, **values: Any) -> None:
+        self._writer.writerow({k: _format(values.get(k)) for k in self.FIELDS})
+        self._handle.flush()
+        if self._board is not None:
+            step = int(values["step"])
+            for key in ("loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s"):
+                if values.get(key) is not None:
+                    self._board.add_scalar(f"{values['phase']}/{key}", float(values[key]), step)
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _csv_text(fields: Sequence[str], rows: Sequence[Dict[str, str]]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_log(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Trains an :class:`~fxgrad.encoder.Encoder` to drive a chain of real plugins.
+
+    Args:
+        config: a validated :class:`~fxgrad.config.Config`.
+        resume: continue from ``RUN_DIR/checkpoint.pt`` (starting fresh, with a note, when there
+            is none).
+        overwrite: start over even though the run folder holds a checkpoint.
+        progress: show progress bars (rank 0 only).
+        callbacks: functions ``f(trainer, record)`` called after every training step with the
+            step's record (``step``, ``loss``, ...); they may call :meth:`request_stop`.
+
+    Files in ``config.run_dir``: ``checkpoint.pt`` (latest), ``best.pt`` (best validation
+    loss), ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``.
+    """
+
+    def __init__(self, config: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
+                 callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = ()):
+        self.config = config
+        self.world = init_distributed(config.device)
+        self.device = resolve_device(config.device, self.world)
+        self.run_dir = config.run_dir
+        self.progress = progress and self.world.is_main
+        self.callbacks = list(callbacks)
+        self._stop_requested = False
+        self._stop_reason = ""
+        _seed_everything(config.seed)
+
+        self.chain = build_chain(config)
+        self.names = list(self.chain.learned)
+        self.num_parameters = len(self.names)
+        self.defaults = torch.tensor(np.asarray(self.chain.get_learned(), np.float32))
+        self.groups = [int(name.partition(".")[0]) for name in self.names]
+        self.stages = sorted(set(self.groups))
+
+        self.splits = prepare_data(config, self.world, self.progress)
+        self.encoder = Encoder(**config.encoder_kwargs(self.num_parameters)).to(self.device)
+        t = config.train
+        self.pipeline = bool(t.pipeline)
+        if self.world.distributed and not self.pipeline:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model: nn.Module = DistributedDataParallel(
+                self.encoder, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.model = self.encoder
+            if self.world.distributed:  # pipelined: same start on every rank, gradients averaged by hand
+                for tensor in self.encoder.state_dict().values():
+                    dist.broadcast(tensor, 0)
+
+        s = config.spsa
+        self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
+        self.layer = PluginLayer(self.chain, s.lanes, s.eps, s.perturbations, s.strategy, s.estimator,
+                                 s.replay_samples, self.threads, seed=config.seed * 1_000_003 + self.world.rank)
+        self.streamer = self._streamer(self.splits.train, offset=0)
+        self.pretrain_streamer = self._streamer(self.splits.train, offset=1) if t.pretrain_steps else None
+        self.loss_fn = build_loss(config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)
+        self.pretrain_optimizer = (torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr)
+                                   if t.pretrain_steps else None)
+        self._valid_layer: Optional[PluginLayer] = None
+
+        self.step = 0
+        self.pretrain_step = 0
+        self.epoch = 0
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.epoch_loss = [0.0, 0]
+        self.history: List[Dict[str, Any]] = []
+        self.elapsed = 0.0
+        self._pending_stream: Optional[dict] = None  # pipelined: the stream before the prefetched batch
+
+        checkpoint = self.run_dir / CHECKPOINT
+        if resume and checkpoint.is_file():
+            self._restore(load_checkpoint(checkpoint))
+        elif resume:
+            self._note(f"no checkpoint in {self.run_dir} to resume; starting from scratch")
+        elif checkpoint.is_file() and not overwrite:
+            raise TrainingError(
+                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
+        elif overwrite and self.world.is_main:
+            for name in (CHECKPOINT, BEST, LOG):
+                (self.run_dir / name).unlink(missing_ok=True)
+        if self.world.distributed:
+            dist.barrier()
+        self.log: Optional[RunLog] = None
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            import yaml
+
+            atomic_write_bytes(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+            resumed = self.step > 0 or self.pretrain_step > 0
+
+            def keep(row: Dict[str, str]) -> bool:
+                limit = self.pretrain_step if row.get("phase") == "pretrain" else self.step
+                return resumed and row.get("step", "").isdigit() and int(row["step"]) <= limit
+
+            self.log = RunLog(self.run_dir, keep, t.tensorboard)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _streamer(self, dataset: PairedAudioDataset, offset: int) -> FrameStreamer:
+        seed = self.config.seed + 7919 * self.world.rank + 104_729 * offset
+        try:
+            return FrameStreamer(dataset, self.config.spsa.lanes, self.config.frame_size, self.config.encoder.context,
+                                 seed=seed, shuffle=True, min_clip_frames=self.config.data.min_clip_frames)
+        except ValueError as error:
+            raise TrainingError(f"data: {error}") from None
+
+    def active_mask(self, step: Optional[int] = None) -> torch.Tensor:
+        """Which learned parameters the encoder drives at ``step`` (progressive training holds
+        the parameters of plugins not yet released at their defaults)."""
+        every = self.config.train.progressive_steps
+        if not every:
+            return torch.ones(self.num_parameters, dtype=torch.bool)
+        step = self.step if step is None else step
+        stage = min(step // every, len(self.stages) - 1)
+        released = set(self.stages[: stage + 1])
+        return torch.tensor([g in released for g in self.groups], dtype=torch.bool)
+
+    def _masked(self, theta: torch.Tensor) -> torch.Tensor:
+        mask = self.active_mask()
+        if bool(mask.all()):
+            return theta
+        return torch.where(mask.to(theta.device), theta, self.defaults.to(theta.device, theta.dtype))
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Finish the current step, write a checkpoint and raise :class:`TrainingInterrupted`."""
+        self._stop_requested = True
+        self._stop_reason = reason
+
+    def _note(self, message: str) -> None:
+        if self.world.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(message)
+
+    # ------------------------------------------------------------------ state
+
+    def _stream_state(self) -> dict:
+        return self._pending_stream if self._pending_stream is not None else self.streamer.state_dict()
+
+    def _gather(self, value: Any) -> List[Any]:
+        if not self.world.distributed:
+            return [value]
+        out: List[Any] = [None] * self.world.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything a checkpoint holds (collective under DDP: every rank must call it)."""
+        per_rank = self._gather({
+            "stream": self._stream_state(),
+            "pretrain_stream": self.pretrain_streamer.state_dict() if self.pretrain_streamer else None,
+            "layer_step": int(self.layer.step),
+            "rng": rng_state(),
+        })
+        return {
+            "config": self.config.to_dict(),
+            # The dict Chain.from_config() took (Chain.to_config() would lose "fxgrad:NAME" sources).
+            "chain": self.config.chain_config(),
+            "parameters": self.names,
+            "units": parameter_units(self.chain),
+            "defaults": self.defaults.tolist(),
+            "active": self.active_mask().tolist(),
+            "encoder": self.config.encoder_kwargs(self.num_parameters),
+            "model": self.encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "pretrain_optimizer": self.pretrain_optimizer.state_dict() if self.pretrain_optimizer else None,
+            "step": self.step,
+            "pretrain_step": self.pretrain_step,
+            "epoch": self.epoch,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "epoch_loss": list(self.epoch_loss),
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "world_size": self.world.world_size,
+            "ranks": per_rank,
+        }
+
+    def save(self, name: str = CHECKPOINT) -> Optional[Path]:
+        """Write a checkpoint (rank 0; every rank must call this under DDP)."""
+        state = self.state_dict()
+        path = None
+        if self.world.is_main:
+            path = save_checkpoint(self.run_dir / name, state)
+        if self.world.distributed:
+            dist.barrier()
+        return path
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        differences = _incompatible(state["config"], self.config.to_dict())
+        if differences:
+            raise TrainingError(
+                f"cannot resume {self.run_dir / CHECKPOINT}: the config changed where a run cannot: "
+                + "; ".join(differences) + " (use --overwrite to start over, or another output_dir)")
+        if state["world_size"] != self.world.world_size:
+            raise TrainingError(
+                f"the checkpoint was written by {state['world_size']} processes, this run has "
+                f"{self.world.world_size}: each rank resumes its own lanes; relaunch with the same process count")
+        self.encoder.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.pretrain_optimizer is not None and state.get("pretrain_optimizer"):
+            self.pretrain_optimizer.load_state_dict(state["pretrain_optimizer"])
+        self.step = int(state["step"])
+        self.pretrain_step = int(state["pretrain_step"])
+        self.epoch = int(state["epoch"])
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.epoch_loss = list(state["epoch_loss"])
+        self.history = list(state["history"])
+        self.elapsed = float(state["elapsed"])
+        mine = state["ranks"][self.world.rank]
+        self.streamer.load_state_dict(mine["stream"])
+        if self.pretrain_streamer is not None and mine["pretrain_stream"] is not None:
+            self.pretrain_streamer.load_state_dict(mine["pretrain_stream"])
+        self.layer.step = int(mine["layer_step"])
+        set_rng_state(mine["rng"])
+        self.warm_lanes()
+
+    def warm_lanes(self) -> None:
+        """After a resume: the lanes' plugin instances are new (third-party plugins cannot hand
+        over their DSP state), so each lane that is part-way through a clip is reset and fed the
+        ``train.resume_preroll`` seconds of that clip's input preceding its position (zeros
+        before the clip's start), rounded up to a multiple of the chain's block size, so that
+        envelopes and filters have settled by the next frame. The preroll runs at the chain's
+        preset parameters, not the trajectory the lane had, so the resumed run matches an
+        uninterrupted one within a tolerance rather than exactly."""
+        block = self.config.block_size
+        samples = int(math.ceil(self.config.train.resume_preroll * self.config.sample_rate / block)) * block
+        state = self._stream_state()
+        lanes, frame = self.config.spsa.lanes, self.config.frame_size
+        mask = np.zeros(lanes, bool)
+        preroll = torch.zeros(lanes, self.config.channels, max(samples, block))
+        dataset = self.splits.train
+        for lane, (clip, position) in enumerate(zip(state["lane_clip"], state["lane_frame"])):
+            if clip < 0 or position <= 0 or position * frame >= dataset.num_samples(clip):
+                continue  # no clip yet, or a new clip (and a reset) comes next step
+            mask[lane] = True
+            if samples:
+                start = position * frame
+                audio = dataset[clip][0]
+                piece = audio[:, max(0, start - samples):start]
+                preroll[lane, :, samples - piece.shape[-1]:] = piece
+        if mask.any():
+            self.layer.reset_lanes(mask, preroll if samples else None)
+
+    # ------------------------------------------------------------------ steps
+
+    def _clip_gradients(self) -> float:
+        clip = self.config.train.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), clip if clip else math.inf)
+        return float(norm)
+
+    def _pretrain_step(self) -> Dict[str, Any]:
+        batch = next(self.pretrain_streamer)
+        theta = self.model(batch.context.to(self.device))
+        target = self.defaults.to(self.device).expand_as(theta)
+        loss = torch.nn.functional.mse_loss(theta, target)
+        self.pretrain_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = self._clip_gradients()
+        self.pretrain_optimizer.step()
+        return {"loss": float(loss.detach()), "grad_norm": norm}
+
+    def _train_step(self) -> Dict[str, Any]:
+        self._stream_before = self.streamer.state_dict()
+        self._in_update = False
+        batch = next(self.streamer)
+        if bool(batch.reset.any()):
+            self.layer.reset_lanes(batch.reset)
+        theta = self._masked(self.model(batch.context.to(self.device)))
+        output = self.layer(batch.frame.to(self.device), theta)
+        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), batch.valid_samples)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = self._clip_gradients()
+        self._in_update = True
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), "grad_norm": norm}
+
+    # pipelined: the plugins of step t run in a worker thread while the encoder computes the
+    # parameters of step t + 1 (from the weights before step t's update: one step of staleness).
+
+    def _encode_detached(self, context: torch.Tensor):
+        """theta from a snapshot of the weights, so the live weights can be updated while this
+        graph waits for its gradient."""
+        from torch.func import functional_call
+
+        params = {n: p.detach().clone().requires_grad_(True) for n, p in self.encoder.named_parameters()}
+        stats = {n: b.clone() for n, b in self.encoder.named_buffers() if n in self._persistent_buffers}
+        theta = functional_call(self.encoder, {**params, **stats}, (context.to(self.device),))
+        with torch.no_grad():
+            live = dict(self.encoder.named_buffers())
+            for n, b in stats.items():
+                live[n].copy_(b)
+        return self._masked(theta), params
+
+    def _plugin_job(self, theta: torch.Tensor, batch) -> tuple:
+        leaf = theta.detach().requires_grad_(True)
+        output = self.layer(batch.frame.to(self.device), leaf)
+        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), batch.valid_samples)
+        loss.backward()
+        return float(loss.detach()), leaf.grad
+
+    def _pipelined_steps(self):
+        """Yields one record per step; see ``train.pipeline`` in docs/training.md."""
+        self._persistent_buffers = set(self.encoder.state_dict().keys())
+        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fxgrad-plugins")
+        future = None
+        try:
+            self._pending_stream = self.streamer.state_dict()
+            batch = next(self.streamer)
+            theta, snapshot = self._encode_detached(batch.context)
+            while True:
+                self._stream_before = self._pending_stream
+                self._in_update = False
+                if bool(batch.reset.any()):
+                    self.layer.reset_lanes(batch.reset)
+                future = executor.submit(self._plugin_job, theta, batch)
+                upcoming_stream = self.streamer.state_dict()
+                upcoming = next(self.streamer)
+                upcoming_theta, upcoming_snapshot = self._encode_detached(upcoming.context)
+                loss, grad_theta = future.result()
+                future = None
+                theta.backward(grad_theta)
+                for name, parameter in self.encoder.named_parameters():
+                    parameter.grad = snapshot[name].grad
+                if self.world.distributed:
+                    _average_gradients(self.encoder.parameters(), self.world.world_size)
+                norm = self._clip_gradients()
+                self._in_update = True
+                self.optimizer.step()
+                self._pending_stream = upcoming_stream
+                batch, theta, snapshot = upcoming, upcoming_theta, upcoming_snapshot
+                yield {"loss": loss, "grad_norm": norm}
+        finally:
+            if future is not None:
+                try:
+                    future.result()
+                except Exception:
+                    pass
+            executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self, max_frames: Optional[int] = None) -> Optional[float]:
+        """Mean loss over the validation clips (streamed whole, one lane per clip, parameters
+        from the encoder in eval mode, plugins only rendered); ``None`` without validation data."""
+        dataset = self.splits.valid
+        if dataset is None:
+            return None
+        lanes = min(self.config.spsa.lanes, len(dataset))
+        if self._valid_layer is None:
+            self._valid_layer = PluginLayer(self.chain, lanes, strategy="replay", estimator="one-sided",
+                                            replay_samples=0, threads=self.threads)
+        streamer = FrameStreamer(dataset, lanes, self.config.frame_size, self.config.encoder.context, shuffle=False,
+                                 min_clip_frames=self.config.data.min_clip_frames)
+        was_training = self.encoder.training
+        self.encoder.eval()
+        total, count = 0.0, 0
+        max_frames = max_frames if max_frames is not None else self.config.train.valid_frames
+        try:
+            for batch in streamer:
+                if bool(batch.reset.any()):
+                    self._valid_layer.reset_lanes(batch.reset)
+                theta = self._masked(self.encoder(batch.context.to(self.device)))
+                output = self._valid_layer(batch.frame.to(self.device), theta)
+                active = batch.active
+                n = int(active.sum())
+                index = active.nonzero().squeeze(1)
+                loss = frame_loss(self.loss_fn, output[index.to(output.device)],
+                                  batch.target.to(self.device)[index.to(self.device)], batch.valid_samples[index])
+                total += float(loss) * n
+                count += n
+                if max_frames and count >= max_frames:
+                    break
+        finally:
+            self.encoder.train(was_training)
+        return total / max(count, 1)
+
+    def _end_epoch(self) -> Dict[str, Any]:
+        self.epoch += 1
+        train_loss = self.epoch_loss[0] / max(self.epoch_loss[1], 1)
+        if self.world.distributed:
+            value = torch.tensor([train_loss], dtype=torch.float64)
+            dist.all_reduce(value)
+            train_loss = float(value) / self.world.world_size
+        valid_loss = None
+        if self.splits.valid is not None:
+            result = [self.validate() if self.world.is_main else None]
+            if self.world.distributed:
+                dist.broadcast_object_list(result, 0)
+            valid_loss = result[0]
+        monitor = valid_loss if valid_loss is not None else train_loss
+        self.scheduler.step(monitor)
+        improved = monitor < self.best
+        if improved:
+            self.best = monitor
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        patience = self.config.train.early_stopping
+        if patience and self.bad_epochs >= patience:
+            self.stopped_early = True
+        record = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss, "valid_loss": valid_loss,
+                  "lr": self.optimizer.param_groups[0]["lr"], "improved": improved}
+        self.history.append(record)
+        self.epoch_loss = [0.0, 0]
+        if self.log is not None:
+            self.log.row(phase="epoch", step=self.step, epoch=self.epoch, loss=train_loss, valid_loss=valid_loss,
+                         lr=record["lr"], elapsed_s=self.elapsed)
+        if improved:
+            self.save(BEST)
+        return record
+
+    # ------------------------------------------------------------------ the loop
+
+    def _check_stop(self) -> bool:
+        stop = self._stop_requested
+        if self.world.distributed:
+            flag = torch.tensor([1 if stop else 0], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+    def fit(self) -> Dict[str, Any]:
+        """Run (or continue) training; returns a summary dict. Raises
+        :class:`TrainingInterrupted` after Ctrl-C/SIGTERM once the checkpoint is written."""
+        restore = self._install_signal_handlers()
+        try:
+            if self.pretrain_step < self.config.train.pretrain_steps:
+                self._run_phase("pretrain")
+            if self.step < self.config.train.steps and not self.stopped_early:
+                self._run_phase("train")
+        finally:
+            restore()
+            if self.log is not None:
+                self.log.close()
+                self.log = None
+        return self.summary()
+
+    def summary(self) -> Dict[str, Any]:
+        best = self.run_dir / BEST
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_loss": None if math.isinf(self.best) else self.best,
+            "stopped_early": self.stopped_early,
+            "elapsed_s": self.elapsed,
+            "checkpoint": self.run_dir / CHECKPOINT,
+            "best_checkpoint": best if best.is_file() else None,
+            "history": self.history,
+        }
+
+    def _run_phase(self, phase: str) -> None:
+        t = self.config.train
+        total = t.pretrain_steps if phase == "pretrain" else t.steps
+        counter = "pretrain_step" if phase == "pretrain" else "step"
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=getattr(self, counter), desc=phase, unit="step", dynamic_ncols=True,
+                       leave=True)
+        if phase == "train" and self.world.is_main and self.step == 0:
+            self._note(self.describe())
+        steps = (self._pipelined_steps() if phase == "train" and self.pipeline
+                 else iter(lambda: self._pretrain_step() if phase == "pretrain" else self._train_step(), None))
+        window: List[Dict[str, Any]] = []
+        smoothed = None
+        last_saved = getattr(self, counter)
+        self._in_update = False
+        self._stream_before = None
+        try:
+            while getattr(self, counter) < total:
+                started = time.perf_counter()
+                plugins_before = self.layer.rack.stats()["wall_seconds"]
+                record = next(steps)
+                setattr(self, counter, getattr(self, counter) + 1)
+                self._in_update = False
+                duration = time.perf_counter() - started
+                self.elapsed += duration
+                record.update(phase=phase, step=getattr(self, counter), step_s=duration,
+                              plugins_s=self.layer.rack.stats()["wall_seconds"] - plugins_before,
+                              lr=(self.pretrain_optimizer if phase == "pretrain" else self.optimizer).param_groups[0]["lr"])
+                smoothed = record["loss"] if smoothed is None else 0.95 * smoothed + 0.05 * record["loss"]
+                window.append(record)
+                if phase == "train":
+                    self.epoch_loss[0] += record["loss"]
+                    self.epoch_loss[1] += 1
+                for callback in self.callbacks:
+                    callback(self, record)
+                step = record["step"]
+                if len(window) >= t.log_every or step == total:
+                    self._log_window(window)
+                    window = []
+                if bar is not None:
+                    bar.set_postfix_str(f"loss {smoothed:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
+                                        f"(plugins {record['plugins_s'] * 1e3:.0f} ms)", refresh=False)
+                    bar.update(1)
+                epoch_done = phase == "train" and step % t.steps_per_epoch == 0
+                if epoch_done:
+                    info = self._end_epoch()
+                    if bar is not None:
+                        valid = "" if info["valid_loss"] is None else f", valid {info['valid_loss']:.4g}"
+                        bar.write(f"epoch {info['epoch']}: train {info['train_loss']:.4g}{valid}, "
+                                  f"lr {info['lr']:.2g}{'  (best)' if info['improved'] else ''}")
+                if self._check_stop():
+                    if window:
+                        self._log_window(window)
+                    path = self.save()
+                    raise TrainingInterrupted(
+                        f"{self._stop_reason or 'interrupted'} at {phase} step {step}; checkpoint written to "
+                        f"{path or self.run_dir / CHECKPOINT}", self.run_dir / CHECKPOINT)
+                if self.stopped_early:
+                    self._note(f"early stopping: no improvement for {self.bad_epochs} epochs")
+                    self.save()
+                    last_saved = step
+                    break
+                if epoch_done or step % t.checkpoint_every == 0 or step == total:
+                    self.save()
+                    last_saved = step
+        except KeyboardInterrupt as interrupt:
+            if isinstance(interrupt, TrainingInterrupted):
+                raise
+            # A KeyboardInterrupt outside our handler (second Ctrl-C, or not the main thread).
+            self._interrupted_mid_step(phase, counter)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if hasattr(steps, "close"):
+                steps.close()
+        if getattr(self, counter) != last_saved:
+            self.save()
+
+    def _interrupted_mid_step(self, phase: str, counter: str) -> None:
+        if self.world.distributed:
+            return  # ranks may be at different points: keep the last periodic checkpoint
+        if self._in_update:
+            self._note(f"interrupted during the optimiser update; keeping the checkpoint of step {getattr(self, counter)}")
+            return
+        if phase == "train" and self._stream_before is not None:
+            self._pending_stream = self._stream_before
+        path = self.save()
+        self._note(f"interrupted at {phase} step {getattr(self, counter)}; checkpoint written to {path}")
+
+    def _log_window(self, window: List[Dict[str, Any]]) -> None:
+        if self.log is None or not window:
+            return
+        last = window[-1]
+        self.log.row(phase=last["phase"], step=last["step"], epoch=self.epoch,
+                     loss=float(np.mean([r["loss"] for r in window])), lr=last["lr"],
+                     grad_norm=float(np.mean([r["grad_norm"] for r in window])),
+                     step_s=float(np.mean([r["step_s"] for r in window])),
+                     plugins_s=float(np.mean([r["plugins_s"] for r in window])), elapsed_s=self.elapsed)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_requested:  # second time: abort now
+                for number, old in previous.items():
+                    signal.signal(number, old)
+                raise KeyboardInterrupt
+            name = signal.Signals(signum).name
+            self.request_stop(f"{name} received")
+            self._note(f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to abort "
+                       "without saving)")
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[number] = signal.signal(number, handler)
+            except (ValueError, OSError):
+                pass
+
+        def restore():
+            for number, old in previous.items():
+                signal.signal(number, old)
+
+        return restore
+
+    def describe(self) -> str:
+        c = self.config
+        chain = " -> ".join(p.name for p in self.chain.plugins)
+        parts = [
+            f"run folder {self.run_dir}",
+            f"chain {chain}; learned {', '.join(self.names)}",
+            f"{len(self.splits.train)} training clips, "
+            f"{len(self.splits.valid) if self.splits.valid is not None else 0} validation clips",
+            f"{c.spsa.lanes} lanes x {self.world.world_size} process(es), frames of {c.frame_size} samples with "
+            f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
+            f"{sum(p.numel() for p in self.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
+            f"{self.device}; plugins on {self.threads} thread(s){'; pipelined' if self.pipeline else ''}",
+        ]
+        return "\n".join("  " + p for p in parts)
+
+
+def _average_gradients(parameters, world_size: int) -> None:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# Keys a resumed run may change; anything else must match the checkpoint's config.
+_RESUMABLE = {"name", "output_dir", "device", "train", "fit_static", "spsa.threads", "data.cache_size",
+              "data.synthetic.folder"}
+_STRUCTURAL_TRAIN = {"steps_per_epoch", "pretrain_steps", "progressive_steps", "pipeline"}
+
+
+def _incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> List[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        dotted = f"{where}.{key}" if where else key
+        a, b = old.get(key), new.get(key)
+        if dotted == "train":
+            out += [f"train.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(_STRUCTURAL_TRAIN) if a.get(k) != b.get(k)]
+            continue
+        if dotted in _RESUMABLE:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _incompatible(a, b, dotted)
+        elif a != b:
+            out.append(f"{dotted}: {a!r} -> {b!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------- static baseline
+
+
+def fit_static(config: Config, progress: bool = True, output: Optional[Path] = None) -> Dict[str, Any]:
+    """The best single parameter setting for the whole training set, found by the trainer's own
+    SPSA optimiser (same lanes, stream and loss; Adam on logits with a cosine schedule, from
+    the chain's defaults). Writes ``RUN_DIR/static.json`` (or ``output``) and returns its content."""
+    from tqdm import tqdm
+
+    _seed_everything(config.seed)
+    chain = build_chain(config)
+    splits = prepare_data(config, World(), progress)
+    section = config.fit_static
+    lanes = section.lanes or config.spsa.lanes
+    s = config.spsa
+    layer = PluginLayer(chain, lanes, s.eps, s.perturbations, s.strategy, s.estimator, s.replay_samples,
+                        s.threads or os.cpu_count() or 1, seed=config.seed * 1_000_003 + 99)
+    streamer = FrameStreamer(splits.train, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
+                             min_clip_frames=config.data.min_clip_frames)
+    loss_fn = build_loss(config)
+    defaults = torch.tensor(np.asarray(chain.get_learned(), np.float32))
+    logits = nn.Parameter(_logit(defaults))
+    optimizer = torch.optim.Adam([logits], lr=section.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, section.steps, eta_min=section.lr * 0.02)
+    clip = config.train.grad_clip
+    smoothed = None
+    started = time.perf_counter()
+    bar = tqdm(range(section.steps), desc="fit-static", unit="step", dynamic_ncols=True, disable=not progress)
+    for _ in bar:
+        batch = next(streamer)
+        if bool(batch.reset.any()):
+            layer.reset_lanes(batch.reset)
+        theta = torch.sigmoid(logits).expand(lanes, -1)
+        output_audio = layer(batch.frame, theta)
+        loss = frame_loss(loss_fn, output_audio, batch.target, batch.valid_samples)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_([logits], clip)
+        optimizer.step()
+        schedule.step()
+        value = float(loss.detach())
+        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
+        bar.set_postfix_str(f"loss {smoothed:.4g}", refresh=False)
+    theta = torch.sigmoid(logits).detach().numpy().astype(np.float32)
+    result = {
+        "parameters": list(chain.learned),
+        "units": parameter_units(chain),
+        "normalised": [float(v) for v in theta],
+        "plain": [float(v) for v in plain_values(chain, theta[None])[0]],
+        "defaults": [float(v) for v in defaults],
+        "loss": smoothed,
+        "steps": section.steps,
+        "seconds": time.perf_counter() - started,
+        "chain": config.chain_config(),
+    }
+    path = Path(output) if output else config.run_dir / STATIC
+    atomic_write_bytes(path, json.dumps(result, indent=2).encode())
+    result["path"] = path
+    return result
