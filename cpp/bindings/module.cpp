@@ -297,6 +297,8 @@ PYBIND11_MODULE (_native, m)
                 return y;
             }, py::arg ("theta"), py::arg ("x"), py::arg ("record") = true)
         .def ("vjp", [] (Rack& r, const py::handle& gradIn) {
+                if (! r.hasRecordedFrame())
+                    throw py::value_error (Rack::noRecordedFrame);
                 auto grad = checkedArray (gradIn, "grad_y", { r.lanes(), r.channels(), r.frameSamples() }, "(lanes, channels, samples) of the last frame");
                 FloatArray out ({ r.lanes(), r.numParameters() });
                 {

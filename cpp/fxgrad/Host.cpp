@@ -161,7 +161,11 @@ PluginInfo Host::describe (const juce::PluginDescription& d)
 std::vector<std::string> Host::loadLv2Bundle (const fs::path& bundle)
 {
     const auto canonical = fs::weakly_canonical (bundle);
+    const auto known = bundleUris.find (canonical.string());
+    if (known != bundleUris.end())
+        return known->second;
     const auto uris = lv2->loadBundle (canonical.string());
+    bundleUris.emplace (canonical.string(), uris);
     const auto inDefaultLocation = lv2Format->getDefaultLocationsToSearch().isFileInPath (juce::File (canonical.string()), true);
     if (! inDefaultLocation && linkedBundles.insert (canonical.string()).second) {
         const auto folder = lv2LinkRoot.getChildFile (juce::String ((int) linkedBundles.size()));

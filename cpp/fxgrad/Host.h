@@ -2,6 +2,7 @@
 // The process-wide plugin host: JUCE's runtime, a message thread, the plugin formats and the
 // lookup of a plugin by identifier or path. Every loaded plugin keeps the host alive.
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -85,6 +86,7 @@ private:
     // standard locations is linked into a folder of its own here and that folder scanned.
     juce::File lv2LinkRoot;
     std::set<std::string> linkedBundles;
+    std::map<std::string, std::vector<std::string>> bundleUris;   // plugins of each loaded bundle
 };
 
 } // namespace fxgrad

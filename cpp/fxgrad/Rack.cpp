@@ -9,6 +9,8 @@
 
 namespace fxgrad {
 
+const char* const Rack::noRecordedFrame = "vjp() needs a preceding forward() with record=True for the same frame";
+
 namespace {
 using Clock = std::chrono::steady_clock;
 
@@ -223,7 +225,7 @@ void Rack::vjp (const float* gradY, float* gradTheta)
 {
     const auto start = Clock::now();
     if (! recorded)
-        fail (ErrorKind::Value, "vjp() needs a preceding forward() with record=True for the same frame");
+        fail (ErrorKind::Value, noRecordedFrame);
     const size_t frame = (size_t) numChannels * (size_t) frameLength;
     for (size_t i = 0; i < (size_t) opts.lanes * frame; ++i)
         if (! std::isfinite (gradY[i]))

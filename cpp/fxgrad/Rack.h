@@ -59,6 +59,7 @@ public:
     int64_t step() const { return stepIndex; }
     void setStep (int64_t s) { stepIndex = s; }
     int64_t frameSamples() const { return frameLength; }
+    bool hasRecordedFrame() const { return recorded; }
 
     /** theta (M, P) in [0,1], x (M, C, N) -> y (M, C, N). Frames of a lane are consecutive.
         With `record`, the frame is kept for vjp() (and the centre's state, for Snapshot). */
@@ -73,6 +74,8 @@ public:
     /** Returns the masked lanes to the chain's preset state with clear DSP state; `preroll`
         (M, C, prerollSamples), if given, is then rendered by every chain of those lanes. */
     void resetLanes (const uint8_t* mask, const float* preroll, int64_t prerollSamples);
+
+    static const char* const noRecordedFrame;
 
     RackStats stats() const { return totals; }
     void resetStats() { totals = {}; }

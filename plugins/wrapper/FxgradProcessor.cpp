@@ -29,16 +29,6 @@ juce::NormalisableRange<float> makeRange (const dsp::ParamSpec& spec)
     return range;
 }
 
-juce::AudioProcessorValueTreeState::ParameterLayout makeLayout (const dsp::Effect& effect)
-{
-    juce::AudioProcessorValueTreeState::ParameterLayout layout;
-
-    for (const auto& spec : effect.parameters())
-        layout.add (std::make_unique<FxParameter> (spec));
-
-    return layout;
-}
-
 // FNV-1a over the parameter IDs: a chunk from another effect, or from a version with a different
 // parameter set, is recognised and ignored.
 std::uint32_t hashLayout (const dsp::Effect& effect)
@@ -122,11 +112,16 @@ FxgradProcessor::FxgradProcessor (std::unique_ptr<dsp::Effect> effectIn, const j
                                        .withOutput ("Output", juce::AudioChannelSet::stereo(), true)),
       effect (std::move (effectIn)),
       name (nameIn),
-      parameterTree (*this, nullptr, "FXGRAD", makeLayout (*effect)),
       layoutHash (hashLayout (*effect))
 {
-    for (auto* parameter : getParameters())
-        parameters.push_back (static_cast<FxParameter*> (parameter));
+    // Plain AudioProcessor-owned parameters: an AudioProcessorValueTreeState would run a timer
+    // on the plugin's message thread, which races with hosts that destroy instances elsewhere.
+    for (const auto& spec : effect->parameters())
+    {
+        auto parameter = std::make_unique<FxParameter> (spec);
+        parameters.push_back (parameter.get());
+        addParameter (parameter.release());
+    }
 
     plainValues.resize (parameters.size());
 }

@@ -1,5 +1,4 @@
-// The AudioProcessor glue shared by all of fxgrad's reference effects: parameters (owned by an
-// AudioProcessorValueTreeState), bus layouts, and the state chunk that carries the DSP state.
+// The AudioProcessor glue shared by all of fxgrad's reference effects: parameters, bus layouts, and the state chunk that carries the DSP state.
 // Each plugin is this class around one dsp::Effect (see PluginEntry.cpp).
 #pragma once
 
@@ -74,7 +73,6 @@ private:
 
     const std::unique_ptr<dsp::Effect> effect;
     const juce::String name;
-    juce::AudioProcessorValueTreeState parameterTree;
     std::vector<FxParameter*> parameters; // in the effect's parameter order
     std::vector<float> plainValues;
     std::uint32_t layoutHash = 0;

@@ -127,6 +127,7 @@ class TrainSection:
     progressive_steps: int = 0
     pipeline: bool = False
     resume_preroll: float = 1.0
+    resume_warmup_frames: int = 8
     tensorboard: bool = True
 
 
@@ -277,7 +278,8 @@ class Config:
             positive(t.grad_clip, "train.grad_clip")
         if not 0 < t.plateau_factor < 1:
             raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
-        for key in ("pretrain_steps", "progressive_steps", "early_stopping", "plateau_patience"):
+        for key in ("pretrain_steps", "progressive_steps", "early_stopping", "plateau_patience",
+                    "resume_warmup_frames"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
         if t.resume_preroll < 0:

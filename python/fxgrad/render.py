@@ -94,16 +94,19 @@ def write_audio(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
 
 def plain_values(chain: Chain, thetas: np.ndarray) -> np.ndarray:
     """(frames, P) plain-unit values of the learned parameters for normalised ``thetas``."""
-    worker = chain.clone()
-    plugins = worker.plugins
+    plugins = chain.plugins
     where = []
-    for name in worker.learned:
+    for name in chain.learned:
         index, _, parameter = name.partition(".")
         where.append((plugins[int(index)], parameter))
+    previous = np.asarray(chain.get_learned(), np.float32)
     out = np.empty(np.shape(thetas), dtype=np.float64)
-    for k, theta in enumerate(np.asarray(thetas, dtype=np.float32)):
-        worker.set_learned(np.ascontiguousarray(theta))
-        out[k] = [plugin.get(parameter) for plugin, parameter in where]
+    try:  # only parameter values change (no audio runs), and they are put back
+        for k, theta in enumerate(np.asarray(thetas, dtype=np.float32)):
+            chain.set_learned(np.ascontiguousarray(theta))
+            out[k] = [plugin.get(parameter) for plugin, parameter in where]
+    finally:
+        chain.set_learned(previous)
     return out
 
 

@@ -93,9 +93,13 @@ def normalised_value(chain: Chain, name: str, plain: float) -> float:
     """The normalised [0, 1] value of learned parameter ``name`` at ``plain`` units."""
     qualified = chain.resolve(name)
     index, _, parameter = qualified.partition(".")
-    plugin = chain.plugins[int(index)].clone()
-    plugin.set(parameter, float(plain))
-    return float(plugin.get(parameter, normalized=True))
+    plugin = chain.plugins[int(index)]
+    previous = plugin.get(parameter, normalized=True)
+    try:
+        plugin.set(parameter, float(plain))
+        return float(plugin.get(parameter, normalized=True))
+    finally:
+        plugin.set(parameter, previous, normalized=True)
 
 
 def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> List[Callable[[Dict[str, np.ndarray]], np.ndarray]]:
@@ -211,8 +215,8 @@ def generate(
             rng = np.random.default_rng([int(seed), split_index, k])
             audio, curves = make_source(rng, seconds, sample_rate, chain.channels, knot_seconds)
             thetas = trajectory(functions, curves, frame_size)
-            worker = chain.clone()
-            worker.reset()
+            # A fresh chain per clip (not chain.clone(): the clones of some plugins drop pinned values).
+            worker = Chain.from_config(chain_config)
             target = render_automation(worker, audio, thetas, frame_size)
             stem = f"clip_{k:03d}"
             write_audio(folder / split / "input" / f"{stem}.wav", audio, sample_rate)

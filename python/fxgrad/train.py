@@ -519,30 +519,58 @@ class Trainer:
 
     def warm_lanes(self) -> None:
         """After a resume: the lanes' plugin instances are new (third-party plugins cannot hand
-        over their DSP state), so each lane that is part-way through a clip is reset and fed the
-        ``train.resume_preroll`` seconds of that clip's input preceding its position (zeros
-        before the clip's start), rounded up to a multiple of the chain's block size, so that
-        envelopes and filters have settled by the next frame. The preroll runs at the chain's
-        preset parameters, not the trajectory the lane had, so the resumed run matches an
-        uninterrupted one within a tolerance rather than exactly."""
-        block = self.config.block_size
+        over their DSP state), so every lane part-way through a clip is reset and warmed up on
+        the ``train.resume_preroll`` seconds of that clip's input preceding its position (zeros
+        before the clip's start; rounded up to a multiple of the chain's block size):
+
+        1. ``layer.reset_lanes(mask, preroll)`` renders the preroll's head through all of the
+           lane's chains at the chain's preset parameters;
+        2. its last ``train.resume_warmup_frames`` frames then go through each lane's main chain
+           frame by frame, with the parameters the restored encoder predicts for them, so that
+           envelopes and filters end where the interrupted run's (approximately) were.
+
+        The perturbed (lockstep) instances only get step 1. A resumed run therefore matches an
+        uninterrupted one within a tolerance, not bit for bit."""
+        block, frame = self.config.block_size, self.config.frame_size
         samples = int(math.ceil(self.config.train.resume_preroll * self.config.sample_rate / block)) * block
+        tail = min(self.config.train.resume_warmup_frames, samples // frame)
+        head = samples - tail * frame
         state = self._stream_state()
-        lanes, frame = self.config.spsa.lanes, self.config.frame_size
+        lanes, channels = self.config.spsa.lanes, self.config.channels
         mask = np.zeros(lanes, bool)
-        preroll = torch.zeros(lanes, self.config.channels, max(samples, block))
+        preroll = torch.zeros(lanes, channels, samples)
+        clips: Dict[int, tuple] = {}
         dataset = self.splits.train
         for lane, (clip, position) in enumerate(zip(state["lane_clip"], state["lane_frame"])):
             if clip < 0 or position <= 0 or position * frame >= dataset.num_samples(clip):
                 continue  # no clip yet, or a new clip (and a reset) comes next step
             mask[lane] = True
-            if samples:
-                start = position * frame
-                audio = dataset[clip][0]
-                piece = audio[:, max(0, start - samples):start]
-                preroll[lane, :, samples - piece.shape[-1]:] = piece
-        if mask.any():
-            self.layer.reset_lanes(mask, preroll if samples else None)
+            audio = dataset[clip][0]
+            clips[lane] = (audio, position)
+            start = position * frame
+            piece = audio[:, max(0, start - samples):start]
+            preroll[lane, :, samples - piece.shape[-1]:] = piece
+        if not mask.any():
+            return
+        self.layer.reset_lanes(mask, preroll[:, :, :head] if head else None)
+        if not tail:
+            return
+        from .render import contexts
+
+        window = self.config.encoder.context
+        saved = {n: b.clone() for n, b in self.encoder.named_buffers()}
+        with torch.no_grad():
+            for j in range(tail):
+                context = torch.zeros(lanes, channels, window)
+                for lane, (audio, position) in clips.items():
+                    index = position - tail + j
+                    context[lane] = contexts(audio, frame, window, index, index + 1)[0]
+                theta = self._masked(self.encoder(context.to(self.device))).float().cpu().numpy()
+                x = preroll[:, :, head + j * frame: head + (j + 1) * frame].contiguous().numpy()
+                # Lanes outside the mask reset on the next step anyway.
+                self.layer.rack.forward(np.ascontiguousarray(theta), x, False)
+            for name, buffer in self.encoder.named_buffers():
+                buffer.copy_(saved[name])
 
     # ------------------------------------------------------------------ steps
 
@@ -738,7 +766,20 @@ class Trainer:
             if self.log is not None:
                 self.log.close()
                 self.log = None
+        if self.world.distributed:
+            self.check_replicas()
         return self.summary()
+
+    def check_replicas(self) -> bool:
+        """Under DDP: are the encoder weights identical on every rank? (They must be: each
+        rank applies the same averaged gradients.) Reports the result on rank 0."""
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in self.encoder.parameters()])
+        checksums = self._gather(float(flat.sum()) + float((flat * flat).sum()))
+        same = len(set(checksums)) == 1
+        self._note(f"DDP: {self.world.world_size} ranks; encoder weights "
+                   + ("identical on every rank" if same else f"DIFFER between ranks: {checksums}"))
+        return same
 
     def summary(self) -> Dict[str, Any]:
         best = self.run_dir / BEST
