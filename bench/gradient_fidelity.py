@@ -118,7 +118,7 @@ def program_material(seconds: float = 10.0, sample_rate: int = 22050, seed: int 
     # Section dynamics: verse, a quiet break, a crescendo, a loud ending (smoothed steps).
     t = np.arange(n) / seconds / sr
     level_db = np.interp(t, [0.0, 0.3, 0.32, 0.5, 0.52, 0.8, 0.82, 1.0],
-                         [-4.0, -4.0, -16.0, -16.0, -12.0, 0.0, 0.0, 0.0])
+                         [-3.0, -3.0, -10.0, -10.0, -8.0, 0.0, 0.0, 0.0])
     mix *= 10 ** (level_db / 20)
     # Loudness like a finished mix: scale to rms_db, then soft-clip the peaks below peak_db.
     mix *= 10 ** (rms_db / 20) / np.sqrt(np.mean(mix ** 2))
@@ -166,10 +166,10 @@ def calf_subject(sr: int, block: int, learn: str) -> Subject:
     }[learn]
     pinned = {f"bypass{b}": 0.0 for b in range(4)}
     chain = fxgrad.Chain([plugin], learned=names, pinned=pinned)
-    # Calf's thresholds are linear gains over 0.001..1: normalised 0.03..0.3 is -30..-10 dBFS, where
+    # Calf's thresholds are linear gains over 0.001..1: normalised 0.015..0.25 is -36..-12 dBFS, where
     # a mix's bands sit; ratios 0.1..0.45 are 2.9:1..9.6:1; makeups 0..0.1 are 0..+16 dB; attack and
     # release are logarithmic over 0.01..2000 ms: 0.6..0.8 is 15..180 ms, 0.75..0.9 is 100..600 ms.
-    ranges = {"threshold": (0.03, 0.3), "ratio": (0.1, 0.45), "makeup": (0.0, 0.1),
+    ranges = {"threshold": (0.015, 0.25), "ratio": (0.1, 0.45), "makeup": (0.0, 0.1),
               "attack": (0.6, 0.8), "release": (0.75, 0.9)}
     low = [ranges[n.rstrip("0123")][0] for n in names]
     high = [ranges[n.rstrip("0123")][1] for n in names]
@@ -418,7 +418,9 @@ def evaluate(subject: Subject, args, x: np.ndarray, rng: np.random.Generator) ->
     skipped = len(candidates) - len(frames)
     print(f"    reference: {ref_desc} [{time.perf_counter() - t0:.1f} s]")
     if skipped:
-        print(f"    {skipped} sampled frame(s) skipped: |FD gradient| < {args.min_norm:g} x median (nothing to compare)")
+        at = ", ".join(f"{f * n / sr:.2f}" for f in candidates if f not in frames)
+        print(f"    {skipped} sampled frame(s) skipped (at {at} s): |FD gradient| < {args.min_norm:g} x median "
+              "(nothing compressing: nothing to compare)")
 
     configs = []
     for st, es in subject.configs:

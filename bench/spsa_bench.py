@@ -64,6 +64,16 @@ def rss_bytes(pid: str = "self") -> int:
     return 0
 
 
+def cpu_seconds(pid: str = "self") -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def malloc_trim() -> None:
     try:
         import ctypes
@@ -175,17 +185,21 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
                   rss_per_lane=(rss_warm - rss0) / M, rss_total=rss_warm)
     if memory_only:
         return result
-    rates, effs, dsp_per_step, rack_effs = [], [], [], []
+    rates, effs, dsp_per_step, rack_effs, overheads, shares = [], [], [], [], [], []
     for _ in range(repeats):
         rack.reset_stats()
+        cpu0 = cpu_seconds()
         done, seconds = timed_steps(step, steps, min_seconds)
+        shares.append((cpu_seconds() - cpu0) / (seconds * rack.threads))
         st = rack.stats()
         rates.append(done / seconds)
         effs.append(st["dsp_seconds"] / (seconds * rack.threads))
         rack_effs.append(st["dsp_seconds"] / (st["wall_seconds"] * rack.threads))
         dsp_per_step.append(st["dsp_seconds"] / done)
+        overheads.append((seconds - st["dsp_seconds"] / rack.threads) / done)
     result.update(steps_per_s=statistics.median(rates), efficiency=statistics.median(effs),
                   rack_efficiency=statistics.median(rack_effs), dsp_per_step=statistics.median(dsp_per_step),
+                  overhead_per_step=statistics.median(overheads), cpu_share=statistics.median(shares),
                   renders_per_step=3 * M)
     result["dsp_bound"] = rack.threads / result["dsp_per_step"]
     return result
@@ -329,12 +343,16 @@ def baseline_measure(spec_name: str, M: int, block: int, n: int, steps: int, rep
         for s in range(max(1, warmup)):
             step(s)
         rss = base.rss()
-        rates = []
+        rates, shares = [], []
+        pids = ["self"] + [str(p.pid) for p in base.procs]
+        cores = len(os.sched_getaffinity(0))
         for _ in range(repeats):
+            cpu0 = sum(cpu_seconds(p) for p in pids)
             done, seconds = timed_steps(step, steps, min_seconds)
+            shares.append((sum(cpu_seconds(p) for p in pids) - cpu0) / (seconds * cores))
             rates.append(done / seconds)
         return dict(M=M, steps_per_s=statistics.median(rates), rss_children=rss, rss_per_lane=rss / M,
-                    start_seconds=start_seconds)
+                    start_seconds=start_seconds, cpu_share=statistics.median(shares))
     finally:
         base.close()
 
@@ -388,7 +406,10 @@ def main(argv=None) -> int:
           f"per lane at {SR} Hz, block {args.block}; medians of {args.repeats} repeats of >= {args.steps} steps and "
           f">= {args.min_seconds:g} s after {args.warmup} warm-up steps")
     print("efficiency = plugin DSP time / (wall x threads) (rack.stats(), wall timed around forward+vjp in Python); "
-          "DSP bound = threads / DSP seconds per step")
+          "DSP bound = threads / DSP seconds per step;\nother us/step = wall - DSP/threads per step: time not spent in "
+          "plugins (host bookkeeping, Python, thread hand-offs, idle threads at the end of each parallel phase);\n"
+          "CPU got = CPU time the benchmark's processes received / (wall x CPUs it may use): below 1 when other load "
+          "on the machine takes cores (then DSP time, a wall-clock measure inside the plugins, is inflated too)")
     if not args.no_baseline:
         print(f"baseline: DeepAFx-style, one process per lane (spawned, Pipe), 3 chains of single plugins each; "
               f"run for M <= {args.baseline_lanes}" + (" (capped by --baseline-lanes)" if max(lanes) > args.baseline_lanes else ""))
@@ -399,8 +420,9 @@ def main(argv=None) -> int:
     for name in chains:
         print(f"\n=== {name}: " + (" -> ".join(["Calf Multiband Compressor", "LSP Graphic Equalizer x32 Mono", "LSP Limiter Mono"])
                                      if name == "mastering" else "fxgrad Gain"))
-        header = (f"{'M':>4} {'P':>3} | {'fxgrad steps/s':>14} {'efficiency':>10} {'DSP ms/step':>11} {'vs DSP bound':>12} "
-                  f"{'RSS/lane MiB':>12} | {'baseline steps/s':>16} {'RSS/lane MiB':>12} | {'fxgrad/baseline':>15}")
+        header = (f"{'M':>4} {'P':>3} | {'fxgrad steps/s':>14} {'efficiency':>10} {'DSP ms/step':>11} {'other us/step':>13} {'vs DSP bound':>12} "
+                  f"{'CPU got':>7} {'RSS/lane MiB':>12} | {'baseline steps/s':>16} {'CPU got':>7} {'RSS/lane MiB':>12} | "
+                  f"{'fxgrad/baseline':>15}")
         print(header)
         print("-" * len(header))
         rows = []
@@ -417,12 +439,13 @@ def main(argv=None) -> int:
             rows.append(row)
             achieved_vs_bound = fx["steps_per_s"] / fx["dsp_bound"]
             line = (f"{M:>4} {fx['P']:>3} | {fx['steps_per_s']:14.1f} {fx['efficiency']:10.3f} {fx['dsp_per_step'] * 1e3:11.3f} "
-                    f"{achieved_vs_bound:12.3f} {mib(fx['rss_per_lane']):>12} | ")
+                    f"{fx['overhead_per_step'] * 1e6:13.1f} "
+                    f"{achieved_vs_bound:12.3f} {fx['cpu_share']:7.2f} {mib(fx['rss_per_lane']):>12} | ")
             if base:
-                line += (f"{base['steps_per_s']:16.1f} {mib(base['rss_per_lane']):>12} | "
+                line += (f"{base['steps_per_s']:16.1f} {base['cpu_share']:7.2f} {mib(base['rss_per_lane']):>12} | "
                          f"{fx['steps_per_s'] / base['steps_per_s']:14.1f}x")
             else:
-                line += f"{'(not run)':>16} {'-':>12} | {'-':>15}"
+                line += f"{'(not run)':>16} {'-':>7} {'-':>12} | {'-':>15}"
             print(line, flush=True)
         results[name] = rows
 
@@ -459,6 +482,8 @@ def main(argv=None) -> int:
               f"MiB per chain); process RSS {mem['rss_warm'] / GIB:.3f} GiB (interpreter and libraries included) "
               f"<= {args.memory_limit_gib:g} GiB: {verdict}")
 
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min) on {len(allowed)} CPUs")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=float)

@@ -3,6 +3,7 @@ resets as the trainer sees them, resume, atomic checkpoints, DDP on CPU, the pip
 pretraining/progressive stages, and apply/evaluate on a tiny checkpoint."""
 import copy
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -163,12 +164,38 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, data_dir):
     assert [s for s, _ in continued] == list(range(1, 13))  # rows past the checkpoint are not duplicated
     before, after = np.array(reference)[:, 1], np.array(continued)[:, 1]
     np.testing.assert_array_equal(before[:stop_at], after[:stop_at])
-    # The resumed lanes are warmed up with preroll audio, not their exact DSP state: close, not equal.
-    np.testing.assert_allclose(after[stop_at:], before[stop_at:], rtol=0.05)
+    # The resumed lanes are warmed up (preroll + re-rendered frames), not given their exact DSP state.
+    np.testing.assert_allclose(after[stop_at:], before[stop_at:], rtol=0.01)
     final_a = load_checkpoint(whole.run_dir / CHECKPOINT)["model"]
     final_b = load_checkpoint(split.run_dir / CHECKPOINT)["model"]
-    for key in final_a:
-        torch.testing.assert_close(final_a[key].float(), final_b[key].float(), rtol=0.05, atol=2e-3)
+    for key in final_a:  # Adam moves a weight by up to lr (1e-3) per step whatever its gradient's size
+        torch.testing.assert_close(final_a[key].float(), final_b[key].float(), rtol=0.01, atol=5e-3)
+
+
+def test_keyboard_interrupt_inside_a_step_saves_the_last_complete_step(tmp_path, data_dir):
+    """A KeyboardInterrupt that lands inside a step (a second Ctrl-C, or no signal handler
+    outside the main thread) saves the state of the last complete step; resuming redraws the
+    interrupted step's batch."""
+    whole = tiny_config(tmp_path / "whole", data_dir, train={"steps": 8, "steps_per_epoch": 100})
+    Trainer(whole, progress=False).fit()
+    config = tiny_config(tmp_path / "split", data_dir, train={"steps": 8, "steps_per_epoch": 100})
+    trainer = Trainer(config, progress=False)
+    forward = trainer.layer.forward
+    calls = []
+
+    def interrupting_forward(x, theta):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return forward(x, theta)
+
+    trainer.layer.forward = interrupting_forward
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load_checkpoint(config.run_dir / CHECKPOINT)["step"] == 3
+    Trainer(config, resume=True, progress=False).fit()
+    np.testing.assert_allclose(np.array(losses(config.run_dir))[:, 1], np.array(losses(whole.run_dir))[:, 1],
+                               rtol=0.01)
 
 
 def test_resume_refuses_a_structurally_different_config(tmp_path, data_dir):
@@ -255,7 +282,7 @@ def test_pretraining_regresses_defaults_and_progressive_training_releases_plugin
                                                     "progressive_steps": 3})
     trainer = Trainer(config, progress=False)
     masks = []
-    trainer.callbacks.append(lambda t, r: masks.append(t.active_mask(r["step"] - 1).tolist()))
+    trainer.callbacks.append(lambda t, r: r["phase"] == "train" and masks.append(t.active_mask(r["step"] - 1).tolist()))
     trainer.fit()
     pretrain = losses(config.run_dir, "pretrain")
     assert len(pretrain) == 30 and pretrain[-1][1] < pretrain[0][1]
@@ -264,15 +291,19 @@ def test_pretraining_regresses_defaults_and_progressive_training_releases_plugin
     assert state["pretrain_step"] == 30 and state["active"] == [True, True]
 
 
-def test_ddp_on_two_cpu_processes(tmp_path, data_dir):
-    raw = tiny_raw(tmp_path, data_dir, train={"steps": 4, "steps_per_epoch": 2})
+@pytest.mark.parametrize("pipeline", [False, True], ids=["ddp", "ddp-pipelined"])
+def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
+    raw = tiny_raw(tmp_path, data_dir, train={"steps": 4, "steps_per_epoch": 2, "pipeline": pipeline, "pretrain_steps": 2})
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(raw))
     Trainer(Config.from_dict(raw), progress=False)  # generates the data once, outside the ranks
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                "-m", "fxgrad", "train", str(path), "--no-progress", "--overwrite"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "DDP: 2 ranks; encoder weights identical on every rank" in result.stdout + result.stderr
     state = load_checkpoint(Path(raw["output_dir"]) / CHECKPOINT)

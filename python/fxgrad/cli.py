@@ -13,12 +13,14 @@ See docs/training.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import tempfile
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,6 +29,25 @@ EXIT_INTERRUPTED = 130
 
 def _fmt_number(value: float) -> str:
     return f"{value:.6g}"
+
+
+@contextlib.contextmanager
+def _native_chatter(show: bool):
+    """Plugin libraries (lilv, LADSPA modules, JUCE) write diagnostics straight to the stderr
+    file descriptor while scanning/loading; hide them unless asked (--verbose)."""
+    if show:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 # ---------------------------------------------------------------------------- scan / info
@@ -39,7 +60,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
-    infos = fxgrad.scan(args.paths, include_own=not args.no_own)
+    with _native_chatter(args.verbose):
+        infos = fxgrad.scan(args.paths, include_own=not args.no_own)
     if args.format:
         infos = [i for i in infos if i.format.lower() == args.format.lower()]
     if args.json:
@@ -56,8 +78,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     import fxgrad
     from ._text import format_table
 
-    plugin = fxgrad.load(args.plugin, sample_rate=args.sample_rate, block_size=args.block_size,
-                         channels=args.channels, plugin=args.select or "")
+    with _native_chatter(args.verbose):
+        plugin = fxgrad.load(args.plugin, sample_rate=args.sample_rate, block_size=args.block_size,
+                             channels=args.channels, plugin=args.select or "")
     parameters = plugin.parameters
     if args.json:
         print(json.dumps({
@@ -65,7 +88,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "latency_samples": plugin.latency_samples, "dsp_snapshot": plugin.has_dsp_snapshot,
             "parameters": [{"index": p.index, "id": p.id, "name": p.name, "unit": p.unit, "min": p.minimum,
                             "max": p.maximum, "default": p.default, "normalized_default": p.normalized_default,
-                            "log": p.logarithmic, "steps": p.steps, "choices": list(p.choices),
+                            "log": p.logarithmic, "steps": p.steps, "choices": [[v, label] for v, label in p.choices],
                             "automatable": p.automatable, "bypass": p.is_bypass} for p in parameters],
         }, indent=2))
         return 0
@@ -76,7 +99,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows = []
     for p in parameters:
         if p.choices:
-            steps = " | ".join(p.choices)
+            steps = " | ".join(f"{value:g}={label.strip() or repr(label)}" for value, label in p.choices)
         elif p.is_toggle:
             steps = "toggle"
         elif p.steps:
@@ -183,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="only this format (lv2, vst3, ladspa)")
     p.add_argument("--no-own", action="store_true", help="leave out fxgrad's own effects")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
     p.set_defaults(run=cmd_scan)
 
     p = commands.add_parser("info", help="show a plugin's parameters")
@@ -192,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--channels", type=int, default=2)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin library's own messages")
     p.set_defaults(run=cmd_info)
 
     def config_options(p, output_help="run folder (overrides output_dir)"):

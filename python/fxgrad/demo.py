@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,12 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     from .render import apply_file
     from .train import BEST, CHECKPOINT, Trainer, fit_static
 
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        # The demo's encoder is tiny: one thread is as fast as two on a 2-core machine whose
+        # cores also run the plugins, and keeps the printed figures reproducible.
+        torch.set_num_threads(1)
     started = time.perf_counter()
     path = find_demo_config(config_path)
     config = Config.load(path, overrides)

@@ -301,6 +301,7 @@ def plot_render(
             axis.plot(times[: len(reference)], reference[:, k], color=colour, linestyle="--", alpha=0.8,
                       label=f"{name} (hidden)")
     axis.set_ylim(-0.02, 1.02)
+    axis.set_xlim(0, duration)
     axis.set_ylabel("normalised")
     axis.set_xlabel("time (s)")
     axis.legend(loc="upper right", fontsize=7, ncol=2)

@@ -107,9 +107,11 @@ def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> 
     curves (sampled at the frame centres) to normalised values.
 
     Spec per parameter (keys are learned parameter names as the chain resolves them):
-    ``{curve: level|tone, from: A, to: B}`` moves linearly (in normalised units) from A at
-    curve 0 to B at curve 1; ``{value: A}`` holds A. Values are in the plugin's plain units, or
-    normalised with ``units: normalised``.
+    ``{curve: level|tone, from: A, to: B}`` moves from A at curve 0 to B at curve 1;
+    ``{value: A}`` holds A. Values are in the plugin's plain units, or normalised with
+    ``units: normalised``. ``interpolate`` says along which scale the value moves:
+    ``normalised`` (default: linear in the plugin's normalised units), ``plain`` (linear in plain
+    units) or ``log`` (geometric in plain units: linear in dB for a linear-gain parameter).
     """
     learned = list(chain.learned)
     by_name = {}
@@ -130,7 +132,7 @@ def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> 
         key, spec = by_name[name]
         if not isinstance(spec, Mapping):
             raise ValueError(f"hidden.{key} must be a mapping like {{curve: level, from: A, to: B}} or {{value: A}}")
-        unknown = set(spec) - {"curve", "from", "to", "value", "units"}
+        unknown = set(spec) - {"curve", "from", "to", "value", "units", "interpolate"}
         if unknown:
             raise ValueError(f"hidden.{key}: unknown keys {sorted(unknown)}")
         units = spec.get("units", "plain")
@@ -151,8 +153,21 @@ def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> 
         curve = spec.get("curve")
         if curve not in CURVES or "from" not in spec or "to" not in spec:
             raise ValueError(f"hidden.{key} needs curve (one of {CURVES}), from and to; or value")
-        start, stop = norm(spec["from"]), norm(spec["to"])
-        functions.append(lambda curves, c=curve, a=start, b=stop: a + (b - a) * curves[c])
+        interpolate = spec.get("interpolate", "normalised")
+        if interpolate == "normalised":
+            start, stop = norm(spec["from"]), norm(spec["to"])
+            functions.append(lambda curves, c=curve, a=start, b=stop: a + (b - a) * curves[c])
+            continue
+        if interpolate not in ("plain", "log") or units != "plain":
+            raise ValueError(f"hidden.{key}.interpolate must be 'normalised', 'plain' or 'log' (the last two "
+                             f"with plain units), got {interpolate!r}")
+        a, b = float(spec["from"]), float(spec["to"])
+        if interpolate == "log" and (a <= 0 or b <= 0):
+            raise ValueError(f"hidden.{key}: log interpolation needs positive from/to, got {a} and {b}")
+        grid = np.linspace(0.0, 1.0, 257)
+        plain = a + (b - a) * grid if interpolate == "plain" else a * (b / a) ** grid
+        table = np.array([norm(v) for v in plain])
+        functions.append(lambda curves, c=curve, g=grid, t=table: np.interp(curves[c], g, t))
     return functions
 
 

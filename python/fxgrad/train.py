@@ -177,8 +177,9 @@ def build_chain(config: Config) -> Chain:
         chain = Chain.from_config(config.chain_config())
     except FileNotFoundError as error:
         raise TrainingError(f"chain: {error}") from None
-    except ValueError as error:
-        raise ConfigError(f"{config.source or 'config'}: chain: {error}") from None
+    except (ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise ConfigError(f"{config.source or 'config'}: chain: {message}") from None
     if chain.num_parameters == 0:
         raise ConfigError(f"{config.source or 'config'}: chain: no learned parameters (check chain.learned)")
     return chain
@@ -586,6 +587,8 @@ class Trainer:
         loss = torch.nn.functional.mse_loss(theta, target)
         self.pretrain_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world.distributed and self.model is self.encoder:  # pipelined runs: no DDP wrapper
+            _average_gradients(self.encoder.parameters(), self.world.world_size)
         norm = self._clip_gradients()
         self.pretrain_optimizer.step()
         return {"loss": float(loss.detach()), "grad_norm": norm}
@@ -623,7 +626,22 @@ class Trainer:
                 live[n].copy_(b)
         return self._masked(theta), params
 
-    def _plugin_job(self, theta: torch.Tensor, batch) -> tuple:
+    def _plugin_job(self, theta: torch.Tensor, batch, ready: Optional[Any]) -> tuple:
+        """The worker thread's part of a pipelined step: plugins forward, loss, SPSA vjp. On
+        CUDA it runs on its own stream (after ``ready``, the event marking theta computed), so
+        its copies and synchronisations do not wait for the encoder's next forward."""
+        if ready is None:
+            return self._plugin_work(theta, batch) + (None,)
+        stream = self._side_stream
+        with torch.cuda.stream(stream):
+            stream.wait_event(ready)
+            theta.record_stream(stream)
+            loss, grad = self._plugin_work(theta, batch)
+            done = torch.cuda.Event()
+            done.record(stream)
+        return loss, grad, done
+
+    def _plugin_work(self, theta: torch.Tensor, batch) -> tuple:
         leaf = theta.detach().requires_grad_(True)
         output = self.layer(batch.frame.to(self.device), leaf)
         loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), batch.valid_samples)
@@ -633,6 +651,17 @@ class Trainer:
     def _pipelined_steps(self):
         """Yields one record per step; see ``train.pipeline`` in docs/training.md."""
         self._persistent_buffers = set(self.encoder.state_dict().keys())
+        cuda = self.device.type == "cuda"
+        if cuda:
+            self._side_stream = torch.cuda.Stream(self.device)
+
+        def ready_event():
+            if not cuda:
+                return None
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+            return event
+
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fxgrad-plugins")
         future = None
         try:
@@ -644,12 +673,16 @@ class Trainer:
                 self._in_update = False
                 if bool(batch.reset.any()):
                     self.layer.reset_lanes(batch.reset)
-                future = executor.submit(self._plugin_job, theta, batch)
+                future = executor.submit(self._plugin_job, theta, batch, ready_event())
                 upcoming_stream = self.streamer.state_dict()
                 upcoming = next(self.streamer)
                 upcoming_theta, upcoming_snapshot = self._encode_detached(upcoming.context)
-                loss, grad_theta = future.result()
+                loss, grad_theta, done = future.result()
                 future = None
+                if done is not None:
+                    main = torch.cuda.current_stream(self.device)
+                    main.wait_event(done)
+                    grad_theta.record_stream(main)
                 theta.backward(grad_theta)
                 for name, parameter in self.encoder.named_parameters():
                     parameter.grad = snapshot[name].grad
@@ -820,6 +853,7 @@ class Trainer:
                 record = next(steps)
                 setattr(self, counter, getattr(self, counter) + 1)
                 self._in_update = False
+                self._stream_before = None  # the step is complete: the stream state is consistent
                 duration = time.perf_counter() - started
                 self.elapsed += duration
                 record.update(phase=phase, step=getattr(self, counter), step_s=duration,
@@ -883,6 +917,8 @@ class Trainer:
             self._note(f"interrupted during the optimiser update; keeping the checkpoint of step {getattr(self, counter)}")
             return
         if phase == "train" and self._stream_before is not None:
+            # Interrupted inside a step: its batch was drawn but not learned from; save the
+            # stream as it was before the batch, so a resume redraws it.
             self._pending_stream = self._stream_before
         path = self.save()
         self._note(f"interrupted at {phase} step {getattr(self, counter)}; checkpoint written to {path}")

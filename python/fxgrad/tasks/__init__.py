@@ -1,0 +1,144 @@
+"""Data sets for the three DeepAFx tasks, built from real audio that installs with apt.
+
+    build("tube_amp", "data/tube_amp", seed=0, size="small")
+
+writes ``OUT/{train,valid,test}/{input,target}/NAME.wav`` (float32 WAV, mono, paired by name)
+and ``OUT/manifest.json`` (task, seed, size, the sources and their licences, the hidden
+processing, per-clip metadata). The same (task, seed, size, sample_rate) always gives the same
+files, byte for byte. See docs/tasks.md.
+
+Tasks: ``tube_amp`` (fluidsynth guitar/bass -> ZamTube), ``breath_removal`` (Asterisk speech with
+synthesised breaths and lip smacks -> the clean speech), ``mastering`` (OpenMSX multitrack mixes
+-> ZamComp -> ZamGEQ31 -> ZaMaximX2 with per-song settings).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+from ._common import FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
+
+TASKS = ("tube_amp", "breath_removal", "mastering")
+
+__all__ = ["TASKS", "SIZES", "build", "main", "SourceMissingError", "load_manifest"]
+
+
+def _module(task: str):
+    if task == "tube_amp":
+        from . import tube_amp as module
+    elif task == "breath_removal":
+        from . import breath_removal as module
+    elif task == "mastering":
+        from . import mastering as module
+    else:
+        raise ValueError(f"unknown task {task!r}; the tasks are: {', '.join(TASKS)}")
+    return module
+
+
+def build(
+    task: str,
+    out_dir: Union[str, os.PathLike],
+    seed: int = 0,
+    size: str = "full",
+    sample_rate: int = 22050,
+    progress: bool = True,
+    force: bool = False,
+) -> Dict[str, Any]:
+    """Build the data set of ``task`` in ``out_dir`` and return its manifest.
+
+    Args:
+        task: ``"tube_amp"``, ``"breath_removal"`` or ``"mastering"``.
+        out_dir: receives ``{train,valid,test}/{input,target}/*.wav`` and ``manifest.json``.
+        seed: every random choice derives from it.
+        size: ``"tiny"`` (a few 2-s clips, for tests), ``"small"`` (about 8 minutes of audio),
+            ``"full"`` (30-45 minutes, for the device machine).
+        sample_rate: Hz of the written files (sources are rendered or resampled to it).
+        progress: a tqdm progress bar on stderr.
+        force: rebuild even when ``out_dir`` already holds this very data set.
+
+    Raises:
+        SourceMissingError: a source or tool is not installed (the message names the apt
+            package).
+        ValueError: an unknown task or size.
+    """
+    module = _module(task)
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; the sizes are: {', '.join(SIZES)}")
+    sample_rate = int(sample_rate)
+    if not 8000 <= sample_rate <= 96000:
+        raise ValueError(f"sample_rate must be within 8000..96000 Hz, got {sample_rate}")
+    out = Path(out_dir)
+    key = {"task": task, "seed": int(seed), "size": size, "sample_rate": sample_rate, "version": FORMAT_VERSION}
+    manifest_path = out / "manifest.json"
+    if not force and manifest_path.is_file():
+        try:
+            existing = json.loads(manifest_path.read_text())
+        except ValueError:
+            existing = {}
+        if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing):
+            if progress:
+                print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild",
+                      file=sys.stderr)
+            return existing
+    clear_outputs(out)
+    started = time.perf_counter()
+    body = module.build(out, int(seed), size, sample_rate, progress)
+    counts = {split: sum(1 for c in body["clips"] if c["split"] == split) for split in SPLITS}
+    seconds = {split: round(sum(c["seconds"] for c in body["clips"] if c["split"] == split), 3) for split in SPLITS}
+    manifest = {
+        **key,
+        "channels": 1,
+        "format": "WAV float32, mono; input/NAME.wav pairs with target/NAME.wav",
+        "clips_per_split": counts,
+        "seconds_per_split": seconds,
+        **body,
+    }
+    # the build time is left out so that the same seed gives the same manifest
+    write_json(manifest_path, manifest)
+    if progress:
+        total = sum(seconds.values())
+        print(f"{task}: {sum(counts.values())} clips, {total / 60:.1f} min of audio in {out} "
+              f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return manifest
+
+
+def _complete(out: Path, manifest: Dict[str, Any]) -> bool:
+    for clip in manifest.get("clips", []):
+        for role in ("input", "target"):
+            if not (out / clip["split"] / role / f"{clip['name']}.wav").is_file():
+                return False
+    return bool(manifest.get("clips"))
+
+
+def load_manifest(out_dir: Union[str, os.PathLike]) -> Dict[str, Any]:
+    return json.loads((Path(out_dir) / "manifest.json").read_text())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|full]``."""
+    parser = argparse.ArgumentParser(prog="python -m fxgrad.tasks", description="Build the DeepAFx task data sets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="build a task's data set")
+    b.add_argument("task", choices=TASKS)
+    b.add_argument("out_dir")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--size", choices=SIZES, default="full")
+    b.add_argument("--sample-rate", type=int, default=22050)
+    b.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        build(args.task, args.out_dir, seed=args.seed, size=args.size, sample_rate=args.sample_rate,
+              progress=not args.quiet, force=args.force)
+    except SourceMissingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
