@@ -87,7 +87,9 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
     configureChannels();
     readParameters();
     prepare();
-    if (hasDspSnapshot())
+    // JUCE's LV2 host re-creates an instance from its full state on reset, which for fxgrad's
+    // own plugins includes the DSP state: they reset from the state of a just-prepared instance.
+    if (hasDspSnapshot() && isLv2())
         freshState = getState();
     if (isLv2()) {
         // LV2 plugins report their latency through an output port written by run(): one block
@@ -222,7 +224,8 @@ void Plugin::readParameters()
         const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
         const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
         const auto port = lv2Ports.find (juceId);
-        if (juceId.rfind ("des:", 0) == 0)
+        // LV2 patch parameters and VST3 parameter changes reach the plugin inside a process call.
+        if (juceId.rfind ("des:", 0) == 0 || description.pluginFormatName == "VST3")
             messageParameters = true;
         if (port != lv2Ports.end()) {
             info = port->second;
@@ -528,6 +531,8 @@ void Plugin::reset()
 std::string Plugin::getState() const
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
+    // Values set since the last run have not reached a patch-parameter plugin yet.
+    flushParameterMessages();
     juce::MemoryBlock block;
     std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
     if (isLv2())
@@ -554,7 +559,7 @@ void Plugin::setState (const std::string& blob)
     refreshParameterCache();
 }
 
-void Plugin::flushParameterMessages()
+void Plugin::flushParameterMessages() const
 {
     // Parameters that travel as LV2 patch messages move in run(), both ways; a run of zero
     // frames delivers them without touching the audio.

@@ -71,7 +71,7 @@ private:
     void prepare();
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
-    void flushParameterMessages();
+    void flushParameterMessages() const;
     void requireIndex (int index) const;
     float juceValueFor (int index, float plain, float normalized) const;
     float juceTarget (int index) const;
@@ -86,7 +86,7 @@ private:
     std::vector<ParameterInfo> params;
     std::vector<juce::AudioProcessorParameter*> juceParams;
     std::vector<float> plainValues, normalizedValues;
-    bool messageParameters = false;   // LV2 parameters set by patch messages, not control ports
+    bool messageParameters = false;   // parameter values travel inside process calls (LV2 patch, VST3)
     std::string freshState;           // fxgrad's own plugins: the state of a just-prepared instance
     // JUCE's LV2 host wraps a port designated lv2:enabled in an inverted bypass parameter.
     int invertedParameter = -1;
@@ -97,8 +97,8 @@ private:
     int bufferChannels = 0;
     std::vector<std::vector<int>> inputSources;    // per plugin input: stream channels averaged
     std::vector<std::vector<int>> outputSources;   // per stream channel: plugin outputs averaged
-    juce::AudioBuffer<float> buffer;
-    juce::MidiBuffer midi;
+    mutable juce::AudioBuffer<float> buffer;       // scratch, guarded by the mutex
+    mutable juce::MidiBuffer midi;
     mutable std::recursive_mutex mutex;            // one caller at a time per instance
 };
 

@@ -147,6 +147,8 @@ class Chain(_native.Chain):
                 raise TypeError(f"chain entry {k} is a {type(p).__name__}, not a Plugin (use fxgrad.load)")
         super().__init__(plugins, None if learned is None else list(learned),
                          [(str(k), float(v)) for k, v in (pinned or {}).items()])
+        # The Python objects carry how each plugin was loaded (for to_config); keep them alive.
+        self._loaded = plugins
 
     def __repr__(self) -> str:
         names = " -> ".join(p.name for p in self.plugins)
@@ -161,7 +163,7 @@ class Chain(_native.Chain):
             "channels": first.channels,
             "plugins": [
                 {"plugin": getattr(p, "_source", p.identifier), **({"select": p._hint} if getattr(p, "_hint", "") else {})}
-                for p in self.plugins
+                for p in self._loaded
             ],
             "learned": list(self.learned),
             "pinned": {name: value for name, value in self.pinned},
