@@ -186,7 +186,8 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- fluidsynth
 
 
-def render_midi(midi_path: PathLike, soundfont: Source, sample_rate: int, gain: float = 0.3) -> np.ndarray:
+def render_midi(midi_path: PathLike, soundfont: Source, sample_rate: int, gain: float = 0.3,
+                seconds: Optional[float] = None) -> np.ndarray:
     """Render a MIDI file with fluidsynth (no reverb, no chorus): float32 (2, samples), a
     transposed view of the file's frames."""
     exe = require_tool("fluidsynth", "fluidsynth", "it renders the MIDI material")
@@ -194,7 +195,13 @@ def render_midi(midi_path: PathLike, soundfont: Source, sample_rate: int, gain: 
         out = Path(folder) / "out.wav"
         command = [exe, "-ni", "-q", "-R", "0", "-C", "0", "-g", f"{gain:g}", "-r", str(int(sample_rate)),
                    "-O", "float", "-T", "wav", "-F", str(out), soundfont.path, str(midi_path)]
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        # fluidsynth renders far faster than real time; a run that takes longer than the audio
+        # lasts is stuck (a voice that never ends keeps it rendering)
+        limit = 120.0 + (seconds or 600.0)
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"fluidsynth did not finish within {limit:.0f} s: {' '.join(command)}") from None
         if result.returncode != 0 or not out.is_file():
             raise RuntimeError(f"fluidsynth failed ({result.returncode}): {' '.join(command)}\n"
                                f"{result.stderr.strip()}")

@@ -161,11 +161,16 @@ def render_stems(song: midi.Song, begin: float, end: float, soundfont: Source, s
         events.append(midi.program(offset - 0.2, part.channel, part.program))
         kept = [e for e in part.events if not (e.status == 0xB0 and e.data[0] in (10, 91, 93))]  # pan, sends: ours
         events.extend(midi.excerpt(kept, begin, end, offset))
+        # silence every voice after the excerpt: notes cut by the excerpt would otherwise hold
+        # (a sustaining instrument never dies out, and fluidsynth renders until all voices end)
+        for channel in range(16):
+            events.append(midi.control(offset + length + 0.05, channel, 123, 0))
+            events.append(midi.control(offset + length + 0.05, channel, 120, 0))
     stop = offsets[-1] + length + 0.5
     events.append(midi.control(stop, 0, 7, 100))
     path = folder / f"{tag}.mid"
     midi.write(path, events)
-    audio = render_midi(path, soundfont, sample_rate)
+    audio = render_midi(path, soundfont, sample_rate, seconds=stop)
     frames = int(round(length * sample_rate))
     stems = []
     for offset in offsets:

@@ -216,7 +216,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool)
             events.append(midi.control(t, 0, 7, 100))  # keeps the file (and the render) running to t
             path = Path(folder) / f"program{program}.mid"
             midi.write(path, events)
-            audio = render_midi(path, soundfont, sample_rate).mean(axis=0, keepdims=True)
+            audio = render_midi(path, soundfont, sample_rate, seconds=t).mean(axis=0, keepdims=True)
             for clip in group:
                 start = int(round(clip["_offset"] * sample_rate))
                 frames = int(round(clip["seconds"] * sample_rate))
