@@ -13,7 +13,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils \
 	libfreetype-dev libjpeg-dev libpng-dev libx11-dev libxext-dev libxinerama-dev libxrandr-dev libxcursor-dev libasound2-dev \
 	calf-plugins lsp-plugins-lv2 zam-plugins ccache g++ \
-	libsndfile1 fluidsynth timgm6mb-soundfont
+	libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm asterisk-core-sounds-en-g722 \
+	asterisk-core-sounds-en-wav ffmpeg openttd-openmsx
 
 .PHONY: demo test build deps venv wheel wheel-check install-plugins bench clean
 

@@ -18,7 +18,7 @@ Delta is independent of lane m'), so one run gives both the single-draw statisti
 default 1: variance, cosine of a single estimate) and their mean over all draws (bias, cosine of
 a large-K estimate).
 
-Run ``python bench/gradient_fidelity.py --help``; defaults finish in about a minute or two on 2
+Run ``python bench/gradient_fidelity.py --help``; defaults finish in 3-5 minutes on 2
 cores. See bench/README.md.
 """
 from __future__ import annotations
@@ -195,8 +195,8 @@ def own_compressor_subject(sr: int, block: int) -> Subject:
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Silences fd 2 (the first load of an own LV2 bundle makes lilv print ~200 lines of
-    'Reloading plugin' warnings; see bench/README.md)."""
+    """Silences fd 2 (earlier builds made lilv print ~200 'Reloading plugin' warnings on the first
+    load of an own LV2 bundle; see bench/README.md)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -486,11 +486,12 @@ def evaluate(subject: Subject, args, x: np.ndarray, rng: np.random.Generator) ->
             if lock.dir_err and other.dir_err:
                 line += (f", dir.err {np.mean(other.dir_err):.4f} vs {np.mean(lock.dir_err):.4f}, "
                          f"bias {np.mean(other.bias):.4f} vs {np.mean(lock.bias):.4f}")
-                verdict = "BEATS" if np.mean(other.dir_err) < np.mean(lock.dir_err) and d_mean > 0 else \
-                    ("beats on dir.err only" if np.mean(other.dir_err) < np.mean(lock.dir_err) else "DOES NOT beat")
+                verdict = "BEATS lockstep" if np.mean(other.dir_err) < np.mean(lock.dir_err) and d_mean > 0 else \
+                    ("beats lockstep on dir.err only" if np.mean(other.dir_err) < np.mean(lock.dir_err)
+                     else "DOES NOT beat lockstep")
             else:
-                verdict = "BEATS" if d_mean > 0 else "DOES NOT beat"
-            print(line + f": {verdict} lockstep")
+                verdict = "BEATS lockstep" if d_mean > 0 else "DOES NOT beat lockstep"
+            print(line + f": {verdict}")
     for strategy in sorted({lb for lb, _ in by}):
         two, one = by.get((strategy, "two-sided")), by.get((strategy, "one-sided"))
         if two is not None and one is not None:

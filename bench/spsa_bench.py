@@ -85,8 +85,8 @@ def malloc_trim() -> None:
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Silences fd 2 while loading: the first load of one of fxgrad's own LV2 bundles in a process
-    makes lilv print ~200 'Reloading plugin' warnings (see bench/README.md)."""
+    """Silences fd 2 while loading (earlier builds made lilv print ~200 'Reloading plugin' warnings
+    on the first load of an own LV2 bundle; see bench/README.md)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:

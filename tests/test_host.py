@@ -800,3 +800,34 @@ def test_vst3_and_lv2_builds_of_zamcomp_agree(noise):
     assert (vst3.get("threshold"), vst3.get("ratio")) == (-40.0, 20.0)
     x = noise(1, 1.0, -10.0)
     assert np.array_equal(vst3.process(x), zamcomp(-40.0, 20.0, channels=1).process(x))
+
+
+def test_loading_and_dropping_plugins_from_several_threads_at_once(run_python):
+    """JUCE's LV2 world is not thread-safe: loads, resets and frees must not race."""
+    result = run_python("""
+        import threading
+        import numpy as np
+        import fxgrad
+
+        uris = ["urn:zamaudio:ZamComp", "http://calf.sourceforge.net/plugins/Compressor",
+                "fxgrad:Gain", "http://lsp-plug.in/plugins/lv2/limiter_mono"]
+        errors = []
+
+        def work():
+            try:
+                for uri in uris * 3:
+                    plugin = fxgrad.load(uri, channels=1)
+                    plugin.process(np.zeros((1, 2048), np.float32))
+                    plugin.reset()
+            except Exception as error:
+                errors.append(repr(error))
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("done", errors)
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "done []"

@@ -44,6 +44,12 @@ private:
     PyThreadState* state;
 };
 
+/** float32 in native byte order; dtypes compare by value (an unpickled array has its own). */
+bool isFloat32 (const py::array& array)
+{
+    return array.dtype().attr ("__eq__") (py::dtype::of<float>()).cast<bool>();
+}
+
 /** A (channels, samples) float32 C-contiguous view of `audio`, with errors that name the problem. */
 FloatArray audioArgument (const py::handle& audio, int channels, const std::string& what)
 {
@@ -51,7 +57,7 @@ FloatArray audioArgument (const py::handle& audio, int channels, const std::stri
         throw py::type_error (what + " must be a numpy array of float32, shaped (channels, samples); got "
                               + std::string (py::str (py::type::of (audio).attr ("__name__"))));
     auto array = py::reinterpret_borrow<py::array> (audio);
-    if (! array.dtype().is (py::dtype::of<float>()))
+    if (! isFloat32 (array))
         throw py::type_error (what + " must have dtype float32, got " + std::string (py::str (array.dtype())));
     if (array.ndim() != 2)
         throw py::value_error (what + " must be 2-D (channels, samples), got " + std::to_string (array.ndim()) + "-D");
@@ -67,7 +73,7 @@ FloatArray checkedArray (const py::handle& value, const std::string& name, std::
     if (! py::isinstance<py::array> (value))
         throw py::type_error (name + " must be a float32 numpy array shaped " + layout);
     auto array = py::reinterpret_borrow<py::array> (value);
-    if (! array.dtype().is (py::dtype::of<float>()))
+    if (! isFloat32 (array))
         throw py::type_error (name + " must have dtype float32, got " + std::string (py::str (array.dtype())));
     bool ok = array.ndim() == (py::ssize_t) shape.size();
     for (size_t i = 0; ok && i < shape.size(); ++i)

@@ -181,7 +181,7 @@ std::vector<std::string> Host::loadLv2Bundle (const fs::path& bundle)
 
 std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
 {
-    std::lock_guard<std::mutex> lock (loadMutex);
+    std::lock_guard<std::recursive_mutex> lock (loadMutex);
     std::vector<PluginInfo> result;
     juce::FileSearchPath vst3Paths, ladspaPaths;
 
@@ -229,7 +229,7 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
 
 juce::PluginDescription Host::resolve (const std::string& identifierOrPath, const std::string& hint)
 {
-    std::lock_guard<std::mutex> lock (loadMutex);
+    std::lock_guard<std::recursive_mutex> lock (loadMutex);
     if (identifierOrPath.empty())
         fail (ErrorKind::Value, "empty plugin identifier");
     if (looksLikeUri (identifierOrPath))
@@ -311,7 +311,7 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
 std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::PluginDescription& description,
                                                               double sampleRate, int blockSize)
 {
-    std::lock_guard<std::mutex> lock (loadMutex);
+    std::lock_guard<std::recursive_mutex> lock (loadMutex);
     juce::String error;
     auto instance = formats->createPluginInstance (description, sampleRate, blockSize, error);
     if (instance == nullptr)

@@ -61,7 +61,7 @@ public:
 
     /** Held around everything that touches JUCE's LV2 world (lilv and sord are not
         thread-safe): loading, and an LV2 instance's state save/restore and re-creation. */
-    std::mutex& worldMutex() { return loadMutex; }
+    std::recursive_mutex& worldMutex() { return loadMutex; }
 
     void registerOwner (InstanceOwner*);
     void unregisterOwner (InstanceOwner*);
@@ -79,7 +79,7 @@ private:
     std::unique_ptr<juce::AudioPluginFormatManager> formats;
     juce::LV2PluginFormat* lv2Format = nullptr;
     std::unique_ptr<Lv2Metadata> lv2;
-    std::mutex loadMutex;           // JUCE's formats and lilv worlds are not thread-safe
+    std::recursive_mutex loadMutex; // JUCE's formats and lilv worlds are not thread-safe
     std::mutex ownersMutex;
     std::set<InstanceOwner*> owners;
     // JUCE's LV2 host loads bundles only by scanning folders; each bundle from outside the

@@ -75,8 +75,10 @@ std::shared_ptr<Plugin> Plugin::load (const std::string& identifierOrPath, const
     if (options.channels < 1 || options.channels > 32)
         fail (ErrorKind::Value, "channels must be between 1 and 32, got " + std::to_string (options.channels));
     auto host = Host::get();
+    // Creating an instance touches JUCE's LV2 world at several points; one load at a time.
+    std::lock_guard<std::recursive_mutex> world (host->worldMutex());
     auto description = host->resolve (identifierOrPath, hint);
-    return std::shared_ptr<Plugin> (new Plugin (std::move (host), std::move (description), options));
+    return std::shared_ptr<Plugin> (new Plugin (host, std::move (description), options));
 }
 
 Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptionIn, const PluginOptions& options)
@@ -109,13 +111,14 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
 Plugin::~Plugin()
 {
     host->unregisterOwner (this);
-    std::lock_guard<std::recursive_mutex> lock (mutex);
-    instance.reset();
+    releaseInstances();
 }
 
 void Plugin::releaseInstances()
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
+    // Freeing an LV2 instance frees nodes of JUCE's LV2 world too.
+    std::lock_guard<std::recursive_mutex> world (host->worldMutex());
     instance.reset();
 }
 
@@ -129,7 +132,9 @@ juce::AudioPluginInstance& Plugin::live() const
 std::shared_ptr<Plugin> Plugin::clone() const
 {
     std::lock_guard<std::recursive_mutex> lock (mutex);
+    std::unique_lock<std::recursive_mutex> world (host->worldMutex());
     auto copy = std::shared_ptr<Plugin> (new Plugin (host, description, opts));
+    world.unlock();
     copy->setState (getState());
     // An LV2 state holds every port value exactly; setting them again through the normalised
     // mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
@@ -158,7 +163,7 @@ void Plugin::configureChannels()
     {
         std::vector<bool> sideInMain;
         if (isLv2()) {
-            std::lock_guard<std::mutex> world (host->worldMutex());
+            std::lock_guard<std::recursive_mutex> world (host->worldMutex());
             sideInMain = host->lv2Metadata().mainBusSideChains (description.fileOrIdentifier.toStdString());
         }
         const bool known = (int) sideInMain.size() == mainIn
@@ -213,7 +218,7 @@ void Plugin::readParameters()
 {
     std::map<std::string, ParameterInfo> lv2Ports;
     if (isLv2()) {
-        std::lock_guard<std::mutex> world (host->worldMutex());
+        std::lock_guard<std::recursive_mutex> world (host->worldMutex());
         lv2Ports = host->lv2Metadata().parameters (description.fileOrIdentifier.toStdString());
     }
     const auto* bypass = instance->getBypassParameter();
@@ -517,7 +522,7 @@ void Plugin::reset()
     }
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
     // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
-    std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+    std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
     if (isLv2())
         world.lock();
     p.releaseResources();
@@ -534,7 +539,7 @@ std::string Plugin::getState() const
     // Values set since the last run have not reached a patch-parameter plugin yet.
     flushParameterMessages();
     juce::MemoryBlock block;
-    std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+    std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
     if (isLv2())
         world.lock();
     live().getStateInformation (block);
@@ -549,7 +554,7 @@ void Plugin::setState (const std::string& blob)
     // them first, or they would land after the restored state and override it.
     flushParameterMessages();
     {
-        std::unique_lock<std::mutex> world (host->worldMutex(), std::defer_lock);
+        std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
         if (isLv2())
             world.lock();
         live().setStateInformation (blob.data(), (int) blob.size());

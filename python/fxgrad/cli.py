@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_demo)
+
+    from . import tasks
+
+    p = commands.add_parser("data", help="build the data sets of the DeepAFx tasks from real audio")
+    data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    build = data_commands.add_parser("build", help="build TASK's data set in OUT_DIR (docs/tasks.md)")
+    tasks.add_build_arguments(build)
+    build.set_defaults(run=tasks.run_build)
     return parser
 
 

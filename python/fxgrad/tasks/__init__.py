@@ -2,7 +2,8 @@
 
     build("tube_amp", "data/tube_amp", seed=0, size="small")
 
-writes ``OUT/{train,valid,test}/{input,target}/NAME.wav`` (float32 WAV, mono, paired by name)
+writes ``OUT/{train,valid,test}/{input,target}/NAME.wav`` (float32 WAV, or 16-bit FLAC with
+``audio_format="flac"``; mono, paired by name)
 and ``OUT/manifest.json`` (task, seed, size, the sources and their licences, the hidden
 processing, per-clip metadata). The same (task, seed, size, sample_rate) always gives the same
 files, byte for byte. See docs/tasks.md.
@@ -21,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from ._common import FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
+from ._common import AUDIO_FORMATS, FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
 
 TASKS = ("tube_amp", "breath_removal", "mastering")
 
-__all__ = ["TASKS", "SIZES", "build", "main", "SourceMissingError", "load_manifest"]
+__all__ = ["TASKS", "SIZES", "build", "main", "add_build_arguments", "run_build", "SourceMissingError",
+           "load_manifest"]
 
 
 def _module(task: str):
@@ -48,6 +50,7 @@ def build(
     sample_rate: int = 22050,
     progress: bool = True,
     force: bool = False,
+    audio_format: str = "wav",
 ) -> Dict[str, Any]:
     """Build the data set of ``task`` in ``out_dir`` and return its manifest.
 
@@ -60,6 +63,8 @@ def build(
         sample_rate: Hz of the written files (sources are rendered or resampled to it).
         progress: a tqdm progress bar on stderr.
         force: rebuild even when ``out_dir`` already holds this very data set.
+        audio_format: ``"wav"`` (float32, the reference) or ``"flac"`` (16-bit, 3-8 times
+            smaller: for carrying a data set to another machine).
 
     Raises:
         SourceMissingError: a source or tool is not installed (the message names the apt
@@ -69,31 +74,36 @@ def build(
     module = _module(task)
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; the sizes are: {', '.join(SIZES)}")
+    if audio_format not in AUDIO_FORMATS:
+        raise ValueError(f"unknown audio_format {audio_format!r}; the formats are: {', '.join(AUDIO_FORMATS)}")
+    suffix = AUDIO_FORMATS[audio_format]
     sample_rate = int(sample_rate)
     if not 8000 <= sample_rate <= 96000:
         raise ValueError(f"sample_rate must be within 8000..96000 Hz, got {sample_rate}")
     out = Path(out_dir)
-    key = {"task": task, "seed": int(seed), "size": size, "sample_rate": sample_rate, "version": FORMAT_VERSION}
+    key = {"task": task, "seed": int(seed), "size": size, "sample_rate": sample_rate, "audio_format": audio_format,
+           "version": FORMAT_VERSION}
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
         try:
             existing = json.loads(manifest_path.read_text())
         except ValueError:
             existing = {}
-        if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing):
+        if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing, suffix):
             if progress:
                 print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild",
                       file=sys.stderr)
             return existing
     clear_outputs(out)
     started = time.perf_counter()
-    body = module.build(out, int(seed), size, sample_rate, progress)
+    body = module.build(out, int(seed), size, sample_rate, progress, suffix)
     counts = {split: sum(1 for c in body["clips"] if c["split"] == split) for split in SPLITS}
     seconds = {split: round(sum(c["seconds"] for c in body["clips"] if c["split"] == split), 3) for split in SPLITS}
     manifest = {
         **key,
         "channels": 1,
-        "format": "WAV float32, mono; input/NAME.wav pairs with target/NAME.wav",
+        "format": ("WAV float32" if audio_format == "wav" else "FLAC 16-bit")
+                  + f", mono; input/NAME{suffix} pairs with target/NAME{suffix}",
         "clips_per_split": counts,
         "seconds_per_split": seconds,
         **body,
@@ -107,10 +117,10 @@ def build(
     return manifest
 
 
-def _complete(out: Path, manifest: Dict[str, Any]) -> bool:
+def _complete(out: Path, manifest: Dict[str, Any], suffix: str) -> bool:
     for clip in manifest.get("clips", []):
         for role in ("input", "target"):
-            if not (out / clip["split"] / role / f"{clip['name']}.wav").is_file():
+            if not (out / clip["split"] / role / f"{clip['name']}{suffix}").is_file():
                 return False
     return bool(manifest.get("clips"))
 
@@ -119,22 +129,28 @@ def load_manifest(out_dir: Union[str, os.PathLike]) -> Dict[str, Any]:
     return json.loads((Path(out_dir) / "manifest.json").read_text())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|full]``."""
-    parser = argparse.ArgumentParser(prog="python -m fxgrad.tasks", description="Build the DeepAFx task data sets.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    b = commands.add_parser("build", help="build a task's data set")
-    b.add_argument("task", choices=TASKS)
-    b.add_argument("out_dir")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--size", choices=SIZES, default="full")
-    b.add_argument("--sample-rate", type=int, default=22050)
-    b.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``build TASK OUT_DIR [...]`` on ``parser`` (for ``fxgrad data build``);
+    pair with ``parser.set_defaults(run=run_build)``."""
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=SIZES, default="full",
+                        help="tiny: a few 2-s clips (tests); small: about 8 min (quick runs); full: 35-45 min")
+    parser.add_argument("--sample-rate", type=int, default=22050)
+    parser.add_argument("--format", choices=AUDIO_FORMATS, default="wav", dest="audio_format",
+                        help="wav: float32 (default); flac: 16-bit, several times smaller")
+    parser.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
+    parser.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")
+    return parser
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Runs a parsed ``build`` command; returns the exit status (1 with a message naming the apt
+    package when a source is missing)."""
     try:
         build(args.task, args.out_dir, seed=args.seed, size=args.size, sample_rate=args.sample_rate,
-              progress=not args.quiet, force=args.force)
+              progress=not args.quiet, force=args.force, audio_format=args.audio_format)
     except SourceMissingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -142,3 +158,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|full]
+    [--sample-rate HZ] [--format wav|flac] [--force] [--quiet]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m fxgrad.tasks", description="Build the DeepAFx task data sets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_build_arguments(commands.add_parser("build", help="build a task's data set"))
+    return run_build(parser.parse_args(argv))

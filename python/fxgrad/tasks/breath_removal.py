@@ -19,7 +19,7 @@ import tempfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from scipy import signal
@@ -169,7 +169,7 @@ def active_level(audio: np.ndarray, rate: int) -> float:
 # ---------------------------------------------------------------------------- events
 
 
-def _band(rand, rate, low, high, order=2):
+def _band(rate, low, high, order=2):
     nyquist = rate / 2
     high = min(high, 0.92 * nyquist)
     low = min(low, 0.8 * high)
@@ -186,9 +186,9 @@ def breath(rand: np.random.Generator, rate: int, n: int) -> Tuple[np.ndarray, Di
     out = np.zeros(n + 2048)
     for f in formants:
         width = float(rand.uniform(0.35, 0.8)) * f
-        out += float(rand.uniform(0.4, 1.0)) * signal.sosfilt(_band(rand, rate, f - width / 2, f + width / 2), noise)
+        out += float(rand.uniform(0.4, 1.0)) * signal.sosfilt(_band(rate, f - width / 2, f + width / 2), noise)
     hiss_low = float(rand.uniform(300, 800))
-    out += float(rand.uniform(0.2, 0.6)) * signal.sosfilt(_band(rand, rate, hiss_low, 0.9 * nyquist, 1), noise)
+    out += float(rand.uniform(0.2, 0.6)) * signal.sosfilt(_band(rate, hiss_low, 0.9 * nyquist, 1), noise)
     out = out[2048:]
     t = np.linspace(0, 1, n)
     a, b = float(rand.uniform(1.2, 2.5)), float(rand.uniform(1.5, 3.5))
@@ -355,7 +355,8 @@ def plan(seed: int, size: str) -> List[Dict[str, Any]]:
     return clips
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool) -> Dict[str, Any]:
+def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
+          suffix: str = ".wav") -> Dict[str, Any]:
     folder, codec, source = find_speech()
     prompts = list_prompts(folder, codec)
     clips = plan(seed, size)
@@ -397,7 +398,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool)
             events=made["events"], room_tone_down_db=made["room_tone_down_db"],
         )
         del clip["index"]
-        input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"])
+        input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"], suffix)
         write_wav(input_path, pair[:1], sample_rate)
         write_wav(target_path, pair[1:], sample_rate)
         bar.update(1)

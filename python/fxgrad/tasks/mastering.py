@@ -250,7 +250,8 @@ def plan(files: List[Path], seed: int, size: str) -> List[Tuple[str, Path, int]]
     return jobs
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool) -> Dict[str, Any]:
+def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
+          suffix: str = ".wav") -> Dict[str, Any]:
     files, source = find_songs()
     soundfont = find_soundfont(size)
     jobs = plan(files, seed, size)
@@ -264,7 +265,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool)
         for future in futures:  # in job order: the output does not depend on timing
             song = future.result()
             for clip in song["clips"]:
-                input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"])
+                input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"], suffix)
                 write_wav(input_path, clip.pop("_x"), sample_rate)
                 write_wav(target_path, clip.pop("_y"), sample_rate)
                 bar.update(1)

@@ -194,7 +194,8 @@ def plan(seed: int, size: str) -> List[Dict[str, Any]]:
     return clips
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool) -> Dict[str, Any]:
+def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
+          suffix: str = ".wav") -> Dict[str, Any]:
     soundfont = find_soundfont(size)
     clips = plan(seed, size)
     by_program: Dict[int, List[Dict[str, Any]]] = {}
@@ -234,7 +235,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool)
                 clip.update(latency_removed=latency, residual_lag=lag, correlation=round(corr, 4),
                             target_peak_db=round(db(peak(y)), 3),
                             rms_change_db=round(db(np.sqrt(np.mean(y ** 2))) - db(np.sqrt(np.mean(x ** 2))), 3))
-                input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"])
+                input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"], suffix)
                 write_wav(input_path, x, sample_rate)
                 write_wav(target_path, y, sample_rate)
                 bar.update(1)
