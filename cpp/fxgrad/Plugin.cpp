@@ -341,18 +341,19 @@ void Plugin::setPlain (int index, float plain)
         const float normalized = info.choices.empty()
             ? juceParams[(size_t) index]->getValueForText (juce::String (formatNumber (plain)))
             : (info.choices.size() > 1 ? std::round (plain) / (float) (info.choices.size() - 1) : 0.0f);
-        juceParams[(size_t) index]->setValue (normalized);
-        markPending (index);
-        normalizedValues[(size_t) index] = normalized;
-        plainValues[(size_t) index] = plain;
+        store (index, plain, normalized);
     } else {
         const float snapped = info.quantize (std::clamp (plain, info.minimum, info.maximum));
-        const float normalized = info.toNormalized (snapped);
-        juceParams[(size_t) index]->setValue (juceValueFor (index, snapped, normalized));
-        markPending (index);
-        plainValues[(size_t) index] = snapped;
-        normalizedValues[(size_t) index] = normalized;
+        store (index, snapped, info.toNormalized (snapped));
     }
+}
+
+void Plugin::store (int index, float plain, float normalized)
+{
+    juceParams[(size_t) index]->setValue (juceValueFor (index, plain, normalized));
+    markPending (index);
+    plainValues[(size_t) index] = plain;
+    normalizedValues[(size_t) index] = normalized;
 }
 
 float Plugin::getPlain (int index) const
@@ -378,18 +379,8 @@ void Plugin::setNormalized (int index, float normalized)
     const auto& info = params[(size_t) index];
     if (! (normalized >= 0.0f && normalized <= 1.0f))
         fail (ErrorKind::Value, "normalised value " + formatNumber (normalized) + " for '" + info.id + "' is outside [0, 1]");
-    if (info.plainFromText) {
-        juceParams[(size_t) index]->setValue (normalized);
-        markPending (index);
-        normalizedValues[(size_t) index] = normalized;
-        plainValues[(size_t) index] = std::nanf ("");
-    } else {
-        const float plain = info.toPlain (normalized);
-        juceParams[(size_t) index]->setValue (juceValueFor (index, plain, normalized));
-        markPending (index);
-        plainValues[(size_t) index] = plain;
-        normalizedValues[(size_t) index] = normalized;
-    }
+    // Plain values of text-mapped parameters are read back from the plugin's text on demand.
+    store (index, info.plainFromText ? std::nanf ("") : info.toPlain (normalized), normalized);
 }
 
 float Plugin::getNormalized (int index) const

@@ -74,6 +74,7 @@ private:
     void flushParameterMessages() const;
     void requireIndex (int index) const;
     float juceValueFor (int index, float plain, float normalized) const;
+    void store (int index, float plain, float normalized);
     float juceTarget (int index) const;
     void markPending (int index);
     std::string withPendingPortValues (std::string lv2State) const;
