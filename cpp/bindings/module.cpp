@@ -208,6 +208,11 @@ PYBIND11_MODULE (_native, m)
                 ReleaseGil release;
                 p.setState (data);
             }, py::arg ("state"))
+        .def ("__repr__", [] (const Plugin& p) {
+                return "<Plugin " + p.info().format + " '" + p.info().name + "' by " + p.info().vendor + ", "
+                       + std::to_string (p.numParameters()) + " parameters, " + std::to_string (p.options().channels)
+                       + " ch at " + std::to_string ((int) p.options().sampleRate) + " Hz>";
+            })
         .def ("clone", [] (const Plugin& p) { ReleaseGil release; return p.clone(); });
 
     py::class_<Chain, std::shared_ptr<Chain>> (m, "Chain")
