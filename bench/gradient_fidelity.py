@@ -24,7 +24,6 @@ cores. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -178,8 +177,7 @@ def calf_subject(sr: int, block: int, learn: str) -> Subject:
 
 
 def own_compressor_subject(sr: int, block: int) -> Subject:
-    with quiet_stderr():
-        plugin = fxgrad.load("fxgrad:Compressor", sample_rate=sr, block_size=block, channels=1)
+    plugin = fxgrad.load("fxgrad:Compressor", sample_rate=sr, block_size=block, channels=1)
     chain = fxgrad.Chain([plugin])   # every automatable, non-bypass parameter
     # Linear ranges: threshold -60..0 dB, ratio 1..20, attack 0.1..200 ms, release 5..2000 ms,
     # knee 0..24 dB, makeup 0..24 dB. The trajectory keeps to musical settings.
@@ -191,21 +189,6 @@ def own_compressor_subject(sr: int, block: int) -> Subject:
     return Subject("fxgrad Compressor", chain, True,
                    [("lockstep", "two-sided"), ("replay", "two-sided"), ("replay", "one-sided"),
                     ("snapshot", "two-sided"), ("snapshot", "one-sided")], low, high)
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silences fd 2 (earlier builds made lilv print ~200 'Reloading plugin' warnings on the first
-    load of an own LV2 bundle; see bench/README.md)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 # --------------------------------------------------------------------------------------------

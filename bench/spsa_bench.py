@@ -22,7 +22,6 @@ Each fxgrad measurement runs in its own fresh process (clean RSS accounting). Se
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import multiprocessing as mp
@@ -30,7 +29,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -83,26 +82,10 @@ def malloc_trim() -> None:
         pass
 
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silences fd 2 while loading (earlier builds made lilv print ~200 'Reloading plugin' warnings
-    on the first load of an own LV2 bundle; see bench/README.md)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def load_plugins(spec: dict, block: int) -> list:
     import fxgrad
 
-    with quiet_stderr():
-        return [fxgrad.load(p, sample_rate=SR, block_size=block, channels=1) for p in spec["plugins"]]
+    return [fxgrad.load(p, sample_rate=SR, block_size=block, channels=1) for p in spec["plugins"]]
 
 
 def build_chain(spec: dict, block: int):

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ._files import atomic_write_bytes
 from .checkpoint import load_checkpoint
 from .encoder import Encoder
 from .host import Chain
@@ -27,23 +28,6 @@ PathLike = Union[str, os.PathLike]
 
 
 # ---------------------------------------------------------------------------- files
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace:
-    readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def read_audio(path: PathLike, sample_rate: int, channels: int) -> np.ndarray:

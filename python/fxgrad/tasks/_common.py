@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._files import atomic_write_bytes
+
 PathLike = Union[str, os.PathLike]
 
 SPLITS = ("train", "valid", "test")
@@ -132,21 +134,6 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-def atomic_write(path: PathLike, data: bytes) -> None:
-    """Write through a temporary file in the same folder and os.replace (readers never see a
-    partial file; the temporary name does not end in .wav)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """A 16-bit FLAC file (about a fifth to a third of the float WAV's size; no dither, values
     clipped to the 16-bit range)."""
@@ -171,13 +158,13 @@ def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write ``audio`` (channels, samples) as float32 WAV, or as 16-bit FLAC when ``path`` ends
     in .flac; atomically."""
     if str(path).lower().endswith(".flac"):
-        atomic_write(path, flac_bytes(audio, sample_rate))
+        atomic_write_bytes(path, flac_bytes(audio, sample_rate))
     else:
-        atomic_write(path, wav_bytes(audio, sample_rate))
+        atomic_write_bytes(path, wav_bytes(audio, sample_rate))
 
 
 def write_json(path: PathLike, value: Any) -> None:
-    atomic_write(path, (json.dumps(value, indent=1, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(value, indent=1, sort_keys=False) + "\n").encode())
 
 
 def read_wav(path: PathLike) -> Tuple[np.ndarray, int]:
