@@ -16,6 +16,8 @@ from typing import Any, Dict, Union
 import numpy as np
 import torch
 
+from ._files import atomic_write
+
 FORMAT = "fxgrad-checkpoint"
 VERSION = 1
 
@@ -28,28 +30,8 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "version": VERSION, **state}
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:
-        pass
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

@@ -311,18 +311,14 @@ def make_clip(seed: int, split: str, index: int, seconds: float, rate: int, pool
         if clip["pauses"][k] and length >= int(BREATH_SECONDS[0] * rate):
             b_start = int(rand.integers(free_start, free_end - length + 1))
             breath_span = (b_start, b_start + length)
-        if breath_span:
-            wave, info = breath(rand, rate, breath_span[1] - breath_span[0])
-            down = float(rand.uniform(*BREATH_DOWN_DB))
-            events[breath_span[0]:breath_span[1]] += wave[:breath_span[1] - breath_span[0]] * level * undb(-down)
-            described.append({"type": "breath", "start": breath_span[0], "end": breath_span[1],
-                              "down_db": round(down, 2), **info})
-        if smack_span:
-            wave, info = smack(rand, rate, smack_span[1] - smack_span[0])
-            down = float(rand.uniform(*SMACK_DOWN_DB))
-            events[smack_span[0]:smack_span[1]] += wave[:smack_span[1] - smack_span[0]] * speech_peak * undb(-down)
-            described.append({"type": "lip_smack", "start": smack_span[0], "end": smack_span[1],
-                              "down_db": round(down, 2), **info})
+        for kind, make, span, down_range, reference in (("breath", breath, breath_span, BREATH_DOWN_DB, level),
+                                                         ("lip_smack", smack, smack_span, SMACK_DOWN_DB, speech_peak)):
+            if not span:
+                continue
+            wave, info = make(rand, rate, span[1] - span[0])
+            down = float(rand.uniform(*down_range))
+            events[span[0]:span[1]] += wave[:span[1] - span[0]] * reference * undb(-down)
+            described.append({"type": kind, "start": span[0], "end": span[1], "down_db": round(down, 2), **info})
     if not described:  # every clip holds at least one breath: in the longest pause
         start, end = max(bounds, key=lambda b: b[1] - b[0])
         length = min(int(BREATH_SECONDS[0] * rate), end - start - 2 * guard)
