@@ -2,6 +2,7 @@
 resets as the trainer sees them, resume, atomic checkpoints, DDP on CPU, the pipelined mode,
 pretraining/progressive stages, and apply/evaluate on a tiny checkpoint."""
 import copy
+import json
 import os
 import socket
 import subprocess
@@ -14,11 +15,10 @@ import pytest
 import torch
 import yaml
 
-import fxgrad
 from fxgrad import checkpoint as checkpoint_module
 from fxgrad.checkpoint import CheckpointError, load_checkpoint
 from fxgrad.config import Config
-from fxgrad.train import CHECKPOINT, Trainer, TrainingError, TrainingInterrupted, fit_static, read_log
+from fxgrad.train import CHECKPOINT, Trainer, TrainingError, TrainingInterrupted, build_chain, read_log
 
 torch.set_num_threads(1)
 
@@ -198,6 +198,22 @@ def test_keyboard_interrupt_inside_a_step_saves_the_last_complete_step(tmp_path,
                                rtol=0.01)
 
 
+def test_time_limit_stops_after_the_step_that_passes_it_and_resume_continues(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, train={"steps": 12, "steps_per_epoch": 100, "max_seconds": 0.5})
+
+    def slow(trainer, record):
+        if record["step"] == 3:
+            time.sleep(0.6)
+
+    summary = Trainer(config, progress=False, callbacks=[slow]).fit()
+    assert summary["out_of_time"] and summary["step"] == 3
+    assert load_checkpoint(config.run_dir / CHECKPOINT)["step"] == 3
+    longer = tiny_config(tmp_path, data_dir, train={"steps": 12, "steps_per_epoch": 100, "max_seconds": 600})
+    summary = Trainer(longer, resume=True, progress=False).fit()
+    assert summary["step"] == 12 and not summary["out_of_time"]
+    assert [s for s, _ in losses(config.run_dir)] == list(range(1, 13))
+
+
 def test_resume_refuses_a_structurally_different_config(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, train={"steps": 2})
     Trainer(config, progress=False).fit()
@@ -289,6 +305,29 @@ def test_pretraining_regresses_defaults_and_progressive_training_releases_plugin
     assert masks == [[True, False]] * 3 + [[True, True]] * 3
     state = load_checkpoint(config.run_dir / CHECKPOINT)
     assert state["pretrain_step"] == 30 and state["active"] == [True, True]
+
+
+def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugins_there(tmp_path, data_dir):
+    config = tiny_config(tmp_path / "run", data_dir, train={"steps": 2, "pretrain_steps": 150, "pretrain_lr": 0.02,
+                                                            "progressive_steps": 10})
+    names = list(build_chain(config).learned)
+    static = tmp_path / "static.json"
+    static.write_text(json.dumps({"parameters": names, "normalised": [0.8, 0.15]}))
+    config.train.start_from = str(static)
+    trainer = Trainer(config, progress=False)
+    trainer.fit()
+    batch = next(iter(trainer._streamer(trainer.splits.train, offset=5)))
+    with torch.no_grad():
+        trainer.encoder.eval()
+        theta = trainer._masked(trainer.encoder(batch.context))
+    assert theta[:, 1].eq(0.15).all()  # the second plugin is not released yet: held at the static value
+    assert abs(float(theta[:, 0].mean()) - 0.8) < 0.05
+    static.write_text(json.dumps({"parameters": names[::-1], "normalised": [0.8, 0.15]}))
+    with pytest.raises(TrainingError, match="train.start_from: .*holds settings for"):
+        Trainer(tiny_config(tmp_path / "other", data_dir, train={"start_from": str(static)}), progress=False)
+    with pytest.raises(TrainingError, match="train.start_from: no such static settings file"):
+        Trainer(tiny_config(tmp_path / "third", data_dir, train={"start_from": str(tmp_path / "none.json")}),
+                progress=False)
 
 
 @pytest.mark.parametrize("pipeline", [False, True], ids=["ddp", "ddp-pipelined"])

@@ -141,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         best = summary["best_loss"]
         print(f"trained to step {summary['step']} in {summary['elapsed_s']:.0f} s"
               + (f"; best validation loss {best:.5g}" if best is not None else "")
-              + ("; stopped early" if summary["stopped_early"] else ""))
+              + ("; stopped early" if summary["stopped_early"] else "")
+              + ("; time limit reached (--resume continues)" if summary["out_of_time"] else ""))
         print(f"checkpoint: {summary['checkpoint']}")
         if summary["best_checkpoint"]:
             print(f"best:       {summary['best_checkpoint']}")
@@ -158,7 +159,7 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
     rows = [[n, f"{v:.4f}", _fmt_number(p), u] for n, v, p, u in
             zip(result["parameters"], result["normalised"], result["plain"], result["units"])]
     print(format_table(["parameter", "normalised", "value", "unit"], rows, align="lrrl"))
-    print(f"final loss {result['loss']:.5g} after {result['steps']} steps ({result['seconds']:.0f} s); "
+    print(f"mean loss of the last tenth {result['loss']:.5g} after {result['steps']} steps ({result['seconds']:.0f} s); "
           f"saved to {result['path']}")
     return 0
 

@@ -119,11 +119,13 @@ class TrainSection:
     plateau_patience: int = 5
     min_lr: float = 1.6e-6
     early_stopping: int = 25
+    max_seconds: Optional[float] = None
     valid_frames: Optional[int] = None
     checkpoint_every: int = 500
     log_every: int = 10
     pretrain_steps: int = 0
     pretrain_lr: float = 1e-3
+    start_from: str = "defaults"
     progressive_steps: int = 0
     pipeline: bool = False
     resume_preroll: float = 1.0
@@ -282,6 +284,8 @@ class Config:
                     "resume_warmup_frames"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+        if t.max_seconds is not None:
+            positive(t.max_seconds, "train.max_seconds")
         if t.resume_preroll < 0:
             raise ConfigError(f"train.resume_preroll must be >= 0 seconds, got {t.resume_preroll}")
         d = self.data

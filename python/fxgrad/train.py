@@ -20,6 +20,7 @@ optimiser: the "best static settings" baseline.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import csv
 import json
@@ -321,7 +322,7 @@ class Trainer:
         self.chain = build_chain(config)
         self.names = list(self.chain.learned)
         self.num_parameters = len(self.names)
-        self.defaults = torch.tensor(np.asarray(self.chain.get_learned(), np.float32))
+        self.defaults = self._starting_settings(config.train.start_from)
         self.groups = [int(name.partition(".")[0]) for name in self.names]
         self.stages = sorted(set(self.groups))
 
@@ -360,6 +361,8 @@ class Trainer:
         self.best = math.inf
         self.bad_epochs = 0
         self.stopped_early = False
+        self.out_of_time = False
+        self._deadline: Optional[float] = None
         self.epoch_loss = [0.0, 0]
         self.history: List[Dict[str, Any]] = []
         self.elapsed = 0.0
@@ -412,6 +415,18 @@ class Trainer:
         stage = min(step // every, len(self.stages) - 1)
         released = set(self.stages[: stage + 1])
         return torch.tensor([g in released for g in self.groups], dtype=torch.bool)
+
+    def _starting_settings(self, start_from: str) -> torch.Tensor:
+        """The normalised settings pretraining regresses and progressive training holds: the
+        chain's defaults, or the settings of a ``fit-static`` JSON."""
+        if start_from == "defaults":
+            return torch.tensor(np.asarray(self.chain.get_learned(), np.float32))
+        from .evaluate import load_static
+
+        try:
+            return torch.tensor(load_static(start_from, self.names))
+        except (FileNotFoundError, ValueError) as error:
+            raise TrainingError(f"train.start_from: {error}") from None
 
     def _masked(self, theta: torch.Tensor) -> torch.Tensor:
         mask = self.active_mask()
@@ -778,21 +793,28 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _check_stop(self) -> bool:
+        """Whether any rank was asked to stop; also sets :attr:`out_of_time` when any rank has
+        passed ``train.max_seconds`` (one all-reduce for both, so every rank agrees)."""
         stop = self._stop_requested
+        late = self._deadline is not None and time.monotonic() >= self._deadline
         if self.world.distributed:
-            flag = torch.tensor([1 if stop else 0], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
+            flags = torch.tensor([int(stop), int(late)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            stop, late = bool(flags[0].item()), bool(flags[1].item())
+        self.out_of_time = self.out_of_time or late
         return stop
 
     def fit(self) -> Dict[str, Any]:
         """Run (or continue) training; returns a summary dict. Raises
         :class:`TrainingInterrupted` after Ctrl-C/SIGTERM once the checkpoint is written."""
         restore = self._install_signal_handlers()
+        limit = self.config.train.max_seconds
+        self._deadline = None if limit is None else time.monotonic() + limit
+        self.out_of_time = False
         try:
             if self.pretrain_step < self.config.train.pretrain_steps:
                 self._run_phase("pretrain")
-            if self.step < self.config.train.steps and not self.stopped_early:
+            if self.step < self.config.train.steps and not self.stopped_early and not self.out_of_time:
                 self._run_phase("train")
         finally:
             restore()
@@ -821,6 +843,7 @@ class Trainer:
             "epoch": self.epoch,
             "best_loss": None if math.isinf(self.best) else self.best,
             "stopped_early": self.stopped_early,
+            "out_of_time": self.out_of_time,
             "elapsed_s": self.elapsed,
             "checkpoint": self.run_dir / CHECKPOINT,
             "best_checkpoint": best if best.is_file() else None,
@@ -888,8 +911,9 @@ class Trainer:
                     raise TrainingInterrupted(
                         f"{self._stop_reason or 'interrupted'} at {phase} step {step}; checkpoint written to "
                         f"{path or self.run_dir / CHECKPOINT}", self.run_dir / CHECKPOINT)
-                if self.stopped_early:
-                    self._note(f"early stopping: no improvement for {self.bad_epochs} epochs")
+                if self.stopped_early or self.out_of_time:
+                    self._note(f"early stopping: no improvement for {self.bad_epochs} epochs" if self.stopped_early
+                               else f"time limit: train.max_seconds={t.max_seconds:g} reached at {phase} step {step}")
                     self.save()
                     last_saved = step
                     break
@@ -1038,6 +1062,7 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, section.steps, eta_min=section.lr * 0.02)
     clip = config.train.grad_clip
     smoothed = None
+    recent: collections.deque = collections.deque(maxlen=max(10, section.steps // 10))  # the reported loss
     started = time.perf_counter()
     bar = tqdm(range(section.steps), desc="fit-static", unit="step", dynamic_ncols=True, disable=not progress)
     for _ in bar:
@@ -1054,6 +1079,7 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
         optimizer.step()
         schedule.step()
         value = float(loss.detach())
+        recent.append(value)
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
         bar.set_postfix_str(f"loss {smoothed:.4g}", refresh=False)
     theta = torch.sigmoid(logits).detach().numpy().astype(np.float32)
@@ -1063,7 +1089,7 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
         "normalised": [float(v) for v in theta],
         "plain": [float(v) for v in plain_values(chain, theta[None])[0]],
         "defaults": [float(v) for v in defaults],
-        "loss": smoothed,
+        "loss": float(np.mean(recent)),  # mean over the last tenth of the steps
         "steps": section.steps,
         "seconds": time.perf_counter() - started,
         "chain": config.chain_config(),
