@@ -106,6 +106,32 @@ def test_targets_differ_from_inputs(built, task):
             assert clip["residual_lag"] == pytest.approx(0, abs=8)
 
 
+def test_mastering_engineer_settings_follow_the_mix():
+    """The hidden mastering settings are a function of the mix: a dark mix gets more treble than a
+    bright one, a quieter (more dynamic) mix more maximiser drive, and both land near the
+    loudness target."""
+    from fxgrad.losses import integrated_loudness
+    from fxgrad.tasks import mastering
+    from fxgrad.tasks._common import render_chain
+
+    rand = np.random.default_rng(0)
+    white = rand.standard_normal(RATE * 6)
+    dark = np.convolve(white, np.ones(8) / 8, mode="same")  # about -12 dB at 2.7 kHz, -inf at 2.75
+    bursts = white * np.repeat(rand.uniform(0.05, 1.0, 12), RATE // 2)  # same spectrum, more dynamics
+    settings = {}
+    for name, audio in (("white", white), ("dark", dark), ("bursts", bursts)):
+        mix = (audio * (10 ** (-12 / 20)) / np.abs(audio).max()).astype(np.float32)[None]
+        specs, info = mastering.mastering_settings(mix, RATE)
+        settings[name] = ({spec.uri: spec.settings for spec in specs}, info["engineer"])
+        if name != "white":
+            master, _ = render_chain(specs, mix, RATE)
+            assert integrated_loudness(master[0], RATE) == pytest.approx(mastering.TARGET_LUFS, abs=2.5)
+    geq = mastering.CHAIN[1]
+    treble = [f"band{k}" for k, f in enumerate(mastering.GEQ_BANDS_HZ, start=1) if 3000 <= f < 8000]
+    assert all(settings["dark"][0][geq][b] > settings["white"][0][geq][b] + 2 for b in treble)
+    assert settings["bursts"][1]["maximiser_drive_db"] > settings["white"][1]["maximiser_drive_db"] + 1
+
+
 def test_breaths_present_in_inputs_and_removed_in_targets(built):
     folder = built("breath_removal")["a"]
     kinds = set()

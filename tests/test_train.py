@@ -322,6 +322,15 @@ def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugi
         theta = trainer._masked(trainer.encoder(batch.context))
     assert theta[:, 1].eq(0.15).all()  # the second plugin is not released yet: held at the static value
     assert abs(float(theta[:, 0].mean()) - 0.8) < 0.05
+    # Evaluation's "plugin defaults" are the plugins' defaults, not the run's starting settings.
+    from fxgrad.evaluate import evaluate
+
+    result = evaluate(config.run_dir / CHECKPOINT, Path(data_dir) / "test", static=static, progress=False)
+    assert result["systems"]["plugin defaults"] != result["systems"]["best static"]
+    defaults = np.asarray(build_chain(config).get_learned())
+    hidden_error = np.asarray(result["parameter_mae"]["plugin defaults"])
+    assert not np.allclose(hidden_error, np.asarray(result["parameter_mae"]["best static"]))
+    assert defaults[1] != pytest.approx(0.15, abs=0.05)
     static.write_text(json.dumps({"parameters": names[::-1], "normalised": [0.8, 0.15]}))
     with pytest.raises(TrainingError, match="train.start_from: .*holds settings for"):
         Trainer(tiny_config(tmp_path / "other", data_dir, train={"start_from": str(static)}), progress=False)

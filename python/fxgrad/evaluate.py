@@ -90,6 +90,9 @@ def evaluate(
     static_theta = load_static(static_path, model.names) if (static or static_path.is_file()) else None
     count = len(dataset) if max_clips is None else min(len(dataset), max_clips)
     chain = model.new_chain()
+    # The plugins' own defaults (pinned values applied), not model.defaults: a run started from
+    # fit-static settings holds those, not the defaults.
+    plugin_defaults = np.asarray(chain.get_learned(), np.float32)
     clips: List[Dict[str, Any]] = []
     errors: Dict[str, List[float]] = {"model": [], "best static": [], "plugin defaults": []}
     for index in tqdm(range(count), desc="evaluate", unit="clip", disable=not progress, leave=False):
@@ -101,7 +104,7 @@ def evaluate(
             chain.reset()
             rendered["best static"] = render_static(chain, audio, static_theta, model.frame_size)
         chain.reset()
-        rendered["plugin defaults"] = render_static(chain, audio, model.defaults, model.frame_size)
+        rendered["plugin defaults"] = render_static(chain, audio, plugin_defaults, model.frame_size)
         rendered["unprocessed"] = audio
         row: Dict[str, Any] = {"clip": dataset.names[index]}
         for system, out in rendered.items():
@@ -114,7 +117,7 @@ def evaluate(
                 hidden = hidden[:frames]
                 row["parameter_mae"] = {"model": np.abs(thetas[:frames] - hidden).mean(axis=0).tolist()}
                 errors["model"].append(np.abs(thetas[:frames] - hidden).mean(axis=0))
-                errors["plugin defaults"].append(np.abs(model.defaults[None] - hidden).mean(axis=0))
+                errors["plugin defaults"].append(np.abs(plugin_defaults[None] - hidden).mean(axis=0))
                 if static_theta is not None:
                     errors["best static"].append(np.abs(static_theta[None] - hidden).mean(axis=0))
         clips.append(row)

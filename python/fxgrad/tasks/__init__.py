@@ -10,7 +10,7 @@ files, byte for byte. See docs/tasks.md.
 
 Tasks: ``tube_amp`` (fluidsynth guitar/bass -> ZamTube), ``breath_removal`` (Asterisk speech with
 synthesised breaths and lip smacks -> the clean speech), ``mastering`` (OpenMSX multitrack mixes
--> ZamComp -> ZamGEQ31 -> ZaMaximX2 with per-song settings).
+-> ZamComp -> ZamGEQ31 -> ZaMaximX2, settings chosen per song from the mix).
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ Songs are the OpenMSX MIDI arrangements (the OpenTTD music set). Each song is sp
 (track, channel); every stem is rendered alone with fluidsynth (all stems of a song in one run,
 one after the other, a GM reset between them), then mixed with random gains and pans and
 normalised to -12 dBFS peak: the unmastered mix. The target is the whole mix through a
-mastering chain of other plugins, ZamComp -> ZamGEQ31 -> ZaMaximX2, with settings drawn per song
-(recorded in the manifest), latency removed. Clips are non-overlapping excerpts of the songs, the
+mastering chain of other plugins, ZamComp -> ZamGEQ31 -> ZaMaximX2, with settings an "engineer"
+chooses per song from what the mix sounds like (fixed rules: :func:`mastering_settings`;
+recorded in the manifest), latency removed. Clips are non-overlapping excerpts of the songs, the
 same excerpt of mix and master. Songs are split into train/valid/test by name (the same split
 whatever the seed).
 """
@@ -39,6 +40,12 @@ GAP_SECONDS = 2.0
 PREROLL_SECONDS = 2.0
 #: The mastering chain, in order.
 CHAIN = ("urn:zamaudio:ZamComp", "urn:zamaudio:ZamGEQ31", "urn:zamaudio:ZaMaximX2")
+#: The engineer's rules (mastering_settings): loudness target, ceiling, compression depth, EQ.
+TARGET_LUFS = -14.0
+MAXIM_CEILING_DB = -0.3
+COMP_DEPTH_DB = 6.0
+TARGET_TILT_DB_PER_OCTAVE = -4.5
+EQ_MAX_DB = 6.0
 GEQ_BANDS_HZ = (32, 40, 50, 63, 79, 100, 126, 158, 200, 251, 316, 398, 501, 631, 794, 999, 1257, 1584, 1997,
                 2514, 3165, 3986, 5017, 6318, 7963, 10032, 12662, 16081, 20801)
 
@@ -73,47 +80,64 @@ def song_splits(files: List[Path]) -> Dict[str, List[Path]]:
     return {"test": ranked[:held], "valid": ranked[held:2 * held], "train": ranked[2 * held:]}
 
 
-def _log_uniform(rand, low, high) -> float:
-    return float(np.exp(rand.uniform(np.log(low), np.log(high))))
+
+def band_levels_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Long-term level (dB) of the mono ``audio`` in third-octave bands at ZamGEQ31's centres,
+    from a Welch power spectrum (8192-point Hann frames, half overlap)."""
+    x = np.asarray(audio, np.float64).reshape(-1)
+    n = 8192
+    if len(x) < n:
+        x = np.pad(x, (0, n - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2]
+    power = np.mean(np.abs(np.fft.rfft(frames * np.hanning(n), axis=-1)) ** 2, axis=0)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    levels = []
+    for f in GEQ_BANDS_HZ:
+        inside = (freqs >= f / 2 ** (1 / 6)) & (freqs < f * 2 ** (1 / 6))
+        levels.append(10 * np.log10(power[inside].sum() + 1e-20) if inside.any() else -200.0)
+    return np.asarray(levels)
 
 
-def eq_curve(rand: np.random.Generator, sample_rate: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
-    """A smooth random mastering EQ sampled at ZamGEQ31's band centres: low shelf, low-mid bell,
-    presence bell, high shelf. Bands at or above 0.45 x the sample rate stay at 0 dB."""
-    shapes = {
-        "low_shelf": {"hz": _log_uniform(rand, 60, 250), "db": float(rand.uniform(-4, 5))},
-        "low_mid": {"hz": _log_uniform(rand, 200, 600), "db": float(rand.uniform(-5, 1.5)),
-                    "octaves": float(rand.uniform(0.5, 1.2))},
-        "presence": {"hz": _log_uniform(rand, 1500, 5000), "db": float(rand.uniform(-3, 4)),
-                     "octaves": float(rand.uniform(0.5, 1.2))},
-        "high_shelf": {"hz": _log_uniform(rand, 4000, min(9000, 0.4 * sample_rate)), "db": float(rand.uniform(-3, 6))},
-    }
+def eq_curve(levels_db: np.ndarray, sample_rate: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    """The engineer's EQ: half of the way from the mix's long-term third-octave balance towards a
+    reference tilt (TARGET_TILT_DB_PER_OCTAVE through the mix's level at 1 kHz), smoothed over
+    neighbouring bands, within +-EQ_MAX_DB. Bands below 40 Hz or at/above 0.45 x the sample rate
+    stay at 0 dB."""
+    x = np.log2(np.asarray(GEQ_BANDS_HZ, np.float64) / 1000.0)
+    usable = (np.asarray(GEQ_BANDS_HZ) >= 40) & (np.asarray(GEQ_BANDS_HZ) < 0.45 * sample_rate)
+    reference = np.interp(0.0, x, levels_db) + TARGET_TILT_DB_PER_OCTAVE * x
+    correction = np.where(usable, 0.5 * (reference - levels_db), 0.0)
+    smooth = np.convolve(np.pad(correction, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    gains = np.where(usable, np.clip(smooth, -EQ_MAX_DB, EQ_MAX_DB), 0.0)
     settings = {"master": 0.0}
-    for k, f in enumerate(GEQ_BANDS_HZ, start=1):
-        if f >= 0.45 * sample_rate:
-            settings[f"band{k}"] = 0.0
-            continue
-        x = np.log2(f)
-        g = shapes["low_shelf"]["db"] / (1 + np.exp(3 * (x - np.log2(shapes["low_shelf"]["hz"]))))
-        g += shapes["high_shelf"]["db"] / (1 + np.exp(-3 * (x - np.log2(shapes["high_shelf"]["hz"]))))
-        for bell in ("low_mid", "presence"):
-            s = shapes[bell]
-            g += s["db"] * np.exp(-0.5 * ((x - np.log2(s["hz"])) / s["octaves"]) ** 2)
-        settings[f"band{k}"] = round(float(np.clip(g, -12, 12)), 1)
-    return settings, {name: {k: round(v, 2) for k, v in s.items()} for name, s in shapes.items()}
+    settings.update({f"band{k}": round(float(g), 1) for k, g in enumerate(gains, start=1)})
+    return settings, {"band_levels_db": [round(float(v), 1) for v in levels_db],
+                      "tilt_db_per_octave": TARGET_TILT_DB_PER_OCTAVE}
 
 
-def mastering_settings(seed: int, song: str, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
-    rand = rng(seed, "mastering", "settings", song)
-    comp = {"att": round(_log_uniform(rand, 3, 30), 2), "rel": round(_log_uniform(rand, 50, 400), 1),
-            "kn": round(float(rand.uniform(0, 6)), 2), "rat": round(_log_uniform(rand, 1.5, 5), 2),
-            "thr": round(float(rand.uniform(-34, -20)), 2), "mak": round(float(rand.uniform(0, 6)), 2),
-            "slew": 1.0, "sidech": 0.0}
-    eq, shapes = eq_curve(rand, sample_rate)
-    maxim = {"thresh": round(float(rand.uniform(-14, -7)), 2), "ceil": round(float(rand.uniform(-1.0, -0.1)), 2),
-             "rel": round(_log_uniform(rand, 10, 60), 2)}
+def mastering_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
+    """The engineer's settings for one song, chosen from its unmastered ``mix`` (1, samples) by
+    fixed rules, so that they follow from what the music sounds like: the compressor's threshold
+    sits COMP_DEPTH_DB under the mix's loud passages (95th percentile of 400 ms RMS), the EQ pulls
+    the long-term balance towards a reference tilt, and the maximiser drives the result to
+    TARGET_LUFS."""
+    from ..losses import integrated_loudness
+
+    x = np.asarray(mix, np.float64).reshape(-1)
+    window = int(0.4 * sample_rate)
+    blocks = x[: len(x) // window * window].reshape(-1, window)
+    loud_db = db(float(np.percentile(np.sqrt(np.mean(blocks ** 2, axis=1)), 95)))
+    comp = {"att": 10.0, "rel": 120.0, "kn": 3.0, "rat": 2.5, "thr": round(float(np.clip(loud_db - COMP_DEPTH_DB, -40, -10)), 2),
+            "mak": 0.0, "slew": 1.0, "sidech": 0.0}
+    eq, eq_info = eq_curve(band_levels_db(x, sample_rate), sample_rate)
+    before_maximiser, _ = render_chain([PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq)],
+                                       np.asarray(mix, np.float32), sample_rate)
+    level = integrated_loudness(before_maximiser[0], sample_rate)
+    drive = float(np.clip(TARGET_LUFS - level, 0.0, 24.0))
+    maxim = {"thresh": round(MAXIM_CEILING_DB - drive, 2), "ceil": MAXIM_CEILING_DB, "rel": 25.0}
     specs = [PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq), PluginSpec(CHAIN[2], maxim)]
-    return specs, {"eq_shapes": shapes}
+    return specs, {"engineer": {"loud_passages_dbfs": round(loud_db, 2), "loudness_before_maximiser_lufs": round(level, 2),
+                                "maximiser_drive_db": round(drive, 2), **eq_info}}
 
 
 # ---------------------------------------------------------------------------- songs
@@ -213,7 +237,7 @@ def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfon
     if level <= 0:
         raise RuntimeError(f"{path.name}: the mix is silent")
     mono_mix = (mono_mix * (undb(MIX_PEAK_DB) / level)).astype(np.float32)
-    specs, extra = mastering_settings(seed, path.stem, sample_rate)
+    specs, extra = mastering_settings(mono_mix, sample_rate)
     clips = []
     latency = 0
     for k, (start, length) in enumerate(segments):
@@ -277,7 +301,10 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
         "song_split": "by crc32(song name): lowest 10 % test, next 10 % valid, rest train (seed-independent)",
         "hidden": {
             "chain": list(CHAIN),
-            "note": "settings drawn per song (songs[].chain); each excerpt is mastered by fresh plugin instances "
+            "note": "settings chosen per song from its mix by the engineer's rules (songs[].chain, songs[].engineer): "
+                    f"ZamComp threshold {COMP_DEPTH_DB:g} dB under the loud passages, ZamGEQ31 half-way towards a "
+                    f"{TARGET_TILT_DB_PER_OCTAVE:g} dB/octave balance, ZaMaximX2 driven to {TARGET_LUFS:g} LUFS; "
+                    "each excerpt is mastered by fresh plugin instances "
                     f"with {PREROLL_SECONDS:g} s of the mix before it as pre-roll; the chain's latency (ZaMaximX2 "
                     "lookahead) is removed",
             "mix": {"peak_dbfs": MIX_PEAK_DB, "peak_over": "the rendered part of the song (songs[].rendered_s)", "stem_gain_db": list(STEM_GAIN_DB), "stem_pan": list(STEM_PAN),
