@@ -61,7 +61,7 @@ def task_tables(title: str, task: str, runs: Path, evals: Path, machine: str) ->
         lines.append(f"| {system} | " + " | ".join(f"{systems[system][m]:.4f}" for m in METRICS) + " |")
     for enc, result in found.items():
         model = result["systems"]["model"]
-        lines.append(f"| **model, {ENCODERS[enc]}** | " + " | ".join(f"**{model[m]:.4f}**" for m in METRICS) + " |")
+        lines.append(f"| model, {ENCODERS[enc]} | " + " | ".join(f"{model[m]:.4f}" for m in METRICS) + " |")
     for enc, result in found.items():
         model, static = result["systems"]["model"], result["systems"]["best static"]
         lines.append(f"| model {ENCODERS[enc]} vs best static | "

@@ -224,6 +224,30 @@ def test_resume_refuses_a_structurally_different_config(tmp_path, data_dir):
     assert Trainer(longer, resume=True, progress=False).fit()["step"] == 4
 
 
+def test_resume_after_the_data_moved_needs_the_same_clips(tmp_path, data_dir):
+    Trainer(tiny_config(tmp_path / "gen", data_dir, train={"steps": 1}), progress=False)  # makes the clips
+    import shutil
+
+    def explicit(root):
+        raw = tiny_raw(tmp_path, data_dir, train={"steps": 4})
+        raw["data"] = {split: str(root / split) for split in ("train", "valid")}
+        return Config.from_dict(raw)
+
+    first = tmp_path / "first"
+    shutil.copytree(data_dir, first)
+    Trainer(explicit(first), progress=False).fit()
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)
+    longer = explicit(moved)
+    longer.train.steps = 6
+    assert Trainer(longer, resume=True, progress=False).fit()["step"] == 6
+    clip = sorted((moved / "train" / "input").iterdir())[0]
+    clip.rename(clip.with_name("renamed" + clip.suffix))
+    (moved / "train" / "target" / clip.name).rename(moved / "train" / "target" / ("renamed" + clip.suffix))
+    with pytest.raises(TrainingError, match="not the run's"):
+        Trainer(explicit(moved), resume=True, progress=False)
+
+
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, data_dir, monkeypatch):
     config = tiny_config(tmp_path, data_dir, train={"steps": 2})
     trainer = Trainer(config, progress=False)

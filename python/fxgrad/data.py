@@ -8,6 +8,7 @@ that lane's plugins at that moment. :class:`FrameStreamer` produces exactly that
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -165,6 +166,14 @@ class PairedAudioDataset:
     def names(self) -> list[str]:
         """Clip names (the input file names without extension), by index."""
         return [input_path.stem for input_path, _ in self.pairs]
+
+    def fingerprint(self) -> str:
+        """A digest of the clip names and lengths, in order: equal for the same clips wherever
+        they lie (a checkpoint records it, so a run can resume on another machine)."""
+        digest = hashlib.sha256()
+        for name, length in zip(self.names, self._lengths):
+            digest.update(f"{name}\0{length}\0".encode())
+        return digest.hexdigest()[:16]
 
     def num_samples(self, index: int) -> int:
         """Length of clip ``index`` at ``sample_rate``, without loading it."""

@@ -488,8 +488,13 @@ class Trainer:
             "history": self.history,
             "elapsed": self.elapsed,
             "world_size": self.world.world_size,
+            "data": self._data_fingerprints(),
             "ranks": per_rank,
         }
+
+    def _data_fingerprints(self) -> Dict[str, Optional[str]]:
+        valid = self.splits.valid
+        return {"train": self.splits.train.fingerprint(), "valid": valid.fingerprint() if valid is not None else None}
 
     def save(self, name: str = CHECKPOINT) -> Optional[Path]:
         """Write a checkpoint (rank 0; every rank must call this under DDP)."""
@@ -503,6 +508,14 @@ class Trainer:
 
     def _restore(self, state: Dict[str, Any]) -> None:
         differences = _incompatible(state["config"], self.config.to_dict())
+        # The data folders may move (another machine), the clips may not change.
+        moved = [d for d in differences if d.startswith(("data.train.", "data.valid."))]
+        same_clips = state.get("data") == self._data_fingerprints()
+        if "data" in state and not same_clips:
+            differences.append("the clips in the data folders are not the run's (names or lengths differ)")
+        elif moved and same_clips:
+            self._note("data folders moved, same clips (names and lengths): resuming")
+            differences = [d for d in differences if d not in moved]
         if differences:
             raise TrainingError(
                 f"cannot resume {self.run_dir / CHECKPOINT}: the config changed where a run cannot: "
@@ -1015,7 +1028,7 @@ def _average_gradients(parameters, world_size: int) -> None:
 
 # Keys a resumed run may change; anything else must match the checkpoint's config.
 _RESUMABLE = {"name", "output_dir", "device", "train", "fit_static", "spsa.threads", "data.cache_size",
-              "data.synthetic.folder"}
+              "data.synthetic.folder", "data.test"}
 _STRUCTURAL_TRAIN = {"steps_per_epoch", "pretrain_steps", "progressive_steps", "pipeline"}
 
 
