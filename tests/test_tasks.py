@@ -121,7 +121,7 @@ def test_mastering_engineer_settings_follow_the_mix():
     settings = {}
     for name, audio in (("white", white), ("dark", dark), ("bursts", bursts)):
         mix = (audio * (10 ** (-12 / 20)) / np.abs(audio).max()).astype(np.float32)[None]
-        specs, info = mastering.mastering_settings(mix, RATE)
+        specs, info = mastering.rule_settings(mix, RATE)
         settings[name] = ({spec.uri: spec.settings for spec in specs}, info["engineer"])
         if name != "white":
             master, _ = render_chain(specs, mix, RATE)
@@ -130,6 +130,23 @@ def test_mastering_engineer_settings_follow_the_mix():
     treble = [f"band{k}" for k, f in enumerate(mastering.GEQ_BANDS_HZ, start=1) if 3000 <= f < 8000]
     assert all(settings["dark"][0][geq][b] > settings["white"][0][geq][b] + 2 for b in treble)
     assert settings["bursts"][1]["maximiser_drive_db"] > settings["white"][1]["maximiser_drive_db"] + 1
+
+
+def test_mastering_engineers(tmp_path):
+    manifest = _build_or_skip_engineer(tmp_path / "rules", "rules")
+    assert manifest["engineer"] == "rules" and manifest["hidden"]["engineer"] == "rules"
+    assert all("engineer" in song and song["engineer"]["maximiser_drive_db"] > 0 for song in manifest["songs"])
+    with pytest.raises(ValueError, match="unknown engineer 'expert'"):
+        tasks.build("mastering", tmp_path / "x", size="tiny", engineer="expert", progress=False)
+    with pytest.raises(ValueError, match="mastering task only"):
+        tasks.build("tube_amp", tmp_path / "y", size="tiny", engineer="rules", progress=False)
+
+
+def _build_or_skip_engineer(out, engineer):
+    try:
+        return tasks.build("mastering", out, size="tiny", sample_rate=RATE, progress=False, engineer=engineer)
+    except SourceMissingError as error:
+        pytest.skip(f"mastering: {error}")
 
 
 def test_breaths_present_in_inputs_and_removed_in_targets(built):

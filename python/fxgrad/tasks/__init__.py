@@ -10,7 +10,7 @@ files, byte for byte. See docs/tasks.md.
 
 Tasks: ``tube_amp`` (fluidsynth guitar/bass -> ZamTube), ``breath_removal`` (Asterisk speech with
 synthesised breaths and lip smacks -> the clean speech), ``mastering`` (OpenMSX multitrack mixes
--> ZamComp -> ZamGEQ31 -> ZaMaximX2, settings chosen per song from the mix).
+-> ZamComp -> ZamGEQ31 -> ZaMaximX2, settings per song: drawn, or chosen from the mix).
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def build(
     progress: bool = True,
     force: bool = False,
     audio_format: str = "wav",
+    engineer: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Build the data set of ``task`` in ``out_dir`` and return its manifest.
 
@@ -65,13 +66,22 @@ def build(
         force: rebuild even when ``out_dir`` already holds this very data set.
         audio_format: ``"wav"`` (float32, the reference) or ``"flac"`` (16-bit, 3-8 times
             smaller: for carrying a data set to another machine).
+        engineer: mastering only: who sets the hidden chain per song, ``"random"`` (the
+            default: every setting drawn) or ``"rules"`` (chosen from the mix by fixed rules).
 
     Raises:
         SourceMissingError: a source or tool is not installed (the message names the apt
             package).
-        ValueError: an unknown task or size.
+        ValueError: an unknown task, size or engineer, or an engineer for another task.
     """
     module = _module(task)
+    options: Dict[str, Any] = {}
+    if task == "mastering":
+        options["engineer"] = engineer or "random"
+        if options["engineer"] not in module.ENGINEERS:
+            raise ValueError(f"unknown engineer {engineer!r}; the engineers are: {', '.join(module.ENGINEERS)}")
+    elif engineer is not None:
+        raise ValueError(f"engineer applies to the mastering task only, not to {task!r}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; the sizes are: {', '.join(SIZES)}")
     if audio_format not in AUDIO_FORMATS:
@@ -82,7 +92,7 @@ def build(
         raise ValueError(f"sample_rate must be within 8000..96000 Hz, got {sample_rate}")
     out = Path(out_dir)
     key = {"task": task, "seed": int(seed), "size": size, "sample_rate": sample_rate, "audio_format": audio_format,
-           "version": FORMAT_VERSION}
+           "version": FORMAT_VERSION, **options}
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
         try:
@@ -96,7 +106,7 @@ def build(
             return existing
     clear_outputs(out)
     started = time.perf_counter()
-    body = module.build(out, int(seed), size, sample_rate, progress, suffix)
+    body = module.build(out, int(seed), size, sample_rate, progress, suffix, **options)
     counts = {split: sum(1 for c in body["clips"] if c["split"] == split) for split in SPLITS}
     seconds = {split: round(sum(c["seconds"] for c in body["clips"] if c["split"] == split), 3) for split in SPLITS}
     manifest = {
@@ -140,6 +150,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--sample-rate", type=int, default=22050)
     parser.add_argument("--format", choices=AUDIO_FORMATS, default="wav", dest="audio_format",
                         help="wav: float32 (default); flac: 16-bit, several times smaller")
+    parser.add_argument("--engineer", choices=("random", "rules"),
+                        help="mastering: the hidden chain's settings per song drawn at random (default) or "
+                             "chosen from the mix by fixed rules")
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
     parser.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")
     return parser
@@ -150,10 +163,13 @@ def run_build(args: argparse.Namespace) -> int:
     package when a source is missing)."""
     try:
         build(args.task, args.out_dir, seed=args.seed, size=args.size, sample_rate=args.sample_rate,
-              progress=not args.quiet, force=args.force, audio_format=args.audio_format)
+              progress=not args.quiet, force=args.force, audio_format=args.audio_format, engineer=args.engineer)
     except SourceMissingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -162,7 +178,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|full]
-    [--sample-rate HZ] [--format wav|flac] [--force] [--quiet]``; returns the exit status."""
+    [--sample-rate HZ] [--format wav|flac] [--engineer random|rules] [--force] [--quiet]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fxgrad.tasks", description="Build the DeepAFx task data sets.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_build_arguments(commands.add_parser("build", help="build a task's data set"))

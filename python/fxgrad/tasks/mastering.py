@@ -5,8 +5,9 @@ Songs are the OpenMSX MIDI arrangements (the OpenTTD music set). Each song is sp
 one after the other, a GM reset between them), then mixed with random gains and pans and
 normalised to -12 dBFS peak: the unmastered mix. The target is the whole mix through a
 mastering chain of other plugins, ZamComp -> ZamGEQ31 -> ZaMaximX2, with settings an "engineer"
-chooses per song from what the mix sounds like (fixed rules: :func:`mastering_settings`;
-recorded in the manifest), latency removed. Clips are non-overlapping excerpts of the songs, the
+sets per song: drawn at random (``engineer="random"``, :func:`random_settings`) or chosen from what
+the mix sounds like by fixed rules (``"rules"``, :func:`rule_settings`); recorded in the
+manifest; latency removed. Clips are non-overlapping excerpts of the songs, the
 same excerpt of mix and master. Songs are split into train/valid/test by name (the same split
 whatever the seed).
 """
@@ -40,12 +41,21 @@ GAP_SECONDS = 2.0
 PREROLL_SECONDS = 2.0
 #: The mastering chain, in order.
 CHAIN = ("urn:zamaudio:ZamComp", "urn:zamaudio:ZamGEQ31", "urn:zamaudio:ZaMaximX2")
-#: The engineer's rules (mastering_settings): loudness target, ceiling, compression depth, EQ.
+#: Who sets the mastering chain per song: "random" draws every setting (random_settings),
+#: "rules" chooses them from the mix (rule_settings).
+ENGINEERS = ("random", "rules")
+#: The "rules" engineer: loudness target, ceiling, compression depth, EQ.
 TARGET_LUFS = -14.0
 MAXIM_CEILING_DB = -0.3
 COMP_DEPTH_DB = 6.0
 TARGET_TILT_DB_PER_OCTAVE = -4.5
 EQ_MAX_DB = 6.0
+ENGINEER_NOTES = {
+    "random": "settings drawn per song (songs[].chain)",
+    "rules": "settings chosen per song from its mix by fixed rules (songs[].chain, songs[].engineer): ZamComp "
+             f"threshold {COMP_DEPTH_DB:g} dB under the loud passages, ZamGEQ31 half-way towards a "
+             f"{TARGET_TILT_DB_PER_OCTAVE:g} dB/octave balance, ZaMaximX2 driven to {TARGET_LUFS:g} LUFS",
+}
 GEQ_BANDS_HZ = (32, 40, 50, 63, 79, 100, 126, 158, 200, 251, 316, 398, 501, 631, 794, 999, 1257, 1584, 1997,
                 2514, 3165, 3986, 5017, 6318, 7963, 10032, 12662, 16081, 20801)
 
@@ -81,6 +91,53 @@ def song_splits(files: List[Path]) -> Dict[str, List[Path]]:
 
 
 
+def _log_uniform(rand, low, high) -> float:
+    return float(np.exp(rand.uniform(np.log(low), np.log(high))))
+
+
+def random_eq_curve(rand: np.random.Generator, sample_rate: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    """A smooth random mastering EQ sampled at ZamGEQ31's band centres: low shelf, low-mid bell,
+    presence bell, high shelf. Bands at or above 0.45 x the sample rate stay at 0 dB."""
+    shapes = {
+        "low_shelf": {"hz": _log_uniform(rand, 60, 250), "db": float(rand.uniform(-4, 5))},
+        "low_mid": {"hz": _log_uniform(rand, 200, 600), "db": float(rand.uniform(-5, 1.5)),
+                    "octaves": float(rand.uniform(0.5, 1.2))},
+        "presence": {"hz": _log_uniform(rand, 1500, 5000), "db": float(rand.uniform(-3, 4)),
+                     "octaves": float(rand.uniform(0.5, 1.2))},
+        "high_shelf": {"hz": _log_uniform(rand, 4000, min(9000, 0.4 * sample_rate)), "db": float(rand.uniform(-3, 6))},
+    }
+    settings = {"master": 0.0}
+    for k, f in enumerate(GEQ_BANDS_HZ, start=1):
+        if f >= 0.45 * sample_rate:
+            settings[f"band{k}"] = 0.0
+            continue
+        x = np.log2(f)
+        g = shapes["low_shelf"]["db"] / (1 + np.exp(3 * (x - np.log2(shapes["low_shelf"]["hz"]))))
+        g += shapes["high_shelf"]["db"] / (1 + np.exp(-3 * (x - np.log2(shapes["high_shelf"]["hz"]))))
+        for bell in ("low_mid", "presence"):
+            s = shapes[bell]
+            g += s["db"] * np.exp(-0.5 * ((x - np.log2(s["hz"])) / s["octaves"]) ** 2)
+        settings[f"band{k}"] = round(float(np.clip(g, -12, 12)), 1)
+    return settings, {name: {k: round(v, 2) for k, v in s.items()} for name, s in shapes.items()}
+
+
+def random_settings(seed: int, song: str, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
+    """The "random" engineer: every setting drawn per song (from the seed and the song's name),
+    whatever the music: ZamComp threshold -34 to -20 dB, ratio 1.5-5, attack 3-30 ms, release
+    50-400 ms, knee 0-6 dB, makeup 0-6 dB; a smooth random EQ curve; ZaMaximX2 threshold -14 to
+    -7 dB, ceiling -1 to -0.1 dB, release 10-60 ms."""
+    rand = rng(seed, "mastering", "settings", song)
+    comp = {"att": round(_log_uniform(rand, 3, 30), 2), "rel": round(_log_uniform(rand, 50, 400), 1),
+            "kn": round(float(rand.uniform(0, 6)), 2), "rat": round(_log_uniform(rand, 1.5, 5), 2),
+            "thr": round(float(rand.uniform(-34, -20)), 2), "mak": round(float(rand.uniform(0, 6)), 2),
+            "slew": 1.0, "sidech": 0.0}
+    eq, shapes = random_eq_curve(rand, sample_rate)
+    maxim = {"thresh": round(float(rand.uniform(-14, -7)), 2), "ceil": round(float(rand.uniform(-1.0, -0.1)), 2),
+             "rel": round(_log_uniform(rand, 10, 60), 2)}
+    specs = [PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq), PluginSpec(CHAIN[2], maxim)]
+    return specs, {"eq_shapes": shapes}
+
+
 def band_levels_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Long-term level (dB) of the mono ``audio`` in third-octave bands at ZamGEQ31's centres,
     from a Welch power spectrum (8192-point Hann frames, half overlap)."""
@@ -98,7 +155,7 @@ def band_levels_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(levels)
 
 
-def eq_curve(levels_db: np.ndarray, sample_rate: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
+def rule_eq_curve(levels_db: np.ndarray, sample_rate: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """The engineer's EQ: half of the way from the mix's long-term third-octave balance towards a
     reference tilt (TARGET_TILT_DB_PER_OCTAVE through the mix's level at 1 kHz), smoothed over
     neighbouring bands, within +-EQ_MAX_DB. Bands below 40 Hz or at/above 0.45 x the sample rate
@@ -115,9 +172,9 @@ def eq_curve(levels_db: np.ndarray, sample_rate: int) -> Tuple[Dict[str, float],
                       "tilt_db_per_octave": TARGET_TILT_DB_PER_OCTAVE}
 
 
-def mastering_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
-    """The engineer's settings for one song, chosen from its unmastered ``mix`` (1, samples) by
-    fixed rules, so that they follow from what the music sounds like: the compressor's threshold
+def rule_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
+    """The "rules" engineer: the settings for one song chosen from its unmastered ``mix``
+    (1, samples) by fixed rules, so that they follow from what the music sounds like: the compressor's threshold
     sits COMP_DEPTH_DB under the mix's loud passages (95th percentile of 400 ms RMS), the EQ pulls
     the long-term balance towards a reference tilt, and the maximiser drives the result to
     TARGET_LUFS."""
@@ -129,7 +186,7 @@ def mastering_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSp
     loud_db = db(float(np.percentile(np.sqrt(np.mean(blocks ** 2, axis=1)), 95)))
     comp = {"att": 10.0, "rel": 120.0, "kn": 3.0, "rat": 2.5, "thr": round(float(np.clip(loud_db - COMP_DEPTH_DB, -40, -10)), 2),
             "mak": 0.0, "slew": 1.0, "sidech": 0.0}
-    eq, eq_info = eq_curve(band_levels_db(x, sample_rate), sample_rate)
+    eq, eq_info = rule_eq_curve(band_levels_db(x, sample_rate), sample_rate)
     before_maximiser, _ = render_chain([PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq)],
                                        np.asarray(mix, np.float32), sample_rate)
     level = integrated_loudness(before_maximiser[0], sample_rate)
@@ -212,7 +269,7 @@ def _pan(position: float) -> Tuple[float, float]:
 
 
 def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfont: Source, sample_rate: int,
-              folder: Path) -> Dict[str, Any]:
+              folder: Path, engineer: str = "random") -> Dict[str, Any]:
     spec = SIZES[size]
     song = midi.read(path)
     rand = rng(seed, "mastering", "song", path.stem)
@@ -237,7 +294,10 @@ def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfon
     if level <= 0:
         raise RuntimeError(f"{path.name}: the mix is silent")
     mono_mix = (mono_mix * (undb(MIX_PEAK_DB) / level)).astype(np.float32)
-    specs, extra = mastering_settings(mono_mix, sample_rate)
+    if engineer == "rules":
+        specs, extra = rule_settings(mono_mix, sample_rate)
+    else:
+        specs, extra = random_settings(seed, path.stem, sample_rate)
     clips = []
     latency = 0
     for k, (start, length) in enumerate(segments):
@@ -275,7 +335,7 @@ def plan(files: List[Path], seed: int, size: str) -> List[Tuple[str, Path, int]]
 
 
 def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
-          suffix: str = ".wav") -> Dict[str, Any]:
+          suffix: str = ".wav", engineer: str = "random") -> Dict[str, Any]:
     files, source = find_songs()
     soundfont = find_soundfont(size)
     jobs = plan(files, seed, size)
@@ -284,7 +344,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
     workers = max(1, min(len(jobs), os.cpu_count() or 1, 4))
     with tempfile.TemporaryDirectory(prefix="fxgrad-master-") as folder, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(make_song, seed, path, split, count, size, soundfont, sample_rate, Path(folder))
+        futures = [pool.submit(make_song, seed, path, split, count, size, soundfont, sample_rate, Path(folder), engineer)
                    for split, path, count in jobs]
         for future in futures:  # in job order: the output does not depend on timing
             song = future.result()
@@ -301,12 +361,10 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
         "song_split": "by crc32(song name): lowest 10 % test, next 10 % valid, rest train (seed-independent)",
         "hidden": {
             "chain": list(CHAIN),
-            "note": "settings chosen per song from its mix by the engineer's rules (songs[].chain, songs[].engineer): "
-                    f"ZamComp threshold {COMP_DEPTH_DB:g} dB under the loud passages, ZamGEQ31 half-way towards a "
-                    f"{TARGET_TILT_DB_PER_OCTAVE:g} dB/octave balance, ZaMaximX2 driven to {TARGET_LUFS:g} LUFS; "
-                    "each excerpt is mastered by fresh plugin instances "
-                    f"with {PREROLL_SECONDS:g} s of the mix before it as pre-roll; the chain's latency (ZaMaximX2 "
-                    "lookahead) is removed",
+            "engineer": engineer,
+            "note": (ENGINEER_NOTES[engineer] + "; each excerpt is mastered by fresh plugin instances with "
+                     f"{PREROLL_SECONDS:g} s of the mix before it as pre-roll; the chain's latency (ZaMaximX2 "
+                     "lookahead) is removed"),
             "mix": {"peak_dbfs": MIX_PEAK_DB, "peak_over": "the rendered part of the song (songs[].rendered_s)", "stem_gain_db": list(STEM_GAIN_DB), "stem_pan": list(STEM_PAN),
                     "downmix": "stereo mix (constant-power pans) folded to mono: (L + R) / 2"},
         },
