@@ -15,9 +15,9 @@ from fxgrad.tasks import SourceMissingError
 RATE = 22050
 
 
-def _build_or_skip(task, out, seed):
+def _build_or_skip(task, out, seed, **options):
     try:
-        return tasks.build(task, out, seed=seed, size="tiny", sample_rate=RATE, progress=False)
+        return tasks.build(task, out, seed=seed, size="tiny", sample_rate=RATE, progress=False, **options)
     except SourceMissingError as error:  # the apt packages are not installed here
         pytest.skip(f"{task}: {error}")
 
@@ -133,20 +133,13 @@ def test_mastering_engineer_settings_follow_the_mix():
 
 
 def test_mastering_engineers(tmp_path):
-    manifest = _build_or_skip_engineer(tmp_path / "rules", "rules")
+    manifest = _build_or_skip("mastering", tmp_path / "rules", 0, engineer="rules")
     assert manifest["engineer"] == "rules" and manifest["hidden"]["engineer"] == "rules"
     assert all("engineer" in song and song["engineer"]["maximiser_drive_db"] > 0 for song in manifest["songs"])
     with pytest.raises(ValueError, match="unknown engineer 'expert'"):
         tasks.build("mastering", tmp_path / "x", size="tiny", engineer="expert", progress=False)
     with pytest.raises(ValueError, match="mastering task only"):
         tasks.build("tube_amp", tmp_path / "y", size="tiny", engineer="rules", progress=False)
-
-
-def _build_or_skip_engineer(out, engineer):
-    try:
-        return tasks.build("mastering", out, size="tiny", sample_rate=RATE, progress=False, engineer=engineer)
-    except SourceMissingError as error:
-        pytest.skip(f"mastering: {error}")
 
 
 def test_breaths_present_in_inputs_and_removed_in_targets(built):
@@ -204,7 +197,7 @@ def test_rebuild_is_skipped_and_cli_runs(built, capsys):
 
 def test_flac_output_matches_the_wav_one(built, tmp_path):
     reference = built("tube_amp")["a"]
-    manifest = _build_or_skip_flac(tmp_path / "flac")
+    manifest = _build_or_skip("tube_amp", tmp_path / "flac", 0, audio_format="flac")
     assert manifest["audio_format"] == "flac"
     for clip in manifest["clips"]:
         for role in ("input", "target"):
@@ -215,13 +208,6 @@ def test_flac_output_matches_the_wav_one(built, tmp_path):
     from fxgrad.data import PairedAudioDataset
 
     assert len(PairedAudioDataset(tmp_path / "flac" / "train" / "input", tmp_path / "flac" / "train" / "target", RATE))
-
-
-def _build_or_skip_flac(out):
-    try:
-        return tasks.build("tube_amp", out, seed=0, size="tiny", progress=False, audio_format="flac")
-    except SourceMissingError as error:
-        pytest.skip(str(error))
 
 
 @pytest.mark.parametrize("task, variable, package", [
