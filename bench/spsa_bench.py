@@ -139,7 +139,8 @@ def timed_steps(step, steps: int, min_seconds: float) -> Tuple[int, float]:
 # --------------------------------------------------------------------------------------------
 
 def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, steps: int, repeats: int,
-                   warmup: int, min_seconds: float, memory_only: bool = False) -> dict:
+                   warmup: int, min_seconds: float, memory_only: bool = False, isolation: str = "none",
+                   recovery: bool = False) -> dict:
     from fxgrad import _native
 
     spec = CHAINS[spec_name]
@@ -151,9 +152,14 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
     malloc_trim()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
-    rack = _native.Rack(chain, M, 0.01, 1, "lockstep", "two-sided", 0, threads, 0)
+    rack = _native.Rack(chain, M, 0.01, 1, "lockstep", "two-sided", 0, threads, 0, isolation=isolation,
+                        worker_log=os.devnull)
     build_seconds = time.perf_counter() - t0
-    rss_built = rss_bytes()
+
+    def rss_all() -> int:  # the workers' memory counts too
+        return rss_bytes() + sum(rss_bytes(str(pid)) for pid in rack.worker_pids)
+
+    rss_built = rss_all()
 
     def step(s: int) -> None:
         k = s % frames
@@ -162,8 +168,9 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
 
     for s in range(max(1, warmup)):
         step(s)
-    rss_warm = rss_bytes()
+    rss_warm = rss_all()
     result = dict(M=M, P=P, threads=rack.threads, evaluators=rack.evaluators_per_lane, build_seconds=build_seconds,
+                  workers=len(rack.worker_pids),
                   rss_before=rss0, rss_built=rss_built, rss_warm=rss_warm,
                   rss_per_lane=(rss_warm - rss0) / M, rss_total=rss_warm)
     if memory_only:
@@ -185,6 +192,21 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
                   overhead_per_step=statistics.median(overheads), cpu_share=statistics.median(shares),
                   renders_per_step=3 * M)
     result["dsp_bound"] = rack.threads / result["dsp_per_step"]
+    if recovery and rack.worker_pids:
+        # Crash recovery: a worker killed between steps; the next step finds it dead, restarts it
+        # (loading its share of the instances) and carries on with the other workers' lanes.
+        import signal
+
+        times = []
+        for k in range(3):
+            os.kill(rack.worker_pids[k % len(rack.worker_pids)], signal.SIGKILL)
+            time.sleep(0.05)
+            before = rack.stats()["recovery_seconds"]
+            t = time.perf_counter()
+            step(k)
+            times.append((time.perf_counter() - t, rack.stats()["recovery_seconds"] - before))
+        result["recovery_step_s"] = statistics.median(t for t, _ in times)
+        result["recovery_s"] = statistics.median(r for _, r in times)
     return result
 
 

@@ -11,6 +11,7 @@
 #include "fxgrad/Rack.h"
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 namespace py = pybind11;
@@ -114,8 +115,12 @@ PYBIND11_MODULE (_native, m)
 {
     m.doc() = "fxgrad's native plugin host (JUCE). Use the fxgrad package rather than this module.";
 
-    static py::exception<Error> pluginLoadError (m, "PluginLoadError", PyExc_RuntimeError);
-    static py::exception<Error> pluginOutputError (m, "PluginOutputError", PyExc_RuntimeError);
+    // One base for every fault of a plugin's own, so that callers can catch them together.
+    static py::exception<Error> pluginError (m, "PluginError", PyExc_RuntimeError);
+    static py::exception<Error> pluginLoadError (m, "PluginLoadError", pluginError.ptr());
+    static py::exception<Error> pluginOutputError (m, "PluginOutputError", pluginError.ptr());
+    static py::exception<Error> pluginCrashedError (m, "PluginCrashedError", pluginError.ptr());
+    static py::exception<Error> pluginTimeoutError (m, "PluginTimeoutError", pluginError.ptr());
 
     py::register_exception_translator ([] (std::exception_ptr p) {
         try {
@@ -129,6 +134,8 @@ PYBIND11_MODULE (_native, m)
                 case ErrorKind::FileNotFound: PyErr_SetString (PyExc_FileNotFoundError, e.what()); return;
                 case ErrorKind::PluginLoad: py::set_error (pluginLoadError, e.what()); return;
                 case ErrorKind::PluginOutput: py::set_error (pluginOutputError, e.what()); return;
+                case ErrorKind::PluginCrashed: py::set_error (pluginCrashedError, e.what()); return;
+                case ErrorKind::PluginTimeout: py::set_error (pluginTimeoutError, e.what()); return;
                 case ErrorKind::Closed: PyErr_SetString (PyExc_RuntimeError, e.what()); return;
             }
         }
@@ -269,7 +276,9 @@ PYBIND11_MODULE (_native, m)
 
     py::class_<Rack, std::shared_ptr<Rack>> (m, "Rack")
         .def (py::init ([] (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
-                            const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed) {
+                            const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed,
+                            const std::string& isolation, int workers, double timeoutSeconds, const std::string& workerLog,
+                            int64_t maxFaults, int maxFaultsPerMinute) {
                   RackOptions o;
                   o.lanes = lanes;
                   o.eps = eps;
@@ -285,10 +294,26 @@ PYBIND11_MODULE (_native, m)
                   else if (estimator == "one-sided") o.estimator = Estimator::OneSided;
                   else if (estimator == "fd") o.estimator = Estimator::FiniteDifference;
                   else throw py::value_error ("estimator must be 'two-sided', 'one-sided' or 'fd', got '" + estimator + "'");
+                  if (isolation == "none") o.isolation = Isolation::None;
+                  else if (isolation == "process") o.isolation = Isolation::Process;
+                  else throw py::value_error ("isolation must be 'none' or 'process', got '" + isolation + "'");
+                  if (workers < 0)
+                      throw py::value_error ("workers must be >= 0 (0: automatic), got " + std::to_string (workers));
+                  if (! (timeoutSeconds >= 0.0) || ! std::isfinite (timeoutSeconds))
+                      throw py::value_error ("timeout_s must be a finite number >= 0 (0: automatic)");
+                  if (maxFaults < 0 || maxFaultsPerMinute < 0)
+                      throw py::value_error ("max_faults and max_faults_per_minute must be >= 0 (0: no limit)");
+                  o.workers = workers;
+                  o.timeoutSeconds = timeoutSeconds;
+                  o.workerLog = workerLog;
+                  o.maxFaults = maxFaults;
+                  o.maxFaultsPerMinute = maxFaultsPerMinute;
                   ReleaseGil release;
                   return std::make_shared<Rack> (chain, o);
               }), py::arg ("chain"), py::arg ("lanes"), py::arg ("eps"), py::arg ("perturbations"), py::arg ("strategy"),
-              py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("threads"), py::arg ("seed"))
+              py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("threads"), py::arg ("seed"),
+              py::arg ("isolation") = "none", py::arg ("workers") = 0, py::arg ("timeout_s") = 0.0,
+              py::arg ("worker_log") = "", py::arg ("max_faults") = 1000, py::arg ("max_faults_per_minute") = 30)
         .def_property_readonly ("lanes", &Rack::lanes)
         .def_property_readonly ("num_parameters", &Rack::numParameters)
         .def_property_readonly ("channels", &Rack::channels)
@@ -339,9 +364,49 @@ PYBIND11_MODULE (_native, m)
                 d["dsp_seconds"] = s.dspSeconds;
                 d["wall_seconds"] = s.wallSeconds;
                 d["evaluations"] = s.evaluations;
+                d["faults"] = s.faults;
+                d["restarts"] = s.restarts;
+                d["recovery_seconds"] = s.recoverySeconds;
                 return d;
             })
-        .def ("reset_stats", &Rack::resetStats);
+        .def ("reset_stats", &Rack::resetStats)
+        .def_property_readonly ("faulted", [] (const Rack& r) {
+                const auto& f = r.faultedLanes();
+                py::array_t<bool> out ((py::ssize_t) f.size());
+                std::copy (f.begin(), f.end(), out.mutable_data());
+                return out;
+            })
+        .def_property_readonly ("worker_pids", &Rack::workerPids)
+        .def ("take_faults", [] (Rack& r) {
+                py::list out;
+                const auto& plugins = r.chain().plugins();
+                for (const auto& report : r.takeFaults()) {
+                    const auto& f = report.fault;
+                    py::dict d;
+                    d["kind"] = faultKindName (f.kind);
+                    d["detail"] = f.detail;
+                    d["step"] = report.step;
+                    d["lanes"] = f.lanes;
+                    d["lane"] = f.lane;
+                    static const char* const phases[] = { "idle", "forward", "replay", "evaluate", "reset" };
+                    d["phase"] = f.phase >= 0 && f.phase <= 4 ? phases[f.phase] : "unknown";
+                    d["evaluation"] = f.evaluation;
+                    d["plugin_index"] = f.plugin;
+                    d["plugin"] = f.plugin >= 0 && f.plugin < (int) plugins.size() ? plugins[(size_t) f.plugin]->info().name : std::string();
+                    py::dict normalized, plain;
+                    const auto& learned = r.chain().learned();
+                    for (size_t i = 0; i < report.theta.size() && i < learned.size(); ++i) {
+                        const auto name = r.chain().qualifiedName (learned[i]);
+                        normalized[py::str (name)] = report.theta[i];
+                        plain[py::str (name)] = plugins[(size_t) learned[i].plugin]->plainFor (learned[i].parameter, report.theta[i]);
+                    }
+                    d["normalized"] = normalized;
+                    d["plain"] = plain;
+                    out.append (d);
+                }
+                return out;
+            }, "Faults contained since the last call, oldest first (dicts: kind, detail, step, lanes, lane, phase, "
+               "evaluation, plugin, plugin_index, normalized, plain).");
 
     m.def ("scan", [] (const std::vector<std::string>& paths) {
             ReleaseGil release;

@@ -67,6 +67,20 @@ std::unique_ptr<Chain> Chain::clone() const
     return copy;
 }
 
+std::unique_ptr<Chain> Chain::assemble (std::vector<std::shared_ptr<Plugin>> plugins, std::vector<ParameterRef> learned,
+                                        std::vector<std::pair<ParameterRef, float>> pinned)
+{
+    std::unique_ptr<Chain> chain (new Chain());
+    chain->chainPlugins = std::move (plugins);
+    for (const auto& ref : learned)
+        if (ref.plugin < 0 || ref.plugin >= (int) chain->chainPlugins.size()
+            || ref.parameter < 0 || ref.parameter >= chain->chainPlugins[(size_t) ref.plugin]->numParameters())
+            fail (ErrorKind::Value, "a learned parameter refers to no parameter of the chain");
+    chain->learnedRefs = std::move (learned);
+    chain->pinnedValues = std::move (pinned);
+    return chain;
+}
+
 std::string Chain::qualifiedName (const ParameterRef& ref) const
 {
     return std::to_string (ref.plugin) + "." + chainPlugins[(size_t) ref.plugin]->parameters()[(size_t) ref.parameter].id;
@@ -147,9 +161,14 @@ void Chain::applyPinned()
 
 void Chain::process (const float* input, int64_t inputStride, float* output, int64_t outputStride, int64_t numSamples)
 {
-    chainPlugins.front()->process (input, inputStride, output, outputStride, numSamples);
-    for (size_t k = 1; k < chainPlugins.size(); ++k)
-        chainPlugins[k]->process (output, outputStride, output, outputStride, numSamples);
+    for (size_t k = 0; k < chainPlugins.size(); ++k) {
+        if (progress != nullptr)
+            progress->store ((int32_t) k, std::memory_order_relaxed);
+        if (k == 0)
+            chainPlugins[k]->process (input, inputStride, output, outputStride, numSamples);
+        else
+            chainPlugins[k]->process (output, outputStride, output, outputStride, numSamples);
+    }
 }
 
 void Chain::reset()

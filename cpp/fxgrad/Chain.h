@@ -1,6 +1,8 @@
 #pragma once
 // Plugins in series driven by one vector of learned parameters (normalised), with the other
 // parameters pinned to fixed plain values.
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -25,6 +27,14 @@ public:
 
     /** A chain of new instances of the same plugins, parameters, pinned values and preset state. */
     std::unique_ptr<Chain> clone() const;
+
+    /** A chain of plugins whose pinned values are already set, learning `learned` (as rebuilt in
+        another process from a ChainSpec). */
+    static std::unique_ptr<Chain> assemble (std::vector<std::shared_ptr<Plugin>> plugins, std::vector<ParameterRef> learned,
+                                            std::vector<std::pair<ParameterRef, float>> pinned);
+
+    /** process() stores the index of the plugin it is in here (fault reports); null: nowhere. */
+    void trackProgress (std::atomic<int32_t>* slot) { progress = slot; }
 
     const std::vector<std::shared_ptr<Plugin>>& plugins() const { return chainPlugins; }
     int numLearned() const { return (int) learnedRefs.size(); }
@@ -57,6 +67,7 @@ private:
     std::vector<std::shared_ptr<Plugin>> chainPlugins;
     std::vector<ParameterRef> learnedRefs;
     std::vector<std::pair<ParameterRef, float>> pinnedValues;
+    std::atomic<int32_t>* progress = nullptr;
 };
 
 } // namespace fxgrad

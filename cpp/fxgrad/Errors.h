@@ -13,6 +13,8 @@ enum class ErrorKind {
     FileNotFound,   // FileNotFoundError
     PluginLoad,     // fxgrad.PluginLoadError: not a plugin, or instantiation failed
     PluginOutput,   // fxgrad.PluginOutputError: a plugin produced NaN/Inf
+    PluginCrashed,  // fxgrad.PluginCrashedError: an isolated plugin's process died (signal, abort, exit)
+    PluginTimeout,  // fxgrad.PluginTimeoutError: an isolated plugin missed its deadline (a hang)
     Closed,         // RuntimeError: used after the host shut down
 };
 

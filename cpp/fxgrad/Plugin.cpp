@@ -78,7 +78,9 @@ std::shared_ptr<Plugin> Plugin::load (const std::string& identifierOrPath, const
     // Creating an instance touches JUCE's LV2 world at several points; one load at a time.
     std::lock_guard<std::recursive_mutex> world (host->worldMutex());
     auto description = host->resolve (identifierOrPath, hint);
-    return std::shared_ptr<Plugin> (new Plugin (host, std::move (description), options));
+    auto plugin = std::shared_ptr<Plugin> (new Plugin (host, std::move (description), options));
+    plugin->loadedFrom = { identifierOrPath, hint };
+    return plugin;
 }
 
 Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptionIn, const PluginOptions& options)
@@ -135,14 +137,23 @@ std::shared_ptr<Plugin> Plugin::clone() const
     std::unique_lock<std::recursive_mutex> world (host->worldMutex());
     auto copy = std::shared_ptr<Plugin> (new Plugin (host, description, opts));
     world.unlock();
-    copy->setState (getState());
+    copy->loadedFrom = loadedFrom;
+    copy->adopt (getState(), normalizedValues);
+    return copy;
+}
+
+void Plugin::adopt (const std::string& state, const std::vector<float>& normalized)
+{
+    if (normalized.size() != params.size())
+        fail (ErrorKind::Value, "expected " + std::to_string (params.size()) + " parameter values for '" + pluginInfo.name
+              + "', got " + std::to_string (normalized.size()));
+    setState (state);
     // An LV2 state holds every port value exactly; setting them again through the normalised
     // mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
     for (int i = 0; i < numParameters(); ++i)
         if (! isLv2() || params[(size_t) i].plainFromText)
-            copy->setNormalized (i, normalizedValues[(size_t) i]);
-    copy->reset();
-    return copy;
+            setNormalized (i, normalized[(size_t) i]);
+    reset();
 }
 
 void Plugin::configureChannels()
@@ -361,14 +372,20 @@ float Plugin::getPlain (int index) const
     std::lock_guard<std::recursive_mutex> lock (mutex);
     requireIndex (index);
     const auto i = (size_t) index;
-    if (std::isnan (plainValues[i])) {
-        const auto& info = params[i];
-        if (! info.choices.empty())
-            return (float) std::lround (normalizedValues[i] * (float) (info.choices.size() - 1));
-        const float parsed = parseLeadingNumber (juceParams[i]->getText (normalizedValues[i], 256));
-        return std::isnan (parsed) ? normalizedValues[i] : parsed;
-    }
-    return plainValues[i];
+    return std::isnan (plainValues[i]) ? plainFor (index, normalizedValues[i]) : plainValues[i];
+}
+
+float Plugin::plainFor (int index, float normalized) const
+{
+    std::lock_guard<std::recursive_mutex> lock (mutex);
+    requireIndex (index);
+    const auto& info = params[(size_t) index];
+    if (! info.plainFromText)
+        return info.quantize (info.toPlain (normalized));
+    if (! info.choices.empty())
+        return (float) std::lround (normalized * (float) (info.choices.size() - 1));
+    const float parsed = parseLeadingNumber (juceParams[(size_t) index]->getText (normalized, 256));
+    return std::isnan (parsed) ? normalized : parsed;
 }
 
 void Plugin::setNormalized (int index, float normalized)

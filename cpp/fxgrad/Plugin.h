@@ -29,6 +29,16 @@ public:
         (its DSP state starts fresh). */
     std::shared_ptr<Plugin> clone() const;
 
+    /** What load() was given, so that another process can load the same plugin. */
+    struct Source {
+        std::string identifierOrPath, hint;
+    };
+    const Source& source() const { return loadedFrom; }
+
+    /** Takes another instance's preset state and normalised values (all parameters, as from
+        getState() and getNormalized()), then clears the DSP state: what clone() gives a copy. */
+    void adopt (const std::string& state, const std::vector<float>& normalized);
+
     ~Plugin() override;
 
     const PluginInfo& info() const { return pluginInfo; }
@@ -43,6 +53,8 @@ public:
     float getPlain (int index) const;
     void setNormalized (int index, float normalized);
     float getNormalized (int index) const;
+    /** The plain value `normalized` stands for, without setting it (fault reports). */
+    float plainFor (int index, float normalized) const;
 
     /** Processes `numSamples` frames of `channels` planar channels (channel c at
         input + c * inputStride). Input and output may alias. Stateful across calls. */
@@ -80,6 +92,7 @@ private:
     std::string withPendingPortValues (std::string lv2State) const;
 
     std::shared_ptr<Host> host;
+    Source loadedFrom;
     juce::PluginDescription description;
     PluginOptions opts;
     PluginInfo pluginInfo;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "Errors.h"
+#include "IsolatedLanes.h"
 #include "Random.h"
 
 namespace fxgrad {
@@ -18,34 +19,11 @@ double secondsSince (Clock::time_point start)
 {
     return std::chrono::duration<double> (Clock::now() - start).count();
 }
-
-double dot (const float* a, const float* b, int64_t n)
-{
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i)
-        sum += (double) a[i] * (double) b[i];
-    return sum;
-}
 } // namespace
 
-struct Rack::Lane {
-    std::unique_ptr<Chain> centre;
-    std::vector<std::unique_ptr<Chain>> evaluators;
-    std::vector<std::vector<float>> scratch;     // one (C, N) output per evaluator
-    std::vector<std::vector<float>> thetas;      // one perturbed theta per evaluator
-    std::vector<std::string> snapshot;           // the centre's state before the recorded frame
-    // Replay: a ring of the last H + 1 frames (input and theta); the newest is the recorded one.
-    std::vector<float> historyAudio, historyTheta;
-    int historyCount = 0, historyHead = 0;
-    int64_t framesSinceReset = 0;
-    std::vector<float> preroll;                  // replayed first while the ring holds the whole clip
-    std::vector<std::vector<float>> prerollOutputs;
-    std::vector<double> dots;                    // <grad_y, evaluator output> per evaluation
-    double centreDot = 0.0;
-};
-
-Rack::Rack (const Chain& prototype, const RackOptions& options) : opts (options)
+Rack::Rack (const Chain& chainIn, const RackOptions& options) : opts (options)
 {
+    const Chain& prototype = chainIn;
     if (opts.lanes < 1)
         fail (ErrorKind::Value, "lanes must be at least 1, got " + std::to_string (opts.lanes));
     if (opts.perturbations < 1)
@@ -71,23 +49,34 @@ Rack::Rack (const Chain& prototype, const RackOptions& options) : opts (options)
     numParams = prototype.numLearned();
     numChannels = prototype.channels();
     block = prototype.blockSize();
-    presetStates = prototype.getStates();
+    this->prototype = prototype.clone();
+
+    LaneLayout layout;
+    layout.lanes = opts.lanes;
+    layout.parameters = numParams;
+    layout.channels = numChannels;
+    layout.blockSize = block;
+    layout.strategy = opts.strategy;
+    layout.evaluations = evaluationsPerStep();
+    layout.evaluatorsPerLane = evaluatorsPerLane();
+    layout.replaySamples = opts.replaySamples;
 
     const int threadCount = opts.threads > 0 ? opts.threads : (int) std::max (1u, std::thread::hardware_concurrency());
-    pool = std::make_unique<ThreadPool> (threadCount);
-
-    const int evaluators = evaluatorsPerLane();
-    for (int m = 0; m < opts.lanes; ++m) {
-        auto lane = std::make_unique<Lane>();
-        lane->centre = prototype.clone();
-        for (int e = 0; e < evaluators; ++e)
-            lane->evaluators.push_back (prototype.clone());
-        lane->scratch.resize ((size_t) evaluators);
-        lane->thetas.assign ((size_t) evaluators, std::vector<float> ((size_t) numParams));
-        lane->dots.assign ((size_t) evaluationsPerStep(), 0.0);
-        laneData.push_back (std::move (lane));
+    if (opts.isolation == Isolation::Process) {
+        IsolationOptions iso;
+        iso.threads = threadCount;
+        iso.workers = opts.workers;
+        iso.timeoutSeconds = opts.timeoutSeconds;
+        iso.workerLog = opts.workerLog;
+        lanes_ = std::make_unique<IsolatedLanes> (*this->prototype, layout, iso);
+    } else {
+        lanes_ = std::make_unique<LocalLanes> (*this->prototype, layout, threadCount);
     }
     frameTheta.assign ((size_t) opts.lanes * (size_t) numParams, 0.0f);
+    evaluationThetas.assign ((size_t) opts.lanes * (size_t) layout.evaluations * (size_t) numParams, 0.0f);
+    dots.assign ((size_t) opts.lanes * (size_t) layout.evaluations, 0.0);
+    centreDots.assign ((size_t) opts.lanes, 0.0);
+    faulted.assign ((size_t) opts.lanes, 0);
 }
 
 Rack::~Rack() = default;
@@ -153,34 +142,7 @@ std::vector<float> Rack::perturbation (int lane, int k) const
     return delta;
 }
 
-void Rack::render (Chain& chain, const float* theta, const float* x, float* y, int64_t n, double& dspSeconds)
-{
-    const auto start = Clock::now();
-    chain.setLearned (theta);
-    chain.process (x, n, y, n, n);
-    dspSeconds += secondsSince (start);
-}
-
-void Rack::ensureFrameBuffers (int64_t numSamples)
-{
-    if (numSamples == frameLength)
-        return;
-    // A new frame length invalidates the replay history; this is set-up, not the steady state.
-    frameLength = numSamples;
-    const size_t frame = (size_t) numChannels * (size_t) numSamples;
-    frameInput.assign ((size_t) opts.lanes * frame, 0.0f);
-    frameOutput.assign ((size_t) opts.lanes * frame, 0.0f);
-    historyFrames = opts.strategy == Strategy::Replay ? (int) ((opts.replaySamples + numSamples - 1) / numSamples) : 0;
-    for (auto& lane : laneData) {
-        for (auto& s : lane->scratch)
-            s.assign (frame, 0.0f);
-        lane->historyAudio.assign ((size_t) (historyFrames + 1) * frame, 0.0f);
-        lane->historyTheta.assign ((size_t) (historyFrames + 1) * (size_t) numParams, 0.0f);
-        lane->historyCount = lane->historyHead = 0;
-    }
-}
-
-void Rack::forward (const float* theta, const float* x, float* y, int64_t numSamples, bool record)
+void Rack::forward (const float* theta, const float* x, float* y, int64_t numSamples, bool recordFrame)
 {
     const auto start = Clock::now();
     if (numSamples < 1 || numSamples % block != 0)
@@ -190,34 +152,14 @@ void Rack::forward (const float* theta, const float* x, float* y, int64_t numSam
         if (! (theta[i] >= 0.0f && theta[i] <= 1.0f))
             fail (ErrorKind::Value, "theta must lie in [0, 1] (normalised) and be finite; lane " + std::to_string (i / (size_t) numParams)
                   + ", parameter " + std::to_string (i % (size_t) numParams) + " is " + std::to_string (theta[i]));
-    ensureFrameBuffers (numSamples);
-    const size_t frame = (size_t) numChannels * (size_t) numSamples;
+    frameLength = numSamples;
     std::copy (theta, theta + frameTheta.size(), frameTheta.begin());
-    std::copy (x, x + (size_t) opts.lanes * frame, frameInput.begin());
-
-    taskDsp.assign ((size_t) opts.lanes, 0.0);
-    pool->run (opts.lanes, [&] (int m) {
-        auto& lane = *laneData[(size_t) m];
-        const float* laneTheta = theta + (size_t) m * (size_t) numParams;
-        const float* laneInput = x + (size_t) m * frame;
-        if (record && opts.strategy == Strategy::Snapshot)
-            lane.snapshot = lane.centre->getStates();
-        render (*lane.centre, laneTheta, laneInput, y + (size_t) m * frame, numSamples, taskDsp[(size_t) m]);
-        if (opts.strategy == Strategy::Replay) {
-            const int capacity = historyFrames + 1;
-            std::copy (laneInput, laneInput + frame, lane.historyAudio.begin() + (ptrdiff_t) ((size_t) lane.historyHead * frame));
-            std::copy (laneTheta, laneTheta + numParams, lane.historyTheta.begin() + (ptrdiff_t) ((size_t) lane.historyHead * (size_t) numParams));
-            lane.historyHead = (lane.historyHead + 1) % capacity;
-            lane.historyCount = std::min (lane.historyCount + 1, capacity);
-            ++lane.framesSinceReset;
-        }
-    });
-    std::copy (y, y + (size_t) opts.lanes * frame, frameOutput.begin());
-    recorded = record;
-
-    for (double d : taskDsp)
-        totals.dspSeconds += d;
-    totals.evaluations += opts.lanes;
+    std::fill (faulted.begin(), faulted.end(), 0);
+    recorded = false;
+    stepFaults.clear();
+    lanes_->forward (theta, x, y, numSamples, recordFrame, stepFaults);
+    recorded = recordFrame;
+    record (stepFaults, nullptr);
     totals.wallSeconds += secondsSince (start);
 }
 
@@ -231,93 +173,46 @@ void Rack::vjp (const float* gradY, float* gradTheta)
         if (! std::isfinite (gradY[i]))
             fail (ErrorKind::Value, "the upstream gradient contains NaN or Inf (lane " + std::to_string (i / frame) + ")");
 
-    const int evaluators = evaluatorsPerLane();
     const int evaluations = evaluationsPerStep();
-    const int tasks = opts.lanes * evaluators;
-    taskDsp.assign ((size_t) tasks, 0.0);
-    std::vector<int64_t> taskFrames ((size_t) tasks, 0);
+    const size_t P = (size_t) numParams;
+    for (int m = 0; m < opts.lanes; ++m)
+        for (int e = 0; e < evaluations; ++e)
+            perturbedTheta (m, e, evaluationThetas.data() + ((size_t) m * (size_t) evaluations + (size_t) e) * P);
+    const bool oneSided = opts.estimator == Estimator::OneSided;
+    stepFaults.clear();
+    lanes_->evaluate (evaluationThetas.data(), gradY, faulted.data(), dots.data(), oneSided ? centreDots.data() : nullptr,
+                      stepFaults);
+    record (stepFaults, evaluationThetas.data());
 
-    pool->run (tasks, [&] (int task) {
-        const int m = task / evaluators;
-        const int slot = task % evaluators;
-        auto& lane = *laneData[(size_t) m];
-        auto& chain = *lane.evaluators[(size_t) slot];
-        auto& out = lane.scratch[(size_t) slot];
-        const float* laneInput = frameInput.data() + (size_t) m * frame;
-        const float* laneGrad = gradY + (size_t) m * frame;
-        auto& theta = lane.thetas[(size_t) slot];
-        double& dsp = taskDsp[(size_t) task];
-
-        if (slot == 0 && opts.estimator == Estimator::OneSided)
-            lane.centreDot = dot (laneGrad, frameOutput.data() + (size_t) m * frame, (int64_t) frame);
-
-        for (int e = slot; e < evaluations; e += evaluators) {
-            if (opts.strategy == Strategy::Snapshot) {
-                chain.setStates (lane.snapshot);
-            } else if (opts.strategy == Strategy::Replay) {
-                // Start where the lane started (preset state, clear DSP) and follow the centre:
-                // exact while the ring holds the whole clip, else for memories shorter than R.
-                chain.setStates (presetStates);
-                chain.reset();
-                const int capacity = historyFrames + 1;
-                if (lane.framesSinceReset <= capacity && ! lane.preroll.empty()) {
-                    const auto t0 = Clock::now();
-                    const int64_t n = (int64_t) lane.preroll.size() / numChannels;
-                    auto& sink = lane.prerollOutputs[(size_t) slot];
-                    chain.process (lane.preroll.data(), n, sink.data(), n, n);
-                    dsp += secondsSince (t0);
-                }
-                const int oldest = (lane.historyHead - lane.historyCount + capacity) % capacity;
-                for (int h = 0; h + 1 < lane.historyCount; ++h) {
-                    const int index = (oldest + h) % capacity;
-                    render (chain, lane.historyTheta.data() + (size_t) index * (size_t) numParams,
-                            lane.historyAudio.data() + (size_t) index * frame, out.data(), frameLength, dsp);
-                    ++taskFrames[(size_t) task];
-                }
-            }
-            perturbedTheta (m, e, theta.data());
-            render (chain, theta.data(), laneInput, out.data(), frameLength, dsp);
-            ++taskFrames[(size_t) task];
-            lane.dots[(size_t) e] = dot (laneGrad, out.data(), (int64_t) frame);
-        }
-    });
-
-    // Reduction in a fixed order: identical results for any thread count.
-    std::vector<float> up ((size_t) numParams), down ((size_t) numParams);
+    // Reduction in a fixed order: identical results for any thread or worker count.
     for (int m = 0; m < opts.lanes; ++m) {
-        const auto& lane = *laneData[(size_t) m];
-        const float* theta = frameTheta.data() + (size_t) m * (size_t) numParams;
-        std::vector<double> grad ((size_t) numParams, 0.0);
+        float* out = gradTheta + (size_t) m * P;
+        if (faulted[(size_t) m]) {
+            std::fill (out, out + P, 0.0f);
+            continue;
+        }
+        const float* theta = frameTheta.data() + (size_t) m * P;
+        const float* thetas = evaluationThetas.data() + (size_t) m * (size_t) evaluations * P;
+        const double* d = dots.data() + (size_t) m * (size_t) evaluations;
+        std::vector<double> grad (P, 0.0);
         if (opts.estimator == Estimator::FiniteDifference) {
-            for (int i = 0; i < numParams; ++i) {
+            for (size_t i = 0; i < P; ++i) {
                 const double diff = (double) std::min (theta[i] + opts.eps, 1.0f) - (double) std::max (theta[i] - opts.eps, 0.0f);
-                grad[(size_t) i] = (lane.dots[(size_t) (2 * i)] - lane.dots[(size_t) (2 * i + 1)]) / diff;
+                grad[i] = (d[2 * i] - d[2 * i + 1]) / diff;
             }
         } else {
             for (int k = 0; k < opts.perturbations; ++k) {
-                double difference;
-                if (opts.estimator == Estimator::TwoSided) {
-                    perturbedTheta (m, 2 * k, up.data());
-                    perturbedTheta (m, 2 * k + 1, down.data());
-                    difference = lane.dots[(size_t) (2 * k)] - lane.dots[(size_t) (2 * k + 1)];
-                } else {
-                    perturbedTheta (m, k, up.data());
-                    std::copy (theta, theta + numParams, down.begin());
-                    difference = lane.dots[(size_t) k] - lane.centreDot;
-                }
-                for (int i = 0; i < numParams; ++i)
-                    grad[(size_t) i] += difference / ((double) up[(size_t) i] - (double) down[(size_t) i]);
+                const float* up = thetas + (size_t) (oneSided ? k : 2 * k) * P;
+                const float* down = oneSided ? theta : thetas + (size_t) (2 * k + 1) * P;
+                const double difference = oneSided ? d[k] - centreDots[(size_t) m] : d[2 * k] - d[2 * k + 1];
+                for (size_t i = 0; i < P; ++i)
+                    grad[i] += difference / ((double) up[i] - (double) down[i]);
             }
             for (auto& g : grad)
                 g /= opts.perturbations;
         }
-        for (int i = 0; i < numParams; ++i)
-            gradTheta[(size_t) m * (size_t) numParams + (size_t) i] = (float) grad[(size_t) i];
-    }
-
-    for (int t = 0; t < tasks; ++t) {
-        totals.dspSeconds += taskDsp[(size_t) t];
-        totals.evaluations += taskFrames[(size_t) t];
+        for (size_t i = 0; i < P; ++i)
+            out[i] = (float) grad[i];
     }
     ++stepIndex;
     recorded = false;
@@ -330,43 +225,88 @@ void Rack::resetLanes (const uint8_t* mask, const float* preroll, int64_t prerol
     if (preroll != nullptr && prerollSamples % block != 0)
         fail (ErrorKind::Value, "preroll length " + std::to_string (prerollSamples) + " must be a multiple of the block size ("
               + std::to_string (block) + ")");
-    std::vector<int> selected;
-    for (int m = 0; m < opts.lanes; ++m)
-        if (mask[m])
-            selected.push_back (m);
-    const size_t prerollFrame = (size_t) numChannels * (size_t) prerollSamples;
-    taskDsp.assign (selected.size(), 0.0);
-    pool->run ((int) selected.size(), [&] (int task) {
-        const int m = selected[(size_t) task];
-        auto& lane = *laneData[(size_t) m];
-        std::vector<float> scratch (preroll != nullptr ? prerollFrame : 0);
-        auto restart = [&] (Chain& chain) {
-            chain.setStates (presetStates);
-            chain.reset();
-            if (preroll != nullptr && prerollSamples > 0) {
-                const auto t0 = Clock::now();
-                chain.process (preroll + (size_t) m * prerollFrame, prerollSamples, scratch.data(), prerollSamples, prerollSamples);
-                taskDsp[(size_t) task] += secondsSince (t0);
-            }
-        };
-        restart (*lane.centre);
-        for (auto& chain : lane.evaluators)
-            restart (*chain);
-        lane.historyCount = lane.historyHead = 0;
-        lane.framesSinceReset = 0;
-        lane.snapshot.clear();
-        if (opts.strategy == Strategy::Replay) {
-            if (preroll != nullptr && prerollSamples > 0)
-                lane.preroll.assign (preroll + (size_t) m * prerollFrame, preroll + (size_t) (m + 1) * prerollFrame);
-            else
-                lane.preroll.clear();
-            lane.prerollOutputs.assign (lane.evaluators.size(), std::vector<float> (lane.preroll.size()));
-        }
-    });
-    for (double d : taskDsp)
-        totals.dspSeconds += d;
     recorded = false;
+    stepFaults.clear();
+    lanes_->reset (mask, preroll, prerollSamples, stepFaults);
+    record (stepFaults, nullptr);
     totals.wallSeconds += secondsSince (start);
+}
+
+void Rack::record (std::vector<LaneFault>& faults, const float* thetas)
+{
+    if (faults.empty())
+        return;
+    const auto now = Clock::now();
+    const size_t P = (size_t) numParams;
+    const int evaluations = evaluationsPerStep();
+    for (auto& fault : faults) {
+        for (int m : fault.lanes)
+            faulted[(size_t) m] = 1;
+        FaultReport report;
+        report.step = stepIndex;
+        if (fault.lane >= 0) {
+            const float* theta = thetas != nullptr && fault.phase == ChainActivity::Evaluate && fault.evaluation >= 0
+                ? thetas + ((size_t) fault.lane * (size_t) evaluations + (size_t) fault.evaluation) * P
+                : frameTheta.data() + (size_t) fault.lane * P;
+            report.theta.assign (theta, theta + P);
+        }
+        report.fault = std::move (fault);
+        pendingFaults.push_back (std::move (report));
+        ++totals.faults;
+        recentFaults.push_back (now);
+    }
+    while (! recentFaults.empty() && now - recentFaults.front() > std::chrono::seconds (60))
+        recentFaults.pop_front();
+    const bool overTotal = opts.maxFaults > 0 && totals.faults > opts.maxFaults;
+    const bool overRate = opts.maxFaultsPerMinute > 0 && (int) recentFaults.size() > opts.maxFaultsPerMinute;
+    if (! overTotal && ! overRate)
+        return;
+    const auto& last = pendingFaults.back().fault;
+    std::string plugin = "the chain";
+    if (last.plugin >= 0 && last.plugin < (int) prototype->plugins().size())
+        plugin = "plugin " + std::to_string (last.plugin) + " ('" + prototype->plugins()[(size_t) last.plugin]->info().name + "')";
+    const auto kind = last.kind == FaultKind::TimedOut ? ErrorKind::PluginTimeout
+                    : last.kind == FaultKind::NonFinite ? ErrorKind::PluginOutput : ErrorKind::PluginCrashed;
+    fail (kind, plugin + " keeps failing: " + std::to_string (overRate ? (int64_t) recentFaults.size() : totals.faults)
+          + (overRate ? " faults within a minute (max_faults_per_minute=" + std::to_string (opts.maxFaultsPerMinute) + ")"
+                      : " faults (max_faults=" + std::to_string (opts.maxFaults) + ")")
+          + "; the last: " + faultKindName (last.kind) + (last.detail.empty() ? "" : " (" + last.detail + ")")
+          + ". Pin or clamp the parameters named in the fault reports, or raise the budget");
+}
+
+std::vector<FaultReport> Rack::takeFaults()
+{
+    std::vector<FaultReport> out;
+    out.swap (pendingFaults);
+    return out;
+}
+
+std::vector<int> Rack::workerPids() const
+{
+    std::vector<int> pids;
+    if (const auto* isolated = dynamic_cast<const IsolatedLanes*> (lanes_.get()))
+        for (pid_t pid : isolated->workerPids())
+            pids.push_back ((int) pid);
+    return pids;
+}
+
+RackStats Rack::stats() const
+{
+    auto s = totals;
+    const auto l = lanes_->stats();
+    s.dspSeconds = l.dspSeconds - laneBase.dspSeconds;
+    s.evaluations = l.evaluations - laneBase.evaluations;
+    if (const auto* isolated = dynamic_cast<const IsolatedLanes*> (lanes_.get())) {
+        s.restarts = isolated->restarts();
+        s.recoverySeconds = isolated->recoverySeconds();
+    }
+    return s;
+}
+
+void Rack::resetStats()
+{
+    totals = {};
+    laneBase = lanes_->stats();
 }
 
 } // namespace fxgrad

@@ -1,24 +1,26 @@
 #pragma once
 // The SPSA engine: M lanes, one per batch item, each owning a centre chain that renders the
-// forward pass and evaluator chains that render perturbed parameters for the gradient. All
-// lanes' evaluations run on a thread pool; no Python object lives here, so lanes could move to
-// worker processes behind the same interface.
+// forward pass and evaluator chains that render perturbed parameters for the gradient. Here:
+// the API, the perturbations (a counter-based generator) and the gradient arithmetic (Eq. 1 and
+// 2 of DeepAFx, reduced in a fixed order). The lanes (Lanes.h) render, in this process on a
+// thread pool or in sandboxed worker processes (IsolatedLanes.h); no Python object lives here.
+// A plugin's fault (NaN, and with isolation a crash or a hang) costs the lanes it hit for one
+// step: they restart from the preset state, their gradient is zero, and the fault is reported.
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "Chain.h"
-#include "ThreadPool.h"
+#include "Lanes.h"
 
 namespace fxgrad {
 
-/** How a perturbed evaluation obtains the DSP state it starts from. */
-enum class Strategy {
-    Lockstep,   // DeepAFx: each evaluator streams along with its own perturbed settings
-    Replay,     // replay the lane's recent input with the centre's parameter history first
-    Snapshot,   // copy the centre's full DSP state (plugins that carry it in their state chunk)
+enum class Isolation {
+    None,      // lanes in this process
+    Process,   // lanes in worker processes (IsolatedLanes.h)
 };
 
 enum class Estimator {
@@ -36,12 +38,29 @@ struct RackOptions {
     int64_t replaySamples = 0;   // R: history replayed before a perturbed frame (Replay)
     int threads = 0;             // 0: all available cores
     uint64_t seed = 0;
+    Isolation isolation = Isolation::None;
+    int workers = 0;             // worker processes (Process); 0: one per thread, at most one per lane
+    double timeoutSeconds = 0.0; // a worker's deadline per call; 0: automatic (IsolatedLanes.h)
+    std::string workerLog;       // file that receives what plugins print in workers; empty: inherit
+    int64_t maxFaults = 1000;    // faults in the rack's lifetime before it raises (0: no limit)
+    int maxFaultsPerMinute = 30; // faults within any 60 s before it raises (0: no limit)
 };
 
 struct RackStats {
     double dspSeconds = 0.0;     // time inside the plugins, summed over threads
     double wallSeconds = 0.0;    // wall time of forward/vjp/reset calls
     int64_t evaluations = 0;     // frames rendered by chains (forward + perturbed + replayed)
+    int64_t faults = 0;          // faults contained (lanes restarted)
+    int64_t restarts = 0;        // worker processes restarted (Process)
+    double recoverySeconds = 0.0; // time spent restarting workers
+};
+
+/** A contained fault as reported to the caller: a LaneFault plus the step and the parameters
+    that were being rendered (normalised, the perturbed ones for an evaluation). */
+struct FaultReport {
+    LaneFault fault;
+    int64_t step = 0;
+    std::vector<float> theta;    // P normalised values; empty when the rendering lane is unknown
 };
 
 class Rack {
@@ -53,7 +72,7 @@ public:
     int numParameters() const { return numParams; }
     int channels() const { return numChannels; }
     int blockSize() const { return block; }
-    int threads() const { return pool->size(); }
+    int threads() const { return lanes_->threads(); }
     int evaluatorsPerLane() const;
     const RackOptions& options() const { return opts; }
     int64_t step() const { return stepIndex; }
@@ -75,31 +94,46 @@ public:
         (M, C, prerollSamples), if given, is then rendered by every chain of those lanes. */
     void resetLanes (const uint8_t* mask, const float* preroll, int64_t prerollSamples);
 
+    /** Lanes that faulted since the last forward(): their output of that forward is zero and
+        their gradient of the following vjp() too. */
+    const std::vector<uint8_t>& faultedLanes() const { return faulted; }
+
+    /** Process ids of the worker processes (isolation Process), for inspection and tests. */
+    std::vector<int> workerPids() const;
+
+    /** Faults since the last call, oldest first. */
+    std::vector<FaultReport> takeFaults();
+
+    /** The chain the rack was built from: names and plain values of its parameters. */
+    const Chain& chain() const { return *prototype; }
+
     static const char* const noRecordedFrame;
 
-    RackStats stats() const { return totals; }
-    void resetStats() { totals = {}; }
+    RackStats stats() const;
+    void resetStats();
 
 private:
-    struct Lane;
     int evaluationsPerStep() const;
     void perturbedTheta (int lane, int evaluation, float* out) const;
-    void render (Chain&, const float* theta, const float* x, float* y, int64_t n, double& dspSeconds);
-    void ensureFrameBuffers (int64_t numSamples);
+    void record (std::vector<LaneFault>& faults, const float* evaluationThetas);
 
     RackOptions opts;
+    std::unique_ptr<Chain> prototype;
     int numParams = 0, numChannels = 0, block = 0;
-    int historyFrames = 0;                       // H: frames replayed (Replay)
-    std::vector<std::string> presetStates;
-    std::vector<std::unique_ptr<Lane>> laneData;
-    std::unique_ptr<ThreadPool> pool;
+    std::unique_ptr<Lanes> lanes_;
 
     int64_t frameLength = 0;
     int64_t stepIndex = 0;
     bool recorded = false;
-    std::vector<float> frameTheta, frameInput, frameOutput;   // the last recorded frame
-    std::vector<double> taskDsp;                             // per-task DSP time, summed after
+    std::vector<float> frameTheta;               // the last recorded frame's parameters
+    std::vector<float> evaluationThetas;         // (M, E, P) perturbed parameters of a vjp
+    std::vector<double> dots, centreDots;        // (M, E) and (M) from the lanes
+    std::vector<uint8_t> faulted;
+    std::vector<LaneFault> stepFaults;
+    std::vector<FaultReport> pendingFaults;
+    std::deque<std::chrono::steady_clock::time_point> recentFaults;
     RackStats totals;
+    LaneStats laneBase;                          // lanes' counters at the last resetStats()
 };
 
 } // namespace fxgrad

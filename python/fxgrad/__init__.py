@@ -18,11 +18,16 @@ _HOST_NAMES = {
     "own_plugins": "fxgrad.host",
     "scan": "fxgrad.host",
     "load_config": "fxgrad.host",
+    "IsolatedPlugin": "fxgrad.isolated",
+    "IsolatedChain": "fxgrad.isolated",
     "ParameterInfo": "fxgrad._native",
     "Plugin": "fxgrad._native",
     "PluginInfo": "fxgrad._native",
+    "PluginError": "fxgrad._native",
     "PluginLoadError": "fxgrad._native",
     "PluginOutputError": "fxgrad._native",
+    "PluginCrashedError": "fxgrad._native",
+    "PluginTimeoutError": "fxgrad._native",
 }
 
 __all__ = sorted(_HOST_NAMES)

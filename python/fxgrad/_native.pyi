@@ -6,11 +6,20 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 
-class PluginLoadError(RuntimeError):
+class PluginError(RuntimeError):
+    """Base of the errors that a plugin's own behaviour causes."""
+
+class PluginLoadError(PluginError):
     """A file or URI is not a plugin fxgrad can load, or the plugin failed to instantiate."""
 
-class PluginOutputError(RuntimeError):
-    """A plugin produced NaN or Inf output."""
+class PluginOutputError(PluginError):
+    """A plugin produced NaN or Inf output (or kept doing so past a rack's fault budget)."""
+
+class PluginCrashedError(PluginError):
+    """An isolated plugin's process died (signal, abort, exit), at load or past the fault budget."""
+
+class PluginTimeoutError(PluginError):
+    """An isolated plugin missed its deadline (a hang)."""
 
 class PluginInfo:
     """What a scan or a load reports about a plugin."""
@@ -97,7 +106,10 @@ class Rack:
     """M lanes of a chain with SPSA (or FD) gradients, evaluated on native threads."""
 
     def __init__(self, chain: Chain, lanes: int, eps: float, perturbations: int, strategy: str,
-                 estimator: str, replay_samples: int, threads: int, seed: int) -> None: ...
+                 estimator: str, replay_samples: int, threads: int, seed: int, isolation: str = "none",
+                 workers: int = 0, timeout_s: float = 0.0, worker_log: str = "", max_faults: int = 1000,
+                 max_faults_per_minute: int = 30) -> None:
+        """isolation "process" runs the lanes in fxgrad-worker processes (cpp/fxgrad/IsolatedLanes.h)."""
     lanes: int
     num_parameters: int
     channels: int
@@ -111,8 +123,14 @@ class Rack:
         """grad_y (M, C, N) of the last recorded frame -> grad_theta (M, P)."""
     def perturbation(self, lane: int, k: int = 0) -> List[float]: ...
     def reset_lanes(self, mask: npt.NDArray[np.bool_], preroll: Optional[FloatArray] = None) -> None: ...
-    def stats(self) -> Dict[str, float]: ...
+    def stats(self) -> Dict[str, float]:
+        """dsp_seconds, wall_seconds, evaluations, faults, restarts, recovery_seconds."""
     def reset_stats(self) -> None: ...
+    faulted: npt.NDArray[np.bool_]  # (M,): lanes that faulted since the last forward
+    worker_pids: List[int]  # isolation "process": the workers' process ids
+    def take_faults(self) -> List[Dict]:
+        """Fault reports since the last call (kind, detail, step, lanes, lane, phase, evaluation,
+        plugin, plugin_index, normalized, plain)."""
 
 def scan(paths: Sequence[str]) -> List[PluginInfo]: ...
 def shutdown() -> None: ...

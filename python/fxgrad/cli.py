@@ -135,7 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import Trainer
 
     config = _load_config(args)
-    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                      plugin_output=args.verbose)
     summary = trainer.fit()
     if trainer.world.is_main:
         best = summary["best_loss"]
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_options(p)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over even if the run folder holds a checkpoint")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show what plugins print (isolated workers; by default it goes to RUN_DIR/plugins.log)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("fit-static", help="fit the best single setting to the training set (baseline)")

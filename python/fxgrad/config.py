@@ -94,6 +94,11 @@ class SpsaSection:
     estimator: str = field(default="two-sided", metadata=_choices("two-sided", "one-sided", "fd"))
     replay_samples: Optional[int] = None
     threads: Optional[int] = None
+    isolation: str = field(default="process", metadata=_choices("process", "none"))
+    workers: int = 0
+    timeout_s: Optional[float] = None
+    max_faults: int = 1000
+    max_faults_per_minute: int = 30
 
 
 @dataclass
@@ -270,6 +275,12 @@ class Config:
         positive(self.spsa.lanes, "spsa.lanes")
         positive(self.spsa.eps, "spsa.eps")
         positive(self.spsa.perturbations, "spsa.perturbations")
+        for key in ("workers", "max_faults", "max_faults_per_minute"):
+            if getattr(self.spsa, key) < 0:
+                raise ConfigError(f"spsa.{key} must be >= 0 (0: {'automatic' if key == 'workers' else 'no limit'}), "
+                                  f"got {getattr(self.spsa, key)}")
+        if self.spsa.timeout_s is not None:
+            positive(self.spsa.timeout_s, "spsa.timeout_s")
         t = self.train
         positive(t.steps, "train.steps")
         positive(t.steps_per_epoch, "train.steps_per_epoch")

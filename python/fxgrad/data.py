@@ -376,6 +376,14 @@ class FrameStreamer:
                 self._lane_frame[lane] += 1
         return StreamBatch(context, frame, target, reset, clip_index, frame_index, valid_samples)
 
+    def retire(self, lanes) -> None:
+        """Moves the given lanes on: each takes a new clip at the next step (flagged ``reset``),
+        e.g. after its plugins faulted and restarted from the preset state mid-clip."""
+        for lane in lanes:
+            clip = self._lane_clip[int(lane)]
+            if clip >= 0:
+                self._lane_frame[int(lane)] = self._frame_counts[clip]
+
     def state_dict(self) -> dict:
         """Everything needed to continue this stream identically (small; torch.save-able)."""
         return {

@@ -75,6 +75,8 @@ def load(
     block_size: int = 1024,
     channels: int = 2,
     plugin: str = "",
+    isolated: bool = False,
+    timeout_s: Optional[float] = None,
 ) -> _native.Plugin:
     """Load a plugin, ready to process audio shaped ``(channels, samples)``.
 
@@ -92,6 +94,10 @@ def load(
             mono stream gets the signal on both inputs and its outputs are averaged; a sidechain
             input receives the main input.
         plugin: picks one plugin where a bundle or library holds several (URI or name).
+        isolated: load it in a child process (:class:`fxgrad.isolated.IsolatedPlugin`, same
+            API): a crash or hang raises ``PluginCrashedError`` / ``PluginTimeoutError`` instead
+            of ending this process, and ``reload()`` brings up a fresh instance.
+        timeout_s: with ``isolated``, the deadline of each call (default 30 s).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -99,6 +105,10 @@ def load(
         ValueError: a bad sample rate, block size or channel count.
     """
     source = _resolve_source(identifier)
+    if isolated:
+        from .isolated import IsolatedPlugin
+
+        return IsolatedPlugin(source, sample_rate, block_size, channels, plugin, timeout_s)
     loaded = _native.Plugin.load(source, float(sample_rate), int(block_size), int(channels), plugin)
     loaded._source = os.fspath(identifier)
     loaded._hint = plugin

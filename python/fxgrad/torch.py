@@ -7,7 +7,7 @@ product with respect to the normalised parameters by simultaneous perturbation (
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from .host import Chain
 
 STRATEGIES = ("lockstep", "replay", "snapshot")
 ESTIMATORS = ("two-sided", "one-sided", "fd")
+ISOLATIONS = ("none", "process")
 
 
 class _Staging:
@@ -73,6 +74,12 @@ class _PluginFunction(torch.autograd.Function):
                 "stateful and keep only the last frame (call backward once per step)"
             )
         grad_theta = layer.rack.vjp(layer._staging.to_numpy("grad_y", grad_y))
+        faulted = layer.rack.faulted
+        if faulted.any():
+            # Faulted lanes' gradients are zero; the batch mean is taken over the healthy lanes
+            # (the loss is assumed to average over the batch, as the trainer's does).
+            healthy = int((~faulted).sum())
+            grad_theta *= len(faulted) / healthy if healthy else 0.0
         return None, layer._staging.to_device("grad_theta", grad_theta, ctx.theta_like), None
 
 
@@ -102,9 +109,29 @@ class PluginLayer(nn.Module):
             (``bench/gradient_fidelity.py``: 1 s brings it to about 0.2 %, at 4x the renders).
             Lockstep evaluators render only frames whose forward records (``theta`` requires
             grad): a forward under ``torch.no_grad`` is a gap in their input.
-        threads: native worker threads (default: all cores).
+        threads: native render threads (default: all cores), over all workers with isolation.
         seed: perturbations come from a counter-based generator keyed on (seed, step, lane, k):
-            gradients are bit-identical for any thread count.
+            gradients are bit-identical for any thread or worker count, isolated or not.
+        isolation: ``"none"`` (lanes in this process) or ``"process"`` (lanes in sandboxed worker
+            processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
+            worker for one step, not the process). Outputs and gradients are bit-identical to
+            ``"none"``.
+        workers: worker processes with isolation (default: one per thread, at most one per lane).
+        timeout_s: a worker's deadline per call, after which it counts as hung, is killed and
+            restarted (default: 20x the slowest call so far, at least 10 s; 60 s before the first).
+        worker_log: file that receives what plugins print in workers (default: this process's
+            stderr).
+        max_faults, max_faults_per_minute: the fault budget; past it the layer raises
+            :class:`fxgrad.PluginCrashedError` (or ``PluginTimeoutError`` / ``PluginOutputError``)
+            naming the plugin. 0: no limit.
+
+    Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``) costs
+    the lanes it hit for one step: they restart from the chain's preset state (treat them as
+    lanes that start a new clip), their output of that step is zero, their gradient is zero and
+    the others' are rescaled so the batch mean is over healthy lanes. :attr:`faulted` says which
+    lanes faulted in the last step; :meth:`take_faults` returns the reports, with the plugin, the
+    kind of fault (signal name, timeout, NaN), the lane and the normalised and plain parameter
+    values that were being rendered: a reproducer to pin or clamp.
 
     Shapes: ``x`` (M, C, N) audio, ``theta`` (M, P) in [0, 1]; returns (M, C, N). N must be a
     multiple of the chain's block size. CUDA tensors are staged through pinned host memory and
@@ -123,6 +150,12 @@ class PluginLayer(nn.Module):
         replay_samples: Optional[int] = None,
         threads: Optional[int] = None,
         seed: int = 0,
+        isolation: str = "none",
+        workers: int = 0,
+        timeout_s: Optional[float] = None,
+        worker_log: Optional[os.PathLike] = None,
+        max_faults: int = 1000,
+        max_faults_per_minute: int = 30,
     ):
         super().__init__()
         if isinstance(chain, _native.Plugin):
@@ -133,6 +166,8 @@ class PluginLayer(nn.Module):
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
         if replay_samples is None:
             replay_samples = int(round(0.25 * chain.sample_rate))
         self.chain = chain
@@ -143,7 +178,10 @@ class PluginLayer(nn.Module):
         self.rack = _native.Rack(
             chain, int(lanes), float(eps), int(perturbations), strategy, estimator,
             int(replay_samples), int(threads or os.cpu_count() or 1), int(seed),
+            isolation, int(workers), float(timeout_s or 0.0), os.fspath(worker_log) if worker_log else "",
+            int(max_faults), int(max_faults_per_minute),
         )
+        self.isolation = isolation
         self._staging = _Staging()
         self._frames = 0
 
@@ -174,6 +212,19 @@ class PluginLayer(nn.Module):
             raise ValueError("theta contains NaN or Inf")
         return _PluginFunction.apply(x, theta, self)
 
+    @property
+    def faulted(self) -> torch.Tensor:
+        """bool (M,): lanes that faulted since the last forward (their output of that forward is
+        zero and they restarted from the preset state)."""
+        return torch.from_numpy(self.rack.faulted)
+
+    def take_faults(self) -> List[Dict]:
+        """Fault reports since the last call, oldest first: dicts with ``kind`` (``"crash"``,
+        ``"exit"``, ``"timeout"``, ``"nan"``), ``detail`` (e.g. ``"SIGSEGV"``), ``step``,
+        ``lanes`` (lost), ``lane`` and ``phase`` (what was rendering), ``plugin``,
+        ``normalized`` and ``plain`` (parameter name -> value being rendered)."""
+        return self.rack.take_faults()
+
     def reset_lanes(self, mask, preroll: Optional[torch.Tensor] = None) -> None:
         """Return the masked lanes (bool, shape (M,)) to the chain's preset state with clear DSP
         state, e.g. when they start a new clip; ``preroll`` (M, C, R) warms them up."""
@@ -184,4 +235,4 @@ class PluginLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"lanes={self.lanes}, parameters={self.num_parameters}, strategy={self.strategy!r}, "
                 f"estimator={self.estimator!r}, eps={self.eps}, perturbations={self.perturbations}, "
-                f"threads={self.rack.threads}")
+                f"threads={self.rack.threads}, isolation={self.isolation!r}")

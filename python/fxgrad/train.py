@@ -46,6 +46,7 @@ from .encoder import Encoder
 from .host import Chain
 from .losses import DelayInvariantLoss, MultiResolutionSTFTLoss
 from .render import atomic_write_bytes, plain_values, parameter_units
+from . import _native
 from .torch import PluginLayer
 
 CHECKPOINT = "checkpoint.pt"
@@ -205,6 +206,48 @@ def build_loss(config: Config) -> nn.Module:
     return _PointwiseLoss(section.type)
 
 
+FAULTS = "faults.jsonl"
+PLUGIN_LOG = "plugins.log"
+
+
+def spsa_layer(chain: Chain, config: Config, lanes: int, threads: int, seed: int,
+               worker_log: Optional[Path] = None, render_only: bool = False) -> PluginLayer:
+    """The one place a :class:`PluginLayer` is built from the ``spsa`` section. ``render_only``:
+    a layer that only renders (validation), with no evaluator instances to feed."""
+    s = config.spsa
+    common = dict(threads=threads, isolation=s.isolation, workers=s.workers, timeout_s=s.timeout_s,
+                  worker_log=worker_log, max_faults=s.max_faults, max_faults_per_minute=s.max_faults_per_minute)
+    if render_only:
+        # Replay with one-sided evaluation and no history: the fewest instances per lane.
+        return PluginLayer(chain, lanes, strategy="replay", estimator="one-sided", replay_samples=0, seed=seed, **common)
+    return PluginLayer(chain, lanes, s.eps, s.perturbations, s.strategy, s.estimator, s.replay_samples, seed=seed,
+                       **common)
+
+
+class FaultLog:
+    """Plugin faults of a run: one JSON line each in ``RUN_DIR/faults.jsonl`` (the reproducer:
+    plugin, kind, lane, step, normalised and plain parameter values) and a one-line note."""
+
+    def __init__(self, folder: Path, note: Callable[[str], None]):
+        self.path = folder / FAULTS
+        self.note = note
+        self.count = 0
+
+    def record(self, reports: List[Dict[str, Any]], phase: str, step: int) -> None:
+        if not reports:
+            return
+        with open(self.path, "a") as handle:
+            for report in reports:
+                handle.write(json.dumps({"phase": phase, "train_step": step, **report}) + "\n")
+        for report in reports:
+            self.count += 1
+            what = report["plugin"] or "a plugin"
+            values = ", ".join(f"{name}={value:.6g}" for name, value in report["plain"].items())
+            self.note(f"fault {self.count}: {what} {report['kind']} ({report['detail']}) in lane {report['lane']} "
+                      f"({report['phase']}) at step {step}; lanes {report['lanes']} restarted"
+                      + (f"; settings: {values}" if values else "") + f"  [{self.path}]")
+
+
 def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``loss_fn`` on frames whose samples past ``valid`` (a clip's zero-padded end) are zeroed
     in both output and target, so padding neither counts nor pulls on the parameters."""
@@ -228,7 +271,8 @@ class RunLog:
     """``log.csv`` (one row per logged step and per epoch) and TensorBoard scalars when the
     ``tensorboard`` package is installed. On resume, rows past the checkpoint are dropped."""
 
-    FIELDS = ["phase", "step", "epoch", "loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "elapsed_s"]
+    FIELDS = ["phase", "step", "epoch", "loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "elapsed_s",
+              "faults"]
 
     def __init__(self, folder: Path, keep: Optional[Callable[[Dict[str, str]], bool]] = None, tensorboard: bool = True):
         self.path = folder / LOG
@@ -255,7 +299,7 @@ class RunLog:
         self._handle.flush()
         if self._board is not None:
             step = int(values["step"])
-            for key in ("loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s"):
+            for key in ("loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "faults"):
                 if values.get(key) is not None:
                     self._board.add_scalar(f"{values['phase']}/{key}", float(values[key]), step)
 
@@ -301,14 +345,17 @@ class Trainer:
         overwrite: start over even though the run folder holds a checkpoint.
         progress: show progress bars (rank 0 only).
         callbacks: functions ``f(trainer, record)`` called after every training step with the
-            step's record (``step``, ``loss``, ...); they may call :meth:`request_stop`.
+            step's record (``step``, ``loss``, ``faults``, ...); they may call :meth:`request_stop`.
+        plugin_output: let what plugins print in isolated workers reach this process's stderr;
+            by default it goes to ``RUN_DIR/plugins.log``.
 
     Files in ``config.run_dir``: ``checkpoint.pt`` (latest), ``best.pt`` (best validation
-    loss), ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``.
+    loss), ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``, and with
+    isolated plugins ``plugins.log`` (what they printed) and ``faults.jsonl`` (their faults).
     """
 
     def __init__(self, config: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
-                 callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = ()):
+                 callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = (), plugin_output: bool = False):
         self.config = config
         self.world = init_distributed(config.device)
         self.device = resolve_device(config.device, self.world)
@@ -343,8 +390,11 @@ class Trainer:
 
         s = config.spsa
         self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
-        self.layer = PluginLayer(self.chain, s.lanes, s.eps, s.perturbations, s.strategy, s.estimator,
-                                 s.replay_samples, self.threads, seed=config.seed * 1_000_003 + self.world.rank)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
+        self.faults = FaultLog(self.run_dir, self._note)
+        self.layer = spsa_layer(self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank,
+                                self.plugin_log)
         self.streamer = self._streamer(self.splits.train, offset=0)
         self.pretrain_streamer = self._streamer(self.splits.train, offset=1) if t.pretrain_steps else None
         self.loss_fn = build_loss(config).to(self.device)
@@ -629,13 +679,28 @@ class Trainer:
             self.layer.reset_lanes(batch.reset)
         theta = self._masked(self.model(batch.context.to(self.device)))
         output = self.layer(batch.frame.to(self.device), theta)
-        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), batch.valid_samples)
+        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), self._healthy(batch.valid_samples))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        faults = self._faults_after_step()
         norm = self._clip_gradients()
         self._in_update = True
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "grad_norm": norm}
+        return {"loss": float(loss.detach()), "grad_norm": norm, "faults": faults}
+
+    def _healthy(self, valid: torch.Tensor) -> torch.Tensor:
+        """``valid`` samples with lanes whose plugins faulted in this forward left out of the loss."""
+        faulted = self.layer.faulted
+        return valid.masked_fill(faulted, 0) if bool(faulted.any()) else valid
+
+    def _faults_after_step(self) -> int:
+        """Logs the step's plugin faults and moves the lanes they restarted on to new clips."""
+        faulted = self.layer.faulted
+        self.faults.record(self.layer.take_faults(), "train", self.step + 1)
+        if not bool(faulted.any()):
+            return 0
+        self.streamer.retire(faulted.nonzero().squeeze(1).tolist())
+        return int(faulted.sum())
 
     # pipelined: the plugins of step t run in a worker thread while the encoder computes the
     # parameters of step t + 1 (from the weights before step t's update: one step of staleness).
@@ -672,7 +737,7 @@ class Trainer:
     def _plugin_work(self, theta: torch.Tensor, batch) -> tuple:
         leaf = theta.detach().requires_grad_(True)
         output = self.layer(batch.frame.to(self.device), leaf)
-        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), batch.valid_samples)
+        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), self._healthy(batch.valid_samples))
         loss.backward()
         return float(loss.detach()), leaf.grad
 
@@ -707,6 +772,7 @@ class Trainer:
                 upcoming_theta, upcoming_snapshot = self._encode_detached(upcoming.context)
                 loss, grad_theta, done = future.result()
                 future = None
+                faults = self._faults_after_step()
                 if done is not None:
                     main = torch.cuda.current_stream(self.device)
                     main.wait_event(done)
@@ -721,7 +787,7 @@ class Trainer:
                 self.optimizer.step()
                 self._pending_stream = upcoming_stream
                 batch, theta, snapshot = upcoming, upcoming_theta, upcoming_snapshot
-                yield {"loss": loss, "grad_norm": norm}
+                yield {"loss": loss, "grad_norm": norm, "faults": faults}
         finally:
             if future is not None:
                 try:
@@ -741,8 +807,8 @@ class Trainer:
             return None
         lanes = min(self.config.spsa.lanes, len(dataset))
         if self._valid_layer is None:
-            self._valid_layer = PluginLayer(self.chain, lanes, strategy="replay", estimator="one-sided",
-                                            replay_samples=0, threads=self.threads)
+            self._valid_layer = spsa_layer(self.chain, self.config, lanes, self.threads, 0, self.plugin_log,
+                                           render_only=True)
         streamer = FrameStreamer(dataset, lanes, self.config.frame_size, self.config.encoder.context, shuffle=False,
                                  min_clip_frames=self.config.data.min_clip_frames)
         was_training = self.encoder.training
@@ -886,7 +952,10 @@ class Trainer:
             while getattr(self, counter) < total:
                 started = time.perf_counter()
                 plugins_before = self.layer.rack.stats()["wall_seconds"]
-                record = next(steps)
+                try:
+                    record = next(steps)
+                except _native.PluginError as error:
+                    raise self._stop_on_plugin_error(phase, counter, error) from None
                 setattr(self, counter, getattr(self, counter) + 1)
                 self._in_update = False
                 self._stream_before = None  # the step is complete: the stream state is consistent
@@ -908,7 +977,8 @@ class Trainer:
                     window = []
                 if bar is not None:
                     bar.set_postfix_str(f"loss {smoothed:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
-                                        f"(plugins {record['plugins_s'] * 1e3:.0f} ms)", refresh=False)
+                                        f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
+                                        + (f"  faults {self.faults.count}" if self.faults.count else ""), refresh=False)
                     bar.update(1)
                 epoch_done = phase == "train" and step % t.steps_per_epoch == 0
                 if epoch_done:
@@ -947,6 +1017,16 @@ class Trainer:
         if getattr(self, counter) != last_saved:
             self.save()
 
+    def _stop_on_plugin_error(self, phase: str, counter: str, error: Exception) -> "TrainingError":
+        """A plugin past its fault budget: the checkpoint of the last complete step is written
+        (the step in flight is redrawn on resume) and the run ends with one clear error."""
+        self.faults.record(self.layer.take_faults(), phase, getattr(self, counter) + 1)
+        if phase == "train" and self._stream_before is not None:
+            self._pending_stream = self._stream_before
+        path = self.save()
+        return TrainingError(f"{error}\ncheckpoint of {phase} step {getattr(self, counter)} written to "
+                             f"{path or self.run_dir / CHECKPOINT}; fault reports in {self.faults.path}")
+
     def _interrupted_mid_step(self, phase: str, counter: str) -> None:
         if self.world.distributed:
             return  # ranks may be at different points: keep the last periodic checkpoint
@@ -968,7 +1048,8 @@ class Trainer:
                      loss=float(np.mean([r["loss"] for r in window])), lr=last["lr"],
                      grad_norm=float(np.mean([r["grad_norm"] for r in window])),
                      step_s=float(np.mean([r["step_s"] for r in window])),
-                     plugins_s=float(np.mean([r["plugins_s"] for r in window])), elapsed_s=self.elapsed)
+                     plugins_s=float(np.mean([r["plugins_s"] for r in window])), elapsed_s=self.elapsed,
+                     faults=sum(r.get("faults", 0) for r in window))
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -1063,9 +1144,11 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     splits = prepare_data(config, World(), progress)
     section = config.fit_static
     lanes = section.lanes or config.spsa.lanes
-    s = config.spsa
-    layer = PluginLayer(chain, lanes, s.eps, s.perturbations, s.strategy, s.estimator, s.replay_samples,
-                        s.threads or os.cpu_count() or 1, seed=config.seed * 1_000_003 + 99)
+    run_dir = Path(output).parent if output else config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    layer = spsa_layer(chain, config, lanes, config.spsa.threads or os.cpu_count() or 1, config.seed * 1_000_003 + 99,
+                       run_dir / PLUGIN_LOG)
+    faults = FaultLog(run_dir, tqdm.write)
     streamer = FrameStreamer(splits.train, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
                              min_clip_frames=config.data.min_clip_frames)
     loss_fn = build_loss(config)
@@ -1078,15 +1161,20 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     recent: collections.deque = collections.deque(maxlen=max(10, section.steps // 10))  # the reported loss
     started = time.perf_counter()
     bar = tqdm(range(section.steps), desc="fit-static", unit="step", dynamic_ncols=True, disable=not progress)
-    for _ in bar:
+    for step in bar:
         batch = next(streamer)
         if bool(batch.reset.any()):
             layer.reset_lanes(batch.reset)
         theta = torch.sigmoid(logits).expand(lanes, -1)
         output_audio = layer(batch.frame, theta)
-        loss = frame_loss(loss_fn, output_audio, batch.target, batch.valid_samples)
+        faulted = layer.faulted
+        loss = frame_loss(loss_fn, output_audio, batch.target, batch.valid_samples.masked_fill(faulted, 0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        faulted = layer.faulted
+        faults.record(layer.take_faults(), "fit-static", step + 1)
+        if bool(faulted.any()):
+            streamer.retire(faulted.nonzero().squeeze(1).tolist())
         if clip:
             torch.nn.utils.clip_grad_norm_([logits], clip)
         optimizer.step()

@@ -1,0 +1,490 @@
+#include "IsolatedLanes.h"
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ChainSpec.h"
+#include "Errors.h"
+#include "Wire.h"
+
+extern char** environ;
+
+namespace fxgrad {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// Where a worker finds what it inherits (cpp/worker/main.cpp reads the same numbers).
+constexpr int workerSocketFd = 3, workerControlFd = 4, workerDataFd = 5;
+// Loading a chain's plugins for a share of the lanes; generous, since only a hang at load hits it.
+constexpr double startSeconds = 300.0;
+// How often a waiting parent looks whether a worker died (the futex is not woken by a death).
+constexpr double livenessSlice = 0.01;
+
+double secondsSince (Clock::time_point start)
+{
+    return std::chrono::duration<double> (Clock::now() - start).count();
+}
+
+std::string signalName (int sig)
+{
+    switch (sig) {
+        case SIGSEGV: return "SIGSEGV";
+        case SIGABRT: return "SIGABRT";
+        case SIGBUS: return "SIGBUS";
+        case SIGFPE: return "SIGFPE";
+        case SIGILL: return "SIGILL";
+        case SIGKILL: return "SIGKILL";
+        case SIGTERM: return "SIGTERM";
+        case SIGINT: return "SIGINT";
+        case SIGPIPE: return "SIGPIPE";
+        case SIGTRAP: return "SIGTRAP";
+        case SIGSYS: return "SIGSYS";
+        default: return "signal " + std::to_string (sig);
+    }
+}
+
+/** A death as a fault: which kind, and how it is described. */
+std::pair<FaultKind, std::string> describeExit (int status)
+{
+    if (WIFSIGNALED (status))
+        return { FaultKind::Crashed, signalName (WTERMSIG (status)) };
+    return { FaultKind::Exited, "exit status " + std::to_string (WEXITSTATUS (status)) };
+}
+
+std::string locateWorker()
+{
+    if (const char* path = std::getenv ("FXGRAD_WORKER"))
+        return path;
+    Dl_info info {};
+    std::filesystem::path candidate = "fxgrad-worker";
+    if (dladdr (reinterpret_cast<void*> (&locateWorker), &info) != 0 && info.dli_fname != nullptr)
+        candidate = std::filesystem::path (info.dli_fname).parent_path() / "fxgrad-worker";
+    if (access (candidate.c_str(), X_OK) != 0)
+        fail (ErrorKind::FileNotFound, "fxgrad's worker executable is missing (looked for " + candidate.string()
+              + "); rebuild with `make build`, or set FXGRAD_WORKER to its path");
+    return candidate.string();
+}
+
+void sendAll (int fd, const std::string& bytes)
+{
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+        const auto n = send (fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;   // the worker is gone; awaitStart() reports how it died
+        sent += (size_t) n;
+    }
+}
+
+/** Reads exactly n bytes before `until`; false on EOF, error or time-out (`timedOut` says which). */
+bool receiveAll (int fd, char* out, size_t n, Clock::time_point until, bool& timedOut)
+{
+    size_t got = 0;
+    while (got < n) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds> (until - Clock::now()).count();
+        if (left <= 0) {
+            timedOut = true;
+            return false;
+        }
+        pollfd p { fd, POLLIN, 0 };
+        const int ready = poll (&p, 1, (int) std::min<long long> (left, 1000));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            continue;
+        const auto r = recv (fd, out + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        got += (size_t) r;
+    }
+    return true;
+}
+
+/** A descriptor numbered 10 or above (CLOEXEC), so that dup2 onto 3..5 in the child always makes
+    a copy without CLOEXEC. */
+int highCopy (int fd)
+{
+    const int copy = fcntl (fd, F_DUPFD_CLOEXEC, 10);
+    if (copy < 0)
+        fail (ErrorKind::Value, std::string ("cannot start a worker process: ") + std::strerror (errno));
+    return copy;
+}
+} // namespace
+
+struct IsolatedLanes::Worker {
+    int firstLane = 0;
+    LaneLayout layout;            // lanes: this worker's share
+    pid_t pid = -1;
+    int socket = -1;
+    ipc::SharedMemory control, data;
+    uint32_t sequence = 0;
+    bool failed = false;          // the last call found it dead or late
+
+    ipc::Control& ctl() const { return *static_cast<ipc::Control*> (control.data()); }
+};
+
+IsolatedLanes::IsolatedLanes (const Chain& prototype, const LaneLayout& layoutIn, const IsolationOptions& optionsIn)
+    : layout (layoutIn), options (optionsIn)
+{
+    specBytes = ChainSpec::of (prototype).serialize();
+    workerPath = locateWorker();
+    const int threadCount = std::max (1, options.threads);
+    const int count = std::max (1, std::min (layout.lanes, options.workers > 0 ? options.workers : threadCount));
+    threadsPerWorker = std::max (1, threadCount / count);
+    for (int w = 0; w < count; ++w) {
+        auto worker = std::make_unique<Worker>();
+        worker->firstLane = (int) ((int64_t) w * layout.lanes / count);
+        worker->layout = layout;
+        worker->layout.lanes = (int) ((int64_t) (w + 1) * layout.lanes / count) - worker->firstLane;
+        workers.push_back (std::move (worker));
+    }
+    try {
+        // All start at once: each loads its share of the instances in parallel.
+        for (auto& w : workers)
+            spawn (*w);
+        for (auto& w : workers)
+            awaitStart (*w);
+    } catch (...) {
+        for (auto& w : workers)
+            stop (*w);
+        throw;
+    }
+}
+
+IsolatedLanes::~IsolatedLanes()
+{
+    for (auto& w : workers)
+        stop (*w);
+}
+
+std::vector<pid_t> IsolatedLanes::workerPids() const
+{
+    std::vector<pid_t> pids;
+    for (const auto& w : workers)
+        pids.push_back (w->pid);
+    return pids;
+}
+
+void IsolatedLanes::spawn (Worker& w)
+{
+    const size_t controlBytes = ipc::Control::bytesFor (w.layout);
+    if (w.control.data() == nullptr)
+        w.control = ipc::SharedMemory::create ("fxgrad-lanes-control", controlBytes);
+    std::memset (w.control.data(), 0, controlBytes);
+    new (w.control.data()) ipc::Control();
+    for (int i = 0; i < w.layout.lanes * w.layout.chainsPerLane(); ++i)
+        new (w.ctl().activity() + i) ChainActivity();
+    if (w.data.data() == nullptr)
+        w.data = ipc::SharedMemory::create ("fxgrad-lanes-data", ipc::DataLayout::of (w.layout, w.layout.blockSize, 0).bytes);
+    w.sequence = 0;
+    w.failed = false;
+
+    int pair[2];
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        fail (ErrorKind::Value, std::string ("cannot start a worker process: ") + std::strerror (errno));
+    const int sources[3] = { highCopy (pair[1]), highCopy (w.control.fd()), highCopy (w.data.fd()) };
+    close (pair[1]);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, sources[0], workerSocketFd);
+    posix_spawn_file_actions_adddup2 (&actions, sources[1], workerControlFd);
+    posix_spawn_file_actions_adddup2 (&actions, sources[2], workerDataFd);
+    posix_spawn_file_actions_addopen (&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (! options.workerLog.empty()) {
+        posix_spawn_file_actions_addopen (&actions, 1, options.workerLog.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2 (&actions, 1, 2);
+    }
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init (&attributes);
+    // Its own process group: a Ctrl-C in the terminal reaches the parent, which checkpoints,
+    // and not the workers. Default signal handling and no blocked signals, whatever the parent's
+    // threads had, so that a plugin's fault ends the worker in the way it reports.
+    sigset_t none, all;
+    sigemptyset (&none);
+    sigfillset (&all);
+    posix_spawnattr_setflags (&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup (&attributes, 0);
+    posix_spawnattr_setsigmask (&attributes, &none);
+    posix_spawnattr_setsigdefault (&attributes, &all);
+
+    char* argv[] = { const_cast<char*> (workerPath.c_str()), const_cast<char*> ("--fxgrad-lanes"), nullptr };
+    pid_t pid = -1;
+    const int rc = posix_spawn (&pid, workerPath.c_str(), &actions, &attributes, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    posix_spawnattr_destroy (&attributes);
+    for (int fd : sources)
+        close (fd);
+    if (rc != 0) {
+        close (pair[0]);
+        fail (ErrorKind::Value, std::string ("cannot start a worker process for isolated lanes: ") + std::strerror (rc)
+              + (rc == EAGAIN ? " (the system's limit on processes or threads was reached)" : ""));
+    }
+    w.pid = pid;
+    w.socket = pair[0];
+
+    wire::Writer message;
+    message.put (w.layout);
+    message.put (threadsPerWorker);
+    message.put ((uint64_t) w.control.size());
+    message.put ((uint64_t) w.data.size());
+    message.put (specBytes);
+    wire::Writer framed;
+    framed.put (message.bytes);
+    sendAll (w.socket, framed.bytes);
+}
+
+void IsolatedLanes::awaitStart (Worker& w)
+{
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration> (std::chrono::duration<double> (startSeconds));
+    bool timedOut = false;
+    uint64_t length = 0;
+    std::string reply;
+    bool ok = receiveAll (w.socket, reinterpret_cast<char*> (&length), sizeof length, until, timedOut);
+    if (ok && length <= (1u << 20)) {
+        reply.resize (length);
+        ok = receiveAll (w.socket, reply.data(), length, until, timedOut);
+    }
+    const int loading = w.ctl().loadingPlugin.load();
+    const std::string where = loading >= 0 ? " while loading plugin " + std::to_string (loading) + " of the chain" : " while starting";
+    if (! ok) {
+        if (timedOut) {
+            stop (w);
+            fail (ErrorKind::PluginTimeout, "a worker process gave no sign of life for " + std::to_string ((int) startSeconds) + " s" + where);
+        }
+        int status = 0;
+        waitpid (w.pid, &status, 0);
+        w.pid = -1;
+        const auto death = describeExit (status);
+        stop (w);
+        fail (ErrorKind::PluginCrashed, "a worker process died (" + death.second + ")" + where
+              + ": the plugin crashes when it is loaded; `fxgrad check` probes it on its own");
+    }
+    wire::Reader r (reply);
+    const auto status = r.get<int32_t>();
+    const auto kind = r.get<int32_t>();
+    const auto text = r.get<std::string>();
+    if (status != 0) {
+        stop (w);
+        fail ((ErrorKind) kind, text);
+    }
+}
+
+void IsolatedLanes::stop (Worker& w)
+{
+    if (w.pid > 0) {
+        kill (w.pid, SIGKILL);
+        while (waitpid (w.pid, nullptr, 0) < 0 && errno == EINTR) {}
+        w.pid = -1;
+    }
+    if (w.socket >= 0) {
+        close (w.socket);
+        w.socket = -1;
+    }
+}
+
+double IsolatedLanes::deadline (ipc::Command command, int64_t prerollSamples) const
+{
+    double seconds = options.timeoutSeconds > 0.0 ? options.timeoutSeconds
+                   : slowestCall > 0.0 ? std::max (10.0, 20.0 * slowestCall) : 60.0;
+    if (command == ipc::Command::Reset && prerollSamples > 0)
+        seconds *= 1.0 + (double) layout.chainsPerLane() * (double) prerollSamples / (double) std::max<int64_t> (frameSamples, layout.blockSize);
+    return seconds;
+}
+
+LaneStats IsolatedLanes::stats() const
+{
+    LaneStats total = retired;
+    for (const auto& w : workers) {
+        total.dspSeconds += w->ctl().stats.dspSeconds;
+        total.evaluations += w->ctl().stats.evaluations;
+    }
+    return total;
+}
+
+template <typename Fill, typename Collect>
+void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSamples, int64_t prerollSamples, Fill fill,
+                          Collect collect, std::vector<LaneFault>& faults)
+{
+    const auto start = Clock::now();
+    const double limit = deadline (command, prerollSamples);
+    for (auto& worker : workers) {
+        auto& w = *worker;
+        const auto d = ipc::DataLayout::of (w.layout, numSamples, prerollSamples);
+        w.data.ensure (d.bytes, true);
+        auto& c = w.ctl();
+        fill (w, d, static_cast<char*> (w.data.data()));
+        c.command = (uint32_t) command;
+        c.flag = flag;
+        c.numSamples = numSamples;
+        c.prerollSamples = prerollSamples;
+        c.dataBytes = w.data.size();
+        c.request.store (++w.sequence, std::memory_order_release);
+        ipc::futexWake (c.request);
+    }
+
+    std::string errorText;
+    int errorKind = -1;
+    for (auto& worker : workers) {
+        auto& w = *worker;
+        auto& c = w.ctl();
+        const auto d = ipc::DataLayout::of (w.layout, numSamples, prerollSamples);
+        bool done = false, dead = false;
+        int status = 0;
+        while (! done) {
+            if (c.response.load (std::memory_order_acquire) == w.sequence) {
+                done = true;
+                break;
+            }
+            const double left = limit - secondsSince (start);
+            if (left <= 0.0)
+                break;
+            ipc::futexWait (c.response, w.sequence - 1, std::min (left, livenessSlice));
+            if (c.response.load (std::memory_order_acquire) != w.sequence && waitpid (w.pid, &status, WNOHANG) == w.pid) {
+                dead = true;
+                w.pid = -1;
+                break;
+            }
+        }
+        if (done) {
+            if (c.status != 0) {
+                if (errorKind < 0) {
+                    errorKind = c.errorKind;
+                    errorText.assign (c.message, std::min<uint64_t> (c.messageBytes, sizeof c.message));
+                }
+                continue;
+            }
+            collect (w, d, static_cast<char*> (w.data.data()), true);
+            if (c.messageBytes > 0)
+                for (auto& f : ipc::deserializeFaults (std::string (c.message, std::min<uint64_t> (c.messageBytes, sizeof c.message)))) {
+                    for (auto& m : f.lanes)
+                        m += w.firstLane;
+                    if (f.lane >= 0)
+                        f.lane += w.firstLane;
+                    faults.push_back (std::move (f));
+                }
+            continue;
+        }
+
+        // Dead or late: the worker's lanes are lost for this call. What was rendering is in the
+        // activity records, which outlive the process.
+        LaneFault fault;
+        if (dead) {
+            std::tie (fault.kind, fault.detail) = describeExit (status);
+        } else {
+            fault.kind = FaultKind::TimedOut;
+            char text[64];
+            std::snprintf (text, sizeof text, "no answer within %.3g s", limit);
+            fault.detail = text;
+        }
+        for (int m = 0; m < w.layout.lanes; ++m)
+            fault.lanes.push_back (w.firstLane + m);
+        int inFlight = 0;
+        for (int m = 0; m < w.layout.lanes; ++m)
+            for (int k = 0; k < w.layout.chainsPerLane(); ++k) {
+                const auto& a = w.ctl().activity()[(size_t) m * (size_t) w.layout.chainsPerLane() + (size_t) k];
+                const int phase = a.phase.load();
+                if (phase == ChainActivity::Idle)
+                    continue;
+                if (inFlight++ == 0) {
+                    fault.lane = w.firstLane + m;
+                    fault.phase = phase;
+                    fault.evaluation = phase == ChainActivity::Evaluate || phase == ChainActivity::Replay ? a.evaluation.load() : -1;
+                    fault.plugin = a.plugin.load();
+                }
+            }
+        if (inFlight > 1)
+            fault.detail += "; " + std::to_string (inFlight - 1) + " other render(s) of the worker were in flight";
+        collect (w, d, static_cast<char*> (w.data.data()), false);
+
+        const auto restartStart = Clock::now();
+        retired.dspSeconds += c.stats.dspSeconds;
+        retired.evaluations += c.stats.evaluations;
+        stop (w);
+        spawn (w);
+        awaitStart (w);
+        ++restartCount;
+        recoveryTime += secondsSince (restartStart);
+        faults.push_back (std::move (fault));
+    }
+    if (command != ipc::Command::Reset)
+        slowestCall = std::max (slowestCall, secondsSince (start));
+    if (errorKind >= 0)
+        fail ((ErrorKind) errorKind, errorText);
+}
+
+void IsolatedLanes::forward (const float* theta, const float* x, float* y, int64_t numSamples, bool record,
+                             std::vector<LaneFault>& faults)
+{
+    frameSamples = numSamples;
+    const size_t P = (size_t) layout.parameters;
+    const size_t frame = (size_t) layout.channels * (size_t) numSamples;
+    call (ipc::Command::Forward, record ? 1u : 0u, numSamples, 0,
+          [&] (Worker& w, const ipc::DataLayout& d, char* base) {
+              std::memcpy (base + d.theta, theta + (size_t) w.firstLane * P, (size_t) w.layout.lanes * P * sizeof (float));
+              std::memcpy (base + d.x, x + (size_t) w.firstLane * frame, (size_t) w.layout.lanes * frame * sizeof (float));
+          },
+          [&] (Worker& w, const ipc::DataLayout& d, char* base, bool ok) {
+              float* out = y + (size_t) w.firstLane * frame;
+              const size_t n = (size_t) w.layout.lanes * frame;
+              if (ok)
+                  std::memcpy (out, base + d.y, n * sizeof (float));
+              else
+                  std::fill (out, out + n, 0.0f);
+          },
+          faults);
+}
+
+void IsolatedLanes::evaluate (const float* thetas, const float* gradY, const uint8_t* skip, double* dots,
+                              double* centreDots, std::vector<LaneFault>& faults)
+{
+    const size_t P = (size_t) layout.parameters, E = (size_t) layout.evaluations;
+    const size_t frame = (size_t) layout.channels * (size_t) frameSamples;
+    call (ipc::Command::Evaluate, centreDots != nullptr ? 1u : 0u, frameSamples, 0,
+          [&] (Worker& w, const ipc::DataLayout& d, char* base) {
+              const size_t M = (size_t) w.layout.lanes, first = (size_t) w.firstLane;
+              std::memcpy (base + d.thetas, thetas + first * E * P, M * E * P * sizeof (float));
+              std::memcpy (base + d.gradY, gradY + first * frame, M * frame * sizeof (float));
+              std::memcpy (base + d.mask, skip + first, M);
+          },
+          [&] (Worker& w, const ipc::DataLayout& d, char* base, bool ok) {
+              if (! ok)
+                  return;   // the lanes are faulted: the rack ignores their dots
+              const size_t M = (size_t) w.layout.lanes, first = (size_t) w.firstLane;
+              std::memcpy (dots + first * E, base + d.dots, M * E * sizeof (double));
+              if (centreDots != nullptr)
+                  std::memcpy (centreDots + first, base + d.centreDots, M * sizeof (double));
+          },
+          faults);
+}
+
+void IsolatedLanes::reset (const uint8_t* mask, const float* preroll, int64_t prerollSamples, std::vector<LaneFault>& faults)
+{
+    const size_t prerollFrame = (size_t) layout.channels * (size_t) prerollSamples;
+    call (ipc::Command::Reset, 0u, std::max<int64_t> (frameSamples, layout.blockSize), preroll != nullptr ? prerollSamples : 0,
+          [&] (Worker& w, const ipc::DataLayout& d, char* base) {
+              const size_t M = (size_t) w.layout.lanes, first = (size_t) w.firstLane;
+              std::memcpy (base + d.mask, mask + first, M);
+              if (preroll != nullptr && prerollSamples > 0)
+                  std::memcpy (base + d.preroll, preroll + first * prerollFrame, M * prerollFrame * sizeof (float));
+          },
+          [] (Worker&, const ipc::DataLayout&, char*, bool) {},
+          faults);
+}
+
+} // namespace fxgrad

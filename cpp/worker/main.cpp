@@ -1,0 +1,176 @@
+// fxgrad-worker: the process that isolated lanes run in (cpp/fxgrad/IsolatedLanes.h). Started by
+// the rack with three inherited descriptors: 3 the control socket (start-up message, and the
+// lifeline: it closes when the parent dies), 4 the control region and 5 the data region (both
+// shared memory, Ipc.h). It builds its share of the lanes from the chain's spec, answers "ready",
+// then executes commands until it is killed or its parent goes away.
+#include <cstdio>
+#include <cstring>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+#include "fxgrad/ChainSpec.h"
+#include "fxgrad/Errors.h"
+#include "fxgrad/Ipc.h"
+#include "fxgrad/Lanes.h"
+#include "fxgrad/Wire.h"
+
+using namespace fxgrad;
+
+namespace {
+constexpr int socketFd = 3, controlFd = 4, dataFd = 5;
+
+bool readAll (int fd, char* out, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        const auto r = read (fd, out + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        got += (size_t) r;
+    }
+    return true;
+}
+
+void reply (int32_t status, int32_t kind, const std::string& text)
+{
+    wire::Writer message;
+    message.put (status);
+    message.put (kind);
+    message.put (text);
+    wire::Writer framed;
+    framed.put (message.bytes);
+    size_t sent = 0;
+    while (sent < framed.bytes.size()) {
+        const auto n = send (socketFd, framed.bytes.data() + sent, framed.bytes.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit (0);
+        sent += (size_t) n;
+    }
+}
+
+/** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended. */
+void watchParent()
+{
+    std::thread ([] {
+        pollfd p { socketFd, POLLRDHUP, 0 };
+        for (;;) {
+            p.revents = 0;
+            if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0)
+                _exit (0);
+        }
+    }).detach();
+}
+
+void execute (ipc::Control& c, ipc::SharedMemory& data, const LaneLayout& layout, Lanes& lanes)
+{
+    c.status = 0;
+    c.messageBytes = 0;
+    std::vector<LaneFault> faults;
+    try {
+        data.ensure (c.dataBytes, false);
+        const auto d = ipc::DataLayout::of (layout, c.numSamples, c.prerollSamples);
+        auto* base = static_cast<char*> (data.data());
+        auto floats = [base] (size_t offset) { return reinterpret_cast<float*> (base + offset); };
+        auto doubles = [base] (size_t offset) { return reinterpret_cast<double*> (base + offset); };
+        auto bytes = [base] (size_t offset) { return reinterpret_cast<uint8_t*> (base + offset); };
+        switch ((ipc::Command) c.command) {
+            case ipc::Command::Forward:
+                lanes.forward (floats (d.theta), floats (d.x), floats (d.y), c.numSamples, c.flag != 0, faults);
+                break;
+            case ipc::Command::Evaluate:
+                lanes.evaluate (floats (d.thetas), floats (d.gradY), bytes (d.mask), doubles (d.dots),
+                                c.flag != 0 ? doubles (d.centreDots) : nullptr, faults);
+                break;
+            case ipc::Command::Reset:
+                lanes.reset (bytes (d.mask), c.prerollSamples > 0 ? floats (d.preroll) : nullptr, c.prerollSamples, faults);
+                break;
+            default:
+                fail (ErrorKind::Value, "fxgrad-worker: unknown command " + std::to_string (c.command));
+        }
+        if (! faults.empty()) {
+            const auto text = ipc::serializeFaults (faults);
+            if (text.size() > sizeof c.message)
+                fail (ErrorKind::Value, "fxgrad-worker: too many faults in one call to report");
+            std::memcpy (c.message, text.data(), text.size());
+            c.messageBytes = text.size();
+        }
+    } catch (const Error& e) {
+        c.status = 1;
+        c.errorKind = (int32_t) e.kind;
+        const size_t n = std::min (std::strlen (e.what()), sizeof c.message);
+        std::memcpy (c.message, e.what(), n);
+        c.messageBytes = n;
+    } catch (const std::exception& e) {
+        c.status = 1;
+        c.errorKind = (int32_t) ErrorKind::Value;
+        const size_t n = std::min (std::strlen (e.what()), sizeof c.message);
+        std::memcpy (c.message, e.what(), n);
+        c.messageBytes = n;
+    }
+    c.stats = lanes.stats();
+}
+} // namespace
+
+int main (int argc, char** argv)
+{
+    if (argc < 2 || std::strcmp (argv[1], "--fxgrad-lanes") != 0) {
+        std::fprintf (stderr, "fxgrad-worker runs isolated plugin lanes for fxgrad; it is started by fxgrad, not by hand\n");
+        return 2;
+    }
+    // A crashing plugin should cost a restart, not the time and disk of a core dump.
+    rlimit noCore { 0, 0 };
+    setrlimit (RLIMIT_CORE, &noCore);
+    watchParent();
+
+    uint64_t length = 0;
+    if (! readAll (socketFd, reinterpret_cast<char*> (&length), sizeof length))
+        return 0;
+    std::string message (length, '\0');
+    if (! readAll (socketFd, message.data(), length))
+        return 0;
+
+    ipc::SharedMemory control, data;
+    LaneLayout layout;
+    std::unique_ptr<Chain> prototype;
+    std::unique_ptr<LocalLanes> lanes;
+    try {
+        wire::Reader r (message);
+        layout = r.get<LaneLayout>();
+        const int threads = r.get<int>();
+        const auto controlBytes = r.get<uint64_t>();
+        const auto dataBytes = r.get<uint64_t>();
+        const auto spec = ChainSpec::deserialize (r.get<std::string>());
+        control = ipc::SharedMemory::adopt (controlFd, controlBytes);
+        data = ipc::SharedMemory::adopt (dataFd, dataBytes);
+        auto& c = *static_cast<ipc::Control*> (control.data());
+        prototype = spec.build (&c.loadingPlugin);
+        lanes = std::make_unique<LocalLanes> (*prototype, layout, threads, c.activity());
+        c.loadingPlugin = -1;
+    } catch (const Error& e) {
+        reply (1, (int32_t) e.kind, e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        reply (1, (int32_t) ErrorKind::Value, e.what());
+        return 1;
+    }
+    reply (0, 0, {});
+
+    auto& c = *static_cast<ipc::Control*> (control.data());
+    uint32_t last = 0;
+    for (;;) {
+        uint32_t request;
+        while ((request = c.request.load (std::memory_order_acquire)) == last)
+            ipc::futexWait (c.request, last, 1.0);
+        last = request;
+        execute (c, data, layout, *lanes);
+        c.response.store (request, std::memory_order_release);
+        ipc::futexWake (c.response);
+    }
+}
