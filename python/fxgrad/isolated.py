@@ -30,7 +30,7 @@ from . import _native
 DEFAULT_TIMEOUT_S = 30.0
 """Deadline of one call (a load, a process call...) before the child counts as hung."""
 
-_STATE = object()  # marker: a get of the ``state`` property
+_METHOD = "<fxgrad.isolated: a method>"  # what an attribute read answers for a method
 
 
 def _serve(connection, build: Dict[str, Any]) -> None:
@@ -54,6 +54,8 @@ def _serve(connection, build: Dict[str, Any]) -> None:
         try:
             if method == "__getattr__":
                 value = getattr(target, args[0])
+                if callable(value):
+                    value = _METHOD
             elif method == "__setattr__":
                 setattr(target, args[0], args[1])
                 value = None
@@ -182,6 +184,8 @@ class _Isolated:
         if name.startswith("_"):
             raise AttributeError(name)
         value = self._call("__getattr__", name)
+        if isinstance(value, str) and value == _METHOD:
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -241,11 +241,18 @@ class FaultLog:
                 handle.write(json.dumps({"phase": phase, "train_step": step, **report}) + "\n")
         for report in reports:
             self.count += 1
-            what = report["plugin"] or "a plugin"
             values = ", ".join(f"{name}={value:.6g}" for name, value in report["plain"].items())
-            self.note(f"fault {self.count}: {what} {report['kind']} ({report['detail']}) in lane {report['lane']} "
-                      f"({report['phase']}) at step {step}; lanes {report['lanes']} restarted"
-                      + (f"; settings: {values}" if values else "") + f"  [{self.path}]")
+            where = (f"{report['plugin'] or 'a plugin'}: {report['kind']} ({report['detail']}) in lane {report['lane']}, "
+                     f"{report['phase']}" if report["lane"] >= 0
+                     else f"a worker: {report['kind']} ({report['detail']}) between renders")
+            self.note(f"fault {self.count} at step {step}: {where}; lanes {report['lanes']} restarted"
+                      + (f"; settings {values}" if values else "") + f"  [{self.path}]")
+
+
+def _mean_or_nan(values: Sequence[float]) -> float:
+    """Mean of the finite values (steps whose every lane faulted log NaN); NaN if there are none."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -686,7 +693,14 @@ class Trainer:
         norm = self._clip_gradients()
         self._in_update = True
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "grad_norm": norm, "faults": faults}
+        return {"loss": self._healthy_mean(loss), "grad_norm": norm, "faults": faults}
+
+    def _healthy_mean(self, loss: torch.Tensor) -> float:
+        """The step's loss as the mean over the lanes that did not fault in its forward (the
+        loss itself counts their zeroed frames as zero); NaN when every lane faulted."""
+        faulted = self.layer.faulted
+        healthy = len(faulted) - int(faulted.sum())
+        return float(loss.detach()) * len(faulted) / healthy if healthy else math.nan
 
     def _healthy(self, valid: torch.Tensor) -> torch.Tensor:
         """``valid`` samples with lanes whose plugins faulted in this forward left out of the loss."""
@@ -739,7 +753,7 @@ class Trainer:
         output = self.layer(batch.frame.to(self.device), leaf)
         loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), self._healthy(batch.valid_samples))
         loss.backward()
-        return float(loss.detach()), leaf.grad
+        return self._healthy_mean(loss), leaf.grad
 
     def _pipelined_steps(self):
         """Yields one record per step; see ``train.pipeline`` in docs/training.md."""
@@ -964,9 +978,10 @@ class Trainer:
                 record.update(phase=phase, step=getattr(self, counter), step_s=duration,
                               plugins_s=self.layer.rack.stats()["wall_seconds"] - plugins_before,
                               lr=(self.pretrain_optimizer if phase == "pretrain" else self.optimizer).param_groups[0]["lr"])
-                smoothed = record["loss"] if smoothed is None else 0.95 * smoothed + 0.05 * record["loss"]
+                if not math.isnan(record["loss"]):  # NaN: every lane's plugins faulted this step
+                    smoothed = record["loss"] if smoothed is None else 0.95 * smoothed + 0.05 * record["loss"]
                 window.append(record)
-                if phase == "train":
+                if phase == "train" and not math.isnan(record["loss"]):
                     self.epoch_loss[0] += record["loss"]
                     self.epoch_loss[1] += 1
                 for callback in self.callbacks:
@@ -976,7 +991,7 @@ class Trainer:
                     self._log_window(window)
                     window = []
                 if bar is not None:
-                    bar.set_postfix_str(f"loss {smoothed:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
+                    bar.set_postfix_str(f"loss {smoothed or math.nan:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
                                         f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
                                         + (f"  faults {self.faults.count}" if self.faults.count else ""), refresh=False)
                     bar.update(1)
@@ -1045,7 +1060,7 @@ class Trainer:
             return
         last = window[-1]
         self.log.row(phase=last["phase"], step=last["step"], epoch=self.epoch,
-                     loss=float(np.mean([r["loss"] for r in window])), lr=last["lr"],
+                     loss=_mean_or_nan([r["loss"] for r in window]), lr=last["lr"],
                      grad_norm=float(np.mean([r["grad_norm"] for r in window])),
                      step_s=float(np.mean([r["step_s"] for r in window])),
                      plugins_s=float(np.mean([r["plugins_s"] for r in window])), elapsed_s=self.elapsed,
