@@ -62,7 +62,7 @@ CHAINS = {
     "compressor": lambda: fxgrad.Chain([own("Compressor")], ["threshold_db", "ratio", "release_ms"]),
     "zamcomp-lv2": lambda: fxgrad.Chain(
         [fxgrad.load("urn:zamaudio:ZamComp", sample_rate=22050, block_size=128, channels=2)],
-        ["thresdb", "ratio", "rel"]),
+        ["thr", "rat", "rel"]),
 }
 
 
