@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--block", type=int, default=256)
     p.add_argument("--frame", type=int, default=1024)
+    p.add_argument("--workers", default="0", help="comma list of worker counts to compare (0: automatic)")
     p.add_argument("--rounds", type=int, default=3, help="ABAB rounds per configuration (median reported)")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per measurement")
     args = p.parse_args(argv)
@@ -39,28 +40,31 @@ def main(argv=None) -> int:
     for chain in args.chains.split(","):
         lanes = [int(m) for m in args.lanes.split(",")] if chain == "mastering" else [32]
         configs += [(chain, M) for M in lanes]
+    worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"threads={args.threads} block={args.block} frame={args.frame} rounds={args.rounds}")
-    print(f"{'chain':10} {'M':>4} {'in-process st/s':>16} {'isolated st/s':>14} {'ratio':>6} "
-          f"{'MiB/lane in':>12} {'MiB/lane iso':>13} {'workers':>7} {'recovery s':>11}")
+    print(f"{'chain':10} {'M':>4} {'workers':>7} {'in-process st/s':>16} {'isolated st/s':>14} {'ratio':>6} "
+          f"{'MiB/lane in':>12} {'MiB/lane iso':>13} {'recovery s':>11}")
     for chain, M in configs:
-        rates = {"none": [], "process": []}
-        memory = {}
-        recovery = None
+        variants = [("none", 0)] + [("process", w) for w in worker_counts]
+        rates = {v: [] for v in variants}
+        memory, recovery, workers = {}, {}, {}
         for r in range(args.rounds):
-            for isolation in ("none", "process"):
+            for isolation, count in variants:
                 result = run_isolated(spec_name=chain, M=M, threads=args.threads, block=args.block, n=args.frame,
                                       steps=5, repeats=1, warmup=3, min_seconds=args.min_seconds,
-                                      isolation=isolation, recovery=isolation == "process" and r == 0)
-                rates[isolation].append(result["steps_per_s"])
-                memory[isolation] = result["rss_per_lane"]
+                                      isolation=isolation, workers=count, recovery=isolation == "process" and r == 0)
+                rates[(isolation, count)].append(result["steps_per_s"])
+                memory[(isolation, count)] = result["rss_per_lane"]
+                workers[(isolation, count)] = result["workers"]
                 if "recovery_s" in result:
-                    recovery = result["recovery_s"]
-                    workers = result["workers"]
-        a, b = statistics.median(rates["none"]), statistics.median(rates["process"])
-        # Paired: the ratio of each round's pair, median over rounds.
-        ratio = statistics.median(y / x for x, y in zip(rates["none"], rates["process"]))
-        print(f"{chain:10} {M:4d} {a:16.2f} {b:14.2f} {ratio:6.3f} {mib(memory['none']):>12} "
-              f"{mib(memory['process']):>13} {workers:7d} {recovery:11.3f}", flush=True)
+                    recovery[(isolation, count)] = result["recovery_s"]
+        base = rates[("none", 0)]
+        for variant in variants[1:]:
+            # Paired: each round's isolated rate over the same round's in-process rate, median.
+            ratio = statistics.median(y / x for x, y in zip(base, rates[variant]))
+            print(f"{chain:10} {M:4d} {workers[variant]:7d} {statistics.median(base):16.2f} "
+                  f"{statistics.median(rates[variant]):14.2f} {ratio:6.3f} {mib(memory[('none', 0)]):>12} "
+                  f"{mib(memory[variant]):>13} {recovery[variant]:11.3f}", flush=True)
     return 0
 
 

@@ -140,7 +140,7 @@ def timed_steps(step, steps: int, min_seconds: float) -> Tuple[int, float]:
 
 def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, steps: int, repeats: int,
                    warmup: int, min_seconds: float, memory_only: bool = False, isolation: str = "none",
-                   recovery: bool = False) -> dict:
+                   recovery: bool = False, workers: int = 0) -> dict:
     from fxgrad import _native
 
     spec = CHAINS[spec_name]
@@ -153,7 +153,7 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     rack = _native.Rack(chain, M, 0.01, 1, "lockstep", "two-sided", 0, threads, 0, isolation=isolation,
-                        worker_log=os.devnull)
+                        workers=workers, worker_log=os.devnull)
     build_seconds = time.perf_counter() - t0
 
     def rss_all() -> int:  # the workers' memory counts too

@@ -1,6 +1,7 @@
 #include "Ipc.h"
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -106,6 +107,22 @@ void futexWait (std::atomic<uint32_t>& word, uint32_t expected, double seconds)
 void futexWake (std::atomic<uint32_t>& word)
 {
     syscall (SYS_futex, reinterpret_cast<uint32_t*> (&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double seconds)
+{
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration> (
+                           std::chrono::duration<double> (seconds));
+    do {
+        for (int i = 0; i < 32; ++i) {
+            if (word.load (std::memory_order_acquire) != expected)
+                return true;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    } while (std::chrono::steady_clock::now() < until);
+    return word.load (std::memory_order_acquire) != expected;
 }
 
 size_t Control::bytesFor (const LaneLayout& layout)

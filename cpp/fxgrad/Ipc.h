@@ -43,6 +43,13 @@ private:
 void futexWait (std::atomic<uint32_t>& word, uint32_t expected, double seconds);
 void futexWake (std::atomic<uint32_t>& word);
 
+/** Busy-waits up to `seconds` for `word` to differ from `expected`; true if it did. The next
+    command of a training step usually follows within microseconds, and a sleeping process takes
+    tens of microseconds to wake (far more under a sandboxed kernel), so both sides spin this
+    long before they sleep. */
+bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double seconds);
+constexpr double spinSeconds = 50e-6;
+
 enum class Command : uint32_t { Forward = 1, Evaluate, Reset };
 
 /** The start of a worker's control region; ChainActivity records (lanes x chains) follow it. */

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <dlfcn.h>
@@ -144,7 +145,13 @@ IsolatedLanes::IsolatedLanes (const Chain& prototype, const LaneLayout& layoutIn
     specBytes = ChainSpec::of (prototype).serialize();
     workerPath = locateWorker();
     const int threadCount = std::max (1, options.threads);
-    const int count = std::max (1, std::min (layout.lanes, options.workers > 0 ? options.workers : threadCount));
+    // Four render threads per worker by default: on 16 cores that came closest to in-process speed
+    // (bench/isolation_bench.py --workers): one single-threaded worker per core oversubscribes
+    // the cores with the parent and splits the lanes into many small static shares, while a few
+    // workers balance their lanes dynamically on their own threads. A fault costs a worker's
+    // lanes for one step, so fewer workers lose more lanes per fault.
+    const int automatic = std::max (1, (int) std::lround (threadCount / 4.0));
+    const int count = std::max (1, std::min (layout.lanes, options.workers > 0 ? options.workers : automatic));
     threadsPerWorker = std::max (1, threadCount / count);
     for (int w = 0; w < count; ++w) {
         auto worker = std::make_unique<Worker>();
@@ -346,6 +353,7 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
         const auto d = ipc::DataLayout::of (w.layout, numSamples, prerollSamples);
         bool done = false, dead = false;
         int status = 0;
+        ipc::spinWhile (c.response, w.sequence - 1, ipc::spinSeconds);
         while (! done) {
             if (c.response.load (std::memory_order_acquire) == w.sequence) {
                 done = true;

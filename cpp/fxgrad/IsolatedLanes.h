@@ -20,7 +20,7 @@ namespace fxgrad {
 
 struct IsolationOptions {
     int threads = 1;              // render threads over all workers
-    int workers = 0;              // 0: min(lanes, threads)
+    int workers = 0;              // 0: one per four threads (at least one, at most one per lane)
     // Deadline per call; 0: automatic, max(10 s, 20x the slowest call so far), 60 s before the
     // first has been measured.
     double timeoutSeconds = 0.0;

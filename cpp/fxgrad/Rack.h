@@ -39,7 +39,7 @@ struct RackOptions {
     int threads = 0;             // 0: all available cores
     uint64_t seed = 0;
     Isolation isolation = Isolation::None;
-    int workers = 0;             // worker processes (Process); 0: one per thread, at most one per lane
+    int workers = 0;             // worker processes (Process); 0: one per four threads, at most one per lane
     double timeoutSeconds = 0.0; // a worker's deadline per call; 0: automatic (IsolatedLanes.h)
     std::string workerLog;       // file that receives what plugins print in workers; empty: inherit
     int64_t maxFaults = 1000;    // faults in the rack's lifetime before it raises (0: no limit)

@@ -166,6 +166,7 @@ int main (int argc, char** argv)
     uint32_t last = 0;
     for (;;) {
         uint32_t request;
+        ipc::spinWhile (c.request, last, ipc::spinSeconds);
         while ((request = c.request.load (std::memory_order_acquire)) == last)
             ipc::futexWait (c.request, last, 1.0);
         last = request;

@@ -116,7 +116,8 @@ class PluginLayer(nn.Module):
             processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
             worker for one step, not the process). Outputs and gradients are bit-identical to
             ``"none"``.
-        workers: worker processes with isolation (default: one per thread, at most one per lane).
+        workers: worker processes with isolation (default: one per four threads, at least one, at most
+            one per lane; a fault costs the lanes of one worker for one step).
         timeout_s: a worker's deadline per call, after which it counts as hung, is killed and
             restarted (default: 20x the slowest call so far, at least 10 s; 60 s before the first).
         worker_log: file that receives what plugins print in workers (default: this process's

@@ -1104,7 +1104,10 @@ class Trainer:
             f"{c.spsa.lanes} lanes x {self.world.world_size} process(es), frames of {c.frame_size} samples with "
             f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
             f"{sum(p.numel() for p in self.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
-            f"{self.device}; plugins on {self.threads} thread(s){'; pipelined' if self.pipeline else ''}",
+            f"{self.device}; plugins on {self.threads} thread(s)"
+            + (f" in {len(self.layer.rack.worker_pids)} isolated worker process(es)" if self.layer.isolation == "process"
+               else " in this process")
+            + ("; pipelined" if self.pipeline else ""),
         ]
         return "\n".join("  " + p for p in parts)
 
