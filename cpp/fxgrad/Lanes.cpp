@@ -188,8 +188,7 @@ void LocalLanes::evaluate (const float* thetas, const float* gradY, const uint8_
     const int tasks = layout.lanes * evaluators;
     taskDsp.assign ((size_t) tasks, 0.0);
     taskFrames.assign ((size_t) tasks, 0);
-    std::vector<std::string> laneErrors ((size_t) layout.lanes);
-    std::vector<uint8_t> slotFailed ((size_t) tasks, 0);
+    std::vector<std::string> taskErrors ((size_t) tasks);
 
     pool->run (tasks, [&] (int task) {
         const int m = task / evaluators;
@@ -242,29 +241,16 @@ void LocalLanes::evaluate (const float* thetas, const float* gradY, const uint8_
         } catch (const Error& e) {
             if (e.kind != ErrorKind::PluginOutput)
                 throw;
-            slotFailed[(size_t) task] = 1;
+            taskErrors[(size_t) task] = e.what();
             return;   // the activity stays set for collect()
         }
         act.phase = ChainActivity::Idle;
         act.evaluation = -1;
     });
+    std::vector<std::string> laneErrors ((size_t) layout.lanes);
     for (int task = 0; task < tasks; ++task)
-        if (slotFailed[(size_t) task]) {
-            auto& message = laneErrors[(size_t) (task / evaluators)];
-            if (message.empty())
-                message = "a perturbed evaluation produced NaN or Inf";
-        }
-    // The plugin's own message names it; take it from the failing chain's activity record.
-    for (int m = 0; m < layout.lanes; ++m)
-        if (! laneErrors[(size_t) m].empty())
-            for (int slot = 0; slot < evaluators; ++slot)
-                if (slotFailed[(size_t) (m * evaluators + slot)]) {
-                    const int k = activityOf (m, 1 + slot).plugin.load();
-                    const auto& plugins = laneData[(size_t) m]->evaluators[(size_t) slot]->plugins();
-                    if (k >= 0 && k < (int) plugins.size())
-                        laneErrors[(size_t) m] = "plugin '" + plugins[(size_t) k]->info().name + "' produced NaN or Inf";
-                    break;
-                }
+        if (laneErrors[(size_t) (task / evaluators)].empty())
+            laneErrors[(size_t) (task / evaluators)] = taskErrors[(size_t) task];
     collect (laneErrors, FaultKind::NonFinite, faults);
     for (int t = 0; t < tasks; ++t) {
         totals.dspSeconds += taskDsp[(size_t) t];
