@@ -18,6 +18,7 @@ _HOST_NAMES = {
     "own_plugins": "fxgrad.host",
     "scan": "fxgrad.host",
     "load_config": "fxgrad.host",
+    "render_batch": "fxgrad.batch",
     "ParameterInfo": "fxgrad._native",
     "Plugin": "fxgrad._native",
     "PluginInfo": "fxgrad._native",
