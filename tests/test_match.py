@@ -56,7 +56,7 @@ def read(path):
 
 
 def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_path, chain_file, capsys):
-    audio = source()
+    audio = source(seconds=2.0)
     chain = fxgrad.Chain.from_config(CHAIN)
     reference = fxgrad.render_batch(chain, HIDDEN, audio)[0]
     inp, ref = write(tmp_path / "mix.wav", audio), write(tmp_path / "master.wav", reference)
@@ -82,7 +82,7 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
     assert np.array_equal(read(again)[0], output)
     assert (out / "match.png").read_bytes()[:4] == b"\x89PNG"
     presets = sorted(p.name for p in (out / "presets").iterdir())
-    assert presets == ["0-Compressor-match-mix.preset.lv2", "1-ParametricEQ-match-mix.preset.lv2"]
+    assert presets == ["0-FxgradCompressor-match-mix.preset.lv2", "1-FxgradParametricEQ-match-mix.preset.lv2"]
     # Presets from the settings file by the presets verb load back to the same sound.
     assert main(["presets", str(out / "settings.json"), str(tmp_path / "daw")]) == 0
     fresh = fxgrad.Chain.from_config(CHAIN)

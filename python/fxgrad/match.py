@@ -42,10 +42,12 @@ DEFAULT_BUDGET = {"cma": 30, "spsa": 400}
 
 IDENTIFIABILITY_STEP = 0.1
 """Normalised move of one parameter at a time around the solution."""
-BARELY_CONSTRAINED = 0.01
-WEAK = 0.05
-"""Loss rise for that move, as a share of what matching gained overall, below which a
-parameter counts as barely constrained (a warning) or weakly determined."""
+RESIDUAL_FLOOR = 0.001
+"""The yardstick of a loss rise is the loss left at the solution, or this share of what
+matching gained where the match is (nearly) exact."""
+BARELY_CONSTRAINED = 0.1
+"""A parameter whose move raises the loss by less than this share of the yardstick is barely
+constrained (a warning); by less than the yardstick itself, weakly determined."""
 
 _RESOLUTIONS = ((2048, 512), (1024, 256), (512, 128))
 _LENGTH_TOLERANCE_S = 0.01
@@ -54,29 +56,37 @@ _LENGTH_TOLERANCE_S = 0.01
 # ---------------------------------------------------------------------------- the loss
 
 
-def _k_weighting_power(sample_rate: float, n_fft: int) -> "torch.Tensor":
+def _k_weighting_power(sample_rate: float, n_fft: int) -> np.ndarray:
     """|H(f)|^2 of BS.1770's K-weighting at the rfft bins of ``n_fft``."""
-    import torch
-
     from .losses import k_weighting_filters
 
     z = np.exp(-1j * 2 * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
     response = np.ones_like(z)
     for b, a in k_weighting_filters(sample_rate):
         response *= np.polyval(b[::-1], z) / np.polyval(a[::-1], z)
-    return torch.from_numpy(np.abs(response) ** 2).float()
+    return np.abs(response) ** 2
+
+
+def _magnitudes(audio: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    """(C, frames, bins) float32 STFT magnitudes of (C, N) audio, frames centred (zero-padded
+    by n_fft / 2 at both ends), floored at 1e-4."""
+    padded = np.pad(audio, ((0, 0), (n_fft // 2, n_fft // 2)))
+    if padded.shape[-1] < n_fft:
+        padded = np.pad(padded, ((0, 0), (0, n_fft - padded.shape[-1])))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop]
+    return np.maximum(np.abs(np.fft.rfft(frames * window, axis=-1)).astype(np.float32), 1e-4)
 
 
 @dataclass
 class _Features:
-    magnitudes: List["torch.Tensor"]    # per resolution, (C, bins, frames)
+    magnitudes: List[np.ndarray]        # per resolution, (C, frames, bins)
     loudness: float                     # gated mean of the frames' K-weighted loudness, LUFS
-    spectrum: Optional["torch.Tensor"]  # style: long-term mel-band level in dB (bands,)
-    dynamics: Optional["torch.Tensor"]  # style: percentiles of short-term loudness - loudness
+    spectrum: Optional[np.ndarray]      # style: long-term mel-band level in dB (bands,)
+    dynamics: Optional[np.ndarray]      # style: percentiles of short-term loudness - loudness
 
 
 class MatchLoss:
-    """Distance of rendered outputs from one reference, item by item.
+    """Distance of rendered outputs from one reference, item by item (NumPy, one thread).
 
     Args:
         reference: float32 (C, N) audio.
@@ -88,87 +98,76 @@ class MatchLoss:
             0.1 x |loudness difference|, plus the mean absolute difference of the 10/50/90/99th
             percentiles of 0.4 s loudness relative to the loudness (dB) / 10; any lengths.
 
+    Loudness is BS.1770's K-weighted, gated mean power, taken from the 2048-point frames.
     Calling it on (K, C, N) outputs returns (K,) float64 losses (0 for the reference itself).
     """
 
     def __init__(self, reference: np.ndarray, sample_rate: float, kind: str = "aligned"):
-        import torch
-
         if kind not in ("aligned", "style"):
             raise ValueError(f"loss must be 'aligned' or 'style', got {kind!r}")
         self.kind = kind
         self.sample_rate = float(sample_rate)
         self.length = int(np.shape(reference)[-1])
-        self._windows = {n: torch.hann_window(n) for n, _ in _RESOLUTIONS}
-        self._weighting = _k_weighting_power(self.sample_rate, _RESOLUTIONS[0][0])
+        self._windows = {n: np.hanning(n + 1)[:-1].astype(np.float32) for n, _ in _RESOLUTIONS}   # periodic Hann
+        n_fft = _RESOLUTIONS[0][0]
+        doubled = np.full(n_fft // 2 + 1, 2.0)
+        doubled[0] = doubled[-1] = 1.0
+        # Mean square of a frame from its one-sided spectrum (Parseval, over the window's energy).
+        self._weighting = _k_weighting_power(self.sample_rate, n_fft) * doubled / (n_fft * float(np.sum(self._windows[n_fft] ** 2)))
         if kind == "style":
             from .encoder import mel_filterbank
 
-            self._mel = mel_filterbank(self.sample_rate, _RESOLUTIONS[0][0], 48).float()
-        self.reference = self._features(torch.from_numpy(np.ascontiguousarray(reference, np.float32)))
+            self._mel = mel_filterbank(self.sample_rate, n_fft, 48).numpy()
+        self.reference = self._features(np.ascontiguousarray(reference, np.float32))
 
-    def _features(self, audio: "torch.Tensor") -> _Features:
-        import torch
-
+    def _features(self, audio: np.ndarray) -> _Features:
         resolutions = _RESOLUTIONS if self.kind == "aligned" else _RESOLUTIONS[:1]
-        magnitudes = []
-        for n_fft, hop in resolutions:
-            spectrum = torch.stft(audio, n_fft, hop, window=self._windows[n_fft], center=True, return_complex=True)
-            magnitudes.append(spectrum.abs().clamp_min(1e-4))
-        power = magnitudes[0] ** 2                                       # (C, bins, frames)
-        window = self._windows[_RESOLUTIONS[0][0]]
-        doubled = torch.full((power.shape[1],), 2.0)
-        doubled[0] = doubled[-1] = 1.0
-        scale = doubled / (_RESOLUTIONS[0][0] * float((window ** 2).sum()))
-        frame_power = ((power * (self._weighting * scale)[None, :, None]).sum(dim=1)).sum(dim=0)   # (frames,)
-        frame_loudness = -0.691 + 10 * torch.log10(frame_power.clamp_min(1e-12))
+        magnitudes = [_magnitudes(audio, n_fft, hop, self._windows[n_fft]) for n_fft, hop in resolutions]
+        power = magnitudes[0].astype(np.float64) ** 2                        # (C, frames, bins)
+        frame_power = (power @ self._weighting).sum(axis=0)                 # (frames,)
+        with np.errstate(divide="ignore"):
+            frame_loudness = -0.691 + 10 * np.log10(np.maximum(frame_power, 1e-12))
         loud = frame_loudness > -70.0
-        if bool(loud.any()):
-            gated = frame_power[loud]
-            relative = -0.691 + 10 * math.log10(float(gated.mean())) - 10.0
+        if loud.any():
+            relative = -0.691 + 10 * math.log10(float(frame_power[loud].mean())) - 10.0
             keep = loud & (frame_loudness > relative)
             loudness = -0.691 + 10 * math.log10(float(frame_power[keep].mean()))
         else:
             keep, loudness = loud, -70.0
         spectrum = dynamics = None
         if self.kind == "style":
-            frames = keep if bool(keep.any()) else torch.ones_like(keep)
-            bands = torch.einsum("mb,cbt->mt", self._mel, power[:, :, frames]).mean(dim=1)
-            spectrum = 10 * torch.log10(bands.clamp_min(1e-12))
-            hop_s = _RESOLUTIONS[0][1] / self.sample_rate
-            width = max(1, int(round(0.4 / hop_s)))
-            smoothed = torch.nn.functional.avg_pool1d(frame_power[None, None], width, 1, width // 2, count_include_pad=False)[0, 0]
-            short_term = -0.691 + 10 * torch.log10(smoothed.clamp_min(1e-12))
-            short_term = short_term[short_term > -70.0] if bool((short_term > -70.0).any()) else short_term
-            dynamics = torch.quantile(short_term, torch.tensor([0.1, 0.5, 0.9, 0.99])) - loudness
+            frames = keep if keep.any() else np.ones_like(keep)
+            bands = (power[:, frames] @ self._mel.T).sum(axis=0).mean(axis=0)
+            spectrum = 10 * np.log10(np.maximum(bands, 1e-12))
+            width = max(1, int(round(0.4 * self.sample_rate / _RESOLUTIONS[0][1])))
+            smoothed = np.convolve(frame_power, np.full(width, 1.0 / width), mode="same")
+            short_term = -0.691 + 10 * np.log10(np.maximum(smoothed, 1e-12))
+            if (short_term > -70.0).any():
+                short_term = short_term[short_term > -70.0]
+            dynamics = np.percentile(short_term, [10, 50, 90, 99]) - loudness
         return _Features(magnitudes, loudness, spectrum, dynamics)
 
     def _distance(self, output: _Features) -> float:
-        import torch
-
         ref = self.reference
         loudness = 0.1 * abs(output.loudness - ref.loudness)
         if self.kind == "aligned":
             spectral = 0.0
             for x, y in zip(output.magnitudes, ref.magnitudes):
-                convergence = float(torch.linalg.vector_norm(y - x) / torch.linalg.vector_norm(y))
-                spectral += convergence + float((y.log() - x.log()).abs().mean())
+                convergence = float(np.linalg.norm(y - x) / np.linalg.norm(y))
+                spectral += convergence + float(np.abs(np.log(y) - np.log(x)).mean())
             return spectral / len(output.magnitudes) + loudness
         difference = output.spectrum - ref.spectrum
-        shape = float((difference - difference.mean()).abs().mean()) / 10.0
-        dynamics = float((output.dynamics - ref.dynamics).abs().mean()) / 10.0
+        shape = float(np.abs(difference - difference.mean()).mean()) / 10.0
+        dynamics = float(np.abs(output.dynamics - ref.dynamics).mean()) / 10.0
         return shape + loudness + dynamics
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
-        import torch
-
         outputs = np.asarray(outputs, np.float32)
         if outputs.ndim != 3:
             raise ValueError(f"outputs must be shaped (K, channels, samples), got {outputs.shape}")
         if self.kind == "aligned" and outputs.shape[-1] != self.length:
             raise ValueError(f"the aligned loss needs outputs of the reference's {self.length} samples, got {outputs.shape[-1]}")
-        with torch.no_grad():
-            return np.array([self._distance(self._features(torch.from_numpy(item))) for item in outputs])
+        return np.array([self._distance(self._features(item)) for item in outputs])
 
 
 # ---------------------------------------------------------------------------- the objective
@@ -298,13 +297,15 @@ def identifiability(evaluate: Callable[[np.ndarray], np.ndarray], theta: np.ndar
 
     Renders the solution, the starting setting and the solution with one parameter at a time
     moved by ``±step`` (normalised; one side only at a bound): 2P + 2 settings in one call of
-    ``evaluate``. Per parameter, ``rise`` is the mean loss increase of its moves and ``share``
-    that rise over the gain (loss at ``start`` - loss at ``theta``); ``range`` is the move that
-    would raise the loss by 1 % of the gain, from a quadratic fit (capped at 1). ``status`` is
-    ``barely constrained`` (share < 1 %: a warning), ``weak`` (< 5 %), ``well determined``, or
-    ``not at a minimum`` when a move lowers the loss.
+    ``evaluate``. Per parameter, ``rise`` is the mean loss increase of its moves and
+    ``contrast`` that rise over the yardstick: the loss left at the solution (what the chain
+    cannot match), or 0.1 % of the gain (loss at ``start`` - loss at ``theta``) where that is
+    larger. ``range`` is the move that would raise the loss by the yardstick, from a quadratic
+    fit (capped at 1). ``status``: ``barely constrained`` (contrast < 0.1: the reference hardly
+    tells this setting; a warning), ``weak`` (< 1), ``well determined``, or ``not at a minimum``
+    when a move lowers the loss.
 
-    Returns ``{"loss": at theta, "start_loss": at start, "step": step, "parameters": [...]}``.
+    Returns ``{"loss": at theta, "start_loss": at start, "step", "yardstick", "parameters": [...]}``.
     """
     theta = np.asarray(theta, np.float32)
     probes, owners = [theta, np.asarray(start, np.float32)], []
@@ -317,25 +318,24 @@ def identifiability(evaluate: Callable[[np.ndarray], np.ndarray], theta: np.ndar
                 owners.append(i)
     losses = np.asarray(evaluate(np.stack(probes)), np.float64)
     best, start_loss = float(losses[0]), float(losses[1])
-    gain = start_loss - best
-    scale = gain if gain > 1e-12 else max(abs(best), 1e-12)
+    yardstick = max(best, RESIDUAL_FLOOR * max(start_loss - best, 0.0), 1e-12)
     rows = []
     for i, name in enumerate(names):
         rises = [losses[2 + j] - best for j, owner in enumerate(owners) if owner == i]
         rise = float(np.mean(rises)) if rises else 0.0
-        share = rise / scale
+        contrast = rise / yardstick
         if rises and min(rises) < -1e-9 * max(1.0, abs(best)):
             status = "not at a minimum"
-        elif share < BARELY_CONSTRAINED:
+        elif contrast < BARELY_CONSTRAINED:
             status = "barely constrained"
-        elif share < WEAK:
+        elif contrast < 1.0:
             status = "weak"
         else:
             status = "well determined"
-        width = 1.0 if share <= 0 else float(min(1.0, step * math.sqrt(BARELY_CONSTRAINED / share)))
-        rows.append({"parameter": name, "normalised": float(theta[i]), "rise": rise, "share": share,
+        width = 1.0 if contrast <= 0 else float(min(1.0, step / math.sqrt(contrast)))
+        rows.append({"parameter": name, "normalised": float(theta[i]), "rise": rise, "contrast": contrast,
                      "range": width, "status": status})
-    return {"loss": best, "start_loss": start_loss, "step": float(step), "parameters": rows}
+    return {"loss": best, "start_loss": start_loss, "step": float(step), "yardstick": yardstick, "parameters": rows}
 
 
 def fit_static_identifiability(config, result: Dict[str, Any], clips: int = 4) -> Dict[str, Any]:
@@ -377,13 +377,14 @@ def identifiability_table(report: Dict[str, Any], plain: Optional[Sequence[float
     rows, warnings = [], []
     for k, row in enumerate(report["parameters"]):
         value = "" if plain is None else f"{plain[k]:.6g}{(' ' + units[k]) if units and units[k] else ''}"
-        rows.append([row["parameter"], value, f"{row['normalised']:.4f}", f"{row['rise']:.4g}", f"{100 * row['share']:.1f} %",
+        rows.append([row["parameter"], value, f"{row['normalised']:.4f}", f"{row['rise']:.4g}", f"{row['contrast']:.3g}",
                      f"±{row['range']:.3f}", row["status"]])
         if row["status"] == "barely constrained":
-            warnings.append(f"warning: {row['parameter']} is barely constrained: moving it by ±{report['step']:g} changes "
-                            f"the loss by {100 * row['share']:.2f} % of what matching gained; its value is a guess")
-    text = format_table(["parameter", "value", "normalised", f"loss rise ±{report['step']:g}", "of gain", "±range (1 %)", ""],
-                        rows, align="lrrrrrl")
+            warnings.append(f"warning: {row['parameter']} is barely constrained: moving it by ±{report['step']:g} raises "
+                            f"the loss by {row['rise']:.3g}, {row['contrast']:.2g}x what is left of it "
+                            f"({report['yardstick']:.3g}); its value is a guess")
+    text = format_table(["parameter", "value", "normalised", f"loss rise ±{report['step']:g}", "rise/residual",
+                         "±range", ""], rows, align="lrrrrrl")
     return "\n".join([text, *warnings])
 
 
@@ -434,7 +435,8 @@ def match_files(
     ``settings.json`` with ``paths`` added. ``budget``: CMA-ES generations or SPSA steps."""
     from .batch import render_batch
     from .chainfile import load_chain
-    from .render import parameter_units, plain_values, read_audio, write_audio, write_parameter_csv
+    from .render import (parameter_units, plain_values, read_audio, read_parameter_csv, write_audio,
+                         write_parameter_csv)
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -477,11 +479,15 @@ def match_files(
         theta = optimise_spsa(config, [(s, t) for _, s, t in pairs], budget, out_dir, seed, threads, progress)
         iterations = budget
     seconds = time.perf_counter() - began
+    # The settings CSV holds 6 decimals: everything from here on uses the values it holds, so
+    # that `fxgrad render --params settings.csv` reproduces the output exactly.
+    paths: Dict[str, Any] = {"params": out_dir / "settings.csv"}
+    write_parameter_csv(paths["params"], chain, theta[None], chain.block_size)
+    theta = read_parameter_csv(paths["params"], names)[0]
     report = identifiability(objective, theta, start, names)
 
     plain = plain_values(chain, theta[None])[0]
     units = parameter_units(chain)
-    paths: Dict[str, Any] = {}
     outputs = [render_batch(chain, theta, audio, threads)[0] for audio in inputs]
     if input_path.is_dir():
         for (name, _, _), output in zip(pairs, outputs):
@@ -490,8 +496,6 @@ def match_files(
     else:
         paths["audio"] = out_dir / "output.wav"
         write_audio(paths["audio"], outputs[0], rate)
-    paths["params"] = out_dir / "settings.csv"
-    write_parameter_csv(paths["params"], chain, theta[None], chain.block_size)
     paths["plot"] = out_dir / "match.png"
     plot_match(paths["plot"], rate, inputs[0], outputs[0], references[0], names, start, theta, report, history,
                title=f"{pairs[0][1].name} matched to {pairs[0][2].name} ({method}, {kinds[0]} loss)")
