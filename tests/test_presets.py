@@ -33,11 +33,16 @@ def plugin_for(kind):
     return fxgrad.load(ZAM_COMP_LV2, **OPTIONS)
 
 
+# DPF's VST3 wrapper shows host-side values (buffer size, sample rate, program) and meters as
+# parameters; they are not settings.
+DPF_INFORMATION = {"buffer_size", "sample_rate", "current_program", "gain_reduction", "output_level", "peaks_on"}
+
+
 def adjust(plugin, seed):
-    """Move every automatable non-bypass parameter to a random in-range value."""
+    """Move every continuous setting to a random in-range value."""
     rng = np.random.default_rng(seed)
     for p in plugin.parameters:
-        if p.automatable and not p.is_bypass and not p.choices:
+        if p.automatable and not (p.is_bypass or p.choices or p.is_toggle or p.steps or p.id in DPF_INFORMATION):
             plugin.set(p.index, float(rng.uniform(0.2, 0.8)), normalized=True)
 
 
@@ -51,17 +56,19 @@ def test_a_preset_loaded_into_a_fresh_instance_renders_the_same(kind, tmp_path, 
     plugin = plugin_for(kind)
     adjust(plugin, seed=3)
     audio = noise(channels=2, seconds=0.5, level_db=-8)
-    expected = rendered(plugin.clone(), audio)
     if plugin.format == "VST3":
         path = write_vstpreset(plugin, tmp_path / "mine.vstpreset", name="mine")
     else:
         path = write_lv2_preset(plugin, tmp_path / "mine.preset.lv2", name="mine")
+    expected = rendered(plugin, audio)
     fresh = plugin_for(kind)
     assert not np.array_equal(rendered(fresh, audio), expected)   # the defaults sound different
     fresh = plugin_for(kind)
     load_preset(fresh, path)
     assert np.array_equal(rendered(fresh, audio), expected)
     for p in plugin.parameters:
+        if p.id in DPF_INFORMATION:
+            continue
         assert fresh.get(p.index, normalized=True) == pytest.approx(plugin.get(p.index, normalized=True), abs=1e-6), p.id
 
 

@@ -243,10 +243,15 @@ def read_vstpreset(path: PathLike) -> VstPreset:
 
 
 def write_vstpreset(plugin, path: PathLike, name: Optional[str] = None) -> Path:
-    """Write a loaded VST3 plugin's current state (parameters included) as a .vstpreset."""
+    """Write a loaded VST3 plugin's current state (parameters included) as a .vstpreset.
+
+    The plugin first processes one block of silence: JUCE's VST3 host hands values set since
+    the last block to the plugin only inside a block with audio (DPF's plugins, Zam's, ignore
+    them in an empty one), and the state is the plugin's own. Its DSP state moves on by it."""
     if plugin.format != "VST3":
         raise PresetError(f"'{plugin.name}' is {plugin.format}, not VST3: no .vstpreset")
     path = Path(path)
+    plugin.process(np.zeros((plugin.channels, plugin.block_size), np.float32))
     component, controller = _juce_vst3_states(plugin.state)
     preset = VstPreset(vst3_class_id(plugin), component, controller, _meta_info(plugin, name or path.stem))
     return atomic_write_bytes(path, vstpreset_bytes(preset))
