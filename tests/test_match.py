@@ -158,3 +158,17 @@ def test_render_with_set_and_its_errors(tmp_path, chain_file, capsys):
     assert "not a number" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "missing.wav"), str(out), "--chain", str(chain_file)]) == 1
     assert "no such audio file" in capsys.readouterr().err
+
+
+def test_style_loss_compares_material_of_other_lengths_by_balance_loudness_and_dynamics():
+    reference = source(seconds=1.5, seed=1)
+    loss = MatchLoss(reference, RATE, "style")
+    tilted = np.concatenate([reference[:, :1], np.diff(reference, axis=1)], axis=1)   # brighter
+    values = loss(np.stack([reference, 2.0 * reference, tilted]))
+    assert values[0] == pytest.approx(0.0, abs=1e-9)
+    assert values[1] == pytest.approx(0.1 * 20 * np.log10(2.0), abs=1e-3)   # +6 dB: 0.1 per LU, nothing else
+    assert values[2] > 0.2
+    other = loss(source(seconds=1.0, seed=2)[None])[0]   # other notes, another length
+    assert np.isfinite(other) and other > 0
+    with pytest.raises(ValueError, match="reference's"):
+        MatchLoss(reference, RATE, "aligned")(source(seconds=1.0)[None])

@@ -175,7 +175,7 @@ def build_pairs(
     (match the training config's ``frame_size``)."""
     from tqdm import tqdm
 
-    from .render import write_audio
+    from .render import write_audio, write_parameter_csv
 
     if (targets is None) == (chain is None):
         raise ValueError("give either --targets DIR (pairs by name) or --chain CHAIN.yaml (render the targets)")
@@ -245,8 +245,6 @@ def build_pairs(
         write_audio(folder / "target" / f"{clip.name}.wav", clip.target, sample_rate)
         row: Dict[str, Any] = {"clip": clip.name, "source": clip.source, "seconds": clip.input.shape[-1] / sample_rate}
         if thetas is not None:
-            from .render import write_parameter_csv
-
             frames = math.ceil(clip.input.shape[-1] / frame_size)
             write_parameter_csv(folder / "params" / f"{clip.name}.csv", rendering, np.tile(thetas[index], (frames, 1)), frame_size)
             row["normalised"] = [float(v) for v in thetas[index]]
