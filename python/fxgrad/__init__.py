@@ -20,6 +20,7 @@ _HOST_NAMES = {
     "load_config": "fxgrad.host",
     "IsolatedPlugin": "fxgrad.isolated",
     "IsolatedChain": "fxgrad.isolated",
+    "render_batch": "fxgrad.batch",
     "ParameterInfo": "fxgrad._native",
     "Plugin": "fxgrad._native",
     "PluginInfo": "fxgrad._native",

@@ -132,5 +132,18 @@ class Rack:
         """Fault reports since the last call (kind, detail, step, lanes, lane, phase, evaluation,
         plugin, plugin_index, normalized, plain)."""
 
+class BatchRenderer:
+    """K renders of a chain in parallel on native threads, each from a fresh DSP state, on
+    copies of the chain kept across calls (use :func:`fxgrad.render_batch`)."""
+
+    def __init__(self, chain: Chain, threads: int = 0) -> None: ...
+    threads: int
+    instances: int  # copies of the chain made so far (at most threads)
+    def render(self, theta: FloatArray, audio: FloatArray) -> FloatArray:
+        """theta (K, P) or (P,) in [0, 1]; audio (C, N) or (K, C, N) float32 -> (K, C, N).
+        Render k equals a fresh clone of the chain after set_learned(theta[k]), bit for bit."""
+    def stats(self) -> Dict[str, float]: ...
+    def reset_stats(self) -> None: ...
+
 def scan(paths: Sequence[str]) -> List[PluginInfo]: ...
 def shutdown() -> None: ...

@@ -6,9 +6,13 @@
     fxgrad fit-static CONFIG               best single setting for the training set (a baseline)
     fxgrad evaluate CHECKPOINT DATA        model vs unprocessed / defaults / best static
     fxgrad apply CHECKPOINT IN OUT         render a file with the model's automation
+    fxgrad render IN OUT --chain CHAIN     render a file at given settings or a parameter CSV
+    fxgrad match IN REFERENCE --chain C    find the settings that make IN sound like REFERENCE
+    fxgrad presets SETTINGS OUT_DIR        DAW presets from match / fit-static settings
+    fxgrad data pairs INPUTS OUT_DIR       a training folder from your own files
     fxgrad demo                            train, evaluate and render on generated audio
 
-See docs/training.md.
+See docs/training.md and docs/matching.md.
 """
 from __future__ import annotations
 
@@ -162,6 +166,14 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
     print(format_table(["parameter", "normalised", "value", "unit"], rows, align="lrrl"))
     print(f"mean loss of the last tenth {result['loss']:.5g} after {result['steps']} steps ({result['seconds']:.0f} s); "
           f"saved to {result['path']}")
+    if args.identifiability_clips > 0:
+        from .match import fit_static_identifiability, identifiability_table
+
+        with _native_chatter(False):
+            report = fit_static_identifiability(config, result, clips=args.identifiability_clips)
+        print(f"how well the loss determines each setting ({args.identifiability_clips} training clip(s) at most, "
+              f"whole; saved in {result['path']}):")
+        print(identifiability_table(report, result["plain"], result["units"]))
     return 0
 
 
@@ -183,6 +195,97 @@ def cmd_apply(args: argparse.Namespace) -> int:
     print(f"audio:      {paths['audio']}")
     print(f"parameters: {paths['params']}")
     print(f"plot:       {paths['plot']}")
+    return 0
+
+
+def _csv_automation(path: str, sample_rate: float):
+    """(names, thetas (rows, P), frame size in samples or None for one row) of a parameter CSV
+    as ``apply`` writes it (``time_s``, then ``NAME [norm]`` columns)."""
+    import csv
+
+    from .render import read_parameter_csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    names = [c[: -len(" [norm]")] for c in rows[0] if c.endswith(" [norm]")]
+    if not names:
+        raise ValueError(f"{path} has no 'NAME [norm]' columns (the parameter CSV that `fxgrad apply` writes)")
+    thetas = read_parameter_csv(path, names)
+    frame = None
+    if len(rows) > 1:
+        if "time_s" not in rows[0]:
+            raise ValueError(f"{path} has several rows but no time_s column")
+        frame = int(round(float(rows[1]["time_s"]) * sample_rate))
+        if frame < 1:
+            raise ValueError(f"{path}: rows must be one frame apart in time_s")
+    return names, thetas, frame
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+
+    from .chainfile import chain_config, load_chain, set_plain
+    from .render import read_audio, render_automation, write_audio
+
+    learned, thetas, frame = None, None, None
+    if args.params:
+        rate = float(chain_config(args.chain).get("sample_rate", 44100))
+        learned, thetas, frame = _csv_automation(args.params, rate)
+    with _native_chatter(args.verbose):
+        chain, _ = load_chain(args.chain, learned)
+    applied = set_plain(chain, args.set or ())
+    clash = sorted(set(applied) & set(chain.learned)) if args.params else []
+    if clash:
+        raise ValueError(f"{', '.join(clash)} come from {args.params}; drop them from --set")
+    rate = int(round(chain.sample_rate))
+    audio = read_audio(args.input, rate, chain.channels)
+    if thetas is None:
+        output = chain.process(audio)
+    else:
+        frame = frame or audio.shape[-1]
+        frames = math.ceil(audio.shape[-1] / frame)
+        if len(thetas) < frames:  # the last row holds to the end
+            thetas = np.concatenate([thetas, np.repeat(thetas[-1:], frames - len(thetas), axis=0)])
+        output = render_automation(chain, audio, thetas[:frames], frame)
+    write_audio(args.output, output, rate)
+    print(f"{args.output}: {audio.shape[-1] / rate:.2f} s, {chain.channels} channel(s) at {rate} Hz through "
+          + " -> ".join(p.name for p in chain.plugins)
+          + (f"; automation from {args.params} ({len(chain.learned)} parameters, frames of {frame} samples)" if args.params else ""))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from .match import match_files, match_report
+
+    with _native_chatter(args.verbose):
+        result = match_files(args.input, args.reference, args.chain, out_dir=args.out, method=args.method,
+                             budget=args.budget, population=args.population, sigma=args.sigma, loss=args.loss,
+                             seed=args.seed, threads=args.threads, progress=not args.no_progress,
+                             presets=not args.no_presets)
+    print(match_report(result))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .host import Chain
+    from .presets import write_presets
+
+    settings = json.loads(Path(args.settings).read_text())
+    if not {"chain", "parameters", "normalised"} <= set(settings):
+        raise ValueError(f"{args.settings} is not a settings file of `fxgrad match` or `fxgrad fit-static`")
+    with _native_chatter(args.verbose):
+        chain = Chain.from_config(settings["chain"])
+        if list(chain.learned) != list(settings["parameters"]):
+            raise ValueError(f"{args.settings}: its chain learns {chain.learned}, its settings are for {settings['parameters']}")
+        written = write_presets(chain, args.out_dir, args.name or Path(args.settings).stem, np.asarray(settings["normalised"]))
+    for preset in written:
+        print(f"{preset.plugin}. {preset.name} ({preset.format}): {preset.path or 'no preset: ' + preset.note}")
     return 0
 
 
@@ -239,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("fit-static", help="fit the best single setting to the training set (baseline)")
     config_options(p)
     p.add_argument("--out", help="where to write the settings (default RUN_DIR/static.json)")
+    p.add_argument("--identifiability-clips", type=int, default=4,
+                   help="training clips the identifiability report renders (default 4; 0: no report)")
     p.set_defaults(run=cmd_fit_static)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint against the baselines")
@@ -262,6 +367,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=cmd_apply)
 
+    p = commands.add_parser("render", help="render a file through a chain at given settings or with a parameter CSV")
+    p.add_argument("input")
+    p.add_argument("output", help="output audio (.wav float or .flac), at the chain's sample rate")
+    p.add_argument("--chain", required=True, help="chain file (plugins, learned, pinned, ...) or a training config")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a parameter in plain units, e.g. 0.threshold_db=-20 (repeatable; `fxgrad info` lists them)")
+    p.add_argument("--params", help="per-frame automation: a parameter CSV as `fxgrad apply` and `fxgrad match` write")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
+    p.set_defaults(run=cmd_render)
+
+    from .match import DEFAULT_BUDGET, LOSSES, METHODS
+
+    p = commands.add_parser("match", help="find the chain settings that make INPUT sound like REFERENCE (docs/matching.md)")
+    p.add_argument("input", help="audio file, or a folder of them (one setting for all pairs)")
+    p.add_argument("reference", help="audio file, or a folder paired with INPUT's by file name")
+    p.add_argument("--chain", required=True, help="chain file (plugins, learned, pinned, ...) or a training config")
+    p.add_argument("--method", choices=METHODS, default="cma", help="CMA-ES (default) or fit-static's SPSA")
+    p.add_argument("--budget", type=int, help="CMA-ES iterations (default %d) or SPSA steps (default %d)"
+                   % (DEFAULT_BUDGET["cma"], DEFAULT_BUDGET["spsa"]))
+    p.add_argument("--population", type=int, default=32, help="CMA-ES population (default 32)")
+    p.add_argument("--sigma", type=float, default=0.1, help="CMA-ES initial step, normalised (default 0.1)")
+    p.add_argument("--loss", choices=LOSSES, default="auto",
+                   help="aligned (same material), style (other material) or auto (aligned when the lengths agree)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="rendering threads (default: all cores)")
+    p.add_argument("--out", help="result folder (default runs/match/INPUT_NAME)")
+    p.add_argument("--no-presets", action="store_true", help="write no DAW presets")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
+    p.set_defaults(run=cmd_match)
+
+    p = commands.add_parser("presets", help="DAW presets (.vstpreset, LV2 bundles) from match or fit-static settings")
+    p.add_argument("settings", help="settings.json of `fxgrad match` or static.json of `fxgrad fit-static`")
+    p.add_argument("out_dir")
+    p.add_argument("--name", help="preset name (default: the settings file's name)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
+    p.set_defaults(run=cmd_presets)
+
     p = commands.add_parser("demo", help="generate audio, train, evaluate and render (a few minutes on 2 cores)")
     p.add_argument("--config", help="demo config (default configs/demo.yaml)")
     p.add_argument("--output", help="run folder (default runs/demo)")
@@ -271,11 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import tasks
 
-    p = commands.add_parser("data", help="build the data sets of the DeepAFx tasks from real audio")
+    p = commands.add_parser("data", help="build data sets: the DeepAFx tasks' (build) or from your own files (pairs)")
     data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     build = data_commands.add_parser("build", help="build TASK's data set in OUT_DIR (docs/tasks.md)")
     tasks.add_build_arguments(build)
     build.set_defaults(run=tasks.run_build)
+    from . import pairs
+
+    made = data_commands.add_parser("pairs", help="a training folder from your own files (paired, or rendered targets)")
+    pairs.add_arguments(made)
+    made.set_defaults(run=pairs.run)
     return parser
 
 

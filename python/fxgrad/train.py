@@ -1151,15 +1151,17 @@ def _incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> 
 # ---------------------------------------------------------------------------- static baseline
 
 
-def fit_static(config: Config, progress: bool = True, output: Optional[Path] = None) -> Dict[str, Any]:
+def fit_static(config: Config, progress: bool = True, output: Optional[Path] = None,
+               dataset: Optional[PairedAudioDataset] = None) -> Dict[str, Any]:
     """The best single parameter setting for the whole training set, found by the trainer's own
     SPSA optimiser (same lanes, stream and loss; Adam on logits with a cosine schedule, from
-    the chain's defaults). Writes ``RUN_DIR/static.json`` (or ``output``) and returns its content."""
+    the chain's defaults). Writes ``RUN_DIR/static.json`` (or ``output``) and returns its content.
+    ``dataset`` replaces the config's training data (``fxgrad match --method spsa``)."""
     from tqdm import tqdm
 
     _seed_everything(config.seed)
     chain = build_chain(config)
-    splits = prepare_data(config, World(), progress)
+    train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
     section = config.fit_static
     lanes = section.lanes or config.spsa.lanes
     run_dir = Path(output).parent if output else config.run_dir
@@ -1167,7 +1169,7 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     layer = spsa_layer(chain, config, lanes, config.spsa.threads or os.cpu_count() or 1, config.seed * 1_000_003 + 99,
                        run_dir / PLUGIN_LOG)
     faults = FaultLog(run_dir, tqdm.write)
-    streamer = FrameStreamer(splits.train, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
+    streamer = FrameStreamer(train_set, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
                              min_clip_frames=config.data.min_clip_frames)
     loss_fn = build_loss(config)
     defaults = torch.tensor(np.asarray(chain.get_learned(), np.float32))
