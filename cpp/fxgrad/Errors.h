@@ -14,6 +14,8 @@ enum class ErrorKind {
     PluginLoad,     // fxgrad.PluginLoadError: not a plugin, or instantiation failed
     PluginOutput,   // fxgrad.PluginOutputError: a plugin produced NaN/Inf
     Closed,         // RuntimeError: used after the host shut down
+    Forked,         // RuntimeError: used in a process forked from the one that made it
+    Resource,       // RuntimeError: the OS refused a thread or memory
 };
 
 class Error : public std::runtime_error {
