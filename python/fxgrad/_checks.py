@@ -31,11 +31,8 @@ def integer(value: Any, name: str) -> int:
 
 
 def cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """CPU cores of this machine."""
+    return os.cpu_count() or 1
 
 
 def _read_int(path: Path) -> Optional[int]:

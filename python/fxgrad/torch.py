@@ -64,7 +64,7 @@ def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strateg
     allowed = THREADS_PER_CORE * count
     headroom, limit = thread_headroom()
     if headroom is not None:
-        allowed = min(allowed, headroom // 2)
+        allowed = max(1, min(allowed, headroom // 2))
     if threads > allowed:
         os_note = "" if headroom is None else f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad"
         raise ValueError(f"threads={threads} is more than this machine can run: at most {allowed} "
