@@ -181,7 +181,8 @@ def test_oversized_racks_are_refused_at_once_with_the_figures(tmp_path):
     """, timeout=60)
     lines = out.splitlines()
     assert len(lines) == 4 and "BUILT" not in out, out
-    assert lines[0].startswith("lanes=1000000 needs 3000000 plugin chain instances (3 per lane") and "lanes fit" in lines[0]
+    assert lines[0].startswith("lanes=1000000 needs 3000000 plugin chain instances (3 per lane")
+    assert "lanes would fit" in lines[0]
     assert "of memory is available" in lines[0]
     assert lines[1].startswith("threads=100000 is more than this machine can run: at most ")
     assert lines[2] == f"perturbations must be between 1 and {MAX_PERTURBATIONS}, got 1000000"
@@ -300,7 +301,7 @@ def test_sizes_must_be_whole_numbers_in_range():
         fxgrad.load("fxgrad:Gain", channels=2**40)
     assert fxgrad.load("fxgrad:Gain", block_size=256.0, channels=np.int64(1)).block_size == 256
     plugin = fxgrad.load("fxgrad:Gain", channels=1)
-    with pytest.raises(ValueError, match=r"parameter index 1099511627776 out of range for 'FxgradGain' \(2 parameters\)"):
+    with pytest.raises(ValueError, match=r"index 1099511627776 out of range for 'FxgradGain' \(2 parameters\)"):
         plugin.set(2**40, 0.0)
     with pytest.raises(ValueError, match="parameter index -1 out of range"):
         plugin.get(-1)
@@ -339,7 +340,7 @@ def test_integer_and_bool_audio_raise_type_error():
 
 @needs(MONOSYNTH)
 def test_a_plugin_without_audio_input_is_refused_as_an_effect():
-    with pytest.raises(fxgrad.PluginLoadError, match=r"'Calf Monosynth' has no audio input .* fxgrad hosts audio effects"):
+    with pytest.raises(fxgrad.PluginLoadError, match=r"'Calf Monosynth' has no audio input .* hosts audio effects"):
         fxgrad.load(MONOSYNTH)
 
 
@@ -557,7 +558,8 @@ def test_a_gradient_that_is_not_finite_stops_the_step_naming_the_settings(tmp_pa
 
     trainer.callbacks.append(remember)
     with pytest.raises(TrainingError, match=r"train step 3: the encoder's gradient is nan \(spsa.eps=0.01, "
-                                            r"spsa.estimator=two-sided, .*train.lr=0.001.*optimiser step was not applied"):
+                                            r"spsa.estimator=two-sided, .*train.lr=0.001.*optimiser step was not "
+                                            r"applied"):
         trainer.fit()
     for key, value in trainer.encoder.named_parameters():
         assert torch.equal(value, before[key]), key
@@ -654,7 +656,8 @@ def test_property_plugin_layer_gives_a_clear_error_or_a_gradient(gain, lanes, ep
     except ERRORS as error:
         assert str(error)
         return
-    assert float(lanes).is_integer() and not isinstance(lanes, bool) and 1 <= lanes <= 3 and MIN_EPS <= eps < 0.5 and 1 <= perturbations <= 3
+    assert float(lanes).is_integer() and not isinstance(lanes, bool) and 1 <= lanes <= 3
+    assert MIN_EPS <= eps < 0.5 and 1 <= perturbations <= 3
     x = torch.full((int(lanes), 1, samples), 0.25).to(dtype)
     parameters = torch.full((int(lanes), 1), theta, requires_grad=True)
     try:

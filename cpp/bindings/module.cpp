@@ -125,7 +125,8 @@ std::string bytesArgument (const py::handle& value, const std::string& name)
             throw py::error_already_set();
         return bytes.cast<std::string>();
     }
-    throw py::type_error (name + " must be bytes (a Plugin.state), got " + std::string (py::type::of (value).attr ("__name__").cast<std::string>()));
+    throw py::type_error (name + " must be bytes (a Plugin.state), got "
+                          + py::type::of (value).attr ("__name__").cast<std::string>());
 }
 
 std::string parameterRepr (const ParameterInfo& p)

@@ -639,7 +639,8 @@ size_t Plugin::checkedStateData (const std::string& blob) const
     const auto actual = blob.size() - dataAt;
     if (actual != declared)
         fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is " + (actual < declared ? "truncated" : "too long")
-              + ": its header declares " + std::to_string (declared) + " bytes of plugin data, " + std::to_string (actual) + " follow");
+              + ": its header declares " + std::to_string (declared) + " bytes of plugin data, " + std::to_string (actual)
+              + " follow");
     if (hex (fnv1a (blob, dataAt)) != checksum)
         fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is corrupted: its data do not match its checksum");
     // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.

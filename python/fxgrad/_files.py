@@ -64,7 +64,8 @@ class FolderLock:
             self._handle.seek(0)
             holder = self._handle.read().strip() or "unknown"
             self._handle.close()
-            raise FolderLocked(f"{self.path.parent} is in use by another run (PID {holder}, lock file {self.path})") from None
+            raise FolderLocked(
+                f"{self.path.parent} is in use by another run (PID {holder}, lock file {self.path})") from None
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(f"{os.getpid()}\n")

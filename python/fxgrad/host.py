@@ -118,7 +118,8 @@ def load(
     return loaded
 
 
-def _rebuild(source: str, sample_rate: float, block_size: int, channels: int, plugin: str, state: bytes) -> _native.Plugin:
+def _rebuild(source: str, sample_rate: float, block_size: int, channels: int, plugin: str,
+             state: bytes) -> _native.Plugin:
     loaded = load(source, sample_rate, block_size, channels, plugin)
     loaded.load_state(state)
     return loaded

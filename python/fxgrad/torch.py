@@ -66,7 +66,8 @@ def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strateg
     if headroom is not None:
         allowed = max(1, min(allowed, headroom // 2))
     if threads > allowed:
-        os_note = "" if headroom is None else f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad"
+        os_note = ("" if headroom is None else
+                   f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad")
         raise ValueError(f"threads={threads} is more than this machine can run: at most {allowed} "
                          f"({THREADS_PER_CORE} per core on {count} cores{os_note})")
     available, source = available_memory()
@@ -82,11 +83,11 @@ def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strateg
     if lanes * per_lane > available:
         raise ValueError(
             f"lanes={lanes} needs {lanes * per_lane_chains} plugin chain instances ({per_lane_chains} per lane with "
-            f"strategy {strategy!r}, estimator {estimator!r}, perturbations={perturbations}), about "
-            f"{format_bytes(lanes * per_lane)} at {format_bytes(per_chain)} each"
-            + (f" and {format_bytes(history)} of replay history per lane" if history else "")
-            + f"; {format_bytes(available)} of memory is available ({source}): at most {available // per_lane} "
-            f"lanes fit")
+            f"strategy {strategy!r}, estimator {estimator!r}, perturbations={perturbations}), at least "
+            f"{format_bytes(lanes * per_lane)} ({format_bytes(per_chain)} per instance, measured on one"
+            + (f", and {format_bytes(history)} of replay history per lane" if history else "")
+            + f"); {format_bytes(available)} of memory is available ({source}): at most {available // per_lane} "
+            f"lanes would fit")
 
 
 class _Staging:
@@ -216,8 +217,8 @@ class PluginLayer(nn.Module):
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
             raise TypeError(f"eps must be a number, got {eps!r}")
         if not MIN_EPS <= eps < 0.5:
-            raise ValueError(f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost to "
-                             f"float32 rounding of the parameters and gives NaN gradients), got {eps!r}")
+            raise ValueError(f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
+                             f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}")
         for name, value in (("lanes", lanes), ("threads", threads)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -259,7 +260,8 @@ class PluginLayer(nn.Module):
             if not isinstance(tensor, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
             if not tensor.dtype.is_floating_point:
-                raise TypeError(f"{name} must be a floating-point tensor (the plugins render float32), got {tensor.dtype}")
+                raise TypeError(
+                    f"{name} must be a floating-point tensor (the plugins render float32), got {tensor.dtype}")
         if x.dim() != 3:
             raise ValueError(f"x must be (lanes, channels, samples), got shape {tuple(x.shape)}")
         if theta.dim() != 2:

@@ -230,7 +230,8 @@ def require_finite_loss(loss: torch.Tensor, output: torch.Tensor, target: torch.
     raise TrainingError(
         f"{where}: the loss is {float(loss.detach())} (loss.type={config.loss.type}); the target frames peak at "
         f"{float(target.detach().abs().max()):.3g} and the plugins' output at {float(output.detach().abs().max()):.3g} "
-        "(audio is expected within about +-1: check the data); the optimiser step was not applied and nothing was saved")
+        "(audio is expected within about +-1: check the data); the optimiser step was not applied and nothing was "
+        "saved")
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:
@@ -321,9 +322,9 @@ class Trainer:
             step's record (``step``, ``loss``, ...); they may call :meth:`request_stop`.
 
     Files in ``config.run_dir``: ``checkpoint.pt`` (latest), ``best.pt`` (best validation
-    loss; without validation clips, best mean training loss of an epoch: :attr:`best_by`), ``log.csv``,
-    ``config.yaml`` (the resolved config), ``tensorboard/``, ``train.lock`` (held, with the
-    PID, while a trainer writes the folder: a second one is refused).
+    loss; without validation clips, best mean training loss of an epoch: :attr:`best_by`),
+    ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``, ``train.lock`` (held,
+    with the PID, while a trainer writes the folder: a second one is refused).
     """
 
     def __init__(self, config: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
@@ -557,8 +558,9 @@ class Trainer:
         broken = [key for key, tensor in self.encoder.state_dict().items()
                   if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
         if broken:
+            listed = ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")
             raise TrainingError(f"not writing {self.run_dir / name}: {len(broken)} encoder tensors hold NaN or Inf "
-                                f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}; {_spsa_settings(self.config)})")
+                                f"({listed}; {_spsa_settings(self.config)})")
         state = self.state_dict()
         path = None
         if self.world.is_main:
@@ -670,7 +672,8 @@ class Trainer:
         if not math.isfinite(norm):
             counter = self.pretrain_step if phase == "pretrain" else self.step
             raise TrainingError(f"{phase} step {counter + 1}: the encoder's gradient is {norm} "
-                                f"({_spsa_settings(self.config)}); the optimiser step was not applied and nothing was saved")
+                                f"({_spsa_settings(self.config)}); the optimiser step was not applied and nothing "
+                                "was saved")
         return norm
 
     def _pretrain_step(self) -> Dict[str, Any]:
