@@ -38,7 +38,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q "numpy>=1.22" "soundfile>=0.12" "soxr>=0.3" "pyyaml>=6" "tqdm>=4.60" "matplotlib>=3.5" \
-		"pytest>=7" "scipy>=1.8" "pybind11>=2.12" "scikit-build-core>=0.9" cmake ninja dawdreamer==0.9.0 \
+		"pytest>=7" "hypothesis>=6" "scipy>=1.8" "pybind11>=2.12" "scikit-build-core>=0.9" cmake ninja dawdreamer==0.9.0 \
 		"cma>=3.3" pedalboard==0.9.26
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'fxgrad-dev.pth').write_text('$(CURDIR)/python\n')"
 	@touch $@

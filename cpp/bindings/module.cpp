@@ -93,13 +93,42 @@ FloatArray checkedArray (const py::handle& value, const std::string& name, std::
 
 py::bytes toBytes (const std::string& s) { return py::bytes (s.data(), s.size()); }
 
+/** An integer argument (Python int, NumPy integer: anything with __index__ but a bool) as
+    int64; beyond int64 it saturates, which every range check then refuses. */
+int64_t integerArgument (const py::handle& value, const std::string& name)
+{
+    if (PyBool_Check (value.ptr()) || ! PyIndex_Check (value.ptr()))
+        throw py::type_error (name + " must be an integer, got " + std::string (py::repr (value)));
+    const auto number = py::reinterpret_steal<py::object> (PyNumber_Index (value.ptr()));
+    if (! number)
+        throw py::error_already_set();
+    int overflow = 0;
+    const long long result = PyLong_AsLongLongAndOverflow (number.ptr(), &overflow);
+    return overflow > 0 ? INT64_MAX : overflow < 0 ? INT64_MIN : (int64_t) result;
+}
+
 int parameterIndex (const Plugin& plugin, const py::handle& key)
 {
     if (py::isinstance<py::str> (key))
         return plugin.findParameter (key.cast<std::string>());
-    if (py::isinstance<py::int_> (key))
-        return key.cast<int>();
-    throw py::type_error ("a parameter is named by its id/name (str) or index (int)");
+    if (PyBool_Check (key.ptr()) || ! PyIndex_Check (key.ptr()))
+        throw py::type_error ("a parameter is named by its id/name (str) or index (int), got " + std::string (py::repr (key)));
+    return plugin.requireIndex (integerArgument (key, "a parameter index"));
+}
+
+/** The bytes of a bytes-like object (bytes, bytearray, memoryview). */
+std::string bytesArgument (const py::handle& value, const std::string& name)
+{
+    if (py::isinstance<py::bytes> (value))
+        return value.cast<std::string>();
+    if (PyObject_CheckBuffer (value.ptr()) && ! py::isinstance<py::str> (value)) {
+        const auto bytes = py::reinterpret_steal<py::object> (PyBytes_FromObject (value.ptr()));
+        if (! bytes)
+            throw py::error_already_set();
+        return bytes.cast<std::string>();
+    }
+    throw py::type_error (name + " must be bytes (a Plugin.state), got "
+                          + py::type::of (value).attr ("__name__").cast<std::string>());
 }
 
 std::string parameterRepr (const ParameterInfo& p)
@@ -137,8 +166,13 @@ PYBIND11_MODULE (_native, m)
                 case ErrorKind::PluginOutput: py::set_error (pluginOutputError, e.what()); return;
                 case ErrorKind::PluginCrashed: py::set_error (pluginCrashedError, e.what()); return;
                 case ErrorKind::PluginTimeout: py::set_error (pluginTimeoutError, e.what()); return;
-                case ErrorKind::Closed: PyErr_SetString (PyExc_RuntimeError, e.what()); return;
+                case ErrorKind::Closed:
+                case ErrorKind::Forked:
+                case ErrorKind::Resource: PyErr_SetString (PyExc_RuntimeError, e.what()); return;
             }
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString (PyExc_MemoryError, "out of memory in fxgrad's native host (use fewer lanes, "
+                             "perturbations or shorter frames)");
         }
     });
 
@@ -174,8 +208,12 @@ PYBIND11_MODULE (_native, m)
         .def ("__repr__", &parameterRepr);
 
     py::class_<Plugin, std::shared_ptr<Plugin>> (m, "Plugin", py::dynamic_attr())
-        .def_static ("load", [] (const std::string& identifier, double sampleRate, int blockSize, int channels, const std::string& hint) {
-                PluginOptions options { sampleRate, blockSize, channels };
+        .def_static ("load", [] (const std::string& identifier, double sampleRate, const py::handle& blockSizeIn,
+                                 const py::handle& channelsIn, const std::string& hint) {
+                const auto blockSize = integerArgument (blockSizeIn, "block_size");
+                const auto channels = integerArgument (channelsIn, "channels");
+                Plugin::checkOptions (sampleRate, blockSize, channels);
+                PluginOptions options { sampleRate, (int) blockSize, (int) channels };
                 ReleaseGil release;
                 return Plugin::load (identifier, options, hint);
             }, py::arg ("identifier"), py::arg ("sample_rate"), py::arg ("block_size"), py::arg ("channels"), py::arg ("hint") = "")
@@ -211,8 +249,8 @@ PYBIND11_MODULE (_native, m)
             }, py::arg ("audio"))
         .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
         .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
-        .def ("load_state", [] (Plugin& p, const py::bytes& blob) {
-                std::string data = blob;
+        .def ("load_state", [] (Plugin& p, const py::handle& blob) {
+                const std::string data = bytesArgument (blob, "state");
                 ReleaseGil release;
                 p.setState (data);
             }, py::arg ("state"))

@@ -16,6 +16,8 @@ enum class ErrorKind {
     PluginCrashed,  // fxgrad.PluginCrashedError: an isolated plugin's process died (signal, abort, exit)
     PluginTimeout,  // fxgrad.PluginTimeoutError: an isolated plugin missed its deadline (a hang)
     Closed,         // RuntimeError: used after the host shut down
+    Forked,         // RuntimeError: used in a process forked from the one that made it
+    Resource,       // RuntimeError: the OS refused a thread or memory
 };
 
 class Error : public std::runtime_error {

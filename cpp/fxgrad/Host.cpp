@@ -8,6 +8,7 @@
 
 #include "Errors.h"
 #include "Lv2Metadata.h"
+#include "Process.h"
 
 namespace fxgrad {
 
@@ -30,6 +31,39 @@ bool looksLikeUri (const std::string& s)
 }
 
 bool isLv2Bundle (const fs::path& p) { return fs::is_directory (p) && fs::exists (p / "manifest.ttl"); }
+
+// Plugins are read (dlopen, lilv) only from regular files: opening a FIFO waits for a writer for
+// ever, a device never ends. The first file of a plugin file or bundle folder that is not
+// regular (symbolic links followed), or an empty path.
+fs::path firstIrregularFile (const fs::path& p)
+{
+    std::error_code error;
+    if (! fs::is_directory (p, error))
+        return fs::is_regular_file (p, error) ? fs::path() : p;
+    if (! isLv2Bundle (p) && p.extension() != ".vst3")
+        return {};   // not a bundle: nothing in it is opened
+    const auto options = fs::directory_options::skip_permission_denied | fs::directory_options::follow_directory_symlink;
+    for (fs::recursive_directory_iterator it (p, options, error), end; ! error && it != end; it.increment (error))
+        if (! it->is_directory (error) && ! it->is_regular_file (error))
+            return it->path();
+    return {};
+}
+
+void requireRegularFiles (const fs::path& p)
+{
+    const auto irregular = firstIrregularFile (p);
+    if (! irregular.empty())
+        fail (ErrorKind::PluginLoad, "'" + irregular.string() + "' is not a regular file (a FIFO, device, socket or "
+              "broken link): fxgrad opens plugins only from regular files and folders");
+}
+
+void requireNoNul (const std::string& text, const std::string& what)
+{
+    const auto at = text.find ('\0');
+    if (at != std::string::npos)
+        fail (ErrorKind::Value, what + " contains a NUL character at position " + std::to_string (at) + ": '"
+              + text.substr (0, at) + "\\0...'");
+}
 
 std::string envOr (const char* name) { const char* v = std::getenv (name); return v != nullptr ? v : ""; }
 
@@ -56,6 +90,8 @@ std::shared_ptr<Host> Host::get()
     std::lock_guard<std::mutex> lock (hostMutex);
     if (hostClosed)
         fail (ErrorKind::Closed, "the fxgrad plugin host has been shut down (interpreter exit)");
+    if (liveHost != nullptr)
+        liveHost->requireCreatingProcess();
     if (liveHost == nullptr)
         liveHost.reset (new Host());
     return liveHost;
@@ -69,11 +105,16 @@ void Host::shutdown()
         hostClosed = true;
         host = std::move (liveHost);
     }
-    if (host != nullptr)
+    // A forked child leaves the parent's instances alone (~Host keeps the rest).
+    if (host != nullptr && host->inCreatingProcess())
         host->releaseAllInstances();
 }
 
-Host::Host()
+bool Host::inCreatingProcess() const { return generation == processGeneration(); }
+
+void Host::requireCreatingProcess() const { requireProcess (generation, "the fxgrad plugin host"); }
+
+Host::Host() : generation (processGeneration())
 {
     // JUCE's VST3 host and its synchronous plugin creation post work to the message thread and
     // wait for it; a thread of fxgrad's own runs that loop so callers on any thread can load.
@@ -113,6 +154,14 @@ Host::Host()
 
 Host::~Host()
 {
+    if (! inCreatingProcess()) {
+        // A forked child: the message thread, JUCE's formats and the linked LV2 bundles are the
+        // parent's; stopping or deleting them from here would hang or break the parent.
+        new std::thread (std::move (messageThread));
+        (void) formats.release();
+        (void) lv2.release();
+        return;
+    }
     releaseAllInstances();
     formats.reset();
     lv2.reset();
@@ -186,15 +235,17 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
     juce::FileSearchPath vst3Paths, ladspaPaths;
 
     for (const auto& extra : extraPaths) {
+        requireNoNul (extra, "scan path");
         const fs::path p (extra);
         if (! fs::exists (p))
             fail (ErrorKind::FileNotFound, "scan path does not exist: " + extra);
         const auto absolute = fs::absolute (p);
+        requireRegularFiles (absolute);
         if (isLv2Bundle (absolute)) {
             loadLv2Bundle (absolute);
         } else if (fs::is_directory (absolute)) {
             for (const auto& entry : fs::recursive_directory_iterator (absolute, fs::directory_options::skip_permission_denied))
-                if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path()))
+                if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path()) && firstIrregularFile (entry.path()).empty())
                     loadLv2Bundle (entry.path());
             vst3Paths.add (juce::File (absolute.string()));
             ladspaPaths.add (juce::File (absolute.string()));
@@ -218,6 +269,8 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         const auto files = format == lv2Format ? lv2Format->searchPathsForPlugins (juce::FileSearchPath(), true, false)
                                                : format->searchPathsForPlugins (paths, true, false);
         for (const auto& file : files) {
+            if (format != lv2Format && ! firstIrregularFile (file.toStdString()).empty())
+                continue;   // found by its name, but not a file that can be opened
             juce::OwnedArray<juce::PluginDescription> found;
             format->findAllTypesForFile (found, file);
             for (auto* d : found)
@@ -232,6 +285,8 @@ juce::PluginDescription Host::resolve (const std::string& identifierOrPath, cons
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     if (identifierOrPath.empty())
         fail (ErrorKind::Value, "empty plugin identifier");
+    requireNoNul (identifierOrPath, "plugin identifier");
+    requireNoNul (hint, "plugin choice");
     if (looksLikeUri (identifierOrPath))
         return resolveLv2 (identifierOrPath, hint);
     return resolveFile (identifierOrPath, hint);
@@ -260,6 +315,7 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
     // An LV2 binary inside its bundle stands for the bundle.
     if (! fs::is_directory (p) && isLv2Bundle (p.parent_path()))
         p = p.parent_path();
+    requireRegularFiles (p);
 
     if (isLv2Bundle (p)) {
         const auto uris = loadLv2Bundle (p);

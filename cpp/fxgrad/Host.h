@@ -37,7 +37,8 @@ public:
 
 class Host {
 public:
-    /** The live host, created on first use. Throws ErrorKind::Closed after shutdown(). */
+    /** The live host, created on first use. Throws ErrorKind::Closed after shutdown(), and
+        ErrorKind::Forked in a process forked from the one that created it. */
     static std::shared_ptr<Host> get();
 
     /** Releases every instance, stops the message thread and frees JUCE's formats. */
@@ -68,6 +69,11 @@ public:
 
     static PluginInfo describe (const juce::PluginDescription&);
 
+    /** Whether this is the process that created the host (not a child forked from it). */
+    bool inCreatingProcess() const;
+    /** Throws ErrorKind::Forked unless inCreatingProcess(). */
+    void requireCreatingProcess() const;
+
 private:
     Host();
     void releaseAllInstances();
@@ -75,6 +81,7 @@ private:
     juce::PluginDescription resolveFile (const std::string& path, const std::string& hint);
     std::vector<std::string> loadLv2Bundle (const std::filesystem::path& bundle);
 
+    uint64_t generation;              // the process that created the host (Process.h)
     std::thread messageThread;
     std::unique_ptr<juce::AudioPluginFormatManager> formats;
     juce::LV2PluginFormat* lv2Format = nullptr;

@@ -63,17 +63,61 @@ std::string formatNumber (float v)
     std::snprintf (text, sizeof text, "%.9g", (double) v);
     return text;
 }
+
+// A state is a header naming its plugin and the size and checksum of the plugin's own data,
+// then that data. JUCE's hosts apply whatever they are given (an LV2 plugin resets to its
+// defaults on garbage and crashes on Turtle that is not a preset; a LADSPA one reads as many
+// floats as it has parameters, whatever the size), so setState() checks the header first.
+const std::string stateMagic = "fxgrad-state ";
+constexpr int stateVersion = 1;
+
+uint64_t fnv1a (const std::string& data, size_t from)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (size_t i = from; i < data.size(); ++i)
+        hash = (hash ^ (unsigned char) data[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+std::string hex (uint64_t value)
+{
+    char text[24];
+    std::snprintf (text, sizeof text, "%016llx", (unsigned long long) value);
+    return text;
+}
+
+// The start of bytes from a blob, printable ASCII (messages become Python str: UTF-8 only).
+std::string preview (const std::string& blob, size_t length = 24)
+{
+    std::string text;
+    for (size_t i = 0; i < std::min (blob.size(), length); ++i) {
+        const unsigned char c = (unsigned char) blob[i];
+        if (c >= 32 && c < 127 && c != '\\') {
+            text += (char) c;
+        } else {
+            char escaped[8];
+            std::snprintf (escaped, sizeof escaped, "\\x%02x", c);
+            text += escaped;
+        }
+    }
+    return text + (blob.size() > length ? "..." : "");
+}
 } // namespace
+
+void Plugin::checkOptions (double sampleRate, int64_t blockSize, int64_t channels)
+{
+    if (! (sampleRate >= 8000.0 && sampleRate <= 768000.0))
+        fail (ErrorKind::Value, "sample_rate must be between 8000 and 768000 Hz, got " + formatNumber ((float) sampleRate));
+    if (blockSize < 1 || blockSize > 65536)
+        fail (ErrorKind::Value, "block_size must be between 1 and 65536, got " + std::to_string (blockSize));
+    if (channels < 1 || channels > 32)
+        fail (ErrorKind::Value, "channels must be between 1 and 32, got " + std::to_string (channels));
+}
 
 std::shared_ptr<Plugin> Plugin::load (const std::string& identifierOrPath, const PluginOptions& options,
                                       const std::string& hint)
 {
-    if (! (options.sampleRate >= 8000.0 && options.sampleRate <= 768000.0))
-        fail (ErrorKind::Value, "sample_rate must be between 8000 and 768000 Hz, got " + formatNumber ((float) options.sampleRate));
-    if (options.blockSize < 1 || options.blockSize > 65536)
-        fail (ErrorKind::Value, "block_size must be between 1 and 65536, got " + std::to_string (options.blockSize));
-    if (options.channels < 1 || options.channels > 32)
-        fail (ErrorKind::Value, "channels must be between 1 and 32, got " + std::to_string (options.channels));
+    checkOptions (options.sampleRate, options.blockSize, options.channels);
     auto host = Host::get();
     // Creating an instance touches JUCE's LV2 world at several points; one load at a time.
     std::lock_guard<std::recursive_mutex> world (host->worldMutex());
@@ -112,8 +156,20 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
 
 Plugin::~Plugin()
 {
+    if (! host->inCreatingProcess()) {
+        // A forked child: freeing the instance needs the parent's message thread (and its
+        // locks may have been held by a thread that was not copied). The process leaks it.
+        (void) instance.release();
+        return;
+    }
     host->unregisterOwner (this);
     releaseInstances();
+}
+
+std::unique_lock<std::recursive_mutex> Plugin::lockForUse() const
+{
+    host->requireCreatingProcess();   // first: a forked child may inherit the mutex held
+    return std::unique_lock<std::recursive_mutex> (mutex);
 }
 
 void Plugin::releaseInstances()
@@ -133,7 +189,7 @@ juce::AudioPluginInstance& Plugin::live() const
 
 std::shared_ptr<Plugin> Plugin::clone() const
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     std::unique_lock<std::recursive_mutex> world (host->worldMutex());
     auto copy = std::shared_ptr<Plugin> (new Plugin (host, description, opts));
     world.unlock();
@@ -166,6 +222,9 @@ void Plugin::configureChannels()
     const int totalOut = p.getTotalNumOutputChannels();
     if (mainOut < 1)
         fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio output: fxgrad hosts audio effects");
+    if (totalIn < 1)
+        fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio input (an instrument or a generator): "
+              "fxgrad hosts audio effects, which process the audio they are given");
     const int c = opts.channels;
 
     // JUCE's LV2 host puts ungrouped sidechain ports (lv2:isSideChain, e.g. ZamComp's) into the
@@ -297,11 +356,12 @@ void Plugin::refreshParameterCache()
     }
 }
 
-void Plugin::requireIndex (int index) const
+int Plugin::requireIndex (int64_t index) const
 {
     if (index < 0 || index >= numParameters())
         fail (ErrorKind::Value, "parameter index " + std::to_string (index) + " out of range for '" + pluginInfo.name
               + "' (" + std::to_string (numParameters()) + " parameters)");
+    return (int) index;
 }
 
 int Plugin::findParameter (const std::string& name) const
@@ -338,7 +398,7 @@ float Plugin::juceValueFor (int index, float plain, float normalized) const
 
 void Plugin::setPlain (int index, float plain)
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     requireIndex (index);
     const auto& info = params[(size_t) index];
     if (! std::isfinite (plain))
@@ -369,7 +429,7 @@ void Plugin::store (int index, float plain, float normalized)
 
 float Plugin::getPlain (int index) const
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     requireIndex (index);
     const auto i = (size_t) index;
     return std::isnan (plainValues[i]) ? plainFor (index, normalizedValues[i]) : plainValues[i];
@@ -390,7 +450,7 @@ float Plugin::plainFor (int index, float normalized) const
 
 void Plugin::setNormalized (int index, float normalized)
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     requireIndex (index);
     live();
     const auto& info = params[(size_t) index];
@@ -402,14 +462,14 @@ void Plugin::setNormalized (int index, float normalized)
 
 float Plugin::getNormalized (int index) const
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     requireIndex (index);
     return normalizedValues[(size_t) index];
 }
 
 void Plugin::process (const float* input, int64_t inputStride, float* output, int64_t outputStride, int64_t numSamples)
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     auto& p = live();
     const int c = opts.channels;
     for (int ch = 0; ch < c; ++ch)
@@ -510,7 +570,7 @@ std::string Plugin::withPendingPortValues (std::string state) const
 
 void Plugin::reset()
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     auto& p = live();
     if (! freshState.empty()) {
         // fxgrad's own plugins restore their complete DSP state from a state chunk; the chunk of
@@ -543,7 +603,7 @@ void Plugin::reset()
 
 std::string Plugin::getState() const
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     // Values set since the last run have not reached a patch-parameter plugin yet.
     flushParameterMessages();
     juce::MemoryBlock block;
@@ -552,12 +612,65 @@ std::string Plugin::getState() const
         world.lock();
     live().getStateInformation (block);
     std::string state (static_cast<const char*> (block.getData()), block.getSize());
-    return isLv2() && ! pendingParameters.empty() ? withPendingPortValues (std::move (state)) : state;
+    if (isLv2() && ! pendingParameters.empty())
+        state = withPendingPortValues (std::move (state));
+    return stateMagic + std::to_string (stateVersion) + "\n" + stateOwner() + "\n" + std::to_string (state.size()) + " "
+           + hex (fnv1a (state, 0)) + "\n" + state;
+}
+
+std::string Plugin::stateOwner() const
+{
+    // LV2 plugins are their URI wherever the bundle lies; others their name and unique id.
+    std::string owner = description.pluginFormatName.toStdString() + " "
+                        + (isLv2() ? pluginInfo.identifier : pluginInfo.name + " " + hex ((uint32_t) description.uniqueId));
+    std::replace (owner.begin(), owner.end(), '\n', ' ');
+    return owner;
+}
+
+size_t Plugin::checkedStateData (const std::string& blob) const
+{
+    const auto describeMe = [&] { return "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")"; };
+    if (blob.compare (0, stateMagic.size(), stateMagic) != 0)
+        fail (ErrorKind::Value, "load_state: not a plugin state from fxgrad (Plugin.state gives one): "
+              + std::to_string (blob.size()) + " bytes starting '" + preview (blob) + "'");
+    const auto line = [&] (size_t from) {
+        const auto end = blob.find ('\n', from);
+        if (end == std::string::npos)
+            fail (ErrorKind::Value, "load_state: the state's header is cut short (" + std::to_string (blob.size()) + " bytes)");
+        return std::make_pair (blob.substr (from, end - from), end + 1);
+    };
+    const auto [version, ownerAt] = line (stateMagic.size());
+    if (version != std::to_string (stateVersion))
+        fail (ErrorKind::Value, "load_state: state format version '" + preview (version) + "'; this fxgrad reads version "
+              + std::to_string (stateVersion));
+    const auto [owner, sizeAt] = line (ownerAt);
+    if (owner != stateOwner())
+        fail (ErrorKind::Value, "load_state: the state belongs to another plugin (" + preview (owner, 200) + "), not to "
+              + describeMe());
+    const auto [sizeAndSum, dataAt] = line (sizeAt);
+    unsigned long long declared = 0;
+    char checksum[17] = {};
+    if (std::sscanf (sizeAndSum.c_str(), "%llu %16[0-9a-f]", &declared, checksum) != 2
+        || sizeAndSum != std::to_string (declared) + " " + checksum)
+        fail (ErrorKind::Value, "load_state: the state's header is damaged ('" + preview (sizeAndSum) + "')");
+    const auto actual = blob.size() - dataAt;
+    if (actual != declared)
+        fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is " + (actual < declared ? "truncated" : "too long")
+              + ": its header declares " + std::to_string (declared) + " bytes of plugin data, " + std::to_string (actual)
+              + " follow");
+    if (hex (fnv1a (blob, dataAt)) != checksum)
+        fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is corrupted: its data do not match its checksum");
+    // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.
+    if (description.pluginFormatName == "LADSPA" && actual != (size_t) numParameters() * sizeof (float))
+        fail (ErrorKind::Value, "load_state: a LADSPA state for " + describeMe() + " holds " + std::to_string (numParameters())
+              + " floats, this one " + std::to_string (actual) + " bytes");
+    return dataAt;
 }
 
 void Plugin::setState (const std::string& blob)
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
+    const size_t dataAt = checkedStateData (blob);   // before anything changes
     // Values set since the last run travel to a patch-parameter plugin in the next one: deliver
     // them first, or they would land after the restored state and override it.
     flushParameterMessages();
@@ -565,7 +678,7 @@ void Plugin::setState (const std::string& blob)
         std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
         if (isLv2())
             world.lock();
-        live().setStateInformation (blob.data(), (int) blob.size());
+        live().setStateInformation (blob.data() + dataAt, (int) (blob.size() - dataAt));
     }
     pendingParameters.clear();   // the state's values replace those set before
     flushParameterMessages();
@@ -585,7 +698,7 @@ void Plugin::flushParameterMessages() const
 
 int Plugin::latencySamples() const
 {
-    std::lock_guard<std::recursive_mutex> lock (mutex);
+    const auto lock = lockForUse();
     return live().getLatencySamples();
 }
 

@@ -46,8 +46,13 @@ public:
     const std::vector<ParameterInfo>& parameters() const { return params; }
     int numParameters() const { return (int) params.size(); }
 
+    /** Throws ErrorKind::Value for a sample rate, block size or channel count out of range. */
+    static void checkOptions (double sampleRate, int64_t blockSize, int64_t channels);
+
     /** Index of a parameter by id or name; throws ErrorKind::Key listing close matches. */
     int findParameter (const std::string& name) const;
+    /** `index` when it names a parameter; throws ErrorKind::Value otherwise. */
+    int requireIndex (int64_t index) const;
 
     void setPlain (int index, float plain);
     float getPlain (int index) const;
@@ -64,7 +69,12 @@ public:
     /** Clears DSP state: the instance is as freshly loaded with the current parameters. */
     void reset();
 
+    /** The plugin's state (parameters, and for fxgrad's own plugins the DSP state), in a
+        header naming the plugin, with the size and checksum of the plugin's data. */
     std::string getState() const;
+    /** Restores a state from getState() of this plugin (any instance, any options). Throws
+        ErrorKind::Value, leaving the plugin as it was, for anything else: arbitrary bytes, a
+        state of another plugin, a truncated or corrupted one. */
     void setState (const std::string& blob);
 
     int latencySamples() const;
@@ -84,7 +94,9 @@ private:
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
     void flushParameterMessages() const;
-    void requireIndex (int index) const;
+    std::unique_lock<std::recursive_mutex> lockForUse() const;
+    std::string stateOwner() const;
+    size_t checkedStateData (const std::string& blob) const;
     float juceValueFor (int index, float plain, float normalized) const;
     void store (int index, float plain, float normalized);
     float juceTarget (int index) const;

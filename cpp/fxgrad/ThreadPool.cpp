@@ -1,16 +1,43 @@
 #include "ThreadPool.h"
 
 #include <algorithm>
+#include <pthread.h>
+#include <system_error>
+
+#include "Errors.h"
+#include "Process.h"
 
 namespace fxgrad {
 
-ThreadPool::ThreadPool (int numThreads)
+ThreadPool::ThreadPool (int numThreads) : ownerProcess (processGeneration())
 {
-    for (int i = 1; i < std::max (1, numThreads); ++i)
-        workers.emplace_back ([this] { workerLoop(); });
+    const int wanted = std::max (1, numThreads);
+    try {
+        for (int i = 1; i < wanted; ++i)
+            workers.emplace_back ([this] { workerLoop(); });
+    } catch (const std::system_error& error) {
+        const auto started = workers.size();
+        stop();
+        fail (ErrorKind::Resource, "out of threads: the OS refused worker thread " + std::to_string (started + 1) + " of "
+              + std::to_string (wanted - 1) + " (" + error.code().message() + "); use fewer threads");
+    }
 }
 
 ThreadPool::~ThreadPool()
+{
+    if (ownerProcess != processGeneration()) {
+        // A forked child: the workers are the parent's. Joining them, or destroying condition
+        // variables that still count them as waiting, would wait for ever; the threads are
+        // left (leaked) and the condition variables start afresh.
+        new std::vector<std::thread> (std::move (workers));
+        pthread_cond_init (wake.native_handle(), nullptr);
+        pthread_cond_init (done.native_handle(), nullptr);
+        return;
+    }
+    stop();
+}
+
+void ThreadPool::stop()
 {
     {
         std::lock_guard<std::mutex> lock (mutex);
@@ -19,6 +46,7 @@ ThreadPool::~ThreadPool()
     wake.notify_all();
     for (auto& w : workers)
         w.join();
+    workers.clear();
 }
 
 void ThreadPool::drain()
@@ -55,6 +83,7 @@ void ThreadPool::workerLoop()
 
 void ThreadPool::run (int numTasks, const std::function<void (int)>& task)
 {
+    requireProcess (ownerProcess, "this rack's thread pool");
     if (numTasks <= 0)
         return;
     firstError = nullptr;

@@ -15,6 +15,7 @@ namespace fxgrad {
 
 class ThreadPool {
 public:
+    /** Throws ErrorKind::Resource, having stopped the threads it started, when the OS refuses one. */
     explicit ThreadPool (int numThreads);
     ~ThreadPool();
     ThreadPool (const ThreadPool&) = delete;
@@ -23,14 +24,17 @@ public:
     int size() const { return (int) workers.size() + 1; }
 
     /** Runs task(i) for i in [0, numTasks) and returns when all are done. The first exception
-        thrown by a task is rethrown here, after every task has finished. Not reentrant. */
+        thrown by a task is rethrown here, after every task has finished. Not reentrant.
+        Throws ErrorKind::Forked in a process forked from the pool's: its workers are not there. */
     void run (int numTasks, const std::function<void (int)>& task);
 
 private:
     void workerLoop();
     void drain();
+    void stop();
 
     std::vector<std::thread> workers;
+    uint64_t ownerProcess;   // processGeneration() when the workers started
     std::mutex mutex;
     std::condition_variable wake, done;
     const std::function<void (int)>* current = nullptr;   // guarded by the generation handshake

@@ -37,3 +37,42 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """:func:`atomic_write` of ``data``."""
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+class FolderLocked(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+class FolderLock:
+    """An advisory lock on ``folder`` (``fcntl.flock`` on ``folder/name``, a file that holds the
+    owner's PID while locked), so that two processes never write one folder at once.
+
+    Held until :meth:`release`, or until the process ends however it ends (the kernel drops
+    the lock with the file), so no stale lock outlives a crash. Raises :class:`FolderLocked`
+    naming the holder's PID when another open file holds it (another process, or another lock
+    object of this one)."""
+
+    def __init__(self, folder: PathLike, name: str):
+        import fcntl
+
+        self.path = Path(folder) / name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "unknown"
+            self._handle.close()
+            raise FolderLocked(
+                f"{self.path.parent} is in use by another run (PID {holder}, lock file {self.path})") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"{os.getpid()}\n")
+        self._handle.flush()
+
+    def release(self) -> None:
+        if self._handle.closed:
+            return
+        self._handle.truncate(0)  # the PID names a holder only while the lock is held
+        self._handle.close()  # closing the file drops the lock

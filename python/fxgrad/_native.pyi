@@ -52,7 +52,8 @@ class ParameterInfo:
     choices: List[Tuple[float, str]]
 
 class Plugin:
-    """One hosted plugin instance. Audio is float32 shaped (channels, samples)."""
+    """One hosted plugin instance. Audio is float32 shaped (channels, samples). Every call
+    raises RuntimeError in a process forked after the plugin was made (use 'spawn')."""
 
     @staticmethod
     def load(identifier: str, sample_rate: float, block_size: int, channels: int, hint: str = "") -> Plugin: ...
@@ -67,7 +68,7 @@ class Plugin:
     parameters: List[ParameterInfo]
     latency_samples: int
     has_dsp_snapshot: bool
-    state: bytes
+    state: bytes  # a header naming the plugin, the size and checksum of its data, then the data
     def parameter_index(self, name: str) -> int: ...
     def set(self, name: Union[str, int], value: float, normalized: bool = False) -> None:
         """Set a parameter in plain units (or normalised [0, 1]); raises KeyError for an unknown
@@ -77,7 +78,10 @@ class Plugin:
         """Process (channels, samples) float32 audio; stateful across calls; releases the GIL."""
     def reset(self) -> None:
         """Clear DSP state: the instance behaves as a fresh one with the current parameters."""
-    def load_state(self, state: bytes) -> None: ...
+    def load_state(self, state: Union[bytes, bytearray, memoryview]) -> None:
+        """Restore a ``state`` of this plugin (any instance, any options); ValueError, leaving the
+        plugin as it was, for anything else (arbitrary bytes, another plugin's state, a truncated
+        or corrupted one)."""
     def clone(self) -> Plugin:
         """A new instance with the same options, parameters and preset state (fresh DSP state)."""
 

@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.world.is_main:
         best = summary["best_loss"]
         print(f"trained to step {summary['step']} in {summary['elapsed_s']:.0f} s"
-              + (f"; best validation loss {best:.5g}" if best is not None else "")
+              + (f"; best {summary['best_by']} {best:.5g}" if best is not None else "")
               + ("; stopped early" if summary["stopped_early"] else "")
               + ("; time limit reached (--resume continues)" if summary["out_of_time"] else ""))
         print(f"checkpoint: {summary['checkpoint']}")
@@ -434,8 +434,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = bool(os.environ.get("FXGRAD_DEBUG"))
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
+    from .config import ConfigError  # not .checkpoint: scan and info need no torch
 
     try:
         return int(args.run(args) or 0)
@@ -454,16 +453,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             traceback.print_exc()
         print(f"fxgrad: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as error:
+    except (ValueError, RuntimeError, OSError, MemoryError) as error:  # CheckpointError is a ValueError
         if debug:
             traceback.print_exc()
         print(f"fxgrad: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        dist = sys.modules.get("torch.distributed")  # only a command that trained can have a group
         try:
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
+            if dist is not None and dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
         except Exception:
             pass

@@ -1,13 +1,14 @@
 """The training configuration: a YAML (or JSON/TOML) file read into typed, validated sections.
 
 Every key is checked: an unknown key (with a suggestion when it looks like a typo), a missing
-required key or a value of the wrong type raises :class:`ConfigError` naming the file and the
-dotted key. ``docs/training.md`` is the reference for every key.
+required key, a value of the wrong type or a number that is not finite (``.inf``, ``.nan``)
+raises :class:`ConfigError` naming the file and the dotted key. ``docs/training.md`` is the reference for every key.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -261,6 +262,12 @@ class Config:
                 "the plugins process whole blocks of each frame")
         if self.encoder.context < self.frame_size:
             raise ConfigError(f"encoder.context ({self.encoder.context}) must be >= frame_size ({self.frame_size})")
+        from .encoder import check_backbone_options
+
+        try:
+            check_backbone_options(self.encoder.backbone, self.encoder.options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"encoder.options: {error}") from None
         if not self.chain.plugins:
             raise ConfigError("chain.plugins must list at least one plugin")
         for k, entry in enumerate(self.chain.plugins):
@@ -452,6 +459,8 @@ def _coerce(tp, value: Any, key: str):
         number = _number(value)
         if number is None:
             raise wrong
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(number)
     if tp is str:
         if isinstance(value, str):

@@ -96,7 +96,7 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     say(format_table(["model vs best static", "margin"],
                      [[METRIC_TITLES[m], f"{gains[m]:+.1f}%"] for m in METRICS], align="lr"))
     say("")
-    say(f"trained {summary['step']} steps ({summary['epoch']} epochs), best validation loss "
+    say(f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
         f"{summary['best_loss']:.4g}; times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + f"; total {total:.0f} s")
     say("files:")

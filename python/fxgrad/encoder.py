@@ -7,6 +7,7 @@ a sigmoid, as in DeepAFx.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Optional, Sequence
 
@@ -330,6 +331,18 @@ class MobileNetV2Backbone(nn.Module):
 BACKBONES = {"inception": InceptionBackbone, "mobilenetv2": MobileNetV2Backbone}
 
 
+def check_backbone_options(backbone: str, options: Optional[dict]) -> None:
+    """Raise ``ValueError`` for an unknown backbone, or options it does not take (naming those
+    it does); ``in_channels`` is the encoder's to set."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+    accepted = [name for name in inspect.signature(BACKBONES[backbone]).parameters if name != "in_channels"]
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise ValueError(f"backbone {backbone!r} takes no option {', '.join(map(repr, unknown))}; "
+                         f"it takes: {', '.join(accepted)}")
+
+
 class Encoder(nn.Module):
     """Predicts normalised effect parameters for a frame from its surrounding context.
 
@@ -372,8 +385,7 @@ class Encoder(nn.Module):
             raise ValueError(
                 f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}"
             )
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        check_backbone_options(backbone, backbone_options)
         self.num_parameters = int(num_parameters)
         self.sample_rate = int(sample_rate)
         self.frame_size = int(frame_size)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import atexit
+import copyreg
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _native
+from ._checks import integer
 
 # Plugin instances must go before JUCE does, whatever order the interpreter frees objects in.
 atexit.register(_native.shutdown)
@@ -101,18 +104,46 @@ def load(
 
     Raises:
         FileNotFoundError: the path does not exist.
-        PluginLoadError: not a plugin, or it failed to instantiate (the message says why).
-        ValueError: a bad sample rate, block size or channel count.
+        PluginLoadError: not a plugin, not a regular file or bundle, a plugin without an audio
+            input or output, or it failed to instantiate (the message says why).
+        TypeError: a fractional or non-numeric block size or channel count.
+        ValueError: a sample rate, block size or channel count out of range, or a NUL character
+            in the identifier.
     """
+    if not isinstance(identifier, (str, os.PathLike)):
+        raise TypeError(f"identifier must be a URI or path (str or os.PathLike), got {type(identifier).__name__}")
+    if not isinstance(plugin, str):
+        raise TypeError(f"plugin must be a str (a URI or name), got {type(plugin).__name__}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"sample_rate must be a number (Hz), got {sample_rate!r}")
+    block_size, channels = integer(block_size, "block_size"), integer(channels, "channels")
     source = _resolve_source(identifier)
     if isolated:
         from .isolated import IsolatedPlugin
 
         return IsolatedPlugin(source, sample_rate, block_size, channels, plugin, timeout_s)
-    loaded = _native.Plugin.load(source, float(sample_rate), int(block_size), int(channels), plugin)
+    loaded = _native.Plugin.load(source, float(sample_rate), block_size, channels, plugin)
     loaded._source = os.fspath(identifier)
     loaded._hint = plugin
     return loaded
+
+
+def _rebuild(source: str, sample_rate: float, block_size: int, channels: int, plugin: str,
+             state: bytes) -> _native.Plugin:
+    loaded = load(source, sample_rate, block_size, channels, plugin)
+    loaded.load_state(state)
+    return loaded
+
+
+def _reduce(plugin: _native.Plugin):
+    """A pickled plugin is loaded afresh where it is unpickled (a 'spawn' worker process, say)
+    from the identifier it was loaded by, with its state: parameters, and the DSP state for
+    fxgrad's own plugins."""
+    return _rebuild, (getattr(plugin, "_source", plugin.identifier), plugin.sample_rate, plugin.block_size,
+                      plugin.channels, getattr(plugin, "_hint", ""), plugin.state)
+
+
+copyreg.pickle(_native.Plugin, _reduce)
 
 
 def scan(paths: Optional[Iterable[PathLike]] = None, include_own: bool = True) -> List[_native.PluginInfo]:

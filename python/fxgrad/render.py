@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ._device import usable_device
 from ._files import atomic_write_bytes
 from .checkpoint import load_checkpoint
 from .encoder import Encoder
@@ -201,8 +202,8 @@ class TrainedModel:
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "TrainedModel":
+        device = usable_device(device) if isinstance(device, str) else device
         state = load_checkpoint(path)
-        device = torch.device(device)
         encoder = Encoder(**state["encoder"])
         encoder.load_state_dict(state["model"])
         encoder.to(device).eval()
@@ -274,8 +275,9 @@ def plot_render(
     duration = np.shape(input_audio)[-1] / sample_rate
     for axis, (label, audio) in zip(axes, panels):
         mono = np.asarray(audio, np.float64).mean(axis=0)
+        # Zero padding at the ends, not reflection: a clip shorter than the window still plots.
         spectrum = torch.stft(torch.from_numpy(mono), 1024, 256, window=torch.hann_window(1024, dtype=torch.float64),
-                              return_complex=True).abs().numpy()
+                              pad_mode="constant", return_complex=True).abs().numpy()
         decibels = 20 * np.log10(spectrum + 1e-7)
         axis.imshow(decibels, origin="lower", aspect="auto", cmap="magma", vmin=decibels.max() - 80,
                     vmax=decibels.max(), extent=(0, duration, 0, sample_rate / 2000))
@@ -341,15 +343,14 @@ def apply_file(
     (default: OUTPUT with ``.params.csv``) and the plot (default: OUTPUT with ``.png``); returns
     their paths.
     """
-    model = TrainedModel.from_checkpoint(checkpoint, device)
-    audio = read_audio(input_path, model.sample_rate, model.channels)
-    chain = model.new_chain()
-    output, thetas = model.render(audio, chain)
     output_path = Path(output_path)
+    if output_path.suffix.lower() not in (".wav", ".flac"):
+        raise ValueError(f"{output_path}: write .wav or .flac")
     params_path = Path(params_path) if params_path else output_path.with_suffix(".params.csv")
     plot_path = Path(plot_path) if plot_path else output_path.with_suffix(".png")
-    write_audio(output_path, output, model.sample_rate)
-    write_parameter_csv(params_path, chain, thetas, model.frame_size)
+    # Every input is read and checked before any output is written.
+    model = TrainedModel.from_checkpoint(checkpoint, device)
+    audio = read_audio(input_path, model.sample_rate, model.channels)
     target = None
     if target_path is not None:
         target = read_audio(target_path, model.sample_rate, model.channels)
@@ -357,9 +358,13 @@ def apply_file(
             length = min(target.shape[-1], audio.shape[-1])
             target = target[:, :length]
     reference = read_parameter_csv(reference_params, model.names) if reference_params else None
+    chain = model.new_chain()
+    output, thetas = model.render(audio, chain)
     plot_render(plot_path, model.sample_rate, model.frame_size, model.names, thetas, audio, output, target,
                 reference, title=f"{Path(input_path).name} through {' -> '.join(_plugin_names(model.chain_config))}",
                 plugin_names=_plugin_names(model.chain_config))
+    write_audio(output_path, output, model.sample_rate)
+    write_parameter_csv(params_path, chain, thetas, model.frame_size)
     return {"audio": output_path, "params": params_path, "plot": plot_path}
 
 

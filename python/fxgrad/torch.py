@@ -14,11 +14,81 @@ import torch
 from torch import nn
 
 from . import _native
+from ._checks import available_memory, cores, format_bytes, integer, resident_bytes, thread_headroom
 from .host import Chain
 
 STRATEGIES = ("lockstep", "replay", "snapshot")
 ESTIMATORS = ("two-sided", "one-sided", "fd")
 ISOLATIONS = ("none", "process")
+
+#: The smallest SPSA step: 256 float32 steps (ulps) of any normalised value in [0, 1], so that
+#: theta +- eps survives rounding within 0.4 %; a smaller step rounds to theta itself, and the
+#: estimate divides by zero (NaN gradients).
+MIN_EPS = 2.0**-16
+#: Native worker threads per core a layer may start: plugins are CPU-bound, so more threads
+#: only add switching, and each one takes a share of the OS thread limit.
+THREADS_PER_CORE = 8
+#: Perturbations averaged per step at most: a step renders 2K perturbed frames per lane, and
+#: the estimate's variance falls only as 1/K (the "fd" estimator is exact with 2P renders).
+MAX_PERTURBATIONS = 4096
+# One chain instance takes at least this much memory; a rack that fits even at the generous
+# figure is not measured.
+_MIN_CHAIN_BYTES = 256 * 1024
+_GENEROUS_CHAIN_BYTES = 64 * 1024 * 1024
+
+
+def chains_per_lane(strategy: str, estimator: str, perturbations: int, parameters: int) -> int:
+    """Chain instances a lane of the native rack owns: its centre and its evaluators (lockstep:
+    one per perturbed evaluation; replay/snapshot: at most two, restored before each)."""
+    evaluations = 2 * parameters if estimator == "fd" else perturbations * (1 if estimator == "one-sided" else 2)
+    return 1 + (evaluations if strategy == "lockstep" else min(evaluations, 2))
+
+
+def _chain_bytes(chain: _native.Chain) -> int:
+    """Memory one more instance of ``chain`` takes, measured on a clone (at least
+    ``_MIN_CHAIN_BYTES``: a freed heap may hand a clone memory it already holds)."""
+    before = resident_bytes()
+    probe = chain.clone()
+    after = resident_bytes()
+    del probe
+    return max(_MIN_CHAIN_BYTES, (after or 0) - (before or 0))
+
+
+def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strategy: str, estimator: str,
+                   replay_samples: int, threads: int) -> None:
+    """Raise ``ValueError`` with the figures when a rack of these settings needs more threads
+    than this machine can run or more memory than it has available (checked before any lane
+    exists: an oversized rack would otherwise run for minutes and starve the machine)."""
+    if not 1 <= perturbations <= MAX_PERTURBATIONS:
+        raise ValueError(f"perturbations must be between 1 and {MAX_PERTURBATIONS}, got {perturbations}")
+    count = cores()
+    allowed = THREADS_PER_CORE * count
+    headroom, limit = thread_headroom()
+    if headroom is not None:
+        allowed = max(1, min(allowed, headroom // 2))
+    if threads > allowed:
+        os_note = ("" if headroom is None else
+                   f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad")
+        raise ValueError(f"threads={threads} is more than this machine can run: at most {allowed} "
+                         f"({THREADS_PER_CORE} per core on {count} cores{os_note})")
+    available, source = available_memory()
+    if available is None:
+        return
+    per_lane_chains = chains_per_lane(strategy, estimator, perturbations, chain.num_parameters)
+    # Replay keeps each lane's recent input (and the perturbed renders' outputs as large).
+    history = 2 * 4 * chain.channels * replay_samples if strategy == "replay" else 0
+    if lanes * (per_lane_chains * _GENEROUS_CHAIN_BYTES + history) <= available:
+        return
+    per_chain = _chain_bytes(chain)
+    per_lane = per_lane_chains * per_chain + history
+    if lanes * per_lane > available:
+        raise ValueError(
+            f"lanes={lanes} needs {lanes * per_lane_chains} plugin chain instances ({per_lane_chains} per lane with "
+            f"strategy {strategy!r}, estimator {estimator!r}, perturbations={perturbations}), at least "
+            f"{format_bytes(lanes * per_lane)} ({format_bytes(per_chain)} per instance, measured on one"
+            + (f", and {format_bytes(history)} of replay history per lane" if history else "")
+            + f"); {format_bytes(available)} of memory is available ({source}): at most {available // per_lane} "
+            f"lanes would fit")
 
 
 class _Staging:
@@ -91,7 +161,7 @@ class PluginLayer(nn.Module):
             parameters learned).
         lanes: M, the batch size: lane m keeps its own plugin instances and must receive the
             consecutive frames of one clip; call :meth:`reset_lanes` when a lane changes clip.
-        eps: SPSA step in normalised parameter units (DeepAFx: 0.01).
+        eps: SPSA step in normalised parameter units (DeepAFx: 0.01), in [``MIN_EPS``, 0.5).
         perturbations: K perturbations averaged per step.
         strategy: where perturbed evaluations start from. ``"lockstep"`` (DeepAFx: extra
             instances stream along with their own perturbed settings, so their state drifts from
@@ -109,7 +179,8 @@ class PluginLayer(nn.Module):
             (``bench/gradient_fidelity.py``: 1 s brings it to about 0.2 %, at 4x the renders).
             Lockstep evaluators render only frames whose forward records (``theta`` requires
             grad): a forward under ``torch.no_grad`` is a gap in their input.
-        threads: native render threads (default: all cores), over all workers with isolation.
+        threads: native render threads, over all workers with isolation (default: all cores; at
+            most ``THREADS_PER_CORE`` per core and half the threads the OS still allows).
         seed: perturbations come from a counter-based generator keyed on (seed, step, lane, k):
             gradients are bit-identical for any thread or worker count, isolated or not.
         isolation: ``"none"`` (lanes in this process) or ``"process"`` (lanes in sandboxed worker
@@ -133,6 +204,10 @@ class PluginLayer(nn.Module):
     lanes faulted in the last step; :meth:`take_faults` returns the reports, with the plugin, the
     kind of fault (signal name, timeout, NaN), the lane and the normalised and plain parameter
     values that were being rendered: a reproducer to pin or clamp.
+
+    Raises ``TypeError`` for a non-integer count or a non-floating-point tensor, ``ValueError``
+    for a value out of range, including a rack that needs more threads or memory than this
+    machine has (the message gives the figures; checked before the lanes are made).
 
     Shapes: ``x`` (M, C, N) audio, ``theta`` (M, P) in [0, 1]; returns (M, C, N). N must be a
     multiple of the chain's block size. CUDA tensors are staged through pinned host memory and
@@ -169,18 +244,34 @@ class PluginLayer(nn.Module):
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
-        if replay_samples is None:
-            replay_samples = int(round(0.25 * chain.sample_rate))
+        lanes = integer(lanes, "lanes")
+        perturbations = integer(perturbations, "perturbations")
+        replay_samples = (int(round(0.25 * chain.sample_rate)) if replay_samples is None
+                          else integer(replay_samples, "replay_samples"))
+        threads = (os.cpu_count() or 1) if threads is None else integer(threads, "threads")
+        seed = integer(seed, "seed")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+            raise TypeError(f"eps must be a number, got {eps!r}")
+        if not MIN_EPS <= eps < 0.5:
+            raise ValueError(f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
+                             f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}")
+        for name, value in (("lanes", lanes), ("threads", threads)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if replay_samples < 0:
+            raise ValueError(f"replay_samples must be >= 0, got {replay_samples}")
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator
         self.eps = float(eps)
-        self.perturbations = int(perturbations)
+        self.perturbations = perturbations
         self.rack = _native.Rack(
-            chain, int(lanes), float(eps), int(perturbations), strategy, estimator,
-            int(replay_samples), int(threads or os.cpu_count() or 1), int(seed),
-            isolation, int(workers), float(timeout_s or 0.0), os.fspath(worker_log) if worker_log else "",
-            int(max_faults), int(max_faults_per_minute),
+            chain, lanes, self.eps, perturbations, strategy, estimator, replay_samples, threads, seed,
+            isolation, integer(workers, "workers"), float(timeout_s or 0.0), os.fspath(worker_log) if worker_log else "",
+            integer(max_faults, "max_faults"), integer(max_faults_per_minute, "max_faults_per_minute"),
         )
         self.isolation = isolation
         self._staging = _Staging()
@@ -205,6 +296,12 @@ class PluginLayer(nn.Module):
         self.rack.step = int(value)
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        for name, tensor in (("x", x), ("theta", theta)):
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+            if not tensor.dtype.is_floating_point:
+                raise TypeError(
+                    f"{name} must be a floating-point tensor (the plugins render float32), got {tensor.dtype}")
         if x.dim() != 3:
             raise ValueError(f"x must be (lanes, channels, samples), got shape {tuple(x.shape)}")
         if theta.dim() != 2:

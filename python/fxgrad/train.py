@@ -39,6 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ._device import usable_device
+from ._files import FolderLock, FolderLocked
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ConfigError, PairsSection
 from .data import FrameStreamer, PairedAudioDataset
@@ -51,6 +53,7 @@ from .torch import PluginLayer
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+LOCK = "train.lock"
 STATIC = "static.json"
 LOG = "log.csv"
 
@@ -104,16 +107,10 @@ def init_distributed(device: str = "auto") -> World:
 
 
 def resolve_device(preference: str, world: World) -> torch.device:
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device: cuda was asked for but no CUDA device is available (use device: auto or cpu)")
-        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
     try:
-        return torch.device(preference)
-    except RuntimeError as error:
-        raise TrainingError(f"device: {preference!r} is not a torch device ({error})") from None
+        return usable_device(preference, world.local_rank)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
 
 
 def _seed_everything(seed: int) -> None:
@@ -266,6 +263,27 @@ def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, v
     return loss_fn(output, target)
 
 
+def _spsa_settings(config: Config) -> str:
+    """The settings that shape a training step's gradient, for error messages."""
+    s, t = config.spsa, config.train
+    return (f"spsa.eps={s.eps:g}, spsa.estimator={s.estimator}, spsa.strategy={s.strategy}, "
+            f"spsa.perturbations={s.perturbations}, train.lr={t.lr:g}, train.grad_clip={t.grad_clip}, "
+            f"loss.type={config.loss.type}")
+
+
+def require_finite_loss(loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor, config: Config,
+                        where: str) -> None:
+    """Raise :class:`TrainingError` before a non-finite loss reaches the gradient, naming the
+    loss and the peaks of what it compared (audio is expected within about +-1)."""
+    if bool(torch.isfinite(loss)):
+        return
+    raise TrainingError(
+        f"{where}: the loss is {float(loss.detach())} (loss.type={config.loss.type}); the target frames peak at "
+        f"{float(target.detach().abs().max()):.3g} and the plugins' output at {float(output.detach().abs().max()):.3g} "
+        "(audio is expected within about +-1: check the data); the optimiser step was not applied and nothing was "
+        "saved")
+
+
 def _logit(p: torch.Tensor) -> torch.Tensor:
     p = p.clamp(0.01, 0.99)
     return torch.log(p) - torch.log1p(-p)
@@ -357,12 +375,33 @@ class Trainer:
             by default it goes to ``RUN_DIR/plugins.log``.
 
     Files in ``config.run_dir``: ``checkpoint.pt`` (latest), ``best.pt`` (best validation
-    loss), ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``, and with
-    isolated plugins ``plugins.log`` (what they printed) and ``faults.jsonl`` (their faults).
+    loss; without validation clips, best mean training loss of an epoch: :attr:`best_by`),
+    ``log.csv``, ``config.yaml`` (the resolved config), ``tensorboard/``, ``train.lock`` (held,
+    with the PID, while a trainer writes the folder: a second one is refused), and with isolated
+    plugins ``plugins.log`` (what they printed) and ``faults.jsonl`` (their faults).
     """
 
     def __init__(self, config: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
                  callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = (), plugin_output: bool = False):
+        self._lock: Optional[FolderLock] = None
+        self.log: Optional[RunLog] = None
+        try:
+            self._setup(config, resume, overwrite, progress, callbacks, plugin_output)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the log and release the run folder (:meth:`fit` does at its end)."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _setup(self, config: Config, resume: bool, overwrite: bool, progress: bool,
+               callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]], plugin_output: bool) -> None:
         self.config = config
         self.world = init_distributed(config.device)
         self.device = resolve_device(config.device, self.world)
@@ -371,6 +410,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._stop_requested = False
         self._stop_reason = ""
+        checkpoint = self.run_dir / CHECKPOINT
+        if not resume and not overwrite and checkpoint.is_file():
+            raise TrainingError(
+                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
         _seed_everything(config.seed)
 
         self.chain = build_chain(config)
@@ -379,9 +422,27 @@ class Trainer:
         self.defaults = self._starting_settings(config.train.start_from)
         self.groups = [int(name.partition(".")[0]) for name in self.names]
         self.stages = sorted(set(self.groups))
+        s = config.spsa
+        self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
+        self.faults = FaultLog(self.run_dir, self._note)
+        try:  # the plugins and the machine's limits are checked before any data is generated
+            self.layer = spsa_layer(self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank,
+                                    self.plugin_log)
+        except ValueError as error:
+            raise TrainingError(f"spsa: {error}") from None
+        if self.world.is_main:  # all that can be checked is checked: the run folder is written from here on
+            try:
+                self._lock = FolderLock(self.run_dir, LOCK)
+            except FolderLocked as error:
+                raise TrainingError(f"{error}; wait for it to finish, or train into another output_dir") from None
 
         self.splits = prepare_data(config, self.world, self.progress)
-        self.encoder = Encoder(**config.encoder_kwargs(self.num_parameters)).to(self.device)
+        try:
+            self.encoder = Encoder(**config.encoder_kwargs(self.num_parameters)).to(self.device)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{config.source or 'config'}: encoder: {error}") from None
         t = config.train
         self.pipeline = bool(t.pipeline)
         if self.world.distributed and not self.pipeline:
@@ -395,13 +456,6 @@ class Trainer:
                 for tensor in self.encoder.state_dict().values():
                     dist.broadcast(tensor, 0)
 
-        s = config.spsa
-        self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
-        self.faults = FaultLog(self.run_dir, self._note)
-        self.layer = spsa_layer(self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank,
-                                self.plugin_log)
         self.streamer = self._streamer(self.splits.train, offset=0)
         self.pretrain_streamer = self._streamer(self.splits.train, offset=1) if t.pretrain_steps else None
         self.loss_fn = build_loss(config).to(self.device)
@@ -425,20 +479,15 @@ class Trainer:
         self.elapsed = 0.0
         self._pending_stream: Optional[dict] = None  # pipelined: the stream before the prefetched batch
 
-        checkpoint = self.run_dir / CHECKPOINT
         if resume and checkpoint.is_file():
             self._restore(load_checkpoint(checkpoint))
         elif resume:
             self._note(f"no checkpoint in {self.run_dir} to resume; starting from scratch")
-        elif checkpoint.is_file() and not overwrite:
-            raise TrainingError(
-                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
         elif overwrite and self.world.is_main:
             for name in (CHECKPOINT, BEST, LOG):
                 (self.run_dir / name).unlink(missing_ok=True)
         if self.world.distributed:
             dist.barrier()
-        self.log: Optional[RunLog] = None
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             import yaml
@@ -504,6 +553,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
 
+    @property
+    def best_by(self) -> str:
+        """What ``best.pt``, the learning-rate schedule and early stopping follow: ``"validation
+        loss"``, or without validation clips ``"epoch training loss"`` (the mean loss of an
+        epoch's training steps; it measures fit to the training clips, not generalisation)."""
+        return "validation loss" if self.splits.valid is not None else "epoch training loss"
+
     def _stream_state(self) -> dict:
         return self._pending_stream if self._pending_stream is not None else self.streamer.state_dict()
 
@@ -554,7 +610,14 @@ class Trainer:
         return {"train": self.splits.train.fingerprint(), "valid": valid.fingerprint() if valid is not None else None}
 
     def save(self, name: str = CHECKPOINT) -> Optional[Path]:
-        """Write a checkpoint (rank 0; every rank must call this under DDP)."""
+        """Write a checkpoint (rank 0; every rank must call this under DDP). Refuses encoder
+        weights that are not finite: such a checkpoint could only be resumed into NaNs."""
+        broken = [key for key, tensor in self.encoder.state_dict().items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if broken:
+            listed = ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")
+            raise TrainingError(f"not writing {self.run_dir / name}: {len(broken)} encoder tensors hold NaN or Inf "
+                                f"({listed}; {_spsa_settings(self.config)})")
         state = self.state_dict()
         path = None
         if self.world.is_main:
@@ -660,10 +723,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def _clip_gradients(self) -> float:
+    def _clip_gradients(self, phase: str = "train") -> float:
         clip = self.config.train.grad_clip
-        norm = torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), clip if clip else math.inf)
-        return float(norm)
+        norm = float(torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), clip if clip else math.inf))
+        if not math.isfinite(norm):
+            counter = self.pretrain_step if phase == "pretrain" else self.step
+            raise TrainingError(f"{phase} step {counter + 1}: the encoder's gradient is {norm} "
+                                f"({_spsa_settings(self.config)}); the optimiser step was not applied and nothing "
+                                "was saved")
+        return norm
 
     def _pretrain_step(self) -> Dict[str, Any]:
         batch = next(self.pretrain_streamer)
@@ -674,7 +742,7 @@ class Trainer:
         loss.backward()
         if self.world.distributed and self.model is self.encoder:  # pipelined runs: no DDP wrapper
             _average_gradients(self.encoder.parameters(), self.world.world_size)
-        norm = self._clip_gradients()
+        norm = self._clip_gradients("pretrain")
         self.pretrain_optimizer.step()
         return {"loss": float(loss.detach()), "grad_norm": norm}
 
@@ -686,7 +754,9 @@ class Trainer:
             self.layer.reset_lanes(batch.reset)
         theta = self._masked(self.model(batch.context.to(self.device)))
         output = self.layer(batch.frame.to(self.device), theta)
-        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), self._healthy(batch.valid_samples))
+        target = batch.target.to(self.device)
+        loss = frame_loss(self.loss_fn, output, target, self._healthy(batch.valid_samples))
+        require_finite_loss(loss, output, target, self.config, f"train step {self.step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         faults = self._faults_after_step()
@@ -751,7 +821,9 @@ class Trainer:
     def _plugin_work(self, theta: torch.Tensor, batch) -> tuple:
         leaf = theta.detach().requires_grad_(True)
         output = self.layer(batch.frame.to(self.device), leaf)
-        loss = frame_loss(self.loss_fn, output, batch.target.to(self.device), self._healthy(batch.valid_samples))
+        target = batch.target.to(self.device)
+        loss = frame_loss(self.loss_fn, output, target, self._healthy(batch.valid_samples))
+        require_finite_loss(loss, output, target, self.config, f"train step {self.step + 1}")
         loss.backward()
         return self._healthy_mean(loss), leaf.grad
 
@@ -861,7 +933,7 @@ class Trainer:
             if self.world.distributed:
                 dist.broadcast_object_list(result, 0)
             valid_loss = result[0]
-        monitor = valid_loss if valid_loss is not None else train_loss
+        monitor = valid_loss if valid_loss is not None else train_loss  # see best_by
         self.scheduler.step(monitor)
         improved = monitor < self.best
         if improved:
@@ -911,9 +983,7 @@ class Trainer:
                 self._run_phase("train")
         finally:
             restore()
-            if self.log is not None:
-                self.log.close()
-                self.log = None
+            self.close()
         if self.world.distributed:
             self.check_replicas()
         return self.summary()
@@ -935,6 +1005,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best_loss": None if math.isinf(self.best) else self.best,
+            "best_by": self.best_by,
             "stopped_early": self.stopped_early,
             "out_of_time": self.out_of_time,
             "elapsed_s": self.elapsed,
@@ -1078,8 +1149,8 @@ class Trainer:
                 raise KeyboardInterrupt
             name = signal.Signals(signum).name
             self.request_stop(f"{name} received")
-            self._note(f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to abort "
-                       "without saving)")
+            self._note(f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to stop at "
+                       "once: the checkpoint then holds the last completed step)")
 
         for number in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -1096,11 +1167,14 @@ class Trainer:
     def describe(self) -> str:
         c = self.config
         chain = " -> ".join(p.name for p in self.chain.plugins)
+        valid = self.splits.valid
         parts = [
             f"run folder {self.run_dir}",
             f"chain {chain}; learned {', '.join(self.names)}",
-            f"{len(self.splits.train)} training clips, "
-            f"{len(self.splits.valid) if self.splits.valid is not None else 0} validation clips",
+            f"{len(self.splits.train)} training clips, " + (
+                f"{len(valid)} validation clips" if valid is not None else
+                "no validation clips (no data.valid, and data.valid_split takes clips only from 2 or more): best.pt, "
+                "the learning-rate schedule and early stopping follow each epoch's mean training loss"),
             f"{c.spsa.lanes} lanes x {self.world.world_size} process(es), frames of {c.frame_size} samples with "
             f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
             f"{sum(p.numel() for p in self.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
@@ -1161,14 +1235,17 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
 
     _seed_everything(config.seed)
     chain = build_chain(config)
-    train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
     section = config.fit_static
     lanes = section.lanes or config.spsa.lanes
     run_dir = Path(output).parent if output else config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    layer = spsa_layer(chain, config, lanes, config.spsa.threads or os.cpu_count() or 1, config.seed * 1_000_003 + 99,
-                       run_dir / PLUGIN_LOG)
+    try:  # before any data is generated
+        layer = spsa_layer(chain, config, lanes, config.spsa.threads or os.cpu_count() or 1,
+                           config.seed * 1_000_003 + 99, run_dir / PLUGIN_LOG)
+    except ValueError as error:
+        raise TrainingError(f"spsa: {error}") from None
     faults = FaultLog(run_dir, tqdm.write)
+    train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
     streamer = FrameStreamer(train_set, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
                              min_clip_frames=config.data.min_clip_frames)
     loss_fn = build_loss(config)
@@ -1189,14 +1266,17 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
         output_audio = layer(batch.frame, theta)
         faulted = layer.faulted
         loss = frame_loss(loss_fn, output_audio, batch.target, batch.valid_samples.masked_fill(faulted, 0))
+        require_finite_loss(loss, output_audio, batch.target, config, f"fit-static step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         faulted = layer.faulted
         faults.record(layer.take_faults(), "fit-static", step + 1)
         if bool(faulted.any()):
             streamer.retire(faulted.nonzero().squeeze(1).tolist())
-        if clip:
-            torch.nn.utils.clip_grad_norm_([logits], clip)
+        norm = float(torch.nn.utils.clip_grad_norm_([logits], clip if clip else math.inf))
+        if not math.isfinite(norm):
+            raise TrainingError(f"fit-static step {step + 1}: the gradient is {norm} ({_spsa_settings(config)}); "
+                                "nothing was saved")
         optimizer.step()
         schedule.step()
         value = float(loss.detach())
