@@ -221,6 +221,22 @@ def spsa_layer(chain: Chain, config: Config, lanes: int, threads: int, seed: int
                        **common)
 
 
+def _checked_layer(run_dir: Path, build: Callable[[], PluginLayer]) -> PluginLayer:
+    """``build()`` with the run folder present (isolated workers write their output there); a
+    setting it refuses is a :class:`TrainingError`, and a folder made for it is removed again:
+    nothing is written before the inputs are validated."""
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return build()
+    except ValueError as error:
+        if made:
+            for leftover in (run_dir / PLUGIN_LOG,):
+                leftover.unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise TrainingError(f"spsa: {error}") from None
+
+
 class FaultLog:
     """Plugin faults of a run: one JSON line each in ``RUN_DIR/faults.jsonl`` (the reproducer:
     plugin, kind, lane, step, normalised and plain parameter values) and a one-line note."""
@@ -424,14 +440,11 @@ class Trainer:
         self.stages = sorted(set(self.groups))
         s = config.spsa
         self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
         self.faults = FaultLog(self.run_dir, self._note)
-        try:  # the plugins and the machine's limits are checked before any data is generated
-            self.layer = spsa_layer(self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank,
-                                    self.plugin_log)
-        except ValueError as error:
-            raise TrainingError(f"spsa: {error}") from None
+        # The plugins and the machine's limits are checked before any data is generated.
+        self.layer = _checked_layer(self.run_dir, lambda: spsa_layer(
+            self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank, self.plugin_log))
         if self.world.is_main:  # all that can be checked is checked: the run folder is written from here on
             try:
                 self._lock = FolderLock(self.run_dir, LOCK)
@@ -1238,12 +1251,9 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     section = config.fit_static
     lanes = section.lanes or config.spsa.lanes
     run_dir = Path(output).parent if output else config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:  # before any data is generated
-        layer = spsa_layer(chain, config, lanes, config.spsa.threads or os.cpu_count() or 1,
-                           config.seed * 1_000_003 + 99, run_dir / PLUGIN_LOG)
-    except ValueError as error:
-        raise TrainingError(f"spsa: {error}") from None
+    layer = _checked_layer(run_dir, lambda: spsa_layer(  # before any data is generated
+        chain, config, lanes, config.spsa.threads or os.cpu_count() or 1, config.seed * 1_000_003 + 99,
+        run_dir / PLUGIN_LOG))
     faults = FaultLog(run_dir, tqdm.write)
     train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
     streamer = FrameStreamer(train_set, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
