@@ -307,6 +307,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print("fxgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`fxgrad scan | head`): no traceback, nothing more to write.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ConfigError as error:
         if debug:
             traceback.print_exc()
