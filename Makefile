@@ -49,9 +49,14 @@ $(VENV)/.ready: pyproject.toml
 
 venv: deps $(VENV)/.ready
 
-# An in-place build: python/fxgrad/ receives the extension and the plugin bundles.
+# An in-place build: python/fxgrad/ receives the extension and the plugin bundles. It compiles
+# with the compilers Python's sysconfig names, as scikit-build-core's wheel builds do, so that
+# ccache serves the objects of one to the other.
+SYSCONFIG_COMPILER = $$($(PY) -c "import sysconfig, itertools; print(' '.join(itertools.takewhile( \
+	lambda t: not t.startswith('-'), (sysconfig.get_config_var('$(1)') or '$(2)').split())))")
 build: venv
-	@[ -f $(BUILD)/build.ninja ] || $(VENV)/bin/cmake -S . -B $(BUILD) -G Ninja -DFXGRAD_INPLACE=ON \
+	@[ -f $(BUILD)/build.ninja ] || CC="$(call SYSCONFIG_COMPILER,CC,cc)" CXX="$(call SYSCONFIG_COMPILER,CXX,c++)" \
+		$(VENV)/bin/cmake -S . -B $(BUILD) -G Ninja -DFXGRAD_INPLACE=ON \
 		-DPython_EXECUTABLE=$(CURDIR)/$(PY) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir)
 	$(VENV)/bin/cmake --build $(BUILD) -j$(JOBS)
 
