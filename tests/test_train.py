@@ -384,6 +384,19 @@ def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
     assert streams[0]["order"] != streams[1]["order"] or streams[0]["lane_clip"] != streams[1]["lane_clip"]
 
 
+def test_evaluation_margins_are_absolute_where_the_baseline_is_near_zero():
+    from fxgrad.evaluate import margins, report
+
+    systems = {"model": {"mfcc_cosine": 0.002, "mrstft": 0.30, "loudness_lu": 0.95},
+               "best static": {"mfcc_cosine": 0.006, "mrstft": 0.60, "loudness_lu": 0.0001},
+               "plugin defaults": {"mfcc_cosine": 0.007, "mrstft": 0.7, "loudness_lu": 2.0},
+               "unprocessed": {"mfcc_cosine": 0.008, "mrstft": 0.9, "loudness_lu": 4.0}}
+    texts = margins(systems)
+    assert texts == {"mfcc_cosine": "+66.7%", "mrstft": "+50.0%", "loudness_lu": "-0.9499 LU abs"}
+    text = report({"systems": systems, "clips": [{}], "data": "clips"})
+    assert "loudness err (LU) -0.9499 LU abs" in text and "under 1% of the unprocessed input's" in text
+
+
 def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, capsys):
     from fxgrad.cli import main
 
@@ -398,8 +411,11 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
     test_dir = Path(raw["data"]["synthetic"]["folder"]) / "test"
     clip = sorted((test_dir / "input").glob("*.wav"))[0]
     output = tmp_path / "out" / "rendered.wav"
+    capsys.readouterr()
     assert main(["apply", str(run / CHECKPOINT), str(clip), str(output), "--target",
                  str(test_dir / "target" / clip.name)]) == 0
+    out = capsys.readouterr().out
+    assert "input:" not in out and f"{output} (22050 Hz, 1 channel(s))" in out    # nothing converted
     import soundfile
 
     audio, rate = soundfile.read(output)
@@ -410,6 +426,25 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
                        "0.threshold_db [norm],1.high_shelf_gain_db [norm]")
     assert len(rows) == frames + 1 and rows[2].startswith(f"1,{512 / 22050:.6f},")
     assert (tmp_path / "out" / "rendered.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A 44.1 kHz stereo file: apply says what it converts, and --source-rate writes 44.1 kHz.
+    import soxr
+
+    mono, _ = soundfile.read(clip, dtype="float32")
+    stereo = soxr.resample(np.stack([mono, 0.5 * mono], axis=1), 22050, 44100)
+    soundfile.write(tmp_path / "song.wav", stereo, 44100, subtype="FLOAT")
+    capsys.readouterr()
+    assert main(["apply", str(run / CHECKPOINT), str(tmp_path / "song.wav"), str(tmp_path / "song_out.flac")]) == 0
+    out = capsys.readouterr().out
+    assert "input:      resampled from 44100 Hz to 22050 Hz" in out
+    assert "input:      downmixed from 2 channels to mono (their average)" in out
+    assert "(22050 Hz, 1 channel(s); --source-rate writes 44100 Hz)" in out
+    assert (tmp_path / "song_out.params.csv").is_file() and (tmp_path / "song_out.png").is_file()
+    assert main(["apply", str(run / CHECKPOINT), str(tmp_path / "song.wav"), str(tmp_path / "song_src.wav"),
+                 "--source-rate"]) == 0
+    assert "(44100 Hz, 1 channel(s))" in capsys.readouterr().out
+    written, rate = soundfile.read(tmp_path / "song_src.wav")
+    assert rate == 44100 and abs(len(written) - len(stereo)) <= 2
 
     capsys.readouterr()
     assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--no-progress"]) == 0

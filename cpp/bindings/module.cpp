@@ -204,6 +204,7 @@ PYBIND11_MODULE (_native, m)
         .def_readonly ("is_integer", &ParameterInfo::isInteger)
         .def_readonly ("automatable", &ParameterInfo::automatable)
         .def_readonly ("is_bypass", &ParameterInfo::isBypass)
+        .def_readonly ("is_trigger", &ParameterInfo::isTrigger)
         .def_readonly ("choices", &ParameterInfo::choices)
         .def ("__repr__", &parameterRepr);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include "Errors.h"
@@ -40,9 +41,12 @@ Chain::Chain (std::vector<std::shared_ptr<Plugin>> plugins, const std::vector<st
 
     std::set<std::pair<int, int>> learnedSet;
     if (learnAll) {
+        // Switches (toggles, triggers) have no gradient to follow: a perturbation of eps moves
+        // them only where it crosses 0.5. Meters are outputs and never parameters (LV2 output
+        // ports are not parameters; LADSPA outputs and read-only VST3 ones are not automatable).
         for (int k = 0; k < (int) chainPlugins.size(); ++k)
             for (const auto& p : chainPlugins[(size_t) k]->parameters())
-                if (p.automatable && ! p.isBypass && ! pinnedSet.count ({ k, p.index }))
+                if (p.automatable && ! p.isBypass && ! p.isToggle && ! p.isTrigger && ! pinnedSet.count ({ k, p.index }))
                     learnedRefs.push_back ({ k, p.index });
     } else {
         for (const auto& name : learned) {
@@ -114,16 +118,32 @@ ParameterRef Chain::resolve (const std::string& name) const
             where += (where.empty() ? "" : ", ") + qualifiedName (r);
         fail (ErrorKind::Key, "'" + name + "' is ambiguous in this chain; write one of: " + where);
     }
-    std::vector<std::string> all;
+    // Scored against the bare ids and names (a typo of "LSgain" is two edits from it, four from
+    // "0.LSgain") and offered as "INDEX.ID", best first.
+    std::vector<std::string> keys;
+    std::map<std::string, std::vector<std::string>> owners;   // key -> "INDEX.ID" holding it
     for (int k = 0; k < (int) chainPlugins.size(); ++k)
         for (const auto& p : chainPlugins[(size_t) k]->parameters())
-            all.push_back (std::to_string (k) + "." + p.id);
-    const auto close = closeMatches (name, all);
+            for (const auto& key : { p.id, p.name }) {
+                auto& holders = owners[key];
+                if (holders.empty())
+                    keys.push_back (key);
+                const auto qualified = std::to_string (k) + "." + p.id;
+                if (std::find (holders.begin(), holders.end(), qualified) == holders.end())
+                    holders.push_back (qualified);
+            }
+    std::vector<std::string> close;
+    for (const auto& key : closeMatches (name, keys, (int) keys.size()))
+        for (const auto& qualified : owners[key])
+            if (close.size() < 5 && std::find (close.begin(), close.end(), qualified) == close.end())
+                close.push_back (qualified);
     std::string message = "no parameter '" + name + "' in the chain";
     if (! close.empty()) {
         message += "; close matches: ";
         for (size_t i = 0; i < close.size(); ++i)
             message += (i ? ", " : "") + close[i];
+    } else {
+        message += "; `fxgrad info PLUGIN` lists a plugin's parameters";
     }
     fail (ErrorKind::Key, message);
 }

@@ -20,8 +20,8 @@ struct ParameterRef {
 class Chain {
 public:
     /** `learned` and `pinned` name parameters as "INDEX.ID" or as an id/name unique in the chain.
-        An empty `learned` with `learnAll` selects every automatable, non-bypass parameter that
-        is not pinned. Pinned values are plain units. */
+        An empty `learned` with `learnAll` selects every automatable parameter that is not
+        pinned, a bypass switch, a toggle or a trigger. Pinned values are plain units. */
     Chain (std::vector<std::shared_ptr<Plugin>> plugins, const std::vector<std::string>& learned, bool learnAll,
            const std::vector<std::pair<std::string, float>>& pinned);
 

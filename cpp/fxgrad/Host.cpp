@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <future>
+#include <iostream>
 #include <unistd.h>
 
 #include "Errors.h"
@@ -76,6 +77,21 @@ juce::FileSearchPath searchPathFromEnv (const char* variable)
     return path;
 }
 
+// JUCE's LADSPA host logs each module load and each instance it creates or prepares ("Loading
+// LADSPA module: ...", "Creating LADSPA instance: ...", "Initialising LADSPA: ..."): a rack of
+// LADSPA plugins printed hundreds of such lines. Those are dropped; other JUCE log lines still
+// reach stderr, as JUCE's default logger writes them.
+class HostLogger final : public juce::Logger {
+    void logMessage (const juce::String& message) override
+    {
+        for (const char* chatter : { "Loading LADSPA module: ", "Creating LADSPA instance: ", "Initialising LADSPA: " })
+            if (message.startsWith (chatter))
+                return;
+        std::cerr << message << std::endl;
+    }
+};
+HostLogger hostLogger;
+
 std::string joinNames (const juce::OwnedArray<juce::PluginDescription>& found)
 {
     std::string names;
@@ -127,6 +143,7 @@ Host::Host() : generation (processGeneration())
         juce::MessageManager::getInstance()->runDispatchLoop();
     });
     started.wait();
+    juce::Logger::setCurrentLogger (&hostLogger);
 
     formats = std::make_unique<juce::AudioPluginFormatManager>();
     auto lv2Owned = std::make_unique<juce::LV2PluginFormat>();
@@ -166,6 +183,7 @@ Host::~Host()
     formats.reset();
     lv2.reset();
     lv2LinkRoot.deleteRecursively();
+    juce::Logger::setCurrentLogger (nullptr);
     juce::MessageManager::getInstance()->stopDispatchLoop();
     if (messageThread.joinable())
         messageThread.join();
@@ -256,6 +274,23 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         }
     }
 
+    // Describing a plugin loads all of its data into the LV2 world that describes it, for good,
+    // and JUCE 7's LV2 host builds each new instance's parameter groups from every port group of
+    // its world: after a scan in the host's own world, every instance cost ~8x as much to create
+    // (a rack built after `fxgrad.scan()`, or late in the test suite). LV2 plugins are described
+    // by a world of the scan's own, dropped after it: the host's world keeps the data of the
+    // plugins actually loaded. It sees what the host's does: the standard folders, LV2_PATH and
+    // every bundle loaded from elsewhere so far (linked under lv2LinkRoot).
+    juce::LV2PluginFormat lv2Scanner;
+    juce::FileSearchPath lv2Paths;
+    const auto lv2Defaults = lv2Scanner.getDefaultLocationsToSearch();
+    const auto lv2Extra = searchPathFromEnv ("LV2_PATH");
+    for (int i = 0; i < lv2Extra.getNumPaths(); ++i)
+        if (! lv2Defaults.isFileInPath (lv2Extra[i], false) && lv2Extra[i].isDirectory())
+            lv2Paths.add (lv2Extra[i]);
+    for (const auto& folder : lv2LinkRoot.findChildFiles (juce::File::findDirectories, false))
+        lv2Paths.add (folder);
+
     for (auto* format : formats->getFormats()) {
         juce::FileSearchPath paths = format->getDefaultLocationsToSearch();
         if (format->getName() == "VST3") {
@@ -264,15 +299,13 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         } else if (format->getName() == "LADSPA") {
             paths.addPath (ladspaPaths);
         }
-        // The LV2 world already holds every bundle loaded so far; scanning the default folders
-        // again would only reload them.
-        const auto files = format == lv2Format ? lv2Format->searchPathsForPlugins (juce::FileSearchPath(), true, false)
-                                               : format->searchPathsForPlugins (paths, true, false);
-        for (const auto& file : files) {
-            if (format != lv2Format && ! firstIrregularFile (file.toStdString()).empty())
+        const bool lv2 = format == lv2Format;
+        auto& describer = lv2 ? static_cast<juce::AudioPluginFormat&> (lv2Scanner) : *format;
+        for (const auto& file : describer.searchPathsForPlugins (lv2 ? lv2Paths : paths, true, false)) {
+            if (! lv2 && ! firstIrregularFile (file.toStdString()).empty())
                 continue;   // found by its name, but not a file that can be opened
             juce::OwnedArray<juce::PluginDescription> found;
-            format->findAllTypesForFile (found, file);
+            describer.findAllTypesForFile (found, file);
             for (auto* d : found)
                 result.push_back (describe (*d));
         }

@@ -41,6 +41,7 @@ struct Lv2Metadata::World {
     LilvNode* logarithmic = uri (std::string (kPortProps) + "logarithmic");
     LilvNode* notAutomatic = uri (std::string (kPortProps) + "notAutomatic");
     LilvNode* expensive = uri (std::string (kPortProps) + "expensive");
+    LilvNode* trigger = uri (std::string (kPortProps) + "trigger");
     LilvNode* unit = uri (std::string (kUnits) + "unit");
     LilvNode* unitSymbol = uri (std::string (kUnits) + "symbol");
     LilvNode* writable = uri ("http://lv2plug.in/ns/ext/patch#writable");
@@ -59,7 +60,7 @@ struct Lv2Metadata::World {
     ~World()
     {
         for (auto* n : { controlPort, inputPort, integer, toggled, enumeration, designation, enabled,
-                         logarithmic, notAutomatic, expensive, unit, unitSymbol, audioPort, isSideChain,
+                         logarithmic, notAutomatic, expensive, trigger, unit, unitSymbol, audioPort, isSideChain,
                          connectionOptional, portGroup })
             lilv_node_free (n);
         lilv_world_free (lilv);
@@ -177,6 +178,7 @@ std::map<std::string, ParameterInfo> Lv2Metadata::parameters (const std::string&
         info.defaultValue = std::isnan (defaults[i]) ? info.minimum : defaults[i];
         info.isToggle = lilv_port_has_property (plugin, port, world->toggled);
         info.isInteger = info.isToggle || lilv_port_has_property (plugin, port, world->integer);
+        info.isTrigger = lilv_port_has_property (plugin, port, world->trigger);
         info.scale = lilv_port_has_property (plugin, port, world->logarithmic) ? Scale::Logarithmic : Scale::Linear;
         info.automatable = ! lilv_port_has_property (plugin, port, world->notAutomatic)
                            && ! lilv_port_has_property (plugin, port, world->expensive);
@@ -240,6 +242,7 @@ std::map<std::string, ParameterInfo> Lv2Metadata::parameters (const std::string&
             info.maximum = number (world->maximum, 1.0f);
             info.defaultValue = number (world->defaultValue, 0.5f * (info.minimum + info.maximum));
             info.isToggle = has (world->toggled);
+            info.isTrigger = has (world->trigger);
             info.isInteger = info.isToggle || has (world->integer);
             info.scale = has (world->logarithmic) ? Scale::Logarithmic : Scale::Linear;
             if (LilvNode* unitNode = get (world->unit)) {

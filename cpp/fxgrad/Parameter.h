@@ -25,6 +25,7 @@ struct ParameterInfo {
     bool isInteger = false;
     bool automatable = true;
     bool isBypass = false;         // bypass/enable switches: never learned by default
+    bool isTrigger = false;        // momentary buttons (LV2 pprops:trigger): never learned by default
     // VST3 and LADSPA declare no plain range to a JUCE host: the normalised value is the
     // plugin's own, and plain values are read from and written as the plugin's own text.
     bool plainFromText = false;

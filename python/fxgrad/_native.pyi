@@ -49,6 +49,7 @@ class ParameterInfo:
     is_integer: bool
     automatable: bool
     is_bypass: bool
+    is_trigger: bool  # a momentary button (LV2 pprops:trigger)
     choices: List[Tuple[float, str]]
 
 class Plugin:

@@ -113,6 +113,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         notes = []
         if p.is_bypass:
             notes.append("bypass")
+        if p.is_trigger:
+            notes.append("trigger")
         if not p.automatable:
             notes.append("not automatable")
         rows.append([p.id, p.name, p.unit, _fmt_number(p.minimum), _fmt_number(p.maximum), _fmt_number(p.default),
@@ -191,8 +193,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .render import apply_file
 
     paths = apply_file(args.checkpoint, args.input, args.output, target_path=args.target, params_path=args.params,
-                       plot_path=args.plot, reference_params=args.reference_params, device=args.device)
-    print(f"audio:      {paths['audio']}")
+                       plot_path=args.plot, reference_params=args.reference_params, device=args.device,
+                       source_rate=args.source_rate)
+    for sentence in paths["conversions"]:
+        print(f"input:      {sentence} (the model's format)")
+    hint = f"; --source-rate writes {paths['input_rate']} Hz" if paths["input_rate"] != paths["sample_rate"] else ""
+    print(f"audio:      {paths['audio']} ({paths['sample_rate']} Hz, {paths['channels']} channel(s){hint})")
     print(f"parameters: {paths['params']}")
     print(f"plot:       {paths['plot']}")
     return 0
@@ -359,10 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("apply", help="render a file through the plugins with the model's automation")
     p.add_argument("checkpoint")
     p.add_argument("input")
-    p.add_argument("output", help="output audio (.wav or .flac), at the model's sample rate")
+    p.add_argument("output", help="output audio (.wav or .flac), at the model's sample rate and channel count")
+    p.add_argument("--source-rate", action="store_true",
+                   help="write the output at the input's sample rate (resampled back from the model's)")
     p.add_argument("--target", help="target audio, shown in the plot")
-    p.add_argument("--params", help="parameter CSV (default OUTPUT.params.csv)")
-    p.add_argument("--plot", help="PNG (default OUTPUT.png)")
+    p.add_argument("--params", help="parameter CSV (default: OUTPUT with .params.csv for its extension, "
+                                    "out.wav -> out.params.csv)")
+    p.add_argument("--plot", help="PNG (default: OUTPUT with .png for its extension)")
     p.add_argument("--reference-params", help="a parameter CSV to draw beside the predicted curves")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=cmd_apply)
@@ -436,18 +445,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = bool(os.environ.get("FXGRAD_DEBUG"))
     from .config import ConfigError  # not .checkpoint: scan and info need no torch
 
+    # torch is imported only by the commands that need it: `fxgrad scan` and `fxgrad info` run
+    # (and start quickly) without it.
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt as interrupt:
-        from .train import TrainingInterrupted
-
-        if isinstance(interrupt, TrainingInterrupted):
+        train = sys.modules.get("fxgrad.train")
+        if train is not None and isinstance(interrupt, train.TrainingInterrupted):
             print(f"fxgrad: {interrupt}", file=sys.stderr)
             if getattr(args, "config", None):
                 print(f"resume with: fxgrad {args.command} {args.config} --resume", file=sys.stderr)
         else:
             print("fxgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`fxgrad scan | head`): no traceback, nothing more to write.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ConfigError as error:
         if debug:
             traceback.print_exc()

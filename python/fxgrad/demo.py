@@ -35,7 +35,7 @@ def find_demo_config(path: Optional[str] = None) -> Path:
 def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, overrides: Sequence[str] = (),
              progress: bool = True) -> int:
     from .config import Config
-    from .evaluate import METRIC_TITLES, METRICS, evaluate, margin, report
+    from .evaluate import METRIC_TITLES, METRICS, evaluate, margin, margins, report
     from .render import apply_file
     from .train import BEST, CHECKPOINT, Trainer, fit_static
 
@@ -93,8 +93,9 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     systems = result["systems"]
     gains = {m: margin(systems["model"][m], systems["best static"][m]) for m in METRICS}
     say("")
+    texts = margins(systems)
     say(format_table(["model vs best static", "margin"],
-                     [[METRIC_TITLES[m], f"{gains[m]:+.1f}%"] for m in METRICS], align="lr"))
+                     [[METRIC_TITLES[m], texts[m]] for m in METRICS], align="lr"))
     say("")
     say(f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
         f"{summary['best_loss']:.4g}; times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())

@@ -140,11 +140,47 @@ def evaluate(
     return result
 
 
+METRIC_UNITS = {"mfcc_cosine": "", "mrstft": "", "loudness_lu": " LU"}
+
+#: A baseline error below this fraction of the unprocessed input's error counts as near zero:
+#: a margin relative to it would read like "-944116%".
+NEAR_ZERO = 0.01
+
+
 def margin(model_value: float, baseline_value: float) -> float:
     """Relative improvement of the model over a baseline in percent (positive: model better)."""
     if not baseline_value or math.isnan(baseline_value):
         return math.nan
     return 100.0 * (baseline_value - model_value) / baseline_value
+
+
+def near_zero(baseline_value: float, scale: float) -> bool:
+    """Whether a baseline's error is too close to zero for a relative margin: below
+    :data:`NEAR_ZERO` times ``scale`` (the unprocessed input's error on the same metric), or
+    zero when the scale is unknown."""
+    if math.isnan(baseline_value):
+        return False
+    if not scale or math.isnan(scale):
+        return baseline_value == 0.0
+    return abs(baseline_value) < NEAR_ZERO * abs(scale)
+
+
+def format_margin(metric: str, model_value: float, baseline_value: float, scale: float) -> str:
+    """The model's margin over a baseline on ``metric`` as text, positive when the model is
+    better: relative (``+79.7%``), or the absolute difference in the metric's units
+    (``-0.0012 LU abs``) when the baseline is :func:`near_zero` against ``scale``."""
+    if math.isnan(model_value) or math.isnan(baseline_value):
+        return "n/a"
+    if near_zero(baseline_value, scale):
+        return f"{baseline_value - model_value:+.4g}{METRIC_UNITS[metric]} abs"
+    return f"{margin(model_value, baseline_value):+.1f}%"
+
+
+def margins(systems: Dict[str, Dict[str, float]], baseline: str = "best static") -> Dict[str, str]:
+    """:func:`format_margin` of the model over ``baseline`` for every metric, scaled by the
+    unprocessed input's errors."""
+    scale = systems.get("unprocessed", {})
+    return {m: format_margin(m, systems["model"][m], systems[baseline][m], scale.get(m, math.nan)) for m in METRICS}
 
 
 def report(result: Dict[str, Any]) -> str:
@@ -157,9 +193,12 @@ def report(result: Dict[str, Any]) -> str:
     lines = [f"{len(result['clips'])} clips from {result['data']} (lower is better)",
              format_table(["system", *[METRIC_TITLES[m] for m in METRICS]], rows)]
     if "best static" in systems:
-        model, static = systems["model"], systems["best static"]
-        gains = ", ".join(f"{METRIC_TITLES[m]} {margin(model[m], static[m]):+.1f}%" for m in METRICS)
+        texts = margins(systems)
+        gains = ", ".join(f"{METRIC_TITLES[m]} {texts[m]}" for m in METRICS)
         lines.append(f"model vs best static settings: {gains} (positive = model better)")
+        if any(t.endswith(" abs") for t in texts.values()):
+            lines.append(f"(abs: the absolute difference, where the best static error is under {NEAR_ZERO:.0%} of "
+                         "the unprocessed input's and a relative margin means nothing)")
     else:
         lines.append("no best-static baseline: run `fxgrad fit-static CONFIG` (writes static.json beside the checkpoint)")
     if "parameter_mae" in result:

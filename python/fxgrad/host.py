@@ -171,7 +171,9 @@ class Chain(_native.Chain):
     Args:
         plugins: loaded plugins sharing sample rate, block size and channels.
         learned: the parameters the network drives, in order; ``None`` selects every automatable
-            parameter that is neither a bypass switch nor pinned.
+            parameter that is not pinned, a bypass switch, a toggle (on/off) or a trigger (a
+            momentary button, e.g. "Reset Peak Hold"): switches give SPSA no gradient. Meters are
+            outputs, never parameters.
         pinned: fixed plain values, e.g. ``{"0.bypass0": 0}`` for the Calf Multiband Compressor
             whose bands ship bypassed.
     """

@@ -60,6 +60,23 @@ def read_audio(path: PathLike, sample_rate: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(samples.T)
 
 
+def conversions(path: PathLike, sample_rate: int, channels: int) -> List[str]:
+    """What :func:`read_audio` does to the file at ``path`` to bring it to ``sample_rate`` Hz
+    and ``channels`` channels, as sentences (empty when it is read as it is)."""
+    import soundfile
+
+    info = soundfile.info(str(path))
+    done = []
+    if info.samplerate != sample_rate:
+        done.append(f"resampled from {info.samplerate} Hz to {sample_rate} Hz")
+    if info.channels != channels:
+        if channels == 1:
+            done.append(f"downmixed from {info.channels} channels to mono (their average)")
+        elif info.channels == 1:
+            done.append(f"mono copied to {channels} channels")
+    return done
+
+
 def write_audio(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write (channels, samples) audio atomically; the format follows the extension (WAV
     float32 for .wav, FLAC 24-bit for .flac)."""
@@ -336,13 +353,24 @@ def apply_file(
     plot_path: Optional[PathLike] = None,
     reference_params: Optional[PathLike] = None,
     device: str = "cpu",
-) -> Dict[str, Path]:
+    source_rate: bool = False,
+) -> Dict[str, Any]:
     """Render ``input_path`` through the model's chain with its predicted automation.
 
-    Writes the output audio (at the model's sample rate and channel count), the parameter CSV
-    (default: OUTPUT with ``.params.csv``) and the plot (default: OUTPUT with ``.png``); returns
-    their paths.
+    The input is read at the model's sample rate and channel count (resampled, downmixed or
+    copied to more channels as needed: ``conversions`` in the result says which). Writes the
+    output audio at the model's sample rate, or with ``source_rate`` resampled back to the
+    input file's rate; the parameter CSV (default: ``output_path`` with ``.params.csv`` in place
+    of its extension, ``song_out.wav`` -> ``song_out.params.csv``) and the plot (default: with
+    ``.png``).
+
+    Returns ``{"audio", "params", "plot"}`` (paths), ``"sample_rate"`` (Hz of the written audio),
+    ``"input_rate"`` (Hz of the input file), ``"channels"`` and ``"conversions"`` (sentences;
+    empty when the input needed none).
     """
+    import soundfile
+    import soxr
+
     output_path = Path(output_path)
     if output_path.suffix.lower() not in (".wav", ".flac"):
         raise ValueError(f"{output_path}: write .wav or .flac")
@@ -351,6 +379,9 @@ def apply_file(
     # Every input is read and checked before any output is written.
     model = TrainedModel.from_checkpoint(checkpoint, device)
     audio = read_audio(input_path, model.sample_rate, model.channels)
+    converted = conversions(input_path, model.sample_rate, model.channels)
+    input_rate = int(soundfile.info(str(input_path)).samplerate)
+    rate = input_rate if source_rate else model.sample_rate
     target = None
     if target_path is not None:
         target = read_audio(target_path, model.sample_rate, model.channels)
@@ -363,9 +394,12 @@ def apply_file(
     plot_render(plot_path, model.sample_rate, model.frame_size, model.names, thetas, audio, output, target,
                 reference, title=f"{Path(input_path).name} through {' -> '.join(_plugin_names(model.chain_config))}",
                 plugin_names=_plugin_names(model.chain_config))
-    write_audio(output_path, output, model.sample_rate)
+    written = output if rate == model.sample_rate else \
+        np.ascontiguousarray(soxr.resample(output.T, model.sample_rate, rate).T.astype(np.float32))
+    write_audio(output_path, written, rate)
     write_parameter_csv(params_path, chain, thetas, model.frame_size)
-    return {"audio": output_path, "params": params_path, "plot": plot_path}
+    return {"audio": output_path, "params": params_path, "plot": plot_path, "sample_rate": rate,
+            "input_rate": input_rate, "channels": model.channels, "conversions": converted}
 
 
 def _plugin_names(chain_config: Dict[str, Any]) -> List[str]:
