@@ -368,7 +368,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
     raw = tiny_raw(tmp_path, data_dir, train={"steps": 4, "steps_per_epoch": 2, "pipeline": pipeline, "pretrain_steps": 2})
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(raw))
-    Trainer(Config.from_dict(raw), progress=False)  # generates the data once, outside the ranks
+    Trainer(Config.from_dict(raw), progress=False).close()  # generates the data once, outside the ranks
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

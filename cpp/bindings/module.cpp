@@ -250,6 +250,13 @@ PYBIND11_MODULE (_native, m)
             }, py::arg ("audio"))
         .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
         .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
+        .def_property_readonly ("plugin_data", [] (const Plugin& p) { return toBytes (p.pluginData()); },
+                                "The plugin's own state data, without fxgrad's header (what presets carry).")
+        .def ("load_plugin_data", [] (Plugin& p, const py::handle& blob) {
+                const std::string data = bytesArgument (blob, "data");
+                ReleaseGil release;
+                p.loadPluginData (data);
+            }, py::arg ("data"), "Apply a preset's state data (as `plugin_data` gives) to this plugin.")
         .def ("load_state", [] (Plugin& p, const py::handle& blob) {
                 const std::string data = bytesArgument (blob, "state");
                 ReleaseGil release;

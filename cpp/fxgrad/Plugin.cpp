@@ -614,8 +614,27 @@ std::string Plugin::getState() const
     std::string state (static_cast<const char*> (block.getData()), block.getSize());
     if (isLv2() && ! pendingParameters.empty())
         state = withPendingPortValues (std::move (state));
-    return stateMagic + std::to_string (stateVersion) + "\n" + stateOwner() + "\n" + std::to_string (state.size()) + " "
-           + hex (fnv1a (state, 0)) + "\n" + state;
+    return wrapState (state);
+}
+
+std::string Plugin::wrapState (const std::string& data) const
+{
+    return stateMagic + std::to_string (stateVersion) + "\n" + stateOwner() + "\n" + std::to_string (data.size()) + " "
+           + hex (fnv1a (data, 0)) + "\n" + data;
+}
+
+std::string Plugin::pluginData() const
+{
+    const auto blob = getState();
+    size_t at = 0;
+    for (int line = 0; line < 3; ++line)
+        at = blob.find ('\n', at) + 1;
+    return blob.substr (at);
+}
+
+void Plugin::loadPluginData (const std::string& data)
+{
+    setState (wrapState (data));
 }
 
 std::string Plugin::stateOwner() const

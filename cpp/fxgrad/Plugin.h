@@ -77,6 +77,11 @@ public:
         state of another plugin, a truncated or corrupted one. */
     void setState (const std::string& blob);
 
+    /** The plugin's own state data, without fxgrad's header (what a preset file carries), and
+        the reverse: data from a preset, applied as this plugin's state. */
+    std::string pluginData() const;
+    void loadPluginData (const std::string& data);
+
     int latencySamples() const;
 
     /** fxgrad's own plugins carry their complete DSP state in their state chunk, so a state
@@ -96,6 +101,7 @@ private:
     void flushParameterMessages() const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
     std::string stateOwner() const;
+    std::string wrapState (const std::string& data) const;
     size_t checkedStateData (const std::string& blob) const;
     float juceValueFor (int index, float plain, float normalized) const;
     void store (int index, float plain, float normalized);

@@ -252,7 +252,7 @@ def write_vstpreset(plugin, path: PathLike, name: Optional[str] = None) -> Path:
         raise PresetError(f"'{plugin.name}' is {plugin.format}, not VST3: no .vstpreset")
     path = Path(path)
     plugin.process(np.zeros((plugin.channels, plugin.block_size), np.float32))
-    component, controller = _juce_vst3_states(plugin.state)
+    component, controller = _juce_vst3_states(plugin.plugin_data)
     preset = VstPreset(vst3_class_id(plugin), component, controller, _meta_info(plugin, name or path.stem))
     return atomic_write_bytes(path, vstpreset_bytes(preset))
 
@@ -265,7 +265,7 @@ def load_vstpreset(plugin, path: PathLike) -> None:
     expected = vst3_class_id(plugin)
     if preset.class_id != expected:
         raise PresetError(f"{path} is for the VST3 class {preset.class_id}, but '{plugin.name}' is {expected}")
-    plugin.load_state(_juce_vst3_blob(preset.component, preset.controller))
+    plugin.load_plugin_data(_juce_vst3_blob(preset.component, preset.controller))
 
 
 # ---------------------------------------------------------------------------- LV2 preset bundles
@@ -294,7 +294,7 @@ def write_lv2_preset(plugin, bundle: PathLike, name: Optional[str] = None) -> Pa
     if name is None:
         name = bundle.name[: -len(LV2_PRESET_SUFFIX)] if bundle.name.endswith(LV2_PRESET_SUFFIX) else bundle.stem
     uri = _plugin_uri(plugin)
-    state = plugin.state.decode()
+    state = plugin.plugin_data.decode()
     # JUCE's host has lilv write the state as a pset:Preset named PLUGIN/savedState; in the
     # bundle the preset is the Turtle file itself (<>), as lilv_state_save writes presets.
     subject = _SAVED_STATE.search(state)
@@ -340,7 +340,7 @@ def load_lv2_preset(plugin, path: PathLike) -> None:
         raise PresetError(f"{preset_file} applies to {applies.group(1) if applies else 'no plugin'}, not to {uri}")
     # lilv reads a state string without a base URI: name the preset absolutely.
     absolute = re.sub(r"<>", "<" + preset_file.resolve().as_uri() + ">", text)
-    plugin.load_state(absolute.encode())
+    plugin.load_plugin_data(absolute.encode())
 
 
 # ---------------------------------------------------------------------------- whole chains

@@ -441,7 +441,11 @@ class Trainer:
         s = config.spsa
         self.threads = int(s.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
         self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
-        self.faults = FaultLog(self.run_dir, self._note)
+        from tqdm import tqdm
+
+        # A plain function, not self._note: the trainer must not hold itself in a cycle (it holds
+        # the run folder's lock until it is freed or closed).
+        self.faults = FaultLog(self.run_dir, tqdm.write if self.world.is_main else lambda message: None)
         # The plugins and the machine's limits are checked before any data is generated.
         self.layer = _checked_layer(self.run_dir, lambda: spsa_layer(
             self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank, self.plugin_log))
