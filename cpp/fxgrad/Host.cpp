@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <unistd.h>
 
 #include "Errors.h"
@@ -43,14 +44,22 @@ juce::FileSearchPath searchPathFromEnv (const char* variable)
     return path;
 }
 
+// What a LADSPA library's descriptor says about the plugin JUCE describes: JUCE numbers a
+// library's plugins by position (in uniqueId) and copies the first one's details to the others.
+std::optional<LadspaPluginEntry> ladspaEntry (const juce::PluginDescription& d)
+{
+    if (d.pluginFormatName != "LADSPA")
+        return std::nullopt;
+    const auto entries = ladspaPlugins (d.fileOrIdentifier.toStdString());
+    const auto index = (size_t) (d.uniqueId != 0 ? d.uniqueId : d.deprecatedUid);
+    return index < entries.size() ? std::optional<LadspaPluginEntry> (entries[index]) : std::nullopt;
+}
+
 // The part of PATH#SELECTOR after '#' that names one plugin of a file holding several.
 std::string selectorOf (const juce::PluginDescription& d)
 {
-    if (d.pluginFormatName == "LADSPA") {
-        const auto entries = ladspaPlugins (d.fileOrIdentifier.toStdString());
-        const auto index = (size_t) (d.uniqueId != 0 ? d.uniqueId : d.deprecatedUid);
-        return index < entries.size() ? entries[index].label : d.name.toStdString();
-    }
+    if (const auto entry = ladspaEntry (d))
+        return entry->label;
     if (d.pluginFormatName == "VST")
         return std::to_string (d.uniqueId);   // a shell plugin's sub-plugin
     return d.name.toStdString();
@@ -66,13 +75,14 @@ void markShared (juce::OwnedArray<juce::PluginDescription>& found)
 
 bool selects (const juce::PluginDescription& d, const std::string& hint)
 {
+    if (hint.empty())
+        return false;
     if (d.name.toStdString() == hint || d.descriptiveName.toStdString() == hint || d.createIdentifierString().toStdString() == hint)
         return true;
     if (d.pluginFormatName == "LADSPA") {
-        // JUCE numbers a library's plugins by position; LADSPA names them by label and unique ID.
-        const auto entries = ladspaPlugins (d.fileOrIdentifier.toStdString());
-        const auto index = (size_t) (d.uniqueId != 0 ? d.uniqueId : d.deprecatedUid);
-        return index < entries.size() && (entries[index].label == hint || std::to_string (entries[index].uniqueId) == hint);
+        // LADSPA names a library's plugins by label and unique ID, not JUCE's position.
+        const auto entry = ladspaEntry (d);
+        return entry && (entry->label == hint || std::to_string (entry->uniqueId) == hint);
     }
     return std::to_string (d.uniqueId) == hint;
 }
@@ -86,6 +96,12 @@ std::string joinSelectors (const juce::OwnedArray<juce::PluginDescription>& foun
     }
     return names;
 }
+
+// JUCE's VST2 and LADSPA hosts log every file they open or try ("Attempting to load VST: ...",
+// for LADSPA libraries too): lines for JUCE's developers, not fxgrad's users.
+class SilentLogger : public juce::Logger {
+    void logMessage (const juce::String&) override {}
+};
 } // namespace
 
 std::shared_ptr<Host> Host::get()
@@ -123,6 +139,8 @@ Host::Host()
         juce::MessageManager::getInstance()->runDispatchLoop();
     });
     started.wait();
+    logger = std::make_unique<SilentLogger>();
+    juce::Logger::setCurrentLogger (logger.get());
 
     formats = std::make_unique<juce::AudioPluginFormatManager>();
     auto lv2Owned = std::make_unique<juce::LV2PluginFormat>();
@@ -155,6 +173,7 @@ Host::~Host()
     formats.reset();
     lv2.reset();
     lv2LinkRoot.deleteRecursively();
+    juce::Logger::setCurrentLogger (nullptr);
     juce::MessageManager::getInstance()->stopDispatchLoop();
     if (messageThread.joinable())
         messageThread.join();
@@ -197,7 +216,9 @@ PluginInfo Host::describe (const juce::PluginDescription& d)
     info.uniqueId = d.createIdentifierString().toStdString();
     info.numInputs = d.numInputChannels;
     info.numOutputs = d.numOutputChannels;
-    if (d.numOutputChannels < 1)
+    if (const auto entry = ladspaEntry (d))
+        info.numInputs = entry->audioInputs, info.numOutputs = entry->audioOutputs;
+    if (info.numOutputs < 1)
         info.unsupported = "no audio output (a MIDI or control plugin): fxgrad hosts audio effects";
     return info;
 }
@@ -293,6 +314,8 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
                 const auto outside = outsideBundles.find (info.identifier);
                 if (format == lv2Format && outside != outsideBundles.end())
                     info.identifier = outside->second;
+                if (format == lv2Format && info.unsupported.empty())
+                    info.unsupported = lv2->unconnectedPorts (d->fileOrIdentifier.toStdString());
                 result.push_back (std::move (info));
             }
         }
@@ -399,6 +422,18 @@ std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::Plugin
                                                               double sampleRate, int blockSize)
 {
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
+    // JUCE's LADSPA host instantiates every plugin at 44100 Hz, whatever rate is asked for (its
+    // instance has no sample rate yet when it calls instantiate()): another rate would run wrong.
+    if (description.pluginFormatName == "LADSPA" && sampleRate != 44100.0)
+        fail (ErrorKind::Value, "LADSPA plugins run at 44100 Hz only in fxgrad (JUCE's LADSPA host instantiates them "
+              "at that rate whatever is asked for): load '" + description.name.toStdString() + "' with sample_rate=44100, "
+              "or use its LV2 build");
+    if (description.pluginFormatName == "LV2") {
+        const auto reason = lv2->unconnectedPorts (description.fileOrIdentifier.toStdString());
+        if (! reason.empty())
+            fail (ErrorKind::PluginLoad, "fxgrad cannot host the LV2 plugin '" + description.name.toStdString() + "' ("
+                  + description.fileOrIdentifier.toStdString() + "): " + reason);
+    }
     juce::String error;
     auto instance = formats->createPluginInstance (description, sampleRate, blockSize, error);
     if (instance == nullptr)

@@ -84,6 +84,7 @@ private:
     std::vector<std::string> loadLv2Bundle (const std::filesystem::path& bundle);
 
     std::thread messageThread;
+    std::unique_ptr<juce::Logger> logger;
     std::unique_ptr<juce::AudioPluginFormatManager> formats;
     juce::LV2PluginFormat* lv2Format = nullptr;
     std::unique_ptr<Lv2Metadata> lv2;

@@ -58,7 +58,11 @@ std::vector<LadspaPluginEntry> ladspaPlugins (const std::string& library)
         const auto* d = lib.descriptor (i);
         if (d == nullptr)
             break;
-        result.push_back ({ i, d->UniqueID, text (d->Label), text (d->Name) });
+        LadspaPluginEntry entry { i, d->UniqueID, text (d->Label), text (d->Name) };
+        for (unsigned long port = 0; port < d->PortCount; ++port)
+            if (LADSPA_IS_PORT_AUDIO (d->PortDescriptors[port]))
+                ++(LADSPA_IS_PORT_INPUT (d->PortDescriptors[port]) ? entry.audioInputs : entry.audioOutputs);
+        result.push_back (entry);
     }
     return result;
 }

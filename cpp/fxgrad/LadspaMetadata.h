@@ -17,6 +17,7 @@ struct LadspaPluginEntry {
     unsigned long uniqueId = 0;    // the LADSPA unique ID
     std::string label;             // unique within the library; with the path it names the plugin
     std::string name;
+    int audioInputs = 0, audioOutputs = 0;
 };
 
 /** The plugins a library holds, in index order; empty when it is not a LADSPA library. */
