@@ -266,7 +266,8 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         const auto canonical = fs::weakly_canonical (bundle).string();
         if (linkedBundles.count (canonical) > 0)
             for (const auto& uri : uris)
-                outsideBundles.emplace (uri, uris.size() == 1 ? canonical : canonical + "#" + uri);
+                if (fs::weakly_canonical (lv2->bundleOf (uri)) == canonical)   // not a copy of an installed one
+                    outsideBundles.emplace (uri, uris.size() == 1 ? canonical : canonical + "#" + uri);
     };
 
     for (const auto& extra : extraPaths) {

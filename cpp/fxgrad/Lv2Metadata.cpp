@@ -129,6 +129,19 @@ std::vector<std::string> Lv2Metadata::loadBundle (const std::string& bundleFolde
 
 bool Lv2Metadata::knows (const std::string& uri) const { return world->find (uri) != nullptr; }
 
+std::string Lv2Metadata::bundleOf (const std::string& uri) const
+{
+    const LilvPlugin* plugin = world->find (uri);
+    if (plugin == nullptr)
+        return {};
+    char* path = lilv_file_uri_parse (lilv_node_as_uri (lilv_plugin_get_bundle_uri (plugin)), nullptr);
+    std::string folder = path != nullptr ? path : "";
+    lilv_free (path);
+    while (folder.size() > 1 && folder.back() == '/')
+        folder.pop_back();
+    return folder;
+}
+
 std::vector<bool> Lv2Metadata::mainBusSideChains (const std::string& uri) const
 {
     std::vector<bool> sideChains;

@@ -25,6 +25,10 @@ public:
 
     bool knows (const std::string& uri) const;
 
+    /** The folder of the bundle the plugin is loaded from (lilv keeps the first bundle that
+        declares a URI), or empty when the URI is unknown. */
+    std::string bundleOf (const std::string& uri) const;
+
     /** When JUCE's LV2 host forms the main input bus from ungrouped ports (it does when no audio
         input has a port group), whether each of that bus's channels is a sidechain port
         (lv2:isSideChain); empty otherwise. */

@@ -251,7 +251,10 @@ void Plugin::prepare()
 {
     auto& p = live();
     p.setNonRealtime (true);
-    p.setPlayConfigDetails (p.getTotalNumInputChannels(), p.getTotalNumOutputChannels(), opts.sampleRate, opts.blockSize);
+    // Not setPlayConfigDetails: it disables every bus but the main ones, and a plugin then gets
+    // null buffers for the sidechains configureChannels() enabled and feeds (Calf's Envelope
+    // Filter read them and crashed).
+    p.setRateAndBufferSizeDetails (opts.sampleRate, opts.blockSize);
     p.prepareToPlay (opts.sampleRate, opts.blockSize);
 }
 
