@@ -2,6 +2,7 @@
 
     fxgrad scan [PATHS...]                 installed plugins
     fxgrad info PLUGIN                     a plugin's parameters
+    fxgrad check [PLUGIN...]               probe plugins in sandboxed processes before training
     fxgrad train CONFIG [--resume]         train (torchrun --nproc_per_node=G fxgrad train CONFIG for DDP)
     fxgrad fit-static CONFIG               best single setting for the training set (a baseline)
     fxgrad evaluate CHECKPOINT DATA        model vs unprocessed / defaults / best static
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="show the plugin library's own messages")
     p.set_defaults(run=cmd_info)
+
+    from . import check
+
+    p = commands.add_parser("check", help="probe plugins in sandboxed processes: load, render, state, determinism")
+    check.add_arguments(p)
+    p.set_defaults(run=check.run_command)
 
     def config_options(p, output_help="run folder (overrides output_dir)"):
         p.add_argument("config", help="YAML/JSON/TOML training config (see configs/ and docs/training.md)")
