@@ -8,11 +8,12 @@ BUILD := build/dev
 JOBS ?= $(shell nproc)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-# JUCE and the headers its hosting modules need, the LV2/LADSPA SDKs, the third-party plugins the
-# tests and tasks use, and the tools (lv2info, ccache, fluidsynth, soundfonts).
-APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils \
+# JUCE and the headers its hosting modules need, the LV2/LADSPA SDKs, FST (free VST2 interface
+# headers), the third-party plugins the tests, tasks and `fxgrad check` use (LV2, VST3, VST2 and
+# LADSPA builds), and the tools (lv2info, analyseplugin, ccache, fluidsynth, soundfonts).
+APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils fst-dev \
 	libfreetype-dev libjpeg-dev libpng-dev libx11-dev libxext-dev libxinerama-dev libxrandr-dev libxcursor-dev libasound2-dev \
-	calf-plugins lsp-plugins-lv2 zam-plugins ccache g++ \
+	calf-plugins lsp-plugins-lv2 zam-plugins lsp-plugins-vst dragonfly-reverb-vst x42-plugins guitarix-lv2 caps ccache g++ \
 	libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm asterisk-core-sounds-en-g722 \
 	asterisk-core-sounds-en-wav ffmpeg openttd-openmsx
 

@@ -32,12 +32,13 @@ def test_scan_prints_a_table_including_fxgrads_own_plugins(capsys):
     code, out, _ = run_cli(capsys, "scan")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["format", "name", "vendor", "identifier", "ins/outs"]
+    assert lines[0].split() == ["format", "name", "vendor", "identifier", "ins/outs", "notes"]
     assert set(lines[1]) <= {"-", " "}
-    own = [line for line in lines if "https://fxgrad.org/plugins/Compressor" in line]
-    assert own and own[0].split()[0] in ("LV2", "VST3") and own[0].split()[-1] == "2/2"
+    own = [line.split() for line in lines if "fxgrad:Compressor" in line]
+    assert sorted((o[0], o[3], o[-1]) for o in own) == [("LV2", "fxgrad:Compressor", "2/2"),
+                                                        ("VST3", "fxgrad:Compressor/vst3", "2/2")]
     assert any("http://calf.sourceforge.net/plugins/Compressor" in line for line in lines)
-    assert lines[-1].endswith("plugin(s)")
+    assert lines[-1].endswith("--all lists them")         # MIDI-only plugins are left out
 
 
 def test_info_lists_every_parameter_with_ranges(capsys):

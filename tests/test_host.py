@@ -802,10 +802,12 @@ def test_bundle_copied_outside_the_search_path_loads_by_folder(tmp_path, noise):
 @needs(MB_COMP)
 def test_bundle_with_several_plugins_needs_a_choice():
     bundle = Path("/usr/lib/lv2/calf.lv2")
-    with pytest.raises(fxgrad.PluginLoadError, match=r"several plugins; name one with plugin=URI:.*MultibandCompressor"):
+    with pytest.raises(fxgrad.PluginLoadError, match=r"several plugins; name one as BUNDLE#URI, or with plugin=URI "
+                                                     r"\(--select on the command line\):.*MultibandCompressor"):
         fxgrad.load(bundle)
     assert fxgrad.load(bundle, plugin="MultibandCompressor").identifier == MB_COMP
     assert fxgrad.load(bundle, plugin=CALF_COMP).identifier == CALF_COMP
+    assert fxgrad.load(f"{bundle}#{CALF_COMP}").identifier == CALF_COMP
 
 
 @pytest.mark.skipif(not ZAMCOMP_LADSPA.is_file(), reason="zam-plugins' LADSPA build is not installed")

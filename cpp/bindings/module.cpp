@@ -180,10 +180,11 @@ PYBIND11_MODULE (_native, m)
         .def_readonly ("format", &PluginInfo::format)
         .def_readonly ("name", &PluginInfo::name)
         .def_readonly ("vendor", &PluginInfo::vendor)
-        .def_readonly ("identifier", &PluginInfo::identifier)
+        .def_readwrite ("identifier", &PluginInfo::identifier)   // fxgrad.scan names the own effects fxgrad:NAME
         .def_readonly ("unique_id", &PluginInfo::uniqueId)
         .def_readonly ("num_inputs", &PluginInfo::numInputs)
         .def_readonly ("num_outputs", &PluginInfo::numOutputs)
+        .def_readonly ("unsupported", &PluginInfo::unsupported)
         .def ("__repr__", [] (const PluginInfo& i) {
             return "<PluginInfo " + i.format + " '" + i.name + "' by " + i.vendor + " (" + i.identifier + "), "
                    + std::to_string (i.numInputs) + " in / " + std::to_string (i.numOutputs) + " out>";

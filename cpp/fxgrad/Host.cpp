@@ -4,10 +4,11 @@
 #include <cctype>
 #include <filesystem>
 #include <future>
-#include <iostream>
+#include <optional>
 #include <unistd.h>
 
 #include "Errors.h"
+#include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
 #include "Process.h"
 
@@ -77,28 +78,64 @@ juce::FileSearchPath searchPathFromEnv (const char* variable)
     return path;
 }
 
-// JUCE's LADSPA host logs each module load and each instance it creates or prepares ("Loading
-// LADSPA module: ...", "Creating LADSPA instance: ...", "Initialising LADSPA: ..."): a rack of
-// LADSPA plugins printed hundreds of such lines. Those are dropped; other JUCE log lines still
-// reach stderr, as JUCE's default logger writes them.
-class HostLogger final : public juce::Logger {
-    void logMessage (const juce::String& message) override
-    {
-        for (const char* chatter : { "Loading LADSPA module: ", "Creating LADSPA instance: ", "Initialising LADSPA: " })
-            if (message.startsWith (chatter))
-                return;
-        std::cerr << message << std::endl;
-    }
-};
-HostLogger hostLogger;
+// What a LADSPA library's descriptor says about the plugin JUCE describes: JUCE numbers a
+// library's plugins by position (in uniqueId) and copies the first one's details to the others.
+std::optional<LadspaPluginEntry> ladspaEntry (const juce::PluginDescription& d)
+{
+    if (d.pluginFormatName != "LADSPA")
+        return std::nullopt;
+    const auto entries = ladspaPlugins (d.fileOrIdentifier.toStdString());
+    const auto index = (size_t) (d.uniqueId != 0 ? d.uniqueId : d.deprecatedUid);
+    return index < entries.size() ? std::optional<LadspaPluginEntry> (entries[index]) : std::nullopt;
+}
 
-std::string joinNames (const juce::OwnedArray<juce::PluginDescription>& found)
+// The part of PATH#SELECTOR after '#' that names one plugin of a file holding several.
+std::string selectorOf (const juce::PluginDescription& d)
+{
+    if (const auto entry = ladspaEntry (d))
+        return entry->label;
+    if (d.pluginFormatName == "VST")
+        return std::to_string (d.uniqueId);   // a shell plugin's sub-plugin
+    return d.name.toStdString();
+}
+
+// Several plugins in one file: each is named by PATH#SELECTOR (JUCE marks VST2 shells itself).
+void markShared (juce::OwnedArray<juce::PluginDescription>& found)
+{
+    if (found.size() > 1)
+        for (auto* d : found)
+            d->hasSharedContainer = true;
+}
+
+bool selects (const juce::PluginDescription& d, const std::string& hint)
+{
+    if (hint.empty())
+        return false;
+    if (d.name.toStdString() == hint || d.descriptiveName.toStdString() == hint || d.createIdentifierString().toStdString() == hint)
+        return true;
+    if (d.pluginFormatName == "LADSPA") {
+        // LADSPA names a library's plugins by label and unique ID, not JUCE's position.
+        const auto entry = ladspaEntry (d);
+        return entry && (entry->label == hint || std::to_string (entry->uniqueId) == hint);
+    }
+    return std::to_string (d.uniqueId) == hint;
+}
+
+std::string joinSelectors (const juce::OwnedArray<juce::PluginDescription>& found)
 {
     std::string names;
-    for (auto* d : found)
-        names += (names.empty() ? "" : ", ") + d->name.toStdString();
+    for (auto* d : found) {
+        const auto selector = selectorOf (*d);
+        names += (names.empty() ? "" : ", ") + selector + (selector != d->name.toStdString() ? " (" + d->name.toStdString() + ")" : "");
+    }
     return names;
 }
+
+// JUCE's VST2 and LADSPA hosts log every file they open or try ("Attempting to load VST: ...",
+// for LADSPA libraries too): lines for JUCE's developers, not fxgrad's users.
+class SilentLogger : public juce::Logger {
+    void logMessage (const juce::String&) override {}
+};
 } // namespace
 
 std::shared_ptr<Host> Host::get()
@@ -143,7 +180,8 @@ Host::Host() : generation (processGeneration())
         juce::MessageManager::getInstance()->runDispatchLoop();
     });
     started.wait();
-    juce::Logger::setCurrentLogger (&hostLogger);
+    logger = std::make_unique<SilentLogger>();
+    juce::Logger::setCurrentLogger (logger.get());
 
     formats = std::make_unique<juce::AudioPluginFormatManager>();
     auto lv2Owned = std::make_unique<juce::LV2PluginFormat>();
@@ -151,6 +189,7 @@ Host::Host() : generation (processGeneration())
     formats->addFormat (lv2Owned.release());
     formats->addFormat (new juce::VST3PluginFormat());
     formats->addFormat (new juce::LADSPAPluginFormat());
+    formats->addFormat (new juce::VSTPluginFormat());
 
     lv2 = std::make_unique<Lv2Metadata>();
     lv2->loadAll (envOr ("LV2_PATH"));
@@ -215,14 +254,33 @@ void Host::releaseAllInstances()
 PluginInfo Host::describe (const juce::PluginDescription& d)
 {
     PluginInfo info;
-    info.format = d.pluginFormatName.toStdString();
-    info.name = d.name.toStdString();
+    info.format = d.pluginFormatName == "VST" ? "VST2" : d.pluginFormatName.toStdString();
+    // JUCE names a VST2 plugin after its file; the plugin's own name is its effect name.
+    const bool vst2Named = d.pluginFormatName == "VST" && ! d.hasSharedContainer && d.descriptiveName.isNotEmpty();
+    info.name = (vst2Named ? d.descriptiveName : d.name).toStdString();
     info.vendor = d.manufacturerName.toStdString();
     info.identifier = d.fileOrIdentifier.toStdString();
+    if (d.hasSharedContainer && d.pluginFormatName != "LV2")
+        info.identifier += "#" + selectorOf (d);
     info.uniqueId = d.createIdentifierString().toStdString();
     info.numInputs = d.numInputChannels;
     info.numOutputs = d.numOutputChannels;
+    if (const auto entry = ladspaEntry (d))
+        info.numInputs = entry->audioInputs, info.numOutputs = entry->audioOutputs;
+    if (info.numOutputs < 1)
+        info.unsupported = "no audio output (a MIDI or control plugin): fxgrad hosts audio effects";
     return info;
+}
+
+juce::FileSearchPath Host::vst2Locations()
+{
+    // Linux VST2 plugins live in vst/ and lxvst/ folders (Debian puts some in each); JUCE's own
+    // list lets VST_PATH replace the standard folders instead of adding to them.
+    juce::FileSearchPath paths ("~/.vst;~/.lxvst;/usr/lib/vst;/usr/local/lib/vst;/usr/lib/lxvst;/usr/local/lib/lxvst");
+    paths.addPath (searchPathFromEnv ("VST_PATH"));
+    paths.addPath (searchPathFromEnv ("LXVST_PATH"));
+    paths.removeNonExistentPaths();
+    return paths;
 }
 
 std::vector<std::string> Host::loadLv2Bundle (const fs::path& bundle)
@@ -251,6 +309,15 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     std::vector<PluginInfo> result;
     juce::FileSearchPath vst3Paths, ladspaPaths;
+    std::map<std::string, std::string> outsideBundles;   // LV2 URI -> its bundle, outside the LV2 path
+    const auto noteBundle = [&] (const fs::path& bundle) {
+        const auto uris = loadLv2Bundle (bundle);
+        const auto canonical = fs::weakly_canonical (bundle).string();
+        if (linkedBundles.count (canonical) > 0)
+            for (const auto& uri : uris)
+                if (fs::weakly_canonical (lv2->bundleOf (uri)) == canonical)   // not a copy of an installed one
+                    outsideBundles.emplace (uri, uris.size() == 1 ? canonical : canonical + "#" + uri);
+    };
 
     for (const auto& extra : extraPaths) {
         requireNoNul (extra, "scan path");
@@ -260,11 +327,11 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         const auto absolute = fs::absolute (p);
         requireRegularFiles (absolute);
         if (isLv2Bundle (absolute)) {
-            loadLv2Bundle (absolute);
+            noteBundle (absolute);
         } else if (fs::is_directory (absolute)) {
             for (const auto& entry : fs::recursive_directory_iterator (absolute, fs::directory_options::skip_permission_denied))
                 if (entry.path().extension() == ".lv2" && isLv2Bundle (entry.path()) && firstIrregularFile (entry.path()).empty())
-                    loadLv2Bundle (entry.path());
+                    noteBundle (entry.path());
             vst3Paths.add (juce::File (absolute.string()));
             ladspaPaths.add (juce::File (absolute.string()));
         } else if (absolute.extension() == ".vst3") {
@@ -298,6 +365,9 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
             paths.addPath (vst3Paths);
         } else if (format->getName() == "LADSPA") {
             paths.addPath (ladspaPaths);
+        } else if (format->getName() == "VST") {
+            paths = vst2Locations();
+            paths.addPath (ladspaPaths);   // the plugin files given, and the folders given
         }
         const bool lv2 = format == lv2Format;
         auto& describer = lv2 ? static_cast<juce::AudioPluginFormat&> (lv2Scanner) : *format;
@@ -306,8 +376,17 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
                 continue;   // found by its name, but not a file that can be opened
             juce::OwnedArray<juce::PluginDescription> found;
             describer.findAllTypesForFile (found, file);
-            for (auto* d : found)
-                result.push_back (describe (*d));
+            markShared (found);
+            for (auto* d : found) {
+                auto info = describe (*d);
+                // A URI loads only where its bundle is on the LV2 path; elsewhere the bundle does.
+                const auto outside = outsideBundles.find (info.identifier);
+                if (format == lv2Format && outside != outsideBundles.end())
+                    info.identifier = outside->second;
+                if (format == lv2Format && info.unsupported.empty())
+                    info.unsupported = lv2->unconnectedPorts (d->fileOrIdentifier.toStdString());
+                result.push_back (std::move (info));
+            }
         }
     }
     return result;
@@ -322,6 +401,19 @@ juce::PluginDescription Host::resolve (const std::string& identifierOrPath, cons
     requireNoNul (hint, "plugin choice");
     if (looksLikeUri (identifierOrPath))
         return resolveLv2 (identifierOrPath, hint);
+    // PATH#SELECTOR, as scan names one plugin of a file holding several: the first '#' that
+    // ends an existing path (an LV2 URI after it may hold '#' too).
+    if (! fs::exists (identifierOrPath)) {
+        for (auto at = identifierOrPath.find ('#'); at != std::string::npos; at = identifierOrPath.find ('#', at + 1)) {
+            const auto path = identifierOrPath.substr (0, at), selector = identifierOrPath.substr (at + 1);
+            if (at == 0 || ! fs::exists (path))
+                continue;
+            if (! hint.empty() && hint != selector)
+                fail (ErrorKind::Value, "'" + identifierOrPath + "' names plugin '" + selector + "' and plugin= names '" + hint
+                      + "': give one of them");
+            return resolveFile (path, selector);
+        }
+    }
     return resolveFile (identifierOrPath, hint);
 }
 
@@ -365,8 +457,8 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
                     chosen = u;
             }
             if (chosen.empty())
-                fail (ErrorKind::PluginLoad, "the LV2 bundle '" + p.string() + "' holds several plugins; name one with "
-                      "plugin=URI: " + all);
+                fail (ErrorKind::PluginLoad, "the LV2 bundle '" + p.string() + "' holds " + (hint.empty() ? "several plugins" : "no plugin '" + hint + "'")
+                      + "; name one as BUNDLE#URI, or with plugin=URI (--select on the command line): " + all);
         }
         return resolveLv2 (chosen, {});
     }
@@ -375,23 +467,24 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
     for (auto* format : formats->getFormats()) {
         if (format == lv2Format)
             continue;
-        tried += (tried.empty() ? "" : ", ") + format->getName().toStdString();
+        tried += (tried.empty() ? "" : ", ") + (format->getName() == "VST" ? std::string ("VST2") : format->getName().toStdString());
         if (! format->fileMightContainThisPluginType (p.string()))
             continue;
         juce::OwnedArray<juce::PluginDescription> found;
         format->findAllTypesForFile (found, p.string());
         if (found.isEmpty())
             continue;
+        markShared (found);
         if (found.size() == 1 && hint.empty())
             return *found[0];
         for (auto* d : found)
-            if (d->name.toStdString() == hint || d->createIdentifierString().toStdString() == hint
-                || std::to_string (d->uniqueId) == hint)
+            if (selects (*d, hint))
                 return *d;
+        const std::string how = "; name one as PATH#" + std::string (format->getName() == "LADSPA" ? "LABEL" : "NAME")
+                                + ", or with plugin= (--select on the command line): ";
         if (hint.empty())
-            fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds several plugins; name one with plugin=NAME: "
-                  + joinNames (found));
-        fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds no plugin named '" + hint + "'; it holds: " + joinNames (found));
+            fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds several plugins" + how + joinSelectors (found));
+        fail (ErrorKind::PluginLoad, "'" + p.string() + "' holds no plugin '" + hint + "'" + how + joinSelectors (found));
     }
     fail (ErrorKind::PluginLoad, "'" + p.string() + "' is not a plugin that fxgrad can load (tried " + tried
           + ", and LV2 bundles: a folder with a manifest.ttl)");
@@ -401,6 +494,18 @@ std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::Plugin
                                                               double sampleRate, int blockSize)
 {
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
+    // JUCE's LADSPA host instantiates every plugin at 44100 Hz, whatever rate is asked for (its
+    // instance has no sample rate yet when it calls instantiate()): another rate would run wrong.
+    if (description.pluginFormatName == "LADSPA" && sampleRate != 44100.0)
+        fail (ErrorKind::Value, "LADSPA plugins run at 44100 Hz only in fxgrad (JUCE's LADSPA host instantiates them "
+              "at that rate whatever is asked for): load '" + description.name.toStdString() + "' with sample_rate=44100, "
+              "or use its LV2 build");
+    if (description.pluginFormatName == "LV2") {
+        const auto reason = lv2->unconnectedPorts (description.fileOrIdentifier.toStdString());
+        if (! reason.empty())
+            fail (ErrorKind::PluginLoad, "fxgrad cannot host the LV2 plugin '" + description.name.toStdString() + "' ("
+                  + description.fileOrIdentifier.toStdString() + "): " + reason);
+    }
     juce::String error;
     auto instance = formats->createPluginInstance (description, sampleRate, blockSize, error);
     if (instance == nullptr)

@@ -18,13 +18,18 @@ class Lv2Metadata;
 
 /** What a scan or a load reports about a plugin, before any parameter is read. */
 struct PluginInfo {
-    std::string format;       // "LV2", "VST3" or "LADSPA"
+    std::string format;       // "LV2", "VST3", "VST2" or "LADSPA"
     std::string name;
     std::string vendor;
-    std::string identifier;   // LV2 URI, or the path of a VST3 bundle / LADSPA library
+    // What load() takes to load this plugin: an LV2 URI (an LV2 bundle folder outside the LV2
+    // search path), the path of a VST3 bundle / VST2 or LADSPA library, and PATH#SELECTOR where a
+    // file holds several plugins (a LADSPA label, a VST2 shell's unique ID, a VST3 class name,
+    // an LV2 URI).
+    std::string identifier;
     std::string uniqueId;     // JUCE's own identifier string (several plugins may share a file)
     int numInputs = 0;        // audio inputs, all buses
     int numOutputs = 0;       // audio outputs, all buses
+    std::string unsupported;  // why fxgrad cannot host it (no audio output); empty when it can
 };
 
 /** Implemented by everything that owns plugin instances, so that shutdown can release them
@@ -46,12 +51,14 @@ public:
 
     ~Host();
 
-    /** Installed plugins: the formats' standard locations, LV2_PATH / LADSPA_PATH /
-        VST3_PATH, and `extraPaths` (folders searched recursively, or plugin files). */
+    /** Installed plugins: the formats' standard locations, LV2_PATH / LADSPA_PATH / VST3_PATH /
+        VST_PATH / LXVST_PATH, and `extraPaths` (folders searched recursively, or plugin files). */
     std::vector<PluginInfo> scan (const std::vector<std::string>& extraPaths);
 
-    /** Resolves an LV2 URI, an LV2 bundle folder (from any location), a VST3 bundle or a LADSPA
-        library to a plugin description. `hint` picks among several plugins in one file or bundle. */
+    /** Resolves an LV2 URI, an LV2 bundle folder (from any location), a VST3 bundle, a VST2 or
+        LADSPA library, or PATH#SELECTOR, to a plugin description. `hint` (or the SELECTOR) picks
+        among several plugins in one file or bundle: an LV2 URI, a LADSPA label or unique ID, a
+        VST2 shell plugin's unique ID, or a plugin's name. */
     juce::PluginDescription resolve (const std::string& identifierOrPath, const std::string& hint);
 
     /** A new instance, prepared for processing. Thread-safe. */
@@ -79,10 +86,12 @@ private:
     void releaseAllInstances();
     juce::PluginDescription resolveLv2 (const std::string& identifier, const std::string& hint);
     juce::PluginDescription resolveFile (const std::string& path, const std::string& hint);
+    static juce::FileSearchPath vst2Locations();
     std::vector<std::string> loadLv2Bundle (const std::filesystem::path& bundle);
 
     uint64_t generation;              // the process that created the host (Process.h)
     std::thread messageThread;
+    std::unique_ptr<juce::Logger> logger;
     std::unique_ptr<juce::AudioPluginFormatManager> formats;
     juce::LV2PluginFormat* lv2Format = nullptr;
     std::unique_ptr<Lv2Metadata> lv2;

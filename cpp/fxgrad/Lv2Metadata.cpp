@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace fxgrad {
@@ -13,6 +14,7 @@ namespace {
 constexpr const char* kLv2Core = "http://lv2plug.in/ns/lv2core#";
 constexpr const char* kPortProps = "http://lv2plug.in/ns/ext/port-props#";
 constexpr const char* kUnits = "http://lv2plug.in/ns/extensions/units#";
+constexpr const char* kPortGroups = "http://lv2plug.in/ns/ext/port-groups#";
 
 std::string unitLabel (const std::string& unitUri)
 {
@@ -33,6 +35,7 @@ struct Lv2Metadata::World {
     LilvWorld* lilv = lilv_world_new();
     LilvNode* controlPort = uri (std::string (kLv2Core) + "ControlPort");
     LilvNode* inputPort = uri (std::string (kLv2Core) + "InputPort");
+    LilvNode* outputPort = uri (std::string (kLv2Core) + "OutputPort");
     LilvNode* integer = uri (std::string (kLv2Core) + "integer");
     LilvNode* toggled = uri (std::string (kLv2Core) + "toggled");
     LilvNode* enumeration = uri (std::string (kLv2Core) + "enumeration");
@@ -53,13 +56,13 @@ struct Lv2Metadata::World {
     LilvNode* audioPort = uri (std::string (kLv2Core) + "AudioPort");
     LilvNode* isSideChain = uri (std::string (kLv2Core) + "isSideChain");
     LilvNode* connectionOptional = uri (std::string (kLv2Core) + "connectionOptional");
-    LilvNode* portGroup = uri ("http://lv2plug.in/ns/ext/port-groups#group");
+    LilvNode* portGroup = uri (std::string (kPortGroups) + "group");
 
     LilvNode* uri (const std::string& s) { return lilv_new_uri (lilv, s.c_str()); }
 
     ~World()
     {
-        for (auto* n : { controlPort, inputPort, integer, toggled, enumeration, designation, enabled,
+        for (auto* n : { controlPort, inputPort, outputPort, integer, toggled, enumeration, designation, enabled,
                          logarithmic, notAutomatic, expensive, trigger, unit, unitSymbol, audioPort, isSideChain,
                          connectionOptional, portGroup })
             lilv_node_free (n);
@@ -127,6 +130,19 @@ std::vector<std::string> Lv2Metadata::loadBundle (const std::string& bundleFolde
 
 bool Lv2Metadata::knows (const std::string& uri) const { return world->find (uri) != nullptr; }
 
+std::string Lv2Metadata::bundleOf (const std::string& uri) const
+{
+    const LilvPlugin* plugin = world->find (uri);
+    if (plugin == nullptr)
+        return {};
+    char* path = lilv_file_uri_parse (lilv_node_as_uri (lilv_plugin_get_bundle_uri (plugin)), nullptr);
+    std::string folder = path != nullptr ? path : "";
+    lilv_free (path);
+    while (folder.size() > 1 && folder.back() == '/')
+        folder.pop_back();
+    return folder;
+}
+
 std::vector<bool> Lv2Metadata::mainBusSideChains (const std::string& uri) const
 {
     std::vector<bool> sideChains;
@@ -148,6 +164,49 @@ std::vector<bool> Lv2Metadata::mainBusSideChains (const std::string& uri) const
             sideChains.push_back (lilv_port_has_property (plugin, port, world->isSideChain));
     }
     return sideChains;
+}
+
+std::string Lv2Metadata::unconnectedPorts (const std::string& uri) const
+{
+    const LilvPlugin* plugin = world->find (uri);
+    if (plugin == nullptr)
+        return {};
+    for (LilvNode* direction : { world->inputPort, world->outputPort }) {
+        std::map<std::string, std::string> portOf;   // designation -> port symbol
+        bool grouped = false;
+        std::string clash;
+        for (uint32_t i = 0, n = lilv_plugin_get_num_ports (plugin); i < n; ++i) {
+            const LilvPort* port = lilv_plugin_get_port_by_index (plugin, i);
+            if (! lilv_port_is_a (plugin, port, world->audioPort) || ! lilv_port_is_a (plugin, port, direction))
+                continue;
+            if (LilvNodes* groups = lilv_port_get_value (plugin, port, world->portGroup)) {
+                grouped = grouped || lilv_nodes_size (groups) > 0;
+                lilv_nodes_free (groups);
+            }
+            if (lilv_port_has_property (plugin, port, world->connectionOptional))
+                continue;   // a bus of its own
+            LilvNodes* designations = lilv_port_get_value (plugin, port, world->designation);
+            if (designations == nullptr)
+                continue;
+            const std::string symbol = lilv_node_as_string (lilv_port_get_symbol (plugin, port));
+            LILV_FOREACH (nodes, it, designations) {
+                const LilvNode* d = lilv_nodes_get (designations, it);
+                // JUCE maps the port-groups channel designations (pg:left, pg:right, ...) to channels.
+                if (! lilv_node_is_uri (d) || std::string (lilv_node_as_uri (d)).rfind (kPortGroups, 0) != 0)
+                    continue;
+                const auto [other, fresh] = portOf.emplace (lilv_node_as_uri (d), symbol);
+                if (! fresh && clash.empty())
+                    clash = "its audio " + std::string (direction == world->inputPort ? "inputs" : "outputs") + " '"
+                            + other->second + "' and '" + symbol + "' are both designated "
+                            + other->first.substr (std::strlen (kPortGroups));
+            }
+            lilv_nodes_free (designations);
+        }
+        if (! grouped && ! clash.empty())
+            return clash + " and belong to no port group: JUCE's LV2 host, which fxgrad uses, then connects "
+                           "none of its audio ports";
+    }
+    return {};
 }
 
 std::map<std::string, ParameterInfo> Lv2Metadata::parameters (const std::string& uri) const

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "Errors.h"
+#include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
 
 namespace fxgrad {
@@ -101,6 +102,44 @@ std::string preview (const std::string& blob, size_t length = 24)
         }
     }
     return text + (blob.size() > length ? "..." : "");
+// A plugin's own text for a normalised value. A VST2 plugin displays only its current value
+// (effGetParamDisplay; JUCE's getText formats the number itself): the value is set for the
+// question and put back.
+juce::String displayText (juce::AudioProcessorParameter& p, float normalized, bool currentOnly)
+{
+    if (! currentOnly)
+        return p.getText (normalized, 256);
+    const float current = p.getValue();
+    p.setValue (normalized);
+    const auto text = p.getCurrentValueAsText();
+    p.setValue (current);
+    return text;
+}
+
+// The normalised value whose display reads `plain`. VST2 has no text-to-value call that JUCE
+// makes, so the display is inverted, taken to be monotonic as parameter displays are: the linear
+// guess (exact for linear parameters), else bisection to the closest reading.
+float invertDisplay (juce::AudioProcessorParameter& p, float plain)
+{
+    const auto at = [&p] (float v) { return parseLeadingNumber (displayText (p, v, true)); };
+    const float low = at (0.0f), high = at (1.0f);
+    if (std::isnan (low) || std::isnan (high) || low == high)
+        return std::clamp (plain, 0.0f, 1.0f);   // no number shown: the value is the normalised one
+    const auto error = [&] (float v) { const float shown = at (v); return std::isnan (shown) ? INFINITY : std::abs (shown - plain); };
+    const float guess = std::clamp ((plain - low) / (high - low), 0.0f, 1.0f);
+    if (error (guess) == 0.0f)
+        return guess;
+    const bool rising = high > low;
+    float lo = 0.0f, hi = 1.0f;
+    for (int i = 0; i < 40 && hi - lo > 1e-7f; ++i) {
+        const float mid = 0.5f * (lo + hi);
+        ((at (mid) < plain) == rising ? lo : hi) = mid;
+    }
+    float best = guess;
+    for (const float v : { lo, hi })
+        if (error (v) < error (best))
+            best = v;
+    return best;
 }
 } // namespace
 
@@ -204,10 +243,10 @@ void Plugin::adopt (const std::string& state, const std::vector<float>& normaliz
         fail (ErrorKind::Value, "expected " + std::to_string (params.size()) + " parameter values for '" + pluginInfo.name
               + "', got " + std::to_string (normalized.size()));
     setState (state);
-    // An LV2 state holds every port value exactly; setting them again through the normalised
-    // mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
+    // An LV2 or LADSPA state holds every port value exactly; setting them again through the
+    // normalised mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
     for (int i = 0; i < numParameters(); ++i)
-        if (! isLv2() || params[(size_t) i].plainFromText)
+        if (! (isLv2() || ladspa != nullptr) || params[(size_t) i].plainFromText)
             setNormalized (i, normalized[(size_t) i]);
     reset();
 }
@@ -280,16 +319,25 @@ void Plugin::prepare()
 {
     auto& p = live();
     p.setNonRealtime (true);
-    p.setPlayConfigDetails (p.getTotalNumInputChannels(), p.getTotalNumOutputChannels(), opts.sampleRate, opts.blockSize);
+    // Not setPlayConfigDetails: it disables every bus but the main ones, and a plugin then gets
+    // null buffers for the sidechains configureChannels() enabled and feeds (Calf's Envelope
+    // Filter read them and crashed).
+    p.setRateAndBufferSizeDetails (opts.sampleRate, opts.blockSize);
     p.prepareToPlay (opts.sampleRate, opts.blockSize);
 }
 
 void Plugin::readParameters()
 {
-    std::map<std::string, ParameterInfo> lv2Ports;
+    std::map<std::string, ParameterInfo> declared;   // declared ranges, by JUCE's parameter id
     if (isLv2()) {
         std::lock_guard<std::recursive_mutex> world (host->worldMutex());
-        lv2Ports = host->lv2Metadata().parameters (description.fileOrIdentifier.toStdString());
+        declared = host->lv2Metadata().parameters (description.fileOrIdentifier.toStdString());
+    } else if (description.pluginFormatName == "LADSPA") {
+        // JUCE numbers a library's plugins by position, in uniqueId.
+        ladspa = std::make_unique<LadspaPorts> (description.fileOrIdentifier.toStdString(),
+                                                description.uniqueId != 0 ? description.uniqueId : description.deprecatedUid,
+                                                opts.sampleRate);
+        declared = ladspa->parameters();
     }
     const auto* bypass = instance->getBypassParameter();
     std::set<std::string> usedIds;
@@ -298,12 +346,14 @@ void Plugin::readParameters()
         ParameterInfo info;
         const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
         const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
-        const auto port = lv2Ports.find (juceId);
+        const auto port = declared.find (juceId);
         // LV2 patch parameters and VST3 parameter changes reach the plugin inside a process call.
         if (juceId.rfind ("des:", 0) == 0 || description.pluginFormatName == "VST3")
             messageParameters = true;
-        if (port != lv2Ports.end()) {
+        if (port != declared.end()) {
             info = port->second;
+            if (info.id.empty())
+                info.id = snakeCase (info.name);
             info.defaultNormalized = info.toNormalized (info.defaultValue);
         } else {
             info.name = p->getName (256).toStdString();
@@ -312,31 +362,53 @@ void Plugin::readParameters()
             info.plainFromText = true;
             info.isToggle = p->isBoolean();
             info.steps = p->isDiscrete() || p->isBoolean() ? p->getNumSteps() : 0;
-            info.defaultNormalized = p->getDefaultValue();
+            // VST2 declares no defaults (JUCE reads them from VSTXML files only): a fresh
+            // instance's values are its defaults.
+            info.defaultNormalized = isVst2() ? p->getValue() : p->getDefaultValue();
             const auto labels = p->getAllValueStrings();
             if (p->isDiscrete() && labels.size() > 1)
                 for (int k = 0; k < labels.size(); ++k)
                     info.choices.emplace_back ((float) k, labels[k].toStdString());
-            const auto plainAt = [&] (float v) {
-                const float parsed = parseLeadingNumber (p->getText (v, 256));
-                return std::isnan (parsed) ? v : parsed;
-            };
-            info.minimum = plainAt (0.0f);
-            info.maximum = plainAt (1.0f);
-            info.defaultValue = plainAt (info.defaultNormalized);
-            if (info.minimum > info.maximum)
-                std::swap (info.minimum, info.maximum);
+            const float low = parseLeadingNumber (displayText (*p, 0.0f, isVst2()));
+            const float high = parseLeadingNumber (displayText (*p, 1.0f, isVst2()));
+            if (std::isfinite (low) && std::isfinite (high)) {
+                info.minimum = std::min (low, high);
+                info.maximum = std::max (low, high);
+                const float shown = parseLeadingNumber (displayText (*p, info.defaultNormalized, isVst2()));
+                info.defaultValue = std::isnan (shown) ? info.defaultNormalized : shown;
+            } else if (std::isnan (low) && std::isnan (high)) {
+                // No number shown (choices, switches): the plain value is the normalised one.
+                info.minimum = 0.0f, info.maximum = 1.0f;
+                info.defaultValue = info.defaultNormalized;
+            } else {
+                // A number at one end only, or an infinite one ("-inf dB"): no plain range to
+                // speak of, so the parameter is set in its normalised units.
+                info.plainFromText = false;
+                info.unit.clear();
+                info.minimum = 0.0f, info.maximum = 1.0f;
+                info.defaultValue = info.defaultNormalized;
+            }
         }
         info.index = (int) params.size();
         info.automatable = info.automatable && p->isAutomatable();
         info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info.id, info.name);
-        if (isLv2() && p == bypass && port != lv2Ports.end())
+        if (isLv2() && p == bypass && port != declared.end())
             invertedParameter = (int) params.size();   // JUCE shows lv2:enabled as "bypass" = 1 - enabled
         while (! usedIds.insert (info.id).second)
             info.id += "_";
         params.push_back (std::move (info));
         juceParams.push_back (p);
     }
+    // JUCE's LADSPA host starts a port at its default but its coordinate at 0 for several kinds
+    // of default (a [-12, 36] dB port defaulting to 0 dB reads as -12 dB): set both to the
+    // declared default, moving the coordinate first since JUCE ignores a value it already has.
+    if (ladspa != nullptr)
+        for (size_t i = 0; i < params.size(); ++i)
+            if (! params[i].plainFromText) {
+                const float target = ladspa->hostValue ((int) i, params[i].defaultValue);
+                juceParams[i]->setValue (target < 0.5f ? 1.0f : 0.0f);
+                juceParams[i]->setValue (target);
+            }
     refreshParameterCache();
 }
 
@@ -350,7 +422,8 @@ void Plugin::refreshParameterCache()
         if (info.plainFromText) {
             normalizedValues[i] = juceValue;
         } else {
-            plainValues[i] = info.quantize (info.minimum + juceValue * (info.maximum - info.minimum));
+            plainValues[i] = ladspa != nullptr ? ladspa->plainValue ((int) i, juceValue)
+                                               : info.quantize (info.minimum + juceValue * (info.maximum - info.minimum));
             normalizedValues[i] = info.toNormalized (plainValues[i]);
         }
     }
@@ -392,6 +465,8 @@ float Plugin::juceValueFor (int index, float plain, float normalized) const
     const auto& info = params[(size_t) index];
     if (info.plainFromText)
         return normalized;
+    if (ladspa != nullptr)
+        return ladspa->hostValue (index, plain);
     const float value = info.maximum > info.minimum ? (plain - info.minimum) / (info.maximum - info.minimum) : 0.0f;
     return index == invertedParameter ? 1.0f - value : value;
 }
@@ -410,7 +485,8 @@ void Plugin::setPlain (int index, float plain)
     live();
     if (info.plainFromText) {
         const float normalized = info.choices.empty()
-            ? juceParams[(size_t) index]->getValueForText (juce::String (formatNumber (plain)))
+            ? (isVst2() ? invertDisplay (*juceParams[(size_t) index], plain)
+                        : juceParams[(size_t) index]->getValueForText (juce::String (formatNumber (plain))))
             : (info.choices.size() > 1 ? std::round (plain) / (float) (info.choices.size() - 1) : 0.0f);
         store (index, plain, normalized);
     } else {
@@ -444,7 +520,7 @@ float Plugin::plainFor (int index, float normalized) const
         return info.quantize (info.toPlain (normalized));
     if (! info.choices.empty())
         return (float) std::lround (normalized * (float) (info.choices.size() - 1));
-    const float parsed = parseLeadingNumber (juceParams[(size_t) index]->getText (normalized, 256));
+    const float parsed = parseLeadingNumber (displayText (*juceParams[(size_t) index], normalized, isVst2()));
     return std::isnan (parsed) ? normalized : parsed;
 }
 

@@ -12,6 +12,8 @@
 
 namespace fxgrad {
 
+class LadspaPorts;
+
 struct PluginOptions {
     double sampleRate = 44100.0;
     int blockSize = 1024;
@@ -20,8 +22,8 @@ struct PluginOptions {
 
 class Plugin : public InstanceOwner {
 public:
-    /** Loads an LV2 URI or bundle folder, a VST3 bundle or a LADSPA library.
-        `hint` picks one plugin where a file or bundle holds several. */
+    /** Loads an LV2 URI or bundle folder, a VST3 bundle, a VST2 or LADSPA library, or
+        PATH#SELECTOR. `hint` picks one plugin where a file or bundle holds several. */
     static std::shared_ptr<Plugin> load (const std::string& identifierOrPath, const PluginOptions&,
                                          const std::string& hint = {});
 
@@ -98,6 +100,7 @@ private:
     void prepare();
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
+    bool isVst2() const { return description.pluginFormatName == "VST"; }
     void flushParameterMessages() const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
     std::string stateOwner() const;
@@ -122,6 +125,8 @@ private:
     std::string freshState;           // fxgrad's own plugins: the state of a just-prepared instance
     // JUCE's LV2 host wraps a port designated lv2:enabled in an inverted bypass parameter.
     int invertedParameter = -1;
+    // LADSPA: declared port ranges, and JUCE's mapping from its [0, 1] coordinate to port values.
+    std::unique_ptr<LadspaPorts> ladspa;
     // Parameters set since the last processBlock: a host hands changes to a plugin only there,
     // so reset() and the state (hence clone()) must carry them over explicitly.
     std::vector<int> pendingParameters;

@@ -1,6 +1,6 @@
 """fxgrad: train neural networks end to end through real audio plugins.
 
-The host (:func:`load`, :func:`scan`, :class:`Chain`) loads LV2, VST3 and LADSPA plugins
+The host (:func:`load`, :func:`scan`, :class:`Chain`) loads LV2, VST3, VST2 and LADSPA plugins
 headless and runs them on numpy audio shaped (channels, samples). The PyTorch layer lives in
 :mod:`fxgrad.torch`; losses, encoder and data streaming in :mod:`fxgrad.losses`,
 :mod:`fxgrad.encoder` and :mod:`fxgrad.data`, which work without the native extension.

@@ -24,13 +24,16 @@ class PluginTimeoutError(PluginError):
 class PluginInfo:
     """What a scan or a load reports about a plugin."""
 
-    format: str  # "LV2", "VST3" or "LADSPA"
+    format: str  # "LV2", "VST3", "VST2" or "LADSPA"
     name: str
     vendor: str
-    identifier: str  # LV2 URI, or path of a VST3 bundle / LADSPA library
+    # what fxgrad.load takes: LV2 URI, path of a VST3 bundle / VST2 or LADSPA library (an LV2
+    # bundle outside the LV2 path), PATH#SELECTOR where a file holds several, fxgrad:NAME
+    identifier: str
     unique_id: str
     num_inputs: int  # audio inputs over all buses (sidechains included)
     num_outputs: int
+    unsupported: str  # why fxgrad cannot host it (no audio output); "" when it can
 
 class ParameterInfo:
     """A parameter in plain units, with fxgrad's normalised [0, 1] mapping."""

@@ -2,6 +2,7 @@
 
     fxgrad scan [PATHS...]                 installed plugins
     fxgrad info PLUGIN                     a plugin's parameters
+    fxgrad check [PLUGIN...]               probe plugins in sandboxed processes before training
     fxgrad train CONFIG [--resume]         train (torchrun --nproc_per_node=G fxgrad train CONFIG for DDP)
     fxgrad fit-static CONFIG               best single setting for the training set (a baseline)
     fxgrad evaluate CHECKPOINT DATA        model vs unprocessed / defaults / best static
@@ -65,16 +66,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not Path(path).exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
     with _native_chatter(args.verbose):
-        infos = fxgrad.scan(args.paths, include_own=not args.no_own)
+        infos = fxgrad.scan(args.paths, include_own=not args.no_own, include_unsupported=True)
     if args.format:
         infos = [i for i in infos if i.format.lower() == args.format.lower()]
+    hidden = [] if args.all else [i for i in infos if i.unsupported]
+    infos = [i for i in infos if args.all or not i.unsupported]
     if args.json:
         print(json.dumps([{"format": i.format, "name": i.name, "vendor": i.vendor, "identifier": i.identifier,
-                           "inputs": i.num_inputs, "outputs": i.num_outputs} for i in infos], indent=2))
+                           "inputs": i.num_inputs, "outputs": i.num_outputs, "unsupported": i.unsupported}
+                          for i in infos], indent=2))
         return 0
-    rows = [[i.format, i.name, i.vendor, i.identifier, f"{i.num_inputs}/{i.num_outputs}"] for i in infos]
-    print(format_table(["format", "name", "vendor", "identifier", "ins/outs"], rows, align="lllll"))
-    print(f"{len(infos)} plugin(s)")
+    rows = [[i.format, i.name, i.vendor, i.identifier, f"{i.num_inputs}/{i.num_outputs}",
+             f"not hostable: {i.unsupported}" if i.unsupported else ""] for i in infos]
+    print(format_table(["format", "name", "vendor", "identifier", "ins/outs", "notes"], rows, align="llllll"))
+    print(f"{len(infos)} plugin(s)" + (f"; {len(hidden)} that fxgrad cannot host (no audio output) left out: "
+                                       "--all lists them" if hidden else ""))
     return 0
 
 
@@ -312,16 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="fxgrad 0.1.0")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = commands.add_parser("scan", help="list installed plugins (LV2, VST3, LADSPA and fxgrad's own)")
+    p = commands.add_parser("scan", help="list installed plugins (LV2, VST3, VST2, LADSPA and fxgrad's own)")
     p.add_argument("paths", nargs="*", help="extra folders or plugin files to scan")
-    p.add_argument("--format", help="only this format (lv2, vst3, ladspa)")
+    p.add_argument("--format", help="only this format (lv2, vst3, vst2, ladspa)")
+    p.add_argument("--all", action="store_true", help="also the plugins fxgrad cannot host (MIDI/control only)")
     p.add_argument("--no-own", action="store_true", help="leave out fxgrad's own effects")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
     p.set_defaults(run=cmd_scan)
 
     p = commands.add_parser("info", help="show a plugin's parameters")
-    p.add_argument("plugin", help="LV2 URI, bundle, VST3, LADSPA library or fxgrad:NAME")
+    p.add_argument("plugin", help="LV2 URI, bundle, VST3, VST2 or LADSPA library, PATH#SELECTOR or fxgrad:NAME")
     p.add_argument("--select", help="which plugin of a bundle/library holding several")
     p.add_argument("--sample-rate", type=float, default=44100.0)
     p.add_argument("--block-size", type=int, default=1024)
@@ -329,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="show the plugin library's own messages")
     p.set_defaults(run=cmd_info)
+
+    from . import check
+
+    p = commands.add_parser("check", help="probe plugins in sandboxed processes: load, render, state, determinism")
+    check.add_arguments(p)
+    p.set_defaults(run=check.run_command)
 
     def config_options(p, output_help="run folder (overrides output_dir)"):
         p.add_argument("config", help="YAML/JSON/TOML training config (see configs/ and docs/training.md)")

@@ -19,6 +19,8 @@ PathLike = Union[str, os.PathLike]
 
 #: Prefix that names one of fxgrad's own effects in place of a path or URI, e.g. ``fxgrad:Gain``.
 OWN_PREFIX = "fxgrad:"
+#: The LV2 URIs of fxgrad's own effects: ``OWN_URI_PREFIX + "Gain"``.
+OWN_URI_PREFIX = "https://fxgrad.org/plugins/"
 OWN_EFFECTS = ("Gain", "Compressor", "MultibandCompressor", "ParametricEQ", "Limiter", "TubeStage")
 
 
@@ -69,7 +71,21 @@ def _resolve_source(identifier: PathLike) -> str:
     if text.startswith(OWN_PREFIX):
         name, _, fmt = text[len(OWN_PREFIX):].partition("/")
         return str(own_plugin_path(name, fmt or "lv2"))
+    # The own effects' bundles lie outside the LV2 search path unless installed: their URIs name
+    # the built bundles.
+    if text.startswith(OWN_URI_PREFIX) and text[len(OWN_URI_PREFIX):] in OWN_EFFECTS:
+        return str(own_plugin_path(text[len(OWN_URI_PREFIX):], "lv2"))
     return text
+
+
+def _own_identifier(path: str) -> Optional[str]:
+    """``fxgrad:NAME`` (``fxgrad:NAME/vst3``) for the bundle of one of fxgrad's own effects."""
+    bundle = Path(path)
+    for effect in OWN_EFFECTS:
+        for fmt in ("lv2", "vst3"):
+            if bundle.name == f"Fxgrad{effect}.{fmt}" and any(bundle.parent == f for f in _own_plugin_folders()):
+                return OWN_PREFIX + effect + ("" if fmt == "lv2" else "/vst3")
+    return None
 
 
 def load(
@@ -85,8 +101,10 @@ def load(
 
     Args:
         identifier: an LV2 URI, an LV2 bundle folder (from any location; a copy of an installed
-            bundle, declaring the same URI, stands for the installed plugin), a VST3 bundle, a LADSPA
-            library, or ``"fxgrad:NAME"`` / ``"fxgrad:NAME/vst3"`` for one of fxgrad's own effects.
+            bundle, declaring the same URI, stands for the installed plugin), a VST3 bundle, a VST2
+            or LADSPA library, ``PATH#SELECTOR`` for one plugin of a file holding several (as
+            :func:`scan` lists them: a LADSPA label or unique ID, a VST2 shell's sub-plugin ID, an
+            LV2 URI), or ``"fxgrad:NAME"`` / ``"fxgrad:NAME/vst3"`` for one of fxgrad's own effects.
         sample_rate: Hz.
         block_size: the largest block the plugin is given; longer audio is split into blocks of
             this size, so stateful results do not depend on how the caller splits its audio as
@@ -96,7 +114,8 @@ def load(
             gets the average of the channels and its output goes to both; a stereo plugin in a
             mono stream gets the signal on both inputs and its outputs are averaged; a sidechain
             input receives the main input.
-        plugin: picks one plugin where a bundle or library holds several (URI or name).
+        plugin: picks one plugin where a bundle or library holds several, as the SELECTOR of
+            ``PATH#SELECTOR`` does (a URI, label, unique ID or name).
         isolated: load it in a child process (:class:`fxgrad.isolated.IsolatedPlugin`, same
             API): a crash or hang raises ``PluginCrashedError`` / ``PluginTimeoutError`` instead
             of ending this process, and ``reload()`` brings up a fresh instance.
@@ -146,19 +165,27 @@ def _reduce(plugin: _native.Plugin):
 copyreg.pickle(_native.Plugin, _reduce)
 
 
-def scan(paths: Optional[Iterable[PathLike]] = None, include_own: bool = True) -> List[_native.PluginInfo]:
+def scan(paths: Optional[Iterable[PathLike]] = None, include_own: bool = True,
+         include_unsupported: bool = False) -> List[_native.PluginInfo]:
     """Installed plugins: LV2 (standard folders and ``LV2_PATH``), VST3 (standard folders and
-    ``VST3_PATH``), LADSPA (``LADSPA_PATH``), fxgrad's own effects, and the given ``paths``
-    (folders searched recursively, or plugin bundles/files)."""
+    ``VST3_PATH``), VST2 (``~/.vst``, ``~/.lxvst``, ``/usr/lib/vst``, ``/usr/lib/lxvst``, the same
+    under ``/usr/local``, ``VST_PATH`` and ``LXVST_PATH``), LADSPA (``LADSPA_PATH``), fxgrad's own
+    effects (as ``fxgrad:NAME``), and the given ``paths`` (folders searched recursively, or plugin
+    bundles/files). Each ``identifier`` loads with :func:`load` as it is.
+
+    Plugins fxgrad cannot host (no audio output: MIDI or control plugins) are left out unless
+    ``include_unsupported``; their ``unsupported`` says why."""
     extra = [os.fspath(p) for p in (paths or [])]
     if include_own:
         extra += [str(f) for f in _own_plugin_folders() if f.is_dir()]
     seen, result = set(), []
     for info in _native.scan(extra):
         key = (info.format, info.unique_id)
-        if key not in seen:
-            seen.add(key)
-            result.append(info)
+        if key in seen or (info.unsupported and not include_unsupported):
+            continue
+        seen.add(key)
+        info.identifier = _own_identifier(info.identifier) or info.identifier
+        result.append(info)
     return sorted(result, key=lambda i: (i.format, i.name.lower()))
 
 

@@ -1,0 +1,92 @@
+"""`fxgrad check`: plugins probed in worker processes, so that one that crashes, aborts or hangs is
+reported (with the stage and the settings being rendered) and `check` itself carries on. The
+misbehaving plugins are a LADSPA library of the tests' own (tests/fixtures/misbehaving_ladspa.c)
+beside real installed plugins."""
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fxgrad import check
+from fxgrad.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "misbehaving_ladspa.c"
+ZAMCOMP = "urn:zamaudio:ZamComp"
+MIDI_ONLY = "http://gareus.org/oss/lv2/midifilter#passthru"
+XFADE = "http://gareus.org/oss/lv2/xfade"
+
+
+@pytest.fixture(scope="module")
+def misbehaving(tmp_path_factory):
+    """Path of the compiled misbehaving LADSPA library."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    library = tmp_path_factory.mktemp("ladspa") / "misbehaving.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(FIXTURE)], check=True)
+    return library
+
+
+def by_identifier(results):
+    return {r["identifier"]: r for r in results}
+
+
+def test_crashes_hangs_and_errors_are_reported_and_check_carries_on(misbehaving):
+    targets = [check.Target(f"{misbehaving}#{label}") for label in ("crash", "hang", "nan", "abort", "clean")]
+    targets += [check.Target(ZAMCOMP), check.Target(MIDI_ONLY), check.Target("/no/such/plugin.so")]
+    started = time.monotonic()
+    results = by_identifier(check.check(targets, jobs=2, timeout_s=4.0))
+    assert time.monotonic() - started < 60
+    assert len(results) == len(targets)
+
+    crash = results[f"{misbehaving}#crash"]
+    assert (crash["status"], crash["signal"], crash["format"]) == ("crash", "SIGSEGV", "LADSPA")
+    assert crash["stage"].startswith("render at random settings 1/")
+    assert crash["settings"]["danger"] > 0.01          # the value that crashed it, to reproduce
+    assert "SIGSEGV during render at random settings" in check.describe(crash)
+
+    hang = results[f"{misbehaving}#hang"]
+    assert hang["status"] == "hang" and hang["stage"] == "render at defaults"
+    assert "no answer within 4 s" in hang["message"]
+
+    nan = results[f"{misbehaving}#nan"]
+    assert (nan["status"], nan["error"], nan["stage"]) == ("error", "PluginOutputError", "render at defaults")
+    assert "produced NaN or Inf" in nan["message"]
+
+    abort = results[f"{misbehaving}#abort"]
+    assert (abort["status"], abort["signal"], abort["stage"]) == ("crash", "SIGABRT", "load")
+
+    for identifier in (f"{misbehaving}#clean", ZAMCOMP):
+        ok = results[identifier]
+        assert ok["status"] == "ok", ok
+        assert ok["deterministic"] and ok["reset_exact"] and ok["state_exact"], ok
+        assert ok["latency_samples"] == 0 and not ok["dsp_snapshot"] and 0 < ok["seconds_per_second"] < 1
+
+    assert results[MIDI_ONLY]["status"] == "error" and "no audio output" in results[MIDI_ONLY]["message"]
+    assert results["/no/such/plugin.so"]["error"] == "FileNotFoundError"
+
+    summary = check.summarize(list(results.values()))
+    assert summary["all"] == {"ok": 2, "error": 3, "crash": 2, "hang": 1, "total": 8}
+    assert summary["LADSPA"] == {"ok": 1, "error": 1, "crash": 1, "hang": 1, "total": 4}   # clean, nan, crash, hang
+    assert summary["?"]["total"] == 3       # what never loaded (abort, MIDI-only, missing) has no format
+
+
+def test_the_command_prints_one_line_per_plugin_and_json(misbehaving, capsys):
+    code = main(["check", f"{misbehaving}#clean", XFADE, "fxgrad:Gain", "--timeout", "30", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1                                    # not every plugin is ok
+    lines = out.splitlines()
+    line = {identifier: next(l for l in lines if f"({identifier})" in l)     # in the order they finish
+            for identifier in (f"{misbehaving}#clean", XFADE, "fxgrad:Gain")}
+    assert line[f"{misbehaving}#clean"].startswith("ok     LADSPA  clean")
+    assert line["fxgrad:Gain"].startswith("ok     LV2     FxgradGain") and "DSP snapshot" in line["fxgrad:Gain"]
+    assert line[XFADE].startswith("error") and "connects none of its audio ports" in line[XFADE]
+    assert lines[-1].startswith("3 plugin(s) checked in ")
+
+    code = main(["check", "fxgrad:Gain", "--json"])
+    described = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert described["summary"]["all"]["ok"] == 1 and described["results"][0]["name"] == "FxgradGain"

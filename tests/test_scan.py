@@ -1,0 +1,55 @@
+"""What `scan` lists loads as it is, in a fresh process, for every format (fxgrad's own effects and
+one plugin of a library holding several included); what fxgrad cannot host is marked."""
+import collections
+import json
+
+import pytest
+
+import fxgrad
+
+
+@pytest.fixture(scope="module")
+def scans():
+    """(scan(), scan(include_unsupported=True)), taken once."""
+    return fxgrad.scan(), fxgrad.scan(include_unsupported=True)
+
+
+def test_every_format_s_identifiers_load_in_a_fresh_process(scans, run_python):
+    by_format = collections.defaultdict(list)
+    for info in scans[0]:
+        by_format[info.format].append(info.identifier)
+    assert {"LV2", "VST3", "VST2", "LADSPA"} <= set(by_format)
+    own = [i for ids in by_format.values() for i in ids if i.startswith("fxgrad:")]
+    assert sorted(own) == sorted([f"fxgrad:{e}" for e in fxgrad.host.OWN_EFFECTS]
+                                 + [f"fxgrad:{e}/vst3" for e in fxgrad.host.OWN_EFFECTS])
+    shared = [i for i in by_format["LADSPA"] if "#" in i]
+    assert "/usr/lib/ladspa/caps.so#Compress" in shared
+    # A few of each format, every own effect, and every library-with-several form; loaded by a
+    # process that has not scanned (the URIs of the own effects too).
+    chosen = own + [f"https://fxgrad.org/plugins/{e}" for e in fxgrad.host.OWN_EFFECTS] + shared[:10]
+    for fmt in ("LV2", "VST3", "VST2", "LADSPA"):
+        others = [i for i in by_format[fmt] if not i.startswith("fxgrad:")]
+        chosen += others[:: max(1, len(others) // 8)]
+    loaded = run_python(f"""
+        import json, fxgrad
+        failures = {{}}
+        for identifier in {json.dumps(sorted(set(chosen)))}:
+            try:
+                fxgrad.load(identifier, sample_rate=44100)
+            except Exception as error:
+                failures[identifier] = repr(error)
+        print(json.dumps(failures))
+    """, timeout=600)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_plugins_without_audio_output_are_marked_and_left_out_by_default(scans):
+    hosted = {i.identifier for i in scans[0]}
+    everything = {i.identifier: i for i in scans[1]}
+    midi_only = everything["http://gareus.org/oss/lv2/midifilter#passthru"]
+    assert "no audio output" in midi_only.unsupported and midi_only.identifier not in hosted
+    xfade = everything["http://gareus.org/oss/lv2/xfade"]
+    assert "connects none of its audio ports" in xfade.unsupported
+    assert not everything["urn:zamaudio:ZamComp"].unsupported and "urn:zamaudio:ZamComp" in hosted
+    assert hosted == {i for i, info in everything.items() if not info.unsupported}
