@@ -369,10 +369,10 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
             paths = vst2Locations();
             paths.addPath (ladspaPaths);   // the plugin files given, and the folders given
         }
-        const bool lv2 = format == lv2Format;
-        auto& describer = lv2 ? static_cast<juce::AudioPluginFormat&> (lv2Scanner) : *format;
-        for (const auto& file : describer.searchPathsForPlugins (lv2 ? lv2Paths : paths, true, false)) {
-            if (! lv2 && ! firstIrregularFile (file.toStdString()).empty())
+        const bool isLv2 = format == lv2Format;
+        auto& describer = isLv2 ? static_cast<juce::AudioPluginFormat&> (lv2Scanner) : *format;
+        for (const auto& file : describer.searchPathsForPlugins (isLv2 ? lv2Paths : paths, true, false)) {
+            if (! isLv2 && ! firstIrregularFile (file.toStdString()).empty())
                 continue;   // found by its name, but not a file that can be opened
             juce::OwnedArray<juce::PluginDescription> found;
             describer.findAllTypesForFile (found, file);
@@ -381,9 +381,9 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
                 auto info = describe (*d);
                 // A URI loads only where its bundle is on the LV2 path; elsewhere the bundle does.
                 const auto outside = outsideBundles.find (info.identifier);
-                if (format == lv2Format && outside != outsideBundles.end())
+                if (isLv2 && outside != outsideBundles.end())
                     info.identifier = outside->second;
-                if (format == lv2Format && info.unsupported.empty())
+                if (isLv2 && info.unsupported.empty())
                     info.unsupported = lv2->unconnectedPorts (d->fileOrIdentifier.toStdString());
                 result.push_back (std::move (info));
             }

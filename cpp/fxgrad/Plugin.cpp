@@ -102,6 +102,8 @@ std::string preview (const std::string& blob, size_t length = 24)
         }
     }
     return text + (blob.size() > length ? "..." : "");
+}
+
 // A plugin's own text for a normalised value. A VST2 plugin displays only its current value
 // (effGetParamDisplay; JUCE's getText formats the number itself): the value is set for the
 // question and put back.
