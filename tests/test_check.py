@@ -5,6 +5,7 @@ beside real installed plugins."""
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,3 +91,36 @@ def test_the_command_prints_one_line_per_plugin_and_json(misbehaving, capsys):
     described = json.loads(capsys.readouterr().out)
     assert code == 0
     assert described["summary"]["all"]["ok"] == 1 and described["results"][0]["name"] == "FxgradGain"
+
+
+def _workers_of(parent_pid):
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{parent_pid}\n" in text and b"--worker" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_a_hung_worker_goes_with_a_killed_parent(misbehaving):
+    parent = subprocess.Popen([sys.executable, "-m", "fxgrad", "check", f"{misbehaving}#hang", "--timeout", "300"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not _workers_of(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _workers_of(parent.pid)
+        assert workers, "no worker started"
+        time.sleep(1.0)                                  # let it reach the plugin's endless run()
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}/status").exists() and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()
+                   for w in workers)

@@ -183,6 +183,17 @@ def _worker_main() -> int:
 # ---------------------------------------------------------------------------------- the pool
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: a worker (hung in a plugin, say) goes when its parent does, even
+    after kill -9 of the parent (Linux's PR_SET_PDEATHSIG; elsewhere it ends at its stdin's EOF)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _signal_name(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -242,7 +253,8 @@ class _Pool:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = subprocess.Popen([sys.executable, "-m", "fxgrad.check", "--worker"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+                                   stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
         os.set_blocking(process.stdout.fileno(), False)
         worker = _Worker(process, log)
         self.selector.register(process.stdout, selectors.EVENT_READ, worker)
