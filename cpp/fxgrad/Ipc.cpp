@@ -7,6 +7,7 @@
 #include <cstring>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,6 +124,20 @@ bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double sec
         }
     } while (std::chrono::steady_clock::now() < until);
     return word.load (std::memory_order_acquire) != expected;
+}
+
+bool sendAll (int fd, const std::string& bytes)
+{
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+        const auto n = send (fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        sent += (size_t) n;
+    }
+    return true;
 }
 
 size_t Control::bytesFor (const LaneLayout& layout)

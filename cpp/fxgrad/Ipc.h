@@ -50,6 +50,9 @@ void futexWake (std::atomic<uint32_t>& word);
 bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double seconds);
 constexpr double spinSeconds = 50e-6;
 
+/** Writes all of `bytes` to a socket (no SIGPIPE); false when the other end is gone. */
+bool sendAll (int fd, const std::string& bytes);
+
 enum class Command : uint32_t { Forward = 1, Evaluate, Reset };
 
 /** The start of a worker's control region; ChainActivity records (lanes x chains) follow it. */

@@ -77,19 +77,6 @@ std::string locateWorker()
     return candidate.string();
 }
 
-void sendAll (int fd, const std::string& bytes)
-{
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-        const auto n = send (fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;   // the worker is gone; awaitStart() reports how it died
-        sent += (size_t) n;
-    }
-}
-
 /** Reads exactly n bytes before `until`; false on EOF, error or time-out (`timedOut` says which). */
 bool receiveAll (int fd, char* out, size_t n, Clock::time_point until, bool& timedOut)
 {
@@ -253,7 +240,7 @@ void IsolatedLanes::spawn (Worker& w)
     message.put (specBytes);
     wire::Writer framed;
     framed.put (message.bytes);
-    sendAll (w.socket, framed.bytes);
+    ipc::sendAll (w.socket, framed.bytes);   // if it fails, awaitStart() reports how the worker died
 }
 
 void IsolatedLanes::awaitStart (Worker& w)

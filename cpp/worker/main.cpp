@@ -44,15 +44,8 @@ void reply (int32_t status, int32_t kind, const std::string& text)
     message.put (text);
     wire::Writer framed;
     framed.put (message.bytes);
-    size_t sent = 0;
-    while (sent < framed.bytes.size()) {
-        const auto n = send (socketFd, framed.bytes.data() + sent, framed.bytes.size() - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            _exit (0);
-        sent += (size_t) n;
-    }
+    if (! ipc::sendAll (socketFd, framed.bytes))
+        _exit (0);   // the parent is gone
 }
 
 /** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended. */
