@@ -17,13 +17,19 @@ APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils fst
 	libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm asterisk-core-sounds-en-g722 \
 	asterisk-core-sounds-en-wav ffmpeg openttd-openmsx
 
-.PHONY: demo test build deps venv wheel wheel-check sdist install-plugins bench clean
+.PHONY: demo test lint build deps venv wheel wheel-check sdist install-plugins bench clean
 
 demo: build
 	$(VENV)/bin/fxgrad demo
 
-test: build
+test: build lint
 	$(PY) -m pytest -q -ra tests
+
+# ruff's formatter and linter (settings in pyproject.toml); `ruff format .` and `ruff check --fix .`
+# from the venv fix most of what this reports.
+lint: venv
+	$(VENV)/bin/ruff format --check --diff .
+	$(VENV)/bin/ruff check .
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -16,18 +16,17 @@ machine). Every method's output is compared with fxgrad's, so that all of them a
 the same DSP with the same settings.
 Usage: python bench/host_bench.py [--seconds 60] [--reps 7] [--no-dawdreamer]
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -174,9 +173,22 @@ class DspOnly:
         controls = [f"{i}={BANDS_ON.get(s, default)!r}" for i, k, _, s, default in ports if k == "control"]
         self.input, self.output = workdir / "in.f32", workdir / "out.f32"
         self.input.write_bytes(np.ascontiguousarray(x).tobytes())
-        self.args = [str(self.exe), binary, bundle, URI, str(SR), str(BLOCK), str(x.shape[1]), "1",
-                     str(self.input), str(self.output), ",".join(map(str, ins)), ",".join(map(str, self.outs)),
-                     str(len(ports)), *controls]
+        self.args = [
+            str(self.exe),
+            binary,
+            bundle,
+            URI,
+            str(SR),
+            str(BLOCK),
+            str(x.shape[1]),
+            "1",
+            str(self.input),
+            str(self.output),
+            ",".join(map(str, ins)),
+            ",".join(map(str, self.outs)),
+            str(len(ports)),
+            *controls,
+        ]
 
     def run(self):
         result = subprocess.run(self.args, capture_output=True, text=True, check=True)
@@ -202,7 +214,7 @@ class Fxgrad:
         process, pieces = self.plugin.process, []
         start = time.perf_counter()
         for offset in range(0, x.shape[1], BLOCK):
-            pieces.append(process(x[:, offset:offset + BLOCK]))
+            pieces.append(process(x[:, offset : offset + BLOCK]))
         seconds = time.perf_counter() - start
         return seconds, np.concatenate(pieces, axis=1)
 
@@ -217,8 +229,9 @@ class DawDreamer:
         self.script.write_text(DAWDREAMER_SCRIPT)
 
     def run(self):
-        result = subprocess.run([sys.executable, str(self.script), URI, str(BLOCK), "1", str(self.path)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, str(self.script), URI, str(BLOCK), "1", str(self.path)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "DawDreamer failed")
         seconds = json.loads(result.stdout.strip().splitlines()[-1])[0]
@@ -241,7 +254,9 @@ def main():
     parser.add_argument("--no-dawdreamer", action="store_true")
     args = parser.parse_args()
 
-    x = (np.random.default_rng(0).standard_normal((CHANNELS, int(args.seconds * SR))) * 10 ** (-10 / 20)).astype(np.float32)
+    x = (np.random.default_rng(0).standard_normal((CHANNELS, int(args.seconds * SR))) * 10 ** (-10 / 20)).astype(
+        np.float32
+    )
     audio_seconds = x.shape[1] / SR
     with tempfile.TemporaryDirectory(prefix="fxgrad-bench-") as tmp:
         workdir = Path(tmp)
@@ -254,6 +269,7 @@ def main():
         if not args.no_dawdreamer:
             try:
                 import dawdreamer  # noqa: F401  (only to know it is there; it runs in a subprocess)
+
                 methods["DawDreamer 0.9.0: render()"] = DawDreamer(x, workdir).run
             except ImportError:
                 print("DawDreamer skipped: not installed (pip install dawdreamer==0.9.0)")
@@ -267,23 +283,34 @@ def main():
                 outputs.setdefault(name, out)
     names = list(methods)
     reference = outputs[names[1]]
-    rows = [(name, times[name], "reference" if name == names[1] else describe_difference(reference, outputs[name]))
-            for name in names]
+    rows = [
+        (name, times[name], "reference" if name == names[1] else describe_difference(reference, outputs[name]))
+        for name in names
+    ]
     dsp, one_call, blocks = (times[name] for name in names[:3])
 
-    print(f"\nCalf Multiband Compressor (bands on), {audio_seconds:.0f} s stereo at {SR} Hz, blocks of {BLOCK}, "
-          f"median of {args.reps} runs; RTF = processing time / audio time")
-    print(f"{'method':44s} {'median s':>9s} {'min s':>8s} {'RTF':>8s} {'x realtime':>11s} {'vs dsp-only':>12s}  output vs fxgrad")
+    print(
+        f"\nCalf Multiband Compressor (bands on), {audio_seconds:.0f} s stereo at {SR} Hz, blocks of {BLOCK}, "
+        f"median of {args.reps} runs; RTF = processing time / audio time"
+    )
+    print(
+        f"{'method':44s} {'median s':>9s} {'min s':>8s} {'RTF':>8s} {'x realtime':>11s} {'vs dsp-only':>12s}  "
+        "output vs fxgrad"
+    )
     dsp_median = statistics.median(dsp)
     for name, times, note in rows:
         median = statistics.median(times)
-        print(f"{name:44s} {median:9.4f} {min(times):8.4f} {median / audio_seconds:8.5f} {audio_seconds / median:10.1f}x "
-              f"{median / dsp_median:11.3f}x  {note}")
+        print(
+            f"{name:44s} {median:9.4f} {min(times):8.4f} {median / audio_seconds:8.5f} {audio_seconds / median:10.1f}x "
+            f"{median / dsp_median:11.3f}x  {note}"
+        )
     for label, stat in (("medians", statistics.median), ("minima", min)):
         overhead_a = stat(one_call) / stat(dsp) - 1
         overhead_b = stat(blocks) / stat(dsp) - 1
-        print(f"{'' if stat is min else chr(10)}fxgrad overhead over the plugin's own DSP time ({label}): (a) one call "
-              f"{100 * overhead_a:+.1f}%, (b) {BLOCK}-sample calls {100 * overhead_b:+.1f}%  (target <= +5%)")
+        print(
+            f"{'' if stat is min else chr(10)}fxgrad overhead over the plugin's own DSP time ({label}): (a) one call "
+            f"{100 * overhead_a:+.1f}%, (b) {BLOCK}-sample calls {100 * overhead_b:+.1f}%  (target <= +5%)"
+        )
     per_block_us = (statistics.median(blocks) - statistics.median(one_call)) / (x.shape[1] / BLOCK) * 1e6
     print(f"cost of a Python-level process() call: {per_block_us:.1f} us per 1024-sample block")
 

@@ -13,6 +13,7 @@ a worker killed with SIGKILL between steps; the next step restarts it (rack.stat
     .venv/bin/python bench/isolation_bench.py                      # the full table (minutes)
     .venv/bin/python bench/isolation_bench.py --lanes 8 --chains gain --min-seconds 1   # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,17 +43,30 @@ def main(argv=None) -> int:
         configs += [(chain, M) for M in lanes]
     worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"threads={args.threads} block={args.block} frame={args.frame} rounds={args.rounds}")
-    print(f"{'chain':10} {'M':>4} {'workers':>7} {'in-process st/s':>16} {'isolated st/s':>14} {'ratio':>6} "
-          f"{'MiB/lane in':>12} {'MiB/lane iso':>13} {'recovery s':>11}")
+    print(
+        f"{'chain':10} {'M':>4} {'workers':>7} {'in-process st/s':>16} {'isolated st/s':>14} {'ratio':>6} "
+        f"{'MiB/lane in':>12} {'MiB/lane iso':>13} {'recovery s':>11}"
+    )
     for chain, M in configs:
         variants = [("none", 0)] + [("process", w) for w in worker_counts]
         rates = {v: [] for v in variants}
         memory, recovery, workers = {}, {}, {}
         for r in range(args.rounds):
             for isolation, count in variants:
-                result = run_isolated(spec_name=chain, M=M, threads=args.threads, block=args.block, n=args.frame,
-                                      steps=5, repeats=1, warmup=3, min_seconds=args.min_seconds,
-                                      isolation=isolation, workers=count, recovery=isolation == "process" and r == 0)
+                result = run_isolated(
+                    spec_name=chain,
+                    M=M,
+                    threads=args.threads,
+                    block=args.block,
+                    n=args.frame,
+                    steps=5,
+                    repeats=1,
+                    warmup=3,
+                    min_seconds=args.min_seconds,
+                    isolation=isolation,
+                    workers=count,
+                    recovery=isolation == "process" and r == 0,
+                )
                 rates[(isolation, count)].append(result["steps_per_s"])
                 memory[(isolation, count)] = result["rss_per_lane"]
                 workers[(isolation, count)] = result["workers"]
@@ -62,9 +76,12 @@ def main(argv=None) -> int:
         for variant in variants[1:]:
             # Paired: each round's isolated rate over the same round's in-process rate, median.
             ratio = statistics.median(y / x for x, y in zip(base, rates[variant]))
-            print(f"{chain:10} {M:4d} {workers[variant]:7d} {statistics.median(base):16.2f} "
-                  f"{statistics.median(rates[variant]):14.2f} {ratio:6.3f} {mib(memory[('none', 0)]):>12} "
-                  f"{mib(memory[variant]):>13} {recovery[variant]:11.3f}", flush=True)
+            print(
+                f"{chain:10} {M:4d} {workers[variant]:7d} {statistics.median(base):16.2f} "
+                f"{statistics.median(rates[variant]):14.2f} {ratio:6.3f} {mib(memory[('none', 0)]):>12} "
+                f"{mib(memory[variant]):>13} {recovery[variant]:11.3f}",
+                flush=True,
+            )
     return 0
 
 

@@ -13,6 +13,7 @@ for fxgrad, the plugins' DSP bound: threads / (DSP seconds of one render on one 
 
 See bench/README.md ("match_bench.py").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,14 @@ CHAIN = ("ZamEQ2", "ZaMultiCompX2", "ZaMaximX2")
 # ---------------------------------------------------------------------------- pedalboard side
 
 
-_board = None      # one per pool process: (pedalboard.Pedalboard, [(plugin, parameter key)...])
+_board = None  # one per pool process: (pedalboard.Pedalboard, [(plugin, parameter key)...])
 _audio = None
 _options = None
 
 
-def _pool_start(paths: Sequence[str], parameters: Sequence[Sequence[str]], audio: np.ndarray, rate: float, block: int) -> None:
+def _pool_start(
+    paths: Sequence[str], parameters: Sequence[Sequence[str]], audio: np.ndarray, rate: float, block: int
+) -> None:
     """Pool initializer: load this process's instances once and keep the input audio (sent once)."""
     import pedalboard
 
@@ -68,7 +71,7 @@ class PedalboardPool:
 
     def __init__(self, processes: int, paths, parameters, audio, rate, block):
         self.pool = mp.get_context("spawn").Pool(processes, _pool_start, (paths, parameters, audio, rate, block))
-        self.pool.map(_pool_render, [np.full(sum(map(len, parameters)), 0.5, np.float32)] * processes)   # warm up
+        self.pool.map(_pool_render, [np.full(sum(map(len, parameters)), 0.5, np.float32)] * processes)  # warm up
         self.renders, self.render_seconds = 0, 0.0
 
     def render(self, thetas: np.ndarray) -> np.ndarray:
@@ -93,7 +96,9 @@ DPF_INFORMATION = {"buffer_size", "sample_rate", "current_program"}
 
 def is_setting(p) -> bool:
     meter = "gain_reduction" in p.id or p.id.startswith("output_") or p.id == "output_level"
-    return p.automatable and not (p.is_bypass or p.is_toggle or p.steps or p.choices or meter or p.id in DPF_INFORMATION)
+    return p.automatable and not (
+        p.is_bypass or p.is_toggle or p.steps or p.choices or meter or p.id in DPF_INFORMATION
+    )
 
 
 def material(seconds: float, rate: int, seed: int) -> np.ndarray:
@@ -114,8 +119,9 @@ def run(args) -> Dict[str, object]:
         if not Path(path).is_dir():
             raise SystemExit(f"{path} is missing: install zam-plugins (apt)")
     plugins = [fxgrad.load(p, sample_rate=args.sample_rate, block_size=args.block_size, channels=2) for p in paths]
-    chain = fxgrad.Chain(plugins, learned=[f"{k}.{p.id}" for k, plugin in enumerate(plugins) for p in plugin.parameters
-                                           if is_setting(p)])
+    chain = fxgrad.Chain(
+        plugins, learned=[f"{k}.{p.id}" for k, plugin in enumerate(plugins) for p in plugin.parameters if is_setting(p)]
+    )
     names_by_plugin = [[] for _ in plugins]
     for qualified in chain.learned:
         index, _, parameter = qualified.partition(".")
@@ -127,13 +133,15 @@ def run(args) -> Dict[str, object]:
     reference = fxgrad.render_batch(chain, hidden, audio, args.threads)[0]
     loss = MatchLoss(reference, args.sample_rate, "aligned")
     x0 = np.asarray(chain.get_learned(), np.float32)
-    print(f"chain {' -> '.join(p.name for p in plugins)} (VST3), {P} learned parameters; {args.seconds:g} s stereo at "
-          f"{args.sample_rate} Hz, blocks of {args.block_size}; CMA-ES population {args.population}, "
-          f"{args.iterations} iterations, seed {args.seed}; {args.threads} threads / processes; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"chain {' -> '.join(p.name for p in plugins)} (VST3), {P} learned parameters; {args.seconds:g} s stereo at "
+        f"{args.sample_rate} Hz, blocks of {args.block_size}; CMA-ES population {args.population}, "
+        f"{args.iterations} iterations, seed {args.seed}; {args.threads} threads / processes; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
 
     # The plugins' own cost: one render at a time on one thread, nothing else running.
-    for k in range(2):   # warm-up
+    for k in range(2):  # warm-up
         fxgrad.render_batch(chain, np.random.default_rng(k).uniform(0, 1, P).astype(np.float32), audio, 1)
     stats_before = render_stats(chain, 1)
     for k in range(args.dsp_renders):
@@ -141,11 +149,16 @@ def run(args) -> Dict[str, object]:
     stats_after = render_stats(chain, 1)
     dsp_per_render = (stats_after["dsp_seconds"] - stats_before["dsp_seconds"]) / args.dsp_renders
 
-    results: Dict[str, object] = {"parameters": P, "seconds": args.seconds, "population": args.population,
-                                  "iterations": args.iterations, "threads": args.threads,
-                                  "dsp_seconds_per_render": dsp_per_render}
+    results: Dict[str, object] = {
+        "parameters": P,
+        "seconds": args.seconds,
+        "population": args.population,
+        "iterations": args.iterations,
+        "threads": args.threads,
+        "dsp_seconds_per_render": dsp_per_render,
+    }
 
-    fxgrad.render_batch(chain, np.tile(x0, (args.threads, 1)), audio, args.threads)   # instances made, warm
+    fxgrad.render_batch(chain, np.tile(x0, (args.threads, 1)), audio, args.threads)  # instances made, warm
     fx_stats0 = render_stats(chain, args.threads)
     fx_render = {"seconds": 0.0, "renders": 0}
 
@@ -157,14 +170,24 @@ def run(args) -> Dict[str, object]:
         return loss(out)
 
     began = time.perf_counter()
-    fx = optimise_cma(fx_evaluate, x0, args.iterations, args.population, 0.1, args.seed, progress=not args.no_progress,
-                      description="fxgrad")
+    fx = optimise_cma(
+        fx_evaluate,
+        x0,
+        args.iterations,
+        args.population,
+        0.1,
+        args.seed,
+        progress=not args.no_progress,
+        description="fxgrad",
+    )
     fx_total = time.perf_counter() - began
     fx_stats = render_stats(chain, args.threads)
     dsp = fx_stats["dsp_seconds"] - fx_stats0["dsp_seconds"]
     results["fxgrad"] = {
-        "s_per_iteration": fx_total / fx.iterations, "render_s_per_iteration": fx_render["seconds"] / fx.iterations,
-        "renders_per_s": fx_render["renders"] / fx_render["seconds"], "best_loss": fx.loss,
+        "s_per_iteration": fx_total / fx.iterations,
+        "render_s_per_iteration": fx_render["seconds"] / fx.iterations,
+        "renders_per_s": fx_render["renders"] / fx_render["seconds"],
+        "best_loss": fx.loss,
         "best_by_iteration": [h["best"] for h in fx.history],
         "dsp_seconds_per_render_in_run": dsp / fx_render["renders"],
     }
@@ -174,8 +197,8 @@ def run(args) -> Dict[str, object]:
     if not args.no_pedalboard:
         try:
             import pedalboard  # noqa: F401
-        except ImportError:
-            raise SystemExit("pedalboard is not installed (pip install pedalboard), or pass --no-pedalboard")
+        except ImportError as error:
+            raise SystemExit("pedalboard is not installed (pip install pedalboard), or pass --no-pedalboard") from error
         pool = PedalboardPool(args.threads, paths, names_by_plugin, audio, float(args.sample_rate), args.block_size)
         try:
             # pedalboard compensates the plugins' latency (ZaMaximX2 looks ahead), fxgrad's host
@@ -184,7 +207,7 @@ def run(args) -> Dict[str, object]:
             probe = np.stack([x0, hidden])
             theirs, ours = pool.render(probe), fxgrad.render_batch(chain, probe, audio, args.threads)
             lag = chain.latency_samples
-            difference = float(np.max(np.abs(theirs[..., :theirs.shape[-1] - lag] - ours[..., lag:])))
+            difference = float(np.max(np.abs(theirs[..., : theirs.shape[-1] - lag] - ours[..., lag:])))
             their_loss = MatchLoss(theirs[1], args.sample_rate, "aligned")
             pool.renders, pool.render_seconds = 0, 0.0
 
@@ -192,14 +215,24 @@ def run(args) -> Dict[str, object]:
                 return their_loss(pool.render(thetas))
 
             began = time.perf_counter()
-            pb = optimise_cma(pb_evaluate, x0, args.iterations, args.population, 0.1, args.seed,
-                              progress=not args.no_progress, description="pedalboard pool")
+            pb = optimise_cma(
+                pb_evaluate,
+                x0,
+                args.iterations,
+                args.population,
+                0.1,
+                args.seed,
+                progress=not args.no_progress,
+                description="pedalboard pool",
+            )
             pb_total = time.perf_counter() - began
         finally:
             pool.close()
         results["pedalboard"] = {
-            "s_per_iteration": pb_total / pb.iterations, "render_s_per_iteration": pool.render_seconds / pb.iterations,
-            "renders_per_s": pool.renders / pool.render_seconds, "best_loss": pb.loss,
+            "s_per_iteration": pb_total / pb.iterations,
+            "render_s_per_iteration": pool.render_seconds / pb.iterations,
+            "renders_per_s": pool.renders / pool.render_seconds,
+            "best_loss": pb.loss,
             "best_by_iteration": [h["best"] for h in pb.history],
         }
         results["max_abs_difference_of_renders"] = difference
@@ -209,28 +242,38 @@ def run(args) -> Dict[str, object]:
 
 def report(results: Dict[str, object]) -> str:
     fx = results["fxgrad"]
-    lines = ["| renderer | s / iteration | rendering s / iteration | renders / s | best loss |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| renderer | s / iteration | rendering s / iteration | renders / s | best loss |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     sides = [("fxgrad render_batch", fx)]
     if "pedalboard" in results:
         sides.append(("pedalboard + Pool", results["pedalboard"]))
     for label, side in sides:
-        lines.append(f"| {label} | {side['s_per_iteration']:.3f} | {side['render_s_per_iteration']:.3f} | "
-                     f"{side['renders_per_s']:.1f} | {side['best_loss']:.6g} |")
+        lines.append(
+            f"| {label} | {side['s_per_iteration']:.3f} | {side['render_s_per_iteration']:.3f} | "
+            f"{side['renders_per_s']:.1f} | {side['best_loss']:.6g} |"
+        )
     bound = results["dsp_bound_renders_per_s"]
     lines.append("")
-    lines.append(f"DSP bound: {results['threads']} threads / {results['dsp_seconds_per_render'] * 1e3:.1f} ms per render "
-                 f"(one thread, idle) = {bound:.1f} renders/s; fxgrad reaches {fx['renders_per_s']:.1f} "
-                 f"({100 * fx['renders_per_s'] / bound:.0f} % of it; DSP per render during the run "
-                 f"{fx['dsp_seconds_per_render_in_run'] * 1e3:.1f} ms)")
+    lines.append(
+        f"DSP bound: {results['threads']} threads / {results['dsp_seconds_per_render'] * 1e3:.1f} ms per render "
+        f"(one thread, idle) = {bound:.1f} renders/s; fxgrad reaches {fx['renders_per_s']:.1f} "
+        f"({100 * fx['renders_per_s'] / bound:.0f} % of it; DSP per render during the run "
+        f"{fx['dsp_seconds_per_render_in_run'] * 1e3:.1f} ms)"
+    )
     if "pedalboard" in results:
         pb = results["pedalboard"]
-        lines.append(f"fxgrad / pedalboard pool: {pb['s_per_iteration'] / fx['s_per_iteration']:.2f}x per iteration, "
-                     f"{pb['render_s_per_iteration'] / fx['render_s_per_iteration']:.2f}x in rendering")
+        lines.append(
+            f"fxgrad / pedalboard pool: {pb['s_per_iteration'] / fx['s_per_iteration']:.2f}x per iteration, "
+            f"{pb['render_s_per_iteration'] / fx['render_s_per_iteration']:.2f}x in rendering"
+        )
         same = fx["best_by_iteration"] == pb["best_by_iteration"]
-        lines.append(f"same seed, same losses at every iteration: {'yes' if same else 'no'} (best {fx['best_loss']:.6g} vs "
-                     f"{pb['best_loss']:.6g}); largest difference between the two hosts' renders of one setting "
-                     f"(latency of {results['latency_samples']} samples removed): {results['max_abs_difference_of_renders']:.3g}")
+        lines.append(
+            f"same seed, same losses at every iteration: {'yes' if same else 'no'} (best {fx['best_loss']:.6g} vs "
+            f"{pb['best_loss']:.6g}); largest difference between the two hosts' renders of one setting "
+            f"(latency of {results['latency_samples']} samples removed): {results['max_abs_difference_of_renders']:.3g}"
+        )
     return "\n".join(lines)
 
 
@@ -239,10 +282,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length (ST-ITO: 10 s)")
     parser.add_argument("--population", type=int, default=32, help="CMA-ES population (ST-ITO: 32)")
     parser.add_argument("--iterations", type=int, default=25, help="CMA-ES iterations (ST-ITO: 25-100)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="fxgrad threads and pedalboard processes (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="fxgrad threads and pedalboard processes (default: the CPUs this process may use)",
+    )
     parser.add_argument("--sample-rate", type=int, default=44100)
-    parser.add_argument("--block-size", type=int, default=8192, help="both hosts' block (pedalboard's default buffer_size)")
+    parser.add_argument(
+        "--block-size", type=int, default=8192, help="both hosts' block (pedalboard's default buffer_size)"
+    )
     parser.add_argument("--dsp-renders", type=int, default=4, help="renders timed on one thread for the DSP bound")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pedalboard", action="store_true")

@@ -9,6 +9,7 @@ A pipelined step should cost about max(encoder, plugins) rather than their sum.
 
     python bench/overlap_bench.py --device cuda --lanes 64 --threads 16 --steps 200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -124,10 +125,12 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="fxgrad-overlap-"))
-    print(f"device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
-          + f", {os.cpu_count()} CPU cores, rack threads {args.threads}, lanes {args.lanes}, "
-          f"encoder context {args.context}, {args.mels} mels, strategy {args.strategy}, K={args.perturbations}")
+    print(
+        f"device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+        + f", {os.cpu_count()} CPU cores, rack threads {args.threads}, lanes {args.lanes}, "
+        f"encoder context {args.context}, {args.mels} mels, strategy {args.strategy}, K={args.perturbations}"
+    )
 
     trainer, serial = run_training(args, pipeline=False, root=root)
     encoder_s = time_encoder(trainer, args)
@@ -144,11 +147,16 @@ def main() -> None:
     print(f"{'  of which in the plugins':44s} {serial['plugins_s'] * 1e3:9.1f}")
     print(f"{'pipelined training step (median)':44s} {pipelined['step_s'] * 1e3:9.1f}")
     print()
-    print(f"steps/s: serial {1 / serial['step_s']:.2f}, pipelined {1 / pipelined['step_s']:.2f} "
-          f"(x{serial['step_s'] / pipelined['step_s']:.2f}); pipelined step / max(encoder, plugins) = "
-          f"{pipelined['step_s'] / max(encoder_s, plugins_s):.2f}, / sum = "
-          f"{pipelined['step_s'] / (encoder_s + plugins_s):.2f}")
-    print(f"wall: serial run {serial['wall_s']:.0f} s, pipelined run {pipelined['wall_s']:.0f} s ({args.steps} steps each)")
+    print(
+        f"steps/s: serial {1 / serial['step_s']:.2f}, pipelined {1 / pipelined['step_s']:.2f} "
+        f"(x{serial['step_s'] / pipelined['step_s']:.2f}); pipelined step / max(encoder, plugins) = "
+        f"{pipelined['step_s'] / max(encoder_s, plugins_s):.2f}, / sum = "
+        f"{pipelined['step_s'] / (encoder_s + plugins_s):.2f}"
+    )
+    print(
+        f"wall: serial run {serial['wall_s']:.0f} s, pipelined run {pipelined['wall_s']:.0f} s "
+        f"({args.steps} steps each)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ absolute error, normalised units), next to the best static setting and the plugi
 
 Exit status 0 when the model's mean error is at most --max-mae (default 0.05).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,16 +73,20 @@ def main(argv=None) -> int:
     names = result["parameters"]
     errors = result["parameter_mae"]
     print()
-    print(f"parameter recovery: {' -> '.join(config.chain.plugins)}, {len(result['clips'])} held-out clips, "
-          f"{summary['step']} steps x {config.spsa.lanes} lanes, {train_time:.0f} s of training")
+    print(
+        f"parameter recovery: {' -> '.join(config.chain.plugins)}, {len(result['clips'])} held-out clips, "
+        f"{summary['step']} steps x {config.spsa.lanes} lanes, {train_time:.0f} s of training"
+    )
     rows = [[system, *[f"{v:.4f}" for v in values], f"{np.mean(values):.4f}"] for system, values in errors.items()]
     print(format_table(["system (MAE, normalised)", *names, "mean"], rows))
     print()
     print(report(result))
     model_mae = float(np.mean(errors["model"]))
     verdict = "PASS" if model_mae <= args.max_mae else "FAIL"
-    print(f"\n{verdict}: model mean absolute error {model_mae:.4f} (limit {args.max_mae}); "
-          f"total {time.perf_counter() - started:.0f} s; results in {result['path']}")
+    print(
+        f"\n{verdict}: model mean absolute error {model_mae:.4f} (limit {args.max_mae}); "
+        f"total {time.perf_counter() - started:.0f} s; results in {result['path']}"
+    )
     return 0 if verdict == "PASS" else 1
 
 

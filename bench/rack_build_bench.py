@@ -11,9 +11,9 @@ their own (cpp/fxgrad/Host.cpp); the ``after`` phase runs a scan to show that it
 The measured rack: fxgrad's Gain x 3 in series (LV2), lockstep two-sided SPSA, ``--lanes`` lanes
 x 2 ``--perturbations`` evaluators (plus a centre chain per lane): (lanes x (2K + 1)) chains of
 3 instances. In between, ``fxgrad.scan()`` runs (``--no-scan`` leaves it out) and ``--others``
-racks are built, run for one step and dropped, cycling through a third-party LV2 chain (Calf Compressor -> ZamComp), fxgrad's own Compressor as VST3, a
-LADSPA plugin (ZamComp's) and fxgrad's Gain chain itself, each ``--other-lanes`` lanes x
-``--other-perturbations`` perturbations.
+racks are built, run for one step and dropped, cycling through a third-party LV2 chain (Calf Compressor ->
+ZamComp), fxgrad's own Compressor as VST3, a LADSPA plugin (ZamComp's) and fxgrad's Gain chain itself,
+each ``--other-lanes`` lanes x ``--other-perturbations`` perturbations.
 
 Each measurement runs in a fresh process (``--repeats`` times, interleaved, median reported), so
 the fresh figure is truly fresh. Prints wall and CPU seconds (the process's, all threads) per
@@ -22,6 +22,7 @@ phase; the verdict uses CPU seconds, which other load on a shared machine distur
     .venv/bin/python bench/rack_build_bench.py                         # 8 x 2x125 evaluators: 6,024 instances
     .venv/bin/python bench/rack_build_bench.py --lanes 8 --perturbations 1000 --repeats 1   # the old test's 48,024
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKER = r'''
+WORKER = r"""
 import gc, json, sys, time
 import numpy as np
 import fxgrad
@@ -90,14 +91,22 @@ else:
     others(args["others"])
     seconds = measured()
 print(json.dumps({"wall": seconds[0], "cpu": seconds[1]}))
-'''
+"""
 
 
 def run(phase: str, options: argparse.Namespace) -> dict:
-    payload = json.dumps({"phase": phase, **{k: getattr(options, k) for k in
-                                             ("lanes", "perturbations", "others", "other_lanes", "other_perturbations", "scan")}})
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKER), payload], capture_output=True, text=True,
-                            cwd=ROOT, timeout=3600)
+    payload = json.dumps(
+        {
+            "phase": phase,
+            **{
+                k: getattr(options, k)
+                for k in ("lanes", "perturbations", "others", "other_lanes", "other_perturbations", "scan")
+            },
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WORKER), payload], capture_output=True, text=True, cwd=ROOT, timeout=3600
+    )
     if result.returncode != 0:
         raise SystemExit(f"rack_build_bench: the {phase} run failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -123,17 +132,25 @@ def main() -> int:
             figures[phase].append(run(phase, options))
     median = {p: {k: statistics.median(f[k] for f in figures[p]) for k in ("wall", "cpu")} for p in figures}
     ratio = median["after"]["cpu"] / median["fresh"]["cpu"]
-    print(f"rack: fxgrad Gain x 3, {options.lanes} lanes x (2 x {options.perturbations} + 1) chains = "
-          f"{instances} instances; {options.repeats} fresh process(es) per phase, median")
+    print(
+        f"rack: fxgrad Gain x 3, {options.lanes} lanes x (2 x {options.perturbations} + 1) chains = "
+        f"{instances} instances; {options.repeats} fresh process(es) per phase, median"
+    )
     print(f"{'phase':<36} {'wall s':>8} {'CPU s':>8} {'CPU us/instance':>16}")
-    labels = {"fresh": "fresh process",
-              "after": f"after it, {'a scan, ' if options.scan else ''}{options.others} other racks"}
+    labels = {
+        "fresh": "fresh process",
+        "after": f"after it, {'a scan, ' if options.scan else ''}{options.others} other racks",
+    }
     for phase, label in labels.items():
-        print(f"{label:<36} {median[phase]['wall']:>8.2f} {median[phase]['cpu']:>8.2f} "
-              f"{1e6 * median[phase]['cpu'] / instances:>16.0f}")
+        print(
+            f"{label:<36} {median[phase]['wall']:>8.2f} {median[phase]['cpu']:>8.2f} "
+            f"{1e6 * median[phase]['cpu'] / instances:>16.0f}"
+        )
     verdict = "PASS" if ratio <= options.max_ratio else "FAIL"
-    print(f"ratio after/fresh (CPU): {ratio:.2f} ({verdict}: at most {options.max_ratio}); wall: "
-          f"{median['after']['wall'] / median['fresh']['wall']:.2f}")
+    print(
+        f"ratio after/fresh (CPU): {ratio:.2f} ({verdict}: at most {options.max_ratio}); wall: "
+        f"{median['after']['wall'] / median['fresh']['wall']:.2f}"
+    )
     if options.json:
         Path(options.json).write_text(json.dumps({"instances": instances, **figures, "ratio_cpu": ratio}, indent=2))
     return 0 if ratio <= options.max_ratio else 1

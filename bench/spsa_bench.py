@@ -19,6 +19,7 @@ parent sending theta/x and receiving outputs and computing the SPSA gradient in 
 
 Each fxgrad measurement runs in its own fresh process (clean RSS accounting). See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,15 @@ SR = 22050
 CALF_MBC = "http://calf.sourceforge.net/plugins/MultibandCompressor"
 LSP_GEQ = "http://lsp-plug.in/plugins/lv2/graph_equalizer_x32_mono"
 LSP_LIMITER = "http://lsp-plug.in/plugins/lv2/limiter_mono"
-GIB = 1024 ** 3
+GIB = 1024**3
 
 # The mastering chain's 50 learned parameters, by plugin index: the compressor's per-band
 # threshold/ratio/makeup/release (16), the 32 EQ band gains, the limiter's threshold and release.
 MASTERING = {
     "plugins": [CALF_MBC, LSP_GEQ, LSP_LIMITER],
     "learned": [f"0.{k}{b}" for k in ("threshold", "ratio", "makeup", "release") for b in range(4)]
-               + [f"1.g_{b}" for b in range(32)]
-               + ["2.th", "2.rt"],
+    + [f"1.g_{b}" for b in range(32)]
+    + ["2.th", "2.rt"],
     "pinned": {f"0.bypass{b}": 0.0 for b in range(4)},
 }
 GAIN = {"plugins": ["fxgrad:Gain"], "learned": None, "pinned": {}}
@@ -114,7 +115,7 @@ def workload(M: int, P: int, n: int, frames: int, seed: int = 0):
     for s in range(frames):
         for m in range(M):
             f = (offsets[m] + s) % F
-            xs[s, m, 0] = clip[f * n:(f + 1) * n]
+            xs[s, m, 0] = clip[f * n : (f + 1) * n]
     base = rng.uniform(0.3, 0.7, (M, P))
     rate = rng.uniform(0.01, 0.05, (M, P))
     thetas = np.stack([base + 0.2 * np.sin(rate * s) for s in range(frames)]).astype(np.float32)
@@ -138,9 +139,22 @@ def timed_steps(step, steps: int, min_seconds: float) -> Tuple[int, float]:
 # fxgrad (runs in a fresh process per measurement)
 # --------------------------------------------------------------------------------------------
 
-def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, steps: int, repeats: int,
-                   warmup: int, min_seconds: float, memory_only: bool = False, isolation: str = "none",
-                   recovery: bool = False, workers: int = 0) -> dict:
+
+def fxgrad_measure(
+    spec_name: str,
+    M: int,
+    threads: int,
+    block: int,
+    n: int,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    min_seconds: float,
+    memory_only: bool = False,
+    isolation: str = "none",
+    recovery: bool = False,
+    workers: int = 0,
+) -> dict:
     from fxgrad import _native
 
     spec = CHAINS[spec_name]
@@ -152,8 +166,20 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
     malloc_trim()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
-    rack = _native.Rack(chain, M, 0.01, 1, "lockstep", "two-sided", 0, threads, 0, isolation=isolation,
-                        workers=workers, worker_log=os.devnull)
+    rack = _native.Rack(
+        chain,
+        M,
+        0.01,
+        1,
+        "lockstep",
+        "two-sided",
+        0,
+        threads,
+        0,
+        isolation=isolation,
+        workers=workers,
+        worker_log=os.devnull,
+    )
     build_seconds = time.perf_counter() - t0
 
     def rss_all() -> int:  # the workers' memory counts too
@@ -169,10 +195,19 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
     for s in range(max(1, warmup)):
         step(s)
     rss_warm = rss_all()
-    result = dict(M=M, P=P, threads=rack.threads, evaluators=rack.evaluators_per_lane, build_seconds=build_seconds,
-                  workers=len(rack.worker_pids),
-                  rss_before=rss0, rss_built=rss_built, rss_warm=rss_warm,
-                  rss_per_lane=(rss_warm - rss0) / M, rss_total=rss_warm)
+    result = dict(
+        M=M,
+        P=P,
+        threads=rack.threads,
+        evaluators=rack.evaluators_per_lane,
+        build_seconds=build_seconds,
+        workers=len(rack.worker_pids),
+        rss_before=rss0,
+        rss_built=rss_built,
+        rss_warm=rss_warm,
+        rss_per_lane=(rss_warm - rss0) / M,
+        rss_total=rss_warm,
+    )
     if memory_only:
         return result
     rates, effs, dsp_per_step, rack_effs, overheads, shares = [], [], [], [], [], []
@@ -187,10 +222,15 @@ def fxgrad_measure(spec_name: str, M: int, threads: int, block: int, n: int, ste
         rack_effs.append(st["dsp_seconds"] / (st["wall_seconds"] * rack.threads))
         dsp_per_step.append(st["dsp_seconds"] / done)
         overheads.append((seconds - st["dsp_seconds"] / rack.threads) / done)
-    result.update(steps_per_s=statistics.median(rates), efficiency=statistics.median(effs),
-                  rack_efficiency=statistics.median(rack_effs), dsp_per_step=statistics.median(dsp_per_step),
-                  overhead_per_step=statistics.median(overheads), cpu_share=statistics.median(shares),
-                  renders_per_step=3 * M)
+    result.update(
+        steps_per_s=statistics.median(rates),
+        efficiency=statistics.median(effs),
+        rack_efficiency=statistics.median(rack_effs),
+        dsp_per_step=statistics.median(dsp_per_step),
+        overhead_per_step=statistics.median(overheads),
+        cpu_share=statistics.median(shares),
+        renders_per_step=3 * M,
+    )
     result["dsp_bound"] = rack.threads / result["dsp_per_step"]
     if recovery and rack.worker_pids:
         # Crash recovery: a worker killed between steps; the next step finds it dead, restarts it
@@ -233,6 +273,7 @@ def run_isolated(**kwargs) -> dict:
 # DeepAFx-style baseline: a worker process per lane, 3 chains of single plugins each, a Pipe
 # --------------------------------------------------------------------------------------------
 
+
 class PlainChain:
     """Plugins in series driven one plugin at a time through ``Plugin.set`` / ``Plugin.process``,
     as DeepAFx drove lilv instances: no fxgrad Chain, no rack."""
@@ -243,8 +284,12 @@ class PlainChain:
             index, pid = name.split(".", 1)
             self.plugins[int(index)].set(pid, float(value))
         if spec["learned"] is None:
-            self.learned = [(k, q.index) for k, p in enumerate(self.plugins) for q in p.parameters
-                            if q.automatable and not q.is_bypass]
+            self.learned = [
+                (k, q.index)
+                for k, p in enumerate(self.plugins)
+                for q in p.parameters
+                if q.automatable and not q.is_bypass
+            ]
         else:
             self.learned = []
             for name in spec["learned"]:
@@ -264,7 +309,7 @@ class PlainChain:
 
 def _baseline_worker(conn, spec: dict, block: int) -> None:
     try:
-        chains = [PlainChain(spec, block) for _ in range(3)]   # centre, +eps, -eps
+        chains = [PlainChain(spec, block) for _ in range(3)]  # centre, +eps, -eps
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
@@ -337,8 +382,9 @@ class Baseline:
                 p.terminate()
 
 
-def baseline_measure(spec_name: str, M: int, block: int, n: int, steps: int, repeats: int, warmup: int,
-                     min_seconds: float) -> dict:
+def baseline_measure(
+    spec_name: str, M: int, block: int, n: int, steps: int, repeats: int, warmup: int, min_seconds: float
+) -> dict:
     spec = CHAINS[spec_name]
     t0 = time.perf_counter()
     base = Baseline(spec, M, block)
@@ -363,20 +409,29 @@ def baseline_measure(spec_name: str, M: int, block: int, n: int, steps: int, rep
             done, seconds = timed_steps(step, steps, min_seconds)
             shares.append((sum(cpu_seconds(p) for p in pids) - cpu0) / (seconds * cores))
             rates.append(done / seconds)
-        return dict(M=M, steps_per_s=statistics.median(rates), rss_children=rss, rss_per_lane=rss / M,
-                    start_seconds=start_seconds, cpu_share=statistics.median(shares))
+        return dict(
+            M=M,
+            steps_per_s=statistics.median(rates),
+            rss_children=rss,
+            rss_per_lane=rss / M,
+            start_seconds=start_seconds,
+            cpu_share=statistics.median(shares),
+        )
     finally:
         base.close()
 
 
 # --------------------------------------------------------------------------------------------
 
+
 def mib(b: float) -> str:
-    return f"{b / 2 ** 20:.1f}"
+    return f"{b / 2**20:.1f}"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     cores = len(os.sched_getaffinity(0))
     p.add_argument("--threads", type=int, default=cores, help="rack threads (and CPUs the benchmark may use)")
     p.add_argument("--lanes", default="8,32,128", help="comma list of M")
@@ -385,8 +440,12 @@ def main(argv=None) -> int:
     p.add_argument("--min-seconds", type=float, default=1.0, help="least wall time per repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; medians are reported")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--baseline-lanes", type=int, default=32 if cores <= 4 else 128,
-                   help="largest M for the Python baseline (one process per lane); larger M are not run")
+    p.add_argument(
+        "--baseline-lanes",
+        type=int,
+        default=32 if cores <= 4 else 128,
+        help="largest M for the Python baseline (one process per lane); larger M are not run",
+    )
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--memory-lanes", type=int, default=128, help="lanes of the memory check (x3 mastering chains)")
     p.add_argument("--memory-limit-gib", type=float, default=4.0)
@@ -399,7 +458,11 @@ def main(argv=None) -> int:
     if args.quick:
         if args.lanes == p.get_default("lanes"):
             args.lanes = "8,32"
-        args.repeats, args.min_seconds, args.warmup = min(args.repeats, 2), min(args.min_seconds, 0.4), min(args.warmup, 2)
+        args.repeats, args.min_seconds, args.warmup = (
+            min(args.repeats, 2),
+            min(args.min_seconds, 0.4),
+            min(args.warmup, 2),
+        )
     lanes = [int(v) for v in args.lanes.split(",")]
     chains = args.chains.split(",")
     for c in chains:
@@ -409,34 +472,58 @@ def main(argv=None) -> int:
     allowed = sorted(os.sched_getaffinity(0))
     pinned_note = "all allowed CPUs"
     if not args.no_pin and args.threads < len(allowed):
-        os.sched_setaffinity(0, allowed[:args.threads])   # inherited by the worker processes
-        pinned_note = f"pinned to CPUs {allowed[:args.threads]}"
+        os.sched_setaffinity(0, allowed[: args.threads])  # inherited by the worker processes
+        pinned_note = f"pinned to CPUs {allowed[: args.threads]}"
     load = os.getloadavg()
-    print(f"spsa_bench: {os.cpu_count()} cores on this machine ({len(allowed)} allowed), rack threads={args.threads}, "
-          f"{pinned_note}; load average {load[0]:.2f} at start")
-    print(f"step = forward + vjp (two-sided SPSA, K=1, lockstep: 3 chain renders per lane) of one N={args.frame} frame "
-          f"per lane at {SR} Hz, block {args.block}; medians of {args.repeats} repeats of >= {args.steps} steps and "
-          f">= {args.min_seconds:g} s after {args.warmup} warm-up steps")
-    print("efficiency = plugin DSP time / (wall x threads) (rack.stats(), wall timed around forward+vjp in Python); "
-          "DSP bound = threads / DSP seconds per step;\nother us/step = wall - DSP/threads per step: time not spent in "
-          "plugins (host bookkeeping, Python, thread hand-offs, idle threads at the end of each parallel phase);\n"
-          "CPU got = CPU time the benchmark's processes received / (wall x CPUs it may use): below 1 when other load "
-          "on the machine takes cores (then DSP time, a wall-clock measure inside the plugins, is inflated too);\n"
-          "per CPU-s = the fxgrad/baseline ratio of steps per CPU-second received (fairer when the machine is busy: "
-          "M baseline processes win more CPU share from other load than the rack's threads)")
+    print(
+        f"spsa_bench: {os.cpu_count()} cores on this machine ({len(allowed)} allowed), rack threads={args.threads}, "
+        f"{pinned_note}; load average {load[0]:.2f} at start"
+    )
+    print(
+        f"step = forward + vjp (two-sided SPSA, K=1, lockstep: 3 chain renders per lane) of one N={args.frame} frame "
+        f"per lane at {SR} Hz, block {args.block}; medians of {args.repeats} repeats of >= {args.steps} steps and "
+        f">= {args.min_seconds:g} s after {args.warmup} warm-up steps"
+    )
+    print(
+        "efficiency = plugin DSP time / (wall x threads) (rack.stats(), wall timed around forward+vjp in Python); "
+        "DSP bound = threads / DSP seconds per step;\nother us/step = wall - DSP/threads per step: time not spent in "
+        "plugins (host bookkeeping, Python, thread hand-offs, idle threads at the end of each parallel phase);\n"
+        "CPU got = CPU time the benchmark's processes received / (wall x CPUs it may use): below 1 when other load "
+        "on the machine takes cores (then DSP time, a wall-clock measure inside the plugins, is inflated too);\n"
+        "per CPU-s = the fxgrad/baseline ratio of steps per CPU-second received (fairer when the machine is busy: "
+        "M baseline processes win more CPU share from other load than the rack's threads)"
+    )
     if not args.no_baseline:
-        print(f"baseline: DeepAFx-style, one process per lane (spawned, Pipe), 3 chains of single plugins each; "
-              f"run for M <= {args.baseline_lanes}" + (" (capped by --baseline-lanes)" if max(lanes) > args.baseline_lanes else ""))
+        print(
+            f"baseline: DeepAFx-style, one process per lane (spawned, Pipe), 3 chains of single plugins each; "
+            f"run for M <= {args.baseline_lanes}"
+            + (" (capped by --baseline-lanes)" if max(lanes) > args.baseline_lanes else "")
+        )
 
     results: Dict[str, List[dict]] = {}
-    common = dict(block=args.block, n=args.frame, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
-                  min_seconds=args.min_seconds)
+    common = dict(
+        block=args.block,
+        n=args.frame,
+        steps=args.steps,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        min_seconds=args.min_seconds,
+    )
     for name in chains:
-        print(f"\n=== {name}: " + (" -> ".join(["Calf Multiband Compressor", "LSP Graphic Equalizer x32 Mono", "LSP Limiter Mono"])
-                                     if name == "mastering" else "fxgrad Gain"))
-        header = (f"{'M':>4} {'P':>3} | {'fxgrad steps/s':>14} {'efficiency':>10} {'DSP ms/step':>11} {'other us/step':>13} {'vs DSP bound':>12} "
-                  f"{'CPU got':>7} {'RSS/lane MiB':>12} | {'baseline steps/s':>16} {'CPU got':>7} {'RSS/lane MiB':>12} | "
-                  f"{'fxgrad/baseline':>15} {'per CPU-s':>9}")
+        print(
+            f"\n=== {name}: "
+            + (
+                " -> ".join(["Calf Multiband Compressor", "LSP Graphic Equalizer x32 Mono", "LSP Limiter Mono"])
+                if name == "mastering"
+                else "fxgrad Gain"
+            )
+        )
+        header = (
+            f"{'M':>4} {'P':>3} | {'fxgrad steps/s':>14} {'efficiency':>10} {'DSP ms/step':>11} {'other us/step':>13} "
+            f"{'vs DSP bound':>12} "
+            f"{'CPU got':>7} {'RSS/lane MiB':>12} | {'baseline steps/s':>16} {'CPU got':>7} {'RSS/lane MiB':>12} | "
+            f"{'fxgrad/baseline':>15} {'per CPU-s':>9}"
+        )
         print(header)
         print("-" * len(header))
         rows = []
@@ -452,13 +539,20 @@ def main(argv=None) -> int:
             row = dict(fxgrad=fx, baseline=base)
             rows.append(row)
             achieved_vs_bound = fx["steps_per_s"] / fx["dsp_bound"]
-            line = (f"{M:>4} {fx['P']:>3} | {fx['steps_per_s']:14.1f} {fx['efficiency']:10.3f} {fx['dsp_per_step'] * 1e3:11.3f} "
-                    f"{fx['overhead_per_step'] * 1e6:13.1f} "
-                    f"{achieved_vs_bound:12.3f} {fx['cpu_share']:7.2f} {mib(fx['rss_per_lane']):>12} | ")
+            line = (
+                f"{M:>4} {fx['P']:>3} | {fx['steps_per_s']:14.1f} {fx['efficiency']:10.3f} "
+                f"{fx['dsp_per_step'] * 1e3:11.3f} "
+                f"{fx['overhead_per_step'] * 1e6:13.1f} "
+                f"{achieved_vs_bound:12.3f} {fx['cpu_share']:7.2f} {mib(fx['rss_per_lane']):>12} | "
+            )
             if base:
-                per_cpu = (fx["steps_per_s"] / max(fx["cpu_share"], 1e-9)) / (base["steps_per_s"] / max(base["cpu_share"], 1e-9))
-                line += (f"{base['steps_per_s']:16.1f} {base['cpu_share']:7.2f} {mib(base['rss_per_lane']):>12} | "
-                         f"{fx['steps_per_s'] / base['steps_per_s']:14.1f}x {per_cpu:8.1f}x")
+                per_cpu = (fx["steps_per_s"] / max(fx["cpu_share"], 1e-9)) / (
+                    base["steps_per_s"] / max(base["cpu_share"], 1e-9)
+                )
+                line += (
+                    f"{base['steps_per_s']:16.1f} {base['cpu_share']:7.2f} {mib(base['rss_per_lane']):>12} | "
+                    f"{fx['steps_per_s'] / base['steps_per_s']:14.1f}x {per_cpu:8.1f}x"
+                )
             else:
                 line += f"{'(not run)':>16} {'-':>7} {'-':>12} | {'-':>15} {'-':>9}"
             print(line, flush=True)
@@ -471,33 +565,55 @@ def main(argv=None) -> int:
                 fx = row["fxgrad"]
                 if name == "mastering":
                     verdict = "PASS" if fx["efficiency"] >= eff_target else "MISS"
-                    caveat = (f" (CPU got {fx['cpu_share']:.2f}: the machine is busy, efficiency is not meaningful)"
-                              if fx["cpu_share"] < 0.9 else "")
-                    print(f"  target efficiency >= {eff_target} with {args.threads} threads at M={fx['M']}: "
-                          f"{fx['efficiency']:.3f} {verdict}{caveat}")
+                    caveat = (
+                        f" (CPU got {fx['cpu_share']:.2f}: the machine is busy, efficiency is not meaningful)"
+                        if fx["cpu_share"] < 0.9
+                        else ""
+                    )
+                    print(
+                        f"  target efficiency >= {eff_target} with {args.threads} threads at M={fx['M']}: "
+                        f"{fx['efficiency']:.3f} {verdict}{caveat}"
+                    )
             if name == "gain":
                 at32 = [r for r in rows if r["fxgrad"]["M"] == 32 and r["baseline"]]
                 if at32:
                     ratio = at32[0]["fxgrad"]["steps_per_s"] / at32[0]["baseline"]["steps_per_s"]
-                    print(f"  target fxgrad >= 10x baseline steps/s with Gain at M=32: {ratio:.1f}x "
-                          f"{'PASS' if ratio >= 10 else 'MISS'}")
-            rack_line = ", ".join(f"M={r['fxgrad']['M']}: build {r['fxgrad']['build_seconds']:.2f} s, "
-                                  f"in-rack efficiency {r['fxgrad']['rack_efficiency']:.3f}" for r in rows)
+                    print(
+                        f"  target fxgrad >= 10x baseline steps/s with Gain at M=32: {ratio:.1f}x "
+                        f"{'PASS' if ratio >= 10 else 'MISS'}"
+                    )
+            rack_line = ", ".join(
+                f"M={r['fxgrad']['M']}: build {r['fxgrad']['build_seconds']:.2f} s, "
+                f"in-rack efficiency {r['fxgrad']['rack_efficiency']:.3f}"
+                for r in rows
+            )
             print(f"  ({rack_line})")
             base_starts = [r["baseline"] for r in rows if r["baseline"]]
             if base_starts:
-                print("  (baseline start-up: " + ", ".join(f"M={b['M']}: {b['start_seconds']:.1f} s" for b in base_starts) + ")")
+                print(
+                    "  (baseline start-up: "
+                    + ", ".join(f"M={b['M']}: {b['start_seconds']:.1f} s" for b in base_starts)
+                    + ")"
+                )
 
     if "mastering" in chains and args.memory_lanes > 0:
         existing = [r["fxgrad"] for r in results.get("mastering", []) if r["fxgrad"]["M"] == args.memory_lanes]
-        mem = existing[0] if existing else run_isolated(spec_name="mastering", M=args.memory_lanes, threads=args.threads,
-                                                          memory_only=True, **common)
+        mem = (
+            existing[0]
+            if existing
+            else run_isolated(
+                spec_name="mastering", M=args.memory_lanes, threads=args.threads, memory_only=True, **common
+            )
+        )
         grown = mem["rss_warm"] - mem["rss_before"]
         verdict = "PASS" if mem["rss_warm"] <= args.memory_limit_gib * GIB else "FAIL"
-        print(f"\nmemory: {args.memory_lanes} lanes x {1 + mem['evaluators']} mastering chains: the rack adds "
-              f"{grown / GIB:.3f} GiB ({mib(grown / mem['M'])} MiB per lane, {mib(grown / mem['M'] / (1 + mem['evaluators']))} "
-              f"MiB per chain); process RSS {mem['rss_warm'] / GIB:.3f} GiB (interpreter and libraries included) "
-              f"<= {args.memory_limit_gib:g} GiB: {verdict}")
+        print(
+            f"\nmemory: {args.memory_lanes} lanes x {1 + mem['evaluators']} mastering chains: the rack adds "
+            f"{grown / GIB:.3f} GiB ({mib(grown / mem['M'])} MiB per lane, "
+            f"{mib(grown / mem['M'] / (1 + mem['evaluators']))} "
+            f"MiB per chain); process RSS {mem['rss_warm'] / GIB:.3f} GiB (interpreter and libraries included) "
+            f"<= {args.memory_limit_gib:g} GiB: {verdict}"
+        )
 
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min) on {len(allowed)} CPUs")

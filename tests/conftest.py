@@ -1,4 +1,5 @@
 """Fixtures shared by fxgrad's tests: seeded noise and a fresh-interpreter runner."""
+
 import os
 import subprocess
 import sys
@@ -34,7 +35,13 @@ def run_python(tmp_path):
     def run(code, timeout=120):
         script = tmp_path / "script.py"
         script.write_text(textwrap.dedent(code))
-        return subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
     return run

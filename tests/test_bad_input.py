@@ -3,6 +3,7 @@ now gets a clear exception or one-line CLI error naming the bad value, or correc
 nothing is written before the inputs are checked. Cases that could crash or hang run in a fresh
 interpreter with a timeout. The last test is a property-based sweep (hypothesis) over
 ``Plugin.process``, ``load_state`` and ``PluginLayer``."""
+
 import contextlib
 import io
 import math
@@ -43,15 +44,22 @@ def python(tmp_path, code, timeout=90, name="case.py"):
     fails the test instead of taking the suite down."""
     script = tmp_path / name
     script.write_text(textwrap.dedent(code))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=timeout, env=ENV)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
 def cli(tmp_path, *argv, timeout=90):
-    return subprocess.run([sys.executable, "-m", "fxgrad", *map(str, argv)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "fxgrad", *map(str, argv)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 def one_line_error(result, code=1):
@@ -64,12 +72,15 @@ def one_line_error(result, code=1):
 
 # --- crashes: load_state ------------------------------------------------------------------------
 
+
 @needs(ZAMCOMP, MB_COMP)
 def test_bad_states_are_refused_and_leave_the_plugin_as_it_was(tmp_path):
     """Turtle that is not a preset used to segfault JUCE's LV2 host; garbage, another plugin's or
     half a state reset an LV2 plugin to its defaults; a LADSPA plugin read parameters from
     uninitialised memory; half a VST3 state changed a parameter."""
-    out = python(tmp_path, f"""
+    out = python(
+        tmp_path,
+        f"""
         import numpy as np, fxgrad
         rng = np.random.default_rng(0)
         x = (rng.standard_normal((1, 4096)) * 0.3).astype(np.float32)
@@ -115,7 +126,9 @@ def test_bad_states_are_refused_and_leave_the_plugin_as_it_was(tmp_path):
             assert np.array_equal(plugin.process(x), reference.process(x)), label
             reference.load_state(good)   # a real state still loads
             print("OK", label)
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert "ACCEPTED" not in out, out
     assert out.count("OK ") == 6, out
 
@@ -124,8 +137,11 @@ def test_state_errors_name_the_problem():
     comp, gain = fxgrad.load("fxgrad:Compressor", channels=1), fxgrad.load("fxgrad:Gain", channels=1)
     with pytest.raises(ValueError, match=r"not a plugin state from fxgrad .* 19 bytes starting '<urn:x> <urn:p> 1 \.'"):
         comp.load_state(b"<urn:x> <urn:p> 1 .")
-    with pytest.raises(ValueError, match=r"belongs to another plugin \(LV2 https://fxgrad\.org/plugins/Gain\), not to "
-                                         r"'FxgradCompressor'"):
+    with pytest.raises(
+        ValueError,
+        match=r"belongs to another plugin \(LV2 https://fxgrad\.org/plugins/Gain\), not to "
+        r"'FxgradCompressor'",
+    ):
         comp.load_state(gain.state)
     good = comp.state
     with pytest.raises(ValueError, match=r"is truncated: its header declares \d+ bytes of plugin data, \d+ follow"):
@@ -140,6 +156,7 @@ def test_state_errors_name_the_problem():
 
 # --- hangs ---------------------------------------------------------------------------------------
 
+
 def test_fifos_and_devices_are_never_opened_as_plugins(tmp_path):
     """dlopen of a FIFO blocked for ever (fxgrad.load and fxgrad scan)."""
     os.mkfifo(tmp_path / "x.so")
@@ -147,7 +164,9 @@ def test_fifos_and_devices_are_never_opened_as_plugins(tmp_path):
     bundle.mkdir()
     (bundle / "manifest.ttl").write_text("@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n")
     os.mkfifo(bundle / "fake.so")
-    out = python(tmp_path, f"""
+    out = python(
+        tmp_path,
+        f"""
         import fxgrad
         for path in ("x.so", "/dev/zero", "{bundle}"):
             try:
@@ -159,7 +178,9 @@ def test_fifos_and_devices_are_never_opened_as_plugins(tmp_path):
             fxgrad.scan(["x.so"], include_own=False)
         except fxgrad.PluginLoadError as error:
             print("scan refused", "is not a regular file" in str(error))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out.count("refused ") == 4 and "scan refused True" in out, out
     line = one_line_error(cli(tmp_path, "scan", tmp_path / "x.so", timeout=60))
     assert "x.so' is not a regular file (a FIFO" in line
@@ -167,7 +188,9 @@ def test_fifos_and_devices_are_never_opened_as_plugins(tmp_path):
 
 def test_oversized_racks_are_refused_at_once_with_the_figures(tmp_path):
     """lanes=10**6 or threads=100000 ran for minutes and starved the machine."""
-    out = python(tmp_path, """
+    out = python(
+        tmp_path,
+        """
         import fxgrad
         from fxgrad.torch import PluginLayer
         chain = fxgrad.Chain([fxgrad.load("fxgrad:Gain", channels=1)])
@@ -178,7 +201,9 @@ def test_oversized_racks_are_refused_at_once_with_the_figures(tmp_path):
                 print("BUILT", kwargs)
             except ValueError as error:
                 print(error)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     lines = out.splitlines()
     assert len(lines) == 4 and "BUILT" not in out, out
     assert lines[0].startswith("lanes=1000000 needs 3000000 plugin chain instances (3 per lane")
@@ -203,7 +228,9 @@ def test_threads_the_os_refuses_are_one_clear_error(tmp_path):
     """Worker threads the OS will not start raised std::system_error ("Resource temporarily
     unavailable") or aborted the process. Here the address space for their stacks runs out
     (RLIMIT_AS), past the layer's own checks."""
-    out = python(tmp_path, """
+    out = python(
+        tmp_path,
+        """
         import resource, fxgrad
         from fxgrad import _native
         chain = fxgrad.Chain([fxgrad.load("fxgrad:Gain", channels=1)])
@@ -216,7 +243,9 @@ def test_threads_the_os_refuses_are_one_clear_error(tmp_path):
             print(error)
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         print("after:", _native.Rack(chain, 2, 0.01, 1, "lockstep", "two-sided", 0, 2, 0).threads)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     refused, after = out.splitlines()
     assert refused.startswith("out of threads: the OS refused worker thread ") and "use fewer threads" in refused, out
     assert after == "after: 2"
@@ -224,7 +253,9 @@ def test_threads_the_os_refuses_are_one_clear_error(tmp_path):
 
 def test_forked_children_raise_at_once_and_exit_cleanly(tmp_path):
     """A child forked after plugins were loaded waited for ever in _native (load, clone)."""
-    out = python(tmp_path, """
+    out = python(
+        tmp_path,
+        """
         import gc, os, sys
         import numpy as np, fxgrad
         from fxgrad import _native
@@ -251,7 +282,9 @@ def test_forked_children_raise_at_once_and_exit_cleanly(tmp_path):
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
         print("parent still works:", round(float(plugin.process(x)[0, -1]), 3), chain.clone().num_parameters)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     for name in ("load", "clone", "process", "scan", "state", "rack"):
         assert f"{name} refused: True" in out, out
     assert "child exit 0" in out and "parent still works: 1.995 1" in out, out
@@ -261,7 +294,9 @@ def test_dataloader_workers(tmp_path):
     """A torch DataLoader with workers forks by default on Linux: a dataset holding a plugin
     now fails at once saying to use 'spawn', and with 'spawn' it works (a plugin pickles as a
     fresh load of the same plugin with its state)."""
-    out = python(tmp_path, """
+    out = python(
+        tmp_path,
+        """
         import numpy as np, torch, fxgrad
 
         class Rendered(torch.utils.data.Dataset):
@@ -285,11 +320,14 @@ def test_dataloader_workers(tmp_path):
             spawned = torch.cat(list(torch.utils.data.DataLoader(data, batch_size=2, num_workers=1,
                                                                  multiprocessing_context="spawn")))
             print("spawn equal:", torch.equal(spawned, expected))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert "fork refused: True" in out and "spawn equal: True" in out, out
 
 
 # --- silent garbage: the host ---------------------------------------------------------------------
+
 
 def test_sizes_must_be_whole_numbers_in_range():
     for option, value in (("block_size", 256.7), ("channels", 1.9), ("block_size", True), ("channels", "2")):
@@ -347,16 +385,17 @@ def test_a_plugin_without_audio_input_is_refused_as_an_effect():
 def test_layer_arguments_are_checked():
     chain = fxgrad.Chain([fxgrad.load("fxgrad:Gain", channels=1)])
     for kwargs, error, words in (
-            (dict(lanes=2.5), TypeError, "lanes must be an integer, got 2.5"),
-            (dict(lanes=True), TypeError, "lanes must be an integer"),
-            (dict(lanes=0), ValueError, "lanes must be at least 1, got 0"),
-            (dict(threads=0), ValueError, "threads must be at least 1"),
-            (dict(perturbations=1.5), TypeError, "perturbations must be an integer"),
-            (dict(seed=-1), ValueError, r"seed must be in \[0, 2\*\*64\)"),
-            (dict(replay_samples=-5), ValueError, "replay_samples must be >= 0"),
-            (dict(eps=1e-9), ValueError, r"eps must be in \[2\*\*-16 = 1.53e-05, 0.5\) .* got 1e-09"),
-            (dict(eps=float("nan")), ValueError, "eps must be in"),
-            (dict(eps="0.01"), TypeError, "eps must be a number")):
+        (dict(lanes=2.5), TypeError, "lanes must be an integer, got 2.5"),
+        (dict(lanes=True), TypeError, "lanes must be an integer"),
+        (dict(lanes=0), ValueError, "lanes must be at least 1, got 0"),
+        (dict(threads=0), ValueError, "threads must be at least 1"),
+        (dict(perturbations=1.5), TypeError, "perturbations must be an integer"),
+        (dict(seed=-1), ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        (dict(replay_samples=-5), ValueError, "replay_samples must be >= 0"),
+        (dict(eps=1e-9), ValueError, r"eps must be in \[2\*\*-16 = 1.53e-05, 0.5\) .* got 1e-09"),
+        (dict(eps=float("nan")), ValueError, "eps must be in"),
+        (dict(eps="0.01"), TypeError, "eps must be a number"),
+    ):
         with pytest.raises(error, match=words):
             PluginLayer(chain, **{"lanes": 1, **kwargs})
 
@@ -373,6 +412,7 @@ def test_the_smallest_eps_gives_finite_gradients(estimator):
 
 
 # --- silent garbage and unclear errors: training and the CLI --------------------------------------
+
 
 def write_clips(folder, count, seconds=0.5, target_gain=0.5, seed=0):
     """count clips of noise in folder/input and (times target_gain) in folder/target."""
@@ -478,8 +518,9 @@ def test_apply_renders_a_very_short_input(one_clip_run, tmp_path):
 def test_apply_writes_nothing_when_an_input_is_bad(one_clip_run, tmp_path):
     root, _, _ = one_clip_run
     clip = root / "data" / "input" / "clip0.wav"
-    line = main_error("apply", root / "run" / BEST, clip, tmp_path / "o.wav", "--reference-params",
-                      tmp_path / "missing.csv")
+    line = main_error(
+        "apply", root / "run" / BEST, clip, tmp_path / "o.wav", "--reference-params", tmp_path / "missing.csv"
+    )
     assert "missing.csv" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -496,14 +537,20 @@ def test_unusable_devices_are_one_line_errors(one_clip_run, tmp_path):
     assert "device 'nonsense' is not a torch device" in line
 
 
-@pytest.mark.parametrize("override, code, words", [
-    ("encoder.options={stem_channels: 8, blocks: 3}", 2,
-     "encoder.options: backbone 'inception' takes no option 'blocks'; it takes: stem_channels, block_channels"),
-    ("train.lr=.inf", 2, "train.lr must be a finite number, got inf"),
-    ("train.grad_clip=.nan", 2, "train.grad_clip must be a finite number, got nan"),
-    ("spsa.eps=1e-9", 1, "spsa: eps must be in [2**-16"),
-    ("spsa.threads=100000", 1, "spsa: threads=100000 is more than this machine can run"),
-])
+@pytest.mark.parametrize(
+    "override, code, words",
+    [
+        (
+            "encoder.options={stem_channels: 8, blocks: 3}",
+            2,
+            "encoder.options: backbone 'inception' takes no option 'blocks'; it takes: stem_channels, block_channels",
+        ),
+        ("train.lr=.inf", 2, "train.lr must be a finite number, got inf"),
+        ("train.grad_clip=.nan", 2, "train.grad_clip must be a finite number, got nan"),
+        ("spsa.eps=1e-9", 1, "spsa: eps must be in [2**-16"),
+        ("spsa.threads=100000", 1, "spsa: threads=100000 is more than this machine can run"),
+    ],
+)
 def test_bad_settings_stop_before_anything_is_written(one_clip_run, tmp_path, override, code, words):
     root, config, _ = one_clip_run
     line = main_error("train", config, "--output", tmp_path / "r", "--set", override, code=code)
@@ -534,8 +581,11 @@ def test_a_loss_that_is_not_finite_stops_before_any_checkpoint(tmp_path):
     data = write_clips(tmp_path / "data", 2, target_gain=1e30)
     config = Config.from_dict(folder_config(tmp_path, data, data={"valid_split": 0.0}))
     trainer = Trainer(config, progress=False)
-    with pytest.raises(TrainingError, match=r"train step 1: the loss is (inf|nan) \(loss.type=delay_invariant\); the "
-                                            r"target frames peak at \d\.\d+e\+(29|30) .*nothing was saved"):
+    with pytest.raises(
+        TrainingError,
+        match=r"train step 1: the loss is (inf|nan) \(loss.type=delay_invariant\); the "
+        r"target frames peak at \d\.\d+e\+(29|30) .*nothing was saved",
+    ):
         trainer.fit()
     assert not (tmp_path / "run" / CHECKPOINT).exists() and not (tmp_path / "run" / BEST).exists()
 
@@ -557,9 +607,12 @@ def test_a_gradient_that_is_not_finite_stops_the_step_naming_the_settings(tmp_pa
         before = {k: v.detach().clone() for k, v in t.encoder.named_parameters()}
 
     trainer.callbacks.append(remember)
-    with pytest.raises(TrainingError, match=r"train step 3: the encoder's gradient is nan \(spsa.eps=0.01, "
-                                            r"spsa.estimator=two-sided, .*train.lr=0.001.*optimiser step was not "
-                                            r"applied"):
+    with pytest.raises(
+        TrainingError,
+        match=r"train step 3: the encoder's gradient is nan \(spsa.eps=0.01, "
+        r"spsa.estimator=two-sided, .*train.lr=0.001.*optimiser step was not "
+        r"applied",
+    ):
         trainer.fit()
     for key, value in trainer.encoder.named_parameters():
         assert torch.equal(value, before[key]), key
@@ -585,16 +638,29 @@ def gain():
     return plugin
 
 
-audio_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False, width=32),
-                         st.sampled_from([0.0, 1e38, -3e38, 1e-45]))
+audio_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False, width=32),
+    st.sampled_from([0.0, 1e38, -3e38, 1e-45]),
+)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(dtype=st.sampled_from(["float32", "float64", "int16", "bool", "float16"]),
-       shape=st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 300)), st.tuples(st.integers(0, 300)),
-                       st.tuples(st.just(1), st.just(1), st.integers(0, 10))),
-       values=st.lists(audio_values, min_size=1, max_size=8), transpose=st.booleans())
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    dtype=st.sampled_from(["float32", "float64", "int16", "bool", "float16"]),
+    shape=st.one_of(
+        st.tuples(st.integers(0, 3), st.integers(0, 300)),
+        st.tuples(st.integers(0, 300)),
+        st.tuples(st.just(1), st.just(1), st.integers(0, 10)),
+    ),
+    values=st.lists(audio_values, min_size=1, max_size=8),
+    transpose=st.booleans(),
+)
 def test_property_process_gives_a_clear_error_or_the_right_output(gain, dtype, shape, values, transpose):
     size = int(np.prod(shape))
     flat = np.resize(np.asarray(values, np.float64), size)
@@ -624,15 +690,24 @@ def states():
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
-@given(which=st.sampled_from(["lv2", "vst3"]),
-       edit=st.sampled_from(["truncate", "flip", "insert", "splice", "random", "other"]),
-       position=st.floats(0, 1, allow_subnormal=False), byte=st.integers(0, 255), junk=st.binary(max_size=64))
+@given(
+    which=st.sampled_from(["lv2", "vst3"]),
+    edit=st.sampled_from(["truncate", "flip", "insert", "splice", "random", "other"]),
+    position=st.floats(0, 1, allow_subnormal=False),
+    byte=st.integers(0, 255),
+    junk=st.binary(max_size=64),
+)
 def test_property_load_state_refuses_anything_but_a_valid_state(states, which, edit, position, byte, junk):
     plugin, good = states[which]
     at = int(position * (len(good) - 1))
-    blob = {"truncate": good[:at], "flip": good[:at] + bytes([good[at] ^ (byte or 1)]) + good[at + 1:],
-            "insert": good[:at] + junk + good[at:], "splice": good[:at] + junk + good[at + len(junk):],
-            "random": junk, "other": states["other"]}[edit]
+    blob = {
+        "truncate": good[:at],
+        "flip": good[:at] + bytes([good[at] ^ (byte or 1)]) + good[at + 1 :],
+        "insert": good[:at] + junk + good[at:],
+        "splice": good[:at] + junk + good[at + len(junk) :],
+        "random": junk,
+        "other": states["other"],
+    }[edit]
     try:
         plugin.load_state(blob)
     except ERRORS as error:
@@ -643,20 +718,26 @@ def test_property_load_state_refuses_anything_but_a_valid_state(states, which, e
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(lanes=st.one_of(st.integers(-1, 3), st.floats(-1, 3, allow_subnormal=False), st.booleans(), st.just(2**70)),
-       eps=st.one_of(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),
-                     st.sampled_from([1e-9, MIN_EPS, 0.01, 0.49])),
-       perturbations=st.one_of(st.integers(0, 3), st.just(10**9)),
-       estimator=st.sampled_from(["two-sided", "one-sided", "fd", "bogus"]),
-       strategy=st.sampled_from(["lockstep", "replay", "snapshot"]),
-       dtype=st.sampled_from([torch.float32, torch.float64, torch.int16, torch.bool]),
-       samples=st.sampled_from([0, 64, 100, 128]),
-       theta=st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False, width=32))
-def test_property_plugin_layer_gives_a_clear_error_or_a_gradient(gain, lanes, eps, perturbations, estimator, strategy,
-                                                                 dtype, samples, theta):
+@given(
+    lanes=st.one_of(st.integers(-1, 3), st.floats(-1, 3, allow_subnormal=False), st.booleans(), st.just(2**70)),
+    eps=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),
+        st.sampled_from([1e-9, MIN_EPS, 0.01, 0.49]),
+    ),
+    perturbations=st.one_of(st.integers(0, 3), st.just(10**9)),
+    estimator=st.sampled_from(["two-sided", "one-sided", "fd", "bogus"]),
+    strategy=st.sampled_from(["lockstep", "replay", "snapshot"]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int16, torch.bool]),
+    samples=st.sampled_from([0, 64, 100, 128]),
+    theta=st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False, width=32),
+)
+def test_property_plugin_layer_gives_a_clear_error_or_a_gradient(
+    gain, lanes, eps, perturbations, estimator, strategy, dtype, samples, theta
+):
     try:
-        layer = PluginLayer(gain, lanes, eps=eps, perturbations=perturbations, estimator=estimator,
-                            strategy=strategy, threads=1)
+        layer = PluginLayer(
+            gain, lanes, eps=eps, perturbations=perturbations, estimator=estimator, strategy=strategy, threads=1
+        )
     except ERRORS as error:
         assert str(error)
         return

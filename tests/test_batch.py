@@ -1,6 +1,7 @@
 """fxgrad.render_batch: K renders in parallel, each bit for bit what a fresh copy of the chain
 renders sequentially, on fxgrad's own plugins and on third-party VST3 and LV2 plugins, in both
 calling forms and for any thread count."""
+
 import time
 from pathlib import Path
 
@@ -34,13 +35,17 @@ def chains():
         "own LV2 Compressor -> ParametricEQ": lambda: fxgrad.Chain(
             [own("Compressor", "lv2", **options), own("ParametricEQ", "lv2", **options)],
             learned=["0.threshold_db", "0.release_ms", "1.peak1_gain_db", "1.high_shelf_gain_db"],
-            pinned={"0.ratio": 4.0}),
-        "own VST3 Compressor": lambda: fxgrad.Chain([own("Compressor", "vst3", **options)],
-                                                    learned=["threshold_db", "attack_ms"], pinned={"knee_db": 3.0}),
-        "ZamEQ2 -> ZamComp (VST3)": lambda: dpf_chain([third_party(str(path), **{**options, "sample_rate": 44100})
-                                                       for path in (ZAM_EQ2_VST3, ZAM_COMP_VST3)]),
-        "Calf Compressor (LV2)": lambda: fxgrad.Chain([third_party(CALF_COMPRESSOR, **options)],
-                                                      learned=["threshold", "ratio", "release"], pinned={"bypass": 0}),
+            pinned={"0.ratio": 4.0},
+        ),
+        "own VST3 Compressor": lambda: fxgrad.Chain(
+            [own("Compressor", "vst3", **options)], learned=["threshold_db", "attack_ms"], pinned={"knee_db": 3.0}
+        ),
+        "ZamEQ2 -> ZamComp (VST3)": lambda: dpf_chain(
+            [third_party(str(path), **{**options, "sample_rate": 44100}) for path in (ZAM_EQ2_VST3, ZAM_COMP_VST3)]
+        ),
+        "Calf Compressor (LV2)": lambda: fxgrad.Chain(
+            [third_party(CALF_COMPRESSOR, **options)], learned=["threshold", "ratio", "release"], pinned={"bypass": 0}
+        ),
     }
 
 
@@ -50,8 +55,15 @@ DPF_INFORMATION = {"buffer_size", "sample_rate", "current_program", "gain_reduct
 
 
 def dpf_chain(plugins):
-    return fxgrad.Chain(plugins, learned=[f"{k}.{p.id}" for k, plugin in enumerate(plugins) for p in plugin.parameters
-                                          if p.automatable and not p.is_bypass and p.id not in DPF_INFORMATION])
+    return fxgrad.Chain(
+        plugins,
+        learned=[
+            f"{k}.{p.id}"
+            for k, plugin in enumerate(plugins)
+            for p in plugin.parameters
+            if p.automatable and not p.is_bypass and p.id not in DPF_INFORMATION
+        ],
+    )
 
 
 def program(chain, k, seed=0):
@@ -93,7 +105,7 @@ def test_render_batch_equals_fresh_sequential_renders_bit_for_bit(name, noise):
         expected = sequential(chain, thetas[k], audio)
         assert np.array_equal(first[k], expected), f"setting {k} differs"
         assert np.array_equal(again[2 - k], expected)
-    assert not (np.array_equal(first[0], first[1]) and np.array_equal(first[1], first[2]))   # the settings matter
+    assert not (np.array_equal(first[0], first[1]) and np.array_equal(first[1], first[2]))  # the settings matter
 
     # K clips, one setting each and one setting shared; one thread gives the same.
     clips = np.stack([noise(channels=2, seconds=0.4, level_db=-6 - 6 * k, seed=k, sample_rate=rate) for k in range(3)])
@@ -109,7 +121,7 @@ def test_render_batch_follows_the_chains_current_preset_and_leaves_its_state(noi
     audio = noise(channels=2, seconds=0.3, sample_rate=22050)
     theta = program(chain, 0)
     before = fxgrad.render_batch(chain, theta[None], audio)[0]
-    chain.plugins[1].set("peak2_gain_db", 9.0)   # not learned: part of the preset every render starts from
+    chain.plugins[1].set("peak2_gain_db", 9.0)  # not learned: part of the preset every render starts from
     after = fxgrad.render_batch(chain, theta[None], audio)[0]
     assert not np.array_equal(before, after)
     assert np.array_equal(after, sequential(chain, theta, audio))
@@ -138,4 +150,4 @@ def test_render_batch_rejects_bad_input_clearly(noise):
         fxgrad.render_batch(chain, good, bad)
     with pytest.raises(TypeError, match="Chain"):
         fxgrad.render_batch(chain.plugins[0], good, audio)
-    assert fxgrad.render_batch(chain, good, audio).shape == (2, 2, audio.shape[1])   # still usable
+    assert fxgrad.render_batch(chain, good, audio).shape == (2, 2, audio.shape[1])  # still usable

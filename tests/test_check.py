@@ -2,6 +2,7 @@
 reported (with the stage and the settings being rendered) and `check` itself carries on. The
 misbehaving plugins are a LADSPA library of the tests' own (tests/fixtures/misbehaving_ladspa.c)
 beside real installed plugins."""
+
 import json
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def test_crashes_hangs_and_errors_are_reported_and_check_carries_on(misbehaving)
     crash = results[f"{misbehaving}#crash"]
     assert (crash["status"], crash["signal"], crash["format"]) == ("crash", "SIGSEGV", "LADSPA")
     assert crash["stage"].startswith("render at random settings 1/")
-    assert crash["settings"]["danger"] > 0.01          # the value that crashed it, to reproduce
+    assert crash["settings"]["danger"] > 0.01  # the value that crashed it, to reproduce
     assert "SIGSEGV during render at random settings" in check.describe(crash)
 
     hang = results[f"{misbehaving}#hang"]
@@ -71,17 +72,19 @@ def test_crashes_hangs_and_errors_are_reported_and_check_carries_on(misbehaving)
 
     summary = check.summarize(list(results.values()))
     assert summary["all"] == {"ok": 2, "error": 3, "crash": 2, "hang": 1, "total": 8}
-    assert summary["LADSPA"] == {"ok": 1, "error": 1, "crash": 1, "hang": 1, "total": 4}   # clean, nan, crash, hang
-    assert summary["?"]["total"] == 3       # what never loaded (abort, MIDI-only, missing) has no format
+    assert summary["LADSPA"] == {"ok": 1, "error": 1, "crash": 1, "hang": 1, "total": 4}  # clean, nan, crash, hang
+    assert summary["?"]["total"] == 3  # what never loaded (abort, MIDI-only, missing) has no format
 
 
 def test_the_command_prints_one_line_per_plugin_and_json(misbehaving, capsys):
     code = main(["check", f"{misbehaving}#clean", XFADE, "fxgrad:Gain", "--timeout", "30", "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 1                                    # not every plugin is ok
+    assert code == 1  # not every plugin is ok
     lines = out.splitlines()
-    line = {identifier: next(l for l in lines if f"({identifier})" in l)     # in the order they finish
-            for identifier in (f"{misbehaving}#clean", XFADE, "fxgrad:Gain")}
+    line = {
+        identifier: next(text for text in lines if f"({identifier})" in text)  # in the order they finish
+        for identifier in (f"{misbehaving}#clean", XFADE, "fxgrad:Gain")
+    }
     assert line[f"{misbehaving}#clean"].startswith("ok     LADSPA  clean")
     assert line["fxgrad:Gain"].startswith("ok     LV2     FxgradGain") and "DSP snapshot" in line["fxgrad:Gain"]
     assert line[XFADE].startswith("error") and "connects none of its audio ports" in line[XFADE]
@@ -107,20 +110,24 @@ def _workers_of(parent_pid):
 
 
 def test_a_hung_worker_goes_with_a_killed_parent(misbehaving):
-    parent = subprocess.Popen([sys.executable, "-m", "fxgrad", "check", f"{misbehaving}#hang", "--timeout", "300"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "fxgrad", "check", f"{misbehaving}#hang", "--timeout", "300"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not _workers_of(parent.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         workers = _workers_of(parent.pid)
         assert workers, "no worker started"
-        time.sleep(1.0)                                  # let it reach the plugin's endless run()
+        time.sleep(1.0)  # let it reach the plugin's endless run()
     finally:
         parent.kill()
         parent.wait()
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(Path(f"/proc/{w}/status").exists() and "State:\tZ" not in Path(f"/proc/{w}/status").read_text()
-                   for w in workers)
+    assert not any(
+        Path(f"/proc/{w}/status").exists() and "State:\tZ" not in Path(f"/proc/{w}/status").read_text() for w in workers
+    )

@@ -1,5 +1,6 @@
 """The fxgrad command: scan/info output, clear errors for bad configs, python -m fxgrad, and
 Ctrl-C during training writing a checkpoint before exiting."""
+
 import copy
 import json
 import os
@@ -35,10 +36,12 @@ def test_scan_prints_a_table_including_fxgrads_own_plugins(capsys):
     assert lines[0].split() == ["format", "name", "vendor", "identifier", "ins/outs", "notes"]
     assert set(lines[1]) <= {"-", " "}
     own = [line.split() for line in lines if "fxgrad:Compressor" in line]
-    assert sorted((o[0], o[3], o[-1]) for o in own) == [("LV2", "fxgrad:Compressor", "2/2"),
-                                                        ("VST3", "fxgrad:Compressor/vst3", "2/2")]
+    assert sorted((o[0], o[3], o[-1]) for o in own) == [
+        ("LV2", "fxgrad:Compressor", "2/2"),
+        ("VST3", "fxgrad:Compressor/vst3", "2/2"),
+    ]
     assert any("http://calf.sourceforge.net/plugins/Compressor" in line for line in lines)
-    assert lines[-1].endswith("--all lists them")         # MIDI-only plugins are left out
+    assert lines[-1].endswith("--all lists them")  # MIDI-only plugins are left out
 
 
 def test_info_lists_every_parameter_with_ranges(capsys):
@@ -82,21 +85,26 @@ def write_config(tmp_path, raw, name="bad.yaml"):
     return str(path)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r["train"].update(stpes=10), "unknown key 'train.stpes' (did you mean 'steps'?)"),
-    (lambda r: r.update(learning_rate=1), "unknown key 'learning_rate'"),
-    (lambda r: r["train"].update(lr="fast"), "train.lr must be a number, got 'fast'"),
-    (lambda r: r["spsa"].update(lanes=2.5), "spsa.lanes must be an integer, got 2.5"),
-    (lambda r: r["train"].update(pipeline="yes"), "train.pipeline must be true or false, got 'yes'"),
-    (lambda r: r["spsa"].update(strategy="fast"), "spsa.strategy must be one of 'lockstep', 'replay', 'snapshot'"),
-    (lambda r: r["chain"].pop("plugins"), "chain.plugins is required"),
-    (lambda r: r["chain"].update(block_size=300), "chain.block_size (300) must divide frame_size (512)"),
-    (lambda r: r.update(data={"train": "/no/such/folder"}), "data.train: /no/such/folder must be a folder holding"),
-    (lambda r: r.update(data={"train": {"input": "/no/such/in", "target": "/no/such/out"}}),
-     "input folder does not exist"),
-    (lambda r: r["chain"].update(plugins=["urn:fxgrad:missing"]), "urn:fxgrad:missing"),
-    (lambda r: r["chain"].update(learned=["0.threshold_db", "0.no_such_parameter"]), "no_such_parameter"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r["train"].update(stpes=10), "unknown key 'train.stpes' (did you mean 'steps'?)"),
+        (lambda r: r.update(learning_rate=1), "unknown key 'learning_rate'"),
+        (lambda r: r["train"].update(lr="fast"), "train.lr must be a number, got 'fast'"),
+        (lambda r: r["spsa"].update(lanes=2.5), "spsa.lanes must be an integer, got 2.5"),
+        (lambda r: r["train"].update(pipeline="yes"), "train.pipeline must be true or false, got 'yes'"),
+        (lambda r: r["spsa"].update(strategy="fast"), "spsa.strategy must be one of 'lockstep', 'replay', 'snapshot'"),
+        (lambda r: r["chain"].pop("plugins"), "chain.plugins is required"),
+        (lambda r: r["chain"].update(block_size=300), "chain.block_size (300) must divide frame_size (512)"),
+        (lambda r: r.update(data={"train": "/no/such/folder"}), "data.train: /no/such/folder must be a folder holding"),
+        (
+            lambda r: r.update(data={"train": {"input": "/no/such/in", "target": "/no/such/out"}}),
+            "input folder does not exist",
+        ),
+        (lambda r: r["chain"].update(plugins=["urn:fxgrad:missing"]), "urn:fxgrad:missing"),
+        (lambda r: r["chain"].update(learned=["0.threshold_db", "0.no_such_parameter"]), "no_such_parameter"),
+    ],
+)
 def test_bad_configs_fail_with_a_clear_message(tmp_path, capsys, mutate, message):
     raw = tiny_raw(tmp_path)
     mutate(raw)
@@ -137,8 +145,14 @@ def test_ctrl_c_during_training_writes_a_checkpoint_then_resume_continues(tmp_pa
     raw = tiny_raw(tmp_path, train={"steps": 100000, "steps_per_epoch": 100000, "checkpoint_every": 100000})
     config = write_config(tmp_path, raw, "long.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "fxgrad", "train", config, "--no-progress"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fxgrad", "train", config, "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     log = Path(raw["output_dir"]) / "log.csv"
     deadline = time.time() + 60
     while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 4):

@@ -45,7 +45,7 @@ def expected_context(audio, frame_index):
     """The zero-padded context window around frame ``frame_index`` of ``audio`` (C, L)."""
     padded = np.pad(audio, ((0, 0), (CONTEXT, CONTEXT + FRAME)))
     start = CONTEXT + frame_index * FRAME - OFFSET
-    return padded[:, start:start + CONTEXT]
+    return padded[:, start : start + CONTEXT]
 
 
 def collect(streamer, steps):
@@ -72,9 +72,7 @@ class TestPairedAudioDataset:
         (tmp_path / "in" / "notes.txt").write_text("ignored")
         dataset = PairedAudioDataset(tmp_path / "in", tmp_path / "out", RATE)
         assert dataset.names == ["x"]
-        explicit = PairedAudioDataset.from_pairs(
-            [(tmp_path / "out" / "x.FLAC", tmp_path / "in" / "x.wav")], RATE
-        )
+        explicit = PairedAudioDataset.from_pairs([(tmp_path / "out" / "x.FLAC", tmp_path / "in" / "x.wav")], RATE)
         torch.testing.assert_close(explicit[0][1], dataset[0][0])
 
     def test_missing_folder_and_unpaired_files_are_reported(self, tmp_path, clips):
@@ -156,12 +154,8 @@ class TestFrameStreamer:
                 valid = batch.valid_samples[lane].item()
                 assert valid == min(FRAME, audio.shape[1] - frame_index * FRAME)
                 assert torch.all(batch.frame[lane, :, valid:] == 0)
-                np.testing.assert_array_equal(
-                    batch.context[lane].numpy(), expected_context(audio, frame_index)
-                )
-                torch.testing.assert_close(
-                    batch.context[lane, :, OFFSET:OFFSET + FRAME], batch.frame[lane]
-                )
+                np.testing.assert_array_equal(batch.context[lane].numpy(), expected_context(audio, frame_index))
+                torch.testing.assert_close(batch.context[lane, :, OFFSET : OFFSET + FRAME], batch.frame[lane])
                 frames.append(batch.frame[lane, :, :valid])
                 targets.append(batch.target[lane, :, :valid])
         completed = 0
@@ -185,14 +179,12 @@ class TestFrameStreamer:
         first = deals(seed=0)
         assert len(first) >= 3 * len(LENGTHS)
         for start in range(0, 3 * len(LENGTHS), len(LENGTHS)):
-            assert sorted(first[start:start + len(LENGTHS)]) == list(range(len(LENGTHS)))
+            assert sorted(first[start : start + len(LENGTHS)]) == list(range(len(LENGTHS)))
         assert deals(seed=0) == first
         assert deals(seed=1) != first
 
     def test_min_clip_frames_skips_short_clips(self, dataset):
-        streamer = FrameStreamer(
-            dataset, lanes=2, frame_size=FRAME, context=CONTEXT, min_clip_frames=2
-        )
+        streamer = FrameStreamer(dataset, lanes=2, frame_size=FRAME, context=CONTEXT, min_clip_frames=2)
         seen = {clip for batch in collect(streamer, 100) for clip in batch.clip_index.tolist()}
         assert seen == {i for i, n in enumerate(dataset.names) if n != "d"}  # d: 50 samples
         with pytest.raises(ValueError, match="no clip has at least 100 frames"):
@@ -209,8 +201,7 @@ class TestFrameStreamer:
         buffer.seek(0)
         resumed.load_state_dict(torch.load(buffer))
         for want, got in zip(expected, collect(resumed, 40)):
-            for field in ("context", "frame", "target", "reset", "clip_index", "frame_index",
-                          "valid_samples"):
+            for field in ("context", "frame", "target", "reset", "clip_index", "frame_index", "valid_samples"):
                 assert torch.equal(getattr(want, field), getattr(got, field)), field
 
     def test_state_of_a_different_configuration_is_refused(self, dataset):
@@ -220,9 +211,7 @@ class TestFrameStreamer:
             other.load_state_dict(state)
 
     def test_validation_streams_every_clip_once_then_stops(self, dataset, clips):
-        streamer = FrameStreamer(
-            dataset, lanes=2, frame_size=FRAME, context=CONTEXT, shuffle=False
-        )
+        streamer = FrameStreamer(dataset, lanes=2, frame_size=FRAME, context=CONTEXT, shuffle=False)
         rebuilt = {}
         order = []
         steps = 0
@@ -239,12 +228,10 @@ class TestFrameStreamer:
                     assert clip not in rebuilt
                     order.append(clip)
                     rebuilt[clip] = []
-                rebuilt[clip].append(batch.frame[lane, :, :batch.valid_samples[lane]])
+                rebuilt[clip].append(batch.frame[lane, :, : batch.valid_samples[lane]])
         assert order == list(range(len(LENGTHS)))
         for clip, frames in rebuilt.items():
-            np.testing.assert_array_equal(
-                torch.cat(frames, -1).numpy(), clips[dataset.names[clip]][0]
-            )
+            np.testing.assert_array_equal(torch.cat(frames, -1).numpy(), clips[dataset.names[clip]][0])
         # Frames per clip: a 10, b 5, c 16, d 1, e 13. Lane 0 takes a (steps 1-10), lane 1 b
         # (1-5) then c (6-21); lane 0 then takes d (11) and e (12-24) and lane 1 idles from 22.
         assert steps == 24

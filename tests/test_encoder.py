@@ -32,7 +32,7 @@ def test_mel_filterbank_bands_are_ordered_triangles_covering_the_range():
     peaks = filterbank.argmax(dim=1)
     assert (peaks.diff() > 0).all()  # band centres rise with the band index
     # Every bin between the first and last centre belongs to some band.
-    assert (filterbank[:, peaks[0]:peaks[-1] + 1].sum(dim=0) > 0).all()
+    assert (filterbank[:, peaks[0] : peaks[-1] + 1].sum(dim=0) > 0).all()
     with pytest.raises(ValueError, match="f_min"):
         mel_filterbank(22050, 1024, 40, f_min=5000, f_max=4000)
 
@@ -135,7 +135,11 @@ def single_thread():
 def test_encoder_learns_a_tones_frequency_and_level(backbone, single_thread):
     torch.manual_seed(0)
     encoder = Encoder(
-        2, sample_rate=SAMPLE_RATE, context=CONTEXT, backbone=backbone, n_mels=64,
+        2,
+        sample_rate=SAMPLE_RATE,
+        context=CONTEXT,
+        backbone=backbone,
+        n_mels=64,
         backbone_options=TINY_BACKBONES[backbone],
     )
     optimiser = torch.optim.Adam(encoder.parameters(), lr=3e-3)

@@ -3,6 +3,7 @@
 Every test runs the installed plugins themselves: nothing of the host is mocked. Plugins that are
 missing (see `make deps`) skip the tests that need them, naming the package.
 """
+
 import json
 import math
 import re
@@ -107,7 +108,7 @@ def mb_compressor(threshold=0.05, ratio=8.0, **options):
 def lsp_limiter(threshold=0.1, **options):
     plugin = fxgrad.load(LSP_LIMITER, channels=1, **options)
     plugin.set("th", threshold)
-    plugin.set("boost", 0)   # no make-up gain: the output peak stays at the threshold
+    plugin.set("boost", 0)  # no make-up gain: the output peak stays at the threshold
     return plugin
 
 
@@ -120,6 +121,7 @@ def zamcomp(threshold_db=-40.0, ratio=20.0, **options):
 
 # --- 1. load and process ------------------------------------------------------------------------
 
+
 def _check_mb_comp(x):
     y = mb_compressor().process(x)
     return y, db(y) < db(x) - 6.0
@@ -127,7 +129,7 @@ def _check_mb_comp(x):
 
 def _check_mb_gate(x):
     gate = fxgrad.load(MB_GATE)
-    quiet = x * np.float32(10 ** (-30 / 20))        # -40 dBFS, well under the threshold
+    quiet = x * np.float32(10 ** (-30 / 20))  # -40 dBFS, well under the threshold
     for band in range(4):
         gate.set(f"bypass{band}", 0)
         gate.set(f"threshold{band}", 0.5)
@@ -137,7 +139,7 @@ def _check_mb_gate(x):
 
 
 def _check_lsp_limiter(x):
-    loud = x[:1] * np.float32(3.0)                 # peaks far above 0.1
+    loud = x[:1] * np.float32(3.0)  # peaks far above 0.1
     y = lsp_limiter(0.1).process(loud)
     return y, np.abs(loud).max() > 1.0 and np.abs(y).max() <= 0.1 * 1.001
 
@@ -145,7 +147,7 @@ def _check_lsp_limiter(x):
 def _check_lsp_geq(x):
     eq = fxgrad.load(LSP_GEQ, channels=1)
     for band in range(32):
-        eq.set(f"g_{band}", 0.1)                   # every band at -20 dB
+        eq.set(f"g_{band}", 0.1)  # every band at -20 dB
     y = eq.process(x[:1])
     return y, abs(db(y) - (db(x[:1]) - 20.0)) < 1.0
 
@@ -155,13 +157,16 @@ def _check_zamcomp(x):
     return y, db(y) < db(x[:1]) - 20.0
 
 
-@pytest.mark.parametrize("uri, check", [
-    pytest.param(MB_COMP, _check_mb_comp, marks=needs(MB_COMP), id="calf-mb-compressor"),
-    pytest.param(MB_GATE, _check_mb_gate, marks=needs(MB_GATE), id="calf-mb-gate"),
-    pytest.param(LSP_LIMITER, _check_lsp_limiter, marks=needs(LSP_LIMITER), id="lsp-limiter-mono"),
-    pytest.param(LSP_GEQ, _check_lsp_geq, marks=needs(LSP_GEQ), id="lsp-graphic-eq-x32-mono"),
-    pytest.param(ZAMCOMP, _check_zamcomp, marks=needs(ZAMCOMP), id="zamcomp"),
-])
+@pytest.mark.parametrize(
+    "uri, check",
+    [
+        pytest.param(MB_COMP, _check_mb_comp, marks=needs(MB_COMP), id="calf-mb-compressor"),
+        pytest.param(MB_GATE, _check_mb_gate, marks=needs(MB_GATE), id="calf-mb-gate"),
+        pytest.param(LSP_LIMITER, _check_lsp_limiter, marks=needs(LSP_LIMITER), id="lsp-limiter-mono"),
+        pytest.param(LSP_GEQ, _check_lsp_geq, marks=needs(LSP_GEQ), id="lsp-graphic-eq-x32-mono"),
+        pytest.param(ZAMCOMP, _check_zamcomp, marks=needs(ZAMCOMP), id="zamcomp"),
+    ],
+)
 def test_load_and_process_changes_audio(uri, check, noise):
     x = noise(2, 1.0, -10.0)
     y, changed = check(x)
@@ -173,22 +178,31 @@ def test_load_and_process_changes_audio(uri, check, noise):
 @needs(MB_COMP, LSP_LIMITER, ZAMCOMP)
 def test_plugin_identity():
     mb = fxgrad.load(MB_COMP)
-    assert (mb.name, mb.vendor, mb.format, mb.identifier) == ("Calf Multiband Compressor", "Calf Studio Gear", "LV2", MB_COMP)
+    assert (mb.name, mb.vendor, mb.format, mb.identifier) == (
+        "Calf Multiband Compressor",
+        "Calf Studio Gear",
+        "LV2",
+        MB_COMP,
+    )
     assert (mb.sample_rate, mb.block_size, mb.channels) == (SR, 1024, 2)
     assert (mb.info.num_inputs, mb.info.num_outputs) == (2, 2)
     zam = fxgrad.load(ZAMCOMP, channels=1)
-    assert (zam.info.num_inputs, zam.info.num_outputs) == (2, 1)     # main + sidechain in, one out
+    assert (zam.info.num_inputs, zam.info.num_outputs) == (2, 1)  # main + sidechain in, one out
     assert fxgrad.load(LSP_LIMITER, channels=1).info.num_inputs == 1
 
 
 # --- 2. parameters as the plugin declares them ----------------------------------------------------
 
-@pytest.mark.parametrize("uri", [
-    pytest.param(MB_COMP, marks=needs(MB_COMP)),
-    pytest.param(LSP_LIMITER, marks=needs(LSP_LIMITER)),
-    pytest.param(ZAMCOMP, marks=needs(ZAMCOMP)),
-    pytest.param(LSP_GEQ, marks=needs(LSP_GEQ)),
-])
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param(MB_COMP, marks=needs(MB_COMP)),
+        pytest.param(LSP_LIMITER, marks=needs(LSP_LIMITER)),
+        pytest.param(ZAMCOMP, marks=needs(ZAMCOMP)),
+        pytest.param(LSP_GEQ, marks=needs(LSP_GEQ)),
+    ],
+)
 def test_parameters_match_lv2info(uri):
     declared = lv2info(uri)
     plugin = fxgrad.load(uri, channels=1)
@@ -228,8 +242,8 @@ def test_bypass_and_enabled_switches():
     on, off = lsp_limiter(0.1), lsp_limiter(0.1)
     off.set("enabled", 0)
     assert off.get("enabled") == 0.0
-    assert np.abs(on.process(x)).max() <= 0.1001            # enabled: limits
-    assert np.abs(off.process(x)).max() > 1.0                # disabled: passes the peaks
+    assert np.abs(on.process(x)).max() <= 0.1001  # enabled: limits
+    assert np.abs(off.process(x)).max() > 1.0  # disabled: passes the peaks
 
 
 @needs(MB_COMP)
@@ -244,7 +258,8 @@ def test_normalised_mapping_follows_declared_scale():
     assert mb.get("freq0", normalized=True) == pytest.approx(math.log(1000 / 10) / math.log(20000 / 10), abs=1e-6)
     attack = mb.parameters[mb.parameter_index("attack0")]
     assert attack.normalized_default == pytest.approx(
-        math.log(150 / attack.minimum) / math.log(attack.maximum / attack.minimum), abs=1e-6)
+        math.log(150 / attack.minimum) / math.log(attack.maximum / attack.minimum), abs=1e-6
+    )
     # linear ranges map linearly, enumerations by position, toggles to their ends
     mb.set("ratio0", 0.5, normalized=True)
     assert mb.get("ratio0") == pytest.approx(10.5)
@@ -261,17 +276,20 @@ def test_normalised_mapping_follows_declared_scale():
     assert ports["bypass1"] == 1.0
 
 
-@pytest.mark.parametrize("make, level_db, threshold_db, ratio", [
-    pytest.param(lambda t, r: _calf_compressor(t, r), -10.0, -40.0, 20.0, marks=needs(CALF_COMP), id="calf-20:1"),
-    pytest.param(lambda t, r: _calf_compressor(t, r), -10.0, -30.0, 4.0, marks=needs(CALF_COMP), id="calf-4:1"),
-    pytest.param(lambda t, r: zamcomp(t, r), -10.0, -40.0, 20.0, marks=needs(ZAMCOMP), id="zamcomp-20:1"),
-    pytest.param(lambda t, r: zamcomp(t, r), -20.0, -30.0, 4.0, marks=needs(ZAMCOMP), id="zamcomp-4:1"),
-])
+@pytest.mark.parametrize(
+    "make, level_db, threshold_db, ratio",
+    [
+        pytest.param(lambda t, r: _calf_compressor(t, r), -10.0, -40.0, 20.0, marks=needs(CALF_COMP), id="calf-20:1"),
+        pytest.param(lambda t, r: _calf_compressor(t, r), -10.0, -30.0, 4.0, marks=needs(CALF_COMP), id="calf-4:1"),
+        pytest.param(lambda t, r: zamcomp(t, r), -10.0, -40.0, 20.0, marks=needs(ZAMCOMP), id="zamcomp-20:1"),
+        pytest.param(lambda t, r: zamcomp(t, r), -20.0, -30.0, 4.0, marks=needs(ZAMCOMP), id="zamcomp-4:1"),
+    ],
+)
 def test_compressor_lowers_loud_noise_by_the_set_ratio(make, level_db, threshold_db, ratio, noise):
     x = noise(2, 2.0, level_db)
     y = make(threshold_db, ratio).process(x)
-    steady_in, steady_out = db(x[:, SR:]), db(y[:, SR:])          # after attack/release settle
-    expected = threshold_db + (steady_in - threshold_db) / ratio   # static curve above the threshold
+    steady_in, steady_out = db(x[:, SR:]), db(y[:, SR:])  # after attack/release settle
+    expected = threshold_db + (steady_in - threshold_db) / ratio  # static curve above the threshold
     assert steady_out == pytest.approx(expected, abs=3.5), (steady_in, steady_out, expected)
     assert steady_in - steady_out >= 0.6 * (steady_in - threshold_db) * (1 - 1 / ratio)
     silence = make(threshold_db, ratio).process(np.zeros((2, SR // 2), np.float32))
@@ -280,13 +298,14 @@ def test_compressor_lowers_loud_noise_by_the_set_ratio(make, level_db, threshold
 
 def _calf_compressor(threshold_db, ratio):
     plugin = fxgrad.load(CALF_COMP)
-    plugin.set("threshold", 10 ** (threshold_db / 20))   # Calf's thresholds are linear gains
+    plugin.set("threshold", 10 ** (threshold_db / 20))  # Calf's thresholds are linear gains
     plugin.set("ratio", ratio)
-    plugin.set("knee", 1.0)                                # hard knee
+    plugin.set("knee", 1.0)  # hard knee
     return plugin
 
 
 # --- 2. determinism: instances, block splits, state, reset, latency --------------------------------
+
 
 @needs(MB_COMP, LSP_LIMITER)
 def test_two_instances_are_bit_identical(noise):
@@ -295,16 +314,19 @@ def test_two_instances_are_bit_identical(noise):
     assert np.array_equal(lsp_limiter().process(x[:1]), lsp_limiter().process(x[:1]))
 
 
-@pytest.mark.parametrize("make, channels", [
-    pytest.param(mb_compressor, 2, marks=needs(MB_COMP), id="calf-mb-compressor"),
-    pytest.param(lsp_limiter, 1, marks=needs(LSP_LIMITER), id="lsp-limiter"),
-    pytest.param(lambda: zamcomp(-30.0, 8.0, channels=1), 1, marks=needs(ZAMCOMP), id="zamcomp"),
-])
+@pytest.mark.parametrize(
+    "make, channels",
+    [
+        pytest.param(mb_compressor, 2, marks=needs(MB_COMP), id="calf-mb-compressor"),
+        pytest.param(lsp_limiter, 1, marks=needs(LSP_LIMITER), id="lsp-limiter"),
+        pytest.param(lambda: zamcomp(-30.0, 8.0, channels=1), 1, marks=needs(ZAMCOMP), id="zamcomp"),
+    ],
+)
 def test_one_call_equals_block_calls(make, channels, noise):
     x = noise(channels, 10.0, -10.0)
     whole = make().process(x)
     blocks = make()
-    stepped = np.concatenate([blocks.process(x[:, i:i + 1024]) for i in range(0, x.shape[1], 1024)], axis=1)
+    stepped = np.concatenate([blocks.process(x[:, i : i + 1024]) for i in range(0, x.shape[1], 1024)], axis=1)
     assert np.array_equal(whole, stepped)
     # any split at multiples of the block size gives the same stream
     mixed = make()
@@ -320,7 +342,7 @@ def test_state_round_trip(noise):
     source.set("attack0", 3.0)
     source.set("freq1", 2000.5)
     source.set("makeup2", 2.0)
-    state = source.state                       # taken before any processing
+    state = source.state  # taken before any processing
     assert isinstance(state, bytes) and state
 
     restored = fxgrad.load(MB_COMP)
@@ -356,11 +378,14 @@ def mb_compressor_with(**values):
     return plugin
 
 
-@pytest.mark.parametrize("make, channels", [
-    pytest.param(mb_compressor, 2, marks=needs(MB_COMP), id="calf-mb-compressor"),
-    pytest.param(lsp_limiter, 1, marks=needs(LSP_LIMITER), id="lsp-limiter"),
-    pytest.param(lambda: zamcomp(channels=1), 1, marks=needs(ZAMCOMP), id="zamcomp"),
-])
+@pytest.mark.parametrize(
+    "make, channels",
+    [
+        pytest.param(mb_compressor, 2, marks=needs(MB_COMP), id="calf-mb-compressor"),
+        pytest.param(lsp_limiter, 1, marks=needs(LSP_LIMITER), id="lsp-limiter"),
+        pytest.param(lambda: zamcomp(channels=1), 1, marks=needs(ZAMCOMP), id="zamcomp"),
+    ],
+)
 def test_reset_equals_fresh_instance(make, channels, noise):
     x, warmup = noise(channels, 2.0, -10.0, seed=1), noise(channels, 1.0, 0.0, seed=2)
     used = make()
@@ -399,30 +424,31 @@ def test_lsp_limiter_latency_equals_measured_delay(sample_rate, lookahead_ms):
     limiter = fxgrad.load(LSP_LIMITER, sample_rate=sample_rate, channels=1)
     if lookahead_ms is not None:
         limiter.set("lk", lookahead_ms)
-        limiter.process(np.zeros((1, 1024), np.float32))   # the latency port updates in run()
+        limiter.process(np.zeros((1, 1024), np.float32))  # the latency port updates in run()
         limiter.reset()
     x = np.zeros((1, 8192), np.float32)
-    x[0, 100] = 0.01                                       # -40 dBFS: under the 0 dB threshold
+    x[0, 100] = 0.01  # -40 dBFS: under the 0 dB threshold
     y = limiter.process(x)
     latency = limiter.latency_samples
     expected_ms = lookahead_ms if lookahead_ms is not None else 5.0
     assert latency == pytest.approx(expected_ms * 1e-3 * sample_rate, abs=2)
     assert int(np.argmax(np.abs(y[0]))) - 100 == latency
-    assert y[0, 100 + latency] == pytest.approx(0.01, rel=1e-3)       # not limited
+    assert y[0, 100 + latency] == pytest.approx(0.01, rel=1e-3)  # not limited
 
 
 # --- 2. channel mapping and sidechain (fxgrad.load's docstring) ------------------------------------
 
+
 @needs(LSP_GEQ, ZAMCOMP)
 def test_mono_plugin_in_stereo_stream_gets_the_average(noise):
     x = noise(2, 1.0, -10.0)
-    y = fxgrad.load(LSP_GEQ, channels=2).process(x)          # all bands at 0 dB: close to identity
+    y = fxgrad.load(LSP_GEQ, channels=2).process(x)  # all bands at 0 dB: close to identity
     assert np.array_equal(y[0], y[1])
     mean = x.mean(axis=0)
     assert np.abs(y[0] - mean).max() < 0.01 * np.abs(mean).max()
-    assert np.abs(y[0] - x[0]).max() > 0.3                   # not just the left channel
+    assert np.abs(y[0] - x[0]).max() > 0.3  # not just the left channel
     flat = fxgrad.load(ZAMCOMP, channels=2)
-    flat.set("rat", 1.0)                                     # 1:1 is exact: output == input
+    flat.set("rat", 1.0)  # 1:1 is exact: output == input
     y = flat.process(x)
     assert np.array_equal(y[0], y[1])
     assert np.array_equal(y[0], (x[0] + x[1]) * np.float32(0.5))
@@ -447,7 +473,7 @@ def test_stereo_plugin_in_mono_stream(noise):
 def test_zamcomp_sidechain_receives_the_main_input(channels, noise):
     x = noise(channels, 1.0, -10.0)
     internal, sidechained = zamcomp(-40.0, 20.0, channels=channels), zamcomp(-40.0, 20.0, channels=channels)
-    sidechained.set("sidech", 1)                   # detect on the sidechain input
+    sidechained.set("sidech", 1)  # detect on the sidechain input
     y_internal, y_side = internal.process(x), sidechained.process(x)
     assert db(y_side) < db(x) - 20, "the sidechain got silence, not the main input"
     assert np.array_equal(y_side, y_internal)
@@ -455,14 +481,15 @@ def test_zamcomp_sidechain_receives_the_main_input(channels, noise):
 
 # --- 2. chains --------------------------------------------------------------------------------------
 
+
 @needs(MB_COMP, CALF_COMP)
 def test_chain_parameter_names():
     chain = fxgrad.Chain([fxgrad.load(MB_COMP), fxgrad.load(CALF_COMP)], learned=["0.threshold0", "ratio1", "Ratio"])
     assert chain.learned == ["0.threshold0", "0.ratio1", "1.ratio"]
     assert chain.num_parameters == 3
     assert chain.resolve("0.bypass0") == "0.bypass0"
-    assert chain.resolve("threshold3") == "0.threshold3"          # unique in the chain
-    assert chain.resolve("Threshold 2") == "0.threshold1"         # by display name
+    assert chain.resolve("threshold3") == "0.threshold3"  # unique in the chain
+    assert chain.resolve("Threshold 2") == "0.threshold1"  # by display name
     assert chain.resolve("1.threshold") == "1.threshold"
     with pytest.raises(KeyError, match=r"ambiguous.*0\.level_in.*1\.level_in"):
         chain.resolve("level_in")
@@ -496,11 +523,11 @@ def test_chain_default_learned_skips_switches_and_pinned():
     ids = {name.split(".", 1)[1] for name in chain.learned}
     assert not ids & {"bypass", "bypass0", "bypass1", "bypass2", "bypass3"}
     toggles = {p.id for p in mb.parameters if p.is_toggle}
-    assert {"solo0", "solo3"} <= toggles and not ids & toggles      # lv2:toggled
+    assert {"solo0", "solo3"} <= toggles and not ids & toggles  # lv2:toggled
     assert {"threshold0", "ratio3", "freq2", "level_in"} <= ids
     assert chain.num_parameters == len(chain.learned) == len(chain.get_learned())
     flanger = fxgrad.load(CALF_FLANGER)
-    assert [p.id for p in flanger.parameters if p.is_trigger] == ["reset"]    # pprops:trigger
+    assert [p.id for p in flanger.parameters if p.is_trigger] == ["reset"]  # pprops:trigger
     learned = fxgrad.Chain([flanger]).learned
     assert "0.reset" not in learned and {"0.mod_rate", "0.feedback"} <= set(learned)
     # A switch can still be learned by name.
@@ -511,19 +538,21 @@ def test_chain_default_learned_skips_switches_and_pinned():
 def test_chain_with_pinned_bands_compresses(noise):
     x = noise(2, 2.0, -6.0)
     learned = [f"0.threshold{b}" for b in range(4)] + [f"0.ratio{b}" for b in range(4)]
-    values = np.array([0.05] * 4 + [0.5] * 4, np.float32)       # threshold ~ -26 dB, ratio 10.5
+    values = np.array([0.05] * 4 + [0.5] * 4, np.float32)  # threshold ~ -26 dB, ratio 10.5
     active = fxgrad.Chain([fxgrad.load(MB_COMP)], learned, pinned={f"0.bypass{b}": 0 for b in range(4)})
     default = fxgrad.Chain([fxgrad.load(MB_COMP)], learned)
     for chain in (active, default):
         chain.set_learned(values)
     assert db(x) - db(active.process(x)) > 10.0
-    assert abs(db(x) - db(default.process(x))) < 0.5        # bands bypassed: crossovers only
+    assert abs(db(x) - db(default.process(x))) < 0.5  # bands bypassed: crossovers only
 
 
 @needs(MB_COMP, CALF_COMP)
 def test_set_learned_get_learned_round_trip(rng):
-    chain = fxgrad.Chain([fxgrad.load(MB_COMP), fxgrad.load(CALF_COMP)],
-                         ["0.threshold0", "0.freq1", "0.attack2", "1.ratio", "1.release", "1.makeup"])
+    chain = fxgrad.Chain(
+        [fxgrad.load(MB_COMP), fxgrad.load(CALF_COMP)],
+        ["0.threshold0", "0.freq1", "0.attack2", "1.ratio", "1.release", "1.makeup"],
+    )
     values = rng.uniform(0, 1, chain.num_parameters).astype(np.float32)
     chain.set_learned(values)
     assert np.allclose(chain.get_learned(), values, atol=1e-5)
@@ -541,9 +570,11 @@ def test_set_learned_get_learned_round_trip(rng):
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_chain_config_round_trip(suffix, tmp_path, noise, rng):
     options = dict(sample_rate=48000, block_size=512, channels=1)
-    chain = fxgrad.Chain([fxgrad.load(MB_COMP, **options), fxgrad.load(LSP_LIMITER, **options)],
-                         ["0.threshold0", "0.ratio0", "0.freq0", "1.th"],
-                         pinned={"0.bypass0": 0, "0.bypass1": 0, "1.boost": 0})
+    chain = fxgrad.Chain(
+        [fxgrad.load(MB_COMP, **options), fxgrad.load(LSP_LIMITER, **options)],
+        ["0.threshold0", "0.ratio0", "0.freq0", "1.th"],
+        pinned={"0.bypass0": 0, "0.bypass1": 0, "1.boost": 0},
+    )
     config = chain.to_config()
     path = tmp_path / f"chain{suffix}"
     path.write_text(json.dumps(config) if suffix == ".json" else yaml.safe_dump(config))
@@ -565,6 +596,7 @@ def test_chain_config_round_trip(suffix, tmp_path, noise, rng):
 
 # --- 3. bad input -----------------------------------------------------------------------------------
 
+
 def test_missing_path(tmp_path):
     missing = tmp_path / "nowhere" / "Plugin.lv2"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
@@ -580,8 +612,21 @@ def test_not_a_plugin(kind, tmp_path):
         path = tmp_path / "empty"
         path.mkdir()
     else:
-        path = next((p for p in map(Path, ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1",
-                                           "/lib/aarch64-linux-gnu/libz.so.1"]) if p.exists()), None)
+        path = next(
+            (
+                p
+                for p in map(
+                    Path,
+                    [
+                        "/lib/x86_64-linux-gnu/libz.so.1",
+                        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+                        "/lib/aarch64-linux-gnu/libz.so.1",
+                    ],
+                )
+                if p.exists()
+            ),
+            None,
+        )
         if path is None:
             pytest.skip("no libz.so.1 here")
     with pytest.raises(fxgrad.PluginLoadError) as error:
@@ -654,15 +699,18 @@ def test_bad_parameter_values():
 
 
 @needs(CALF_COMP)
-@pytest.mark.parametrize("option, value, words", [
-    ("sample_rate", 0, r"sample_rate must be between 8000 and 768000 Hz, got 0"),
-    ("sample_rate", -44100, "sample_rate"),
-    ("sample_rate", float("nan"), "sample_rate"),
-    ("block_size", 0, r"block_size must be between 1 and 65536, got 0"),
-    ("block_size", 10 ** 7, "block_size"),
-    ("channels", 0, r"channels must be between 1 and 32, got 0"),
-    ("channels", -2, "channels"),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("sample_rate", 0, r"sample_rate must be between 8000 and 768000 Hz, got 0"),
+        ("sample_rate", -44100, "sample_rate"),
+        ("sample_rate", float("nan"), "sample_rate"),
+        ("block_size", 0, r"block_size must be between 1 and 65536, got 0"),
+        ("block_size", 10**7, "block_size"),
+        ("channels", 0, r"channels must be between 1 and 32, got 0"),
+        ("channels", -2, "channels"),
+    ],
+)
 def test_bad_load_options(option, value, words):
     with pytest.raises(ValueError, match=words):
         fxgrad.load(CALF_COMP, **{option: value})
@@ -680,6 +728,7 @@ def test_plugin_output_error_names_the_plugin():
 
 
 # --- 3. lifetime: leaks, interpreter exit, threads ---------------------------------------------------
+
 
 @needs(MB_COMP, LSP_LIMITER)
 def test_load_unload_cycles_do_not_leak(run_python):
@@ -765,6 +814,7 @@ def test_plugins_created_in_threads_and_exit(run_python):
 
 # --- 4. scan and bundles ------------------------------------------------------------------------------
 
+
 @needs(MB_COMP, LSP_LIMITER, ZAMCOMP)
 def test_scan_finds_installed_lv2_plugins():
     found = {i.identifier: i for i in fxgrad.scan() if i.format == "LV2"}
@@ -778,13 +828,13 @@ def test_scan_finds_installed_lv2_plugins():
         info = found[uri]
         assert (info.name, info.vendor, info.num_inputs, info.num_outputs) == (name, vendor, ins, outs)
         assert info.unique_id
-    assert len(found) >= 50          # Calf, LSP and Zam ship many more
+    assert len(found) >= 50  # Calf, LSP and Zam ship many more
 
 
 @pytest.mark.skipif(not ZAMCOMP_BUNDLE.is_dir(), reason="zam-plugins is not installed")
 def test_bundle_copied_outside_the_search_path_loads_by_folder(tmp_path, noise):
     bundle = tmp_path / "plugins" / "ZamComp.lv2"
-    shutil.copytree(ZAMCOMP_BUNDLE, bundle, symlinks=False)   # like cp -rL
+    shutil.copytree(ZAMCOMP_BUNDLE, bundle, symlinks=False)  # like cp -rL
     plugin = fxgrad.load(bundle, channels=1)
     # the copy declares the installed URI, so that is the plugin it stands for
     assert plugin.identifier == ZAMCOMP and plugin.name == "ZamComp"
@@ -802,8 +852,11 @@ def test_bundle_copied_outside_the_search_path_loads_by_folder(tmp_path, noise):
 @needs(MB_COMP)
 def test_bundle_with_several_plugins_needs_a_choice():
     bundle = Path("/usr/lib/lv2/calf.lv2")
-    with pytest.raises(fxgrad.PluginLoadError, match=r"several plugins; name one as BUNDLE#URI, or with plugin=URI "
-                                                     r"\(--select on the command line\):.*MultibandCompressor"):
+    with pytest.raises(
+        fxgrad.PluginLoadError,
+        match=r"several plugins; name one as BUNDLE#URI, or with plugin=URI "
+        r"\(--select on the command line\):.*MultibandCompressor",
+    ):
         fxgrad.load(bundle)
     assert fxgrad.load(bundle, plugin="MultibandCompressor").identifier == MB_COMP
     assert fxgrad.load(bundle, plugin=CALF_COMP).identifier == CALF_COMP
@@ -832,7 +885,7 @@ def test_ladspa_plugins_load_without_juce_chatter(run_python):
 def test_vst3_and_lv2_builds_of_zamcomp_agree(noise):
     vst3 = fxgrad.load(ZAMCOMP_VST3, channels=1)
     assert vst3.format == "VST3" and vst3.name == "ZamComp"
-    vst3.set("threshold", -40.0)       # plain values through the plugin's own text
+    vst3.set("threshold", -40.0)  # plain values through the plugin's own text
     vst3.set("ratio", 20.0)
     assert (vst3.get("threshold"), vst3.get("ratio")) == (-40.0, 20.0)
     x = noise(1, 1.0, -10.0)

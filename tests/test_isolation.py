@@ -7,6 +7,7 @@ tests/fixtures/plugins/ by `make build`): it faults when `trigger` or its gain (
 its range) exceeds `threshold`. It is never loaded in the test process itself except where the
 fault mode is harmless (none, NaN).
 """
+
 import gc
 import json
 import os
@@ -61,8 +62,8 @@ CHAINS = {
     "gain": lambda: fxgrad.Chain([own("Gain")]),
     "compressor": lambda: fxgrad.Chain([own("Compressor")], ["threshold_db", "ratio", "release_ms"]),
     "zamcomp-lv2": lambda: fxgrad.Chain(
-        [fxgrad.load("urn:zamaudio:ZamComp", sample_rate=22050, block_size=128, channels=2)],
-        ["thr", "rat", "rel"]),
+        [fxgrad.load("urn:zamaudio:ZamComp", sample_rate=22050, block_size=128, channels=2)], ["thr", "rat", "rel"]
+    ),
 }
 
 
@@ -81,13 +82,16 @@ def run_rack(chain, strategy, estimator, steps, **kw):
     return outputs
 
 
-@pytest.mark.parametrize("subject,strategy,estimator", [
-    ("gain", "lockstep", "two-sided"),
-    ("compressor", "replay", "one-sided"),
-    ("compressor", "snapshot", "two-sided"),
-    ("zamcomp-lv2", "replay", "two-sided"),
-    ("zamcomp-lv2", "lockstep", "two-sided"),
-])
+@pytest.mark.parametrize(
+    "subject,strategy,estimator",
+    [
+        ("gain", "lockstep", "two-sided"),
+        ("compressor", "replay", "one-sided"),
+        ("compressor", "snapshot", "two-sided"),
+        ("zamcomp-lv2", "replay", "two-sided"),
+        ("zamcomp-lv2", "lockstep", "two-sided"),
+    ],
+)
 def test_isolated_outputs_and_gradients_are_bit_identical_to_in_process(subject, strategy, estimator):
     chain = CHAINS[subject]()
     reference = run_rack(chain, strategy, estimator, 4, threads=2)
@@ -102,17 +106,29 @@ def test_isolated_outputs_and_gradients_are_bit_identical_to_in_process(subject,
 # ------------------------------------------------------------------------------- contained faults
 
 
-@pytest.mark.parametrize("fault,kind,detail", [
-    ("segfault", "crash", "SIGSEGV"),
-    ("abort", "crash", "SIGABRT"),
-    ("exit", "exit", "exit status 3"),
-    ("hang", "timeout", "no answer within"),
-    ("nan", "nan", "NaN"),
-])
+@pytest.mark.parametrize(
+    "fault,kind,detail",
+    [
+        ("segfault", "crash", "SIGSEGV"),
+        ("abort", "crash", "SIGABRT"),
+        ("exit", "exit", "exit status 3"),
+        ("hang", "timeout", "no answer within"),
+        ("nan", "nan", "NaN"),
+    ],
+)
 def test_a_fault_costs_one_worker_s_lanes_for_one_step(fault, kind, detail):
     chain = misbehave_chain(fault, threshold=0.6)  # gain 0.5 +- eps stays clear of it
-    layer = PluginLayer(chain, lanes=3, eps=0.01, threads=3, isolation="process", workers=3, timeout_s=2.0,
-                        max_faults=0, max_faults_per_minute=0)
+    layer = PluginLayer(
+        chain,
+        lanes=3,
+        eps=0.01,
+        threads=3,
+        isolation="process",
+        workers=3,
+        timeout_s=2.0,
+        max_faults=0,
+        max_faults_per_minute=0,
+    )
     x = torch.from_numpy(frames(3))
     gain = 10 ** ((0.5 * 48 - 24) / 20)  # gain_db at normalised 0.5: 0 dB
     theta = torch.tensor([[0.5, 0.1], [0.5, 0.9], [0.5, 0.2]], requires_grad=True)  # lane 1 trips the fault
@@ -143,8 +159,17 @@ def test_a_fault_costs_one_worker_s_lanes_for_one_step(fault, kind, detail):
 
 def test_a_fault_in_a_perturbed_evaluation_is_reported_with_the_perturbed_settings():
     chain = misbehave_chain("segfault", threshold=0.5)
-    layer = PluginLayer(chain, lanes=2, eps=0.05, threads=2, isolation="process", workers=2, seed=3,
-                        max_faults=0, max_faults_per_minute=0)
+    layer = PluginLayer(
+        chain,
+        lanes=2,
+        eps=0.05,
+        threads=2,
+        isolation="process",
+        workers=2,
+        seed=3,
+        max_faults=0,
+        max_faults_per_minute=0,
+    )
     theta = torch.tensor([[0.3, 0.47], [0.3, 0.2]], requires_grad=True)  # lane 0: trigger + eps > 0.5
     y = layer(torch.from_numpy(frames(2)), theta)
     assert not layer.faulted.any()
@@ -190,13 +215,16 @@ def test_a_worker_that_cannot_load_the_chain_raises_at_construction(tmp_path):
 # ------------------------------------------------------------------------------- single plugins
 
 
-@pytest.mark.parametrize("fault,error,message", [
-    ("segfault", fxgrad.PluginCrashedError, "died by SIGSEGV while calling process"),
-    ("abort", fxgrad.PluginCrashedError, "died by SIGABRT"),
-    ("exit", fxgrad.PluginCrashedError, "exited with status 3"),
-    ("hang", fxgrad.PluginTimeoutError, "did not answer within 3 s"),
-    ("nan", fxgrad.PluginOutputError, "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "fault,error,message",
+    [
+        ("segfault", fxgrad.PluginCrashedError, "died by SIGSEGV while calling process"),
+        ("abort", fxgrad.PluginCrashedError, "died by SIGABRT"),
+        ("exit", fxgrad.PluginCrashedError, "exited with status 3"),
+        ("hang", fxgrad.PluginTimeoutError, "did not answer within 3 s"),
+        ("nan", fxgrad.PluginOutputError, "NaN or Inf"),
+    ],
+)
 def test_an_isolated_plugin_raises_and_reloads(fault, error, message):
     plugin = fxgrad.load(str(MISBEHAVE), sample_rate=22050, block_size=64, channels=1, isolated=True, timeout_s=3)
     try:
@@ -242,14 +270,17 @@ def children_of(pid):
 
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, time, fxgrad
         from fxgrad import _native
-        chain = fxgrad.Chain([fxgrad.load({str(MISBEHAVE)!r}, sample_rate=22050, block_size=64, channels=1)], ["gain_db"])
+        plugin = fxgrad.load({str(MISBEHAVE)!r}, sample_rate=22050, block_size=64, channels=1)
+        chain = fxgrad.Chain([plugin], ["gain_db"])
         rack = _native.Rack(chain, 3, 0.01, 1, "lockstep", "two-sided", 0, 3, 0, isolation="process", workers=3)
         print(" ".join(map(str, rack.worker_pids)), flush=True)
         time.sleep(600)
-    """))
+    """)
+    )
     shm_before = set(os.listdir("/dev/shm"))
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
@@ -264,8 +295,12 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     alive = pids
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
-                 and not (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")]
+        alive = [
+            pid
+            for pid in pids
+            if Path(f"/proc/{pid}").exists()
+            and not (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+        ]
     assert not alive, f"workers {alive} outlived their parent"
     assert set(os.listdir("/dev/shm")) == shm_before  # memfds only: nothing named to leak
 
@@ -282,8 +317,14 @@ def rss_kib():
 
 
 def test_a_hundred_fault_and_restart_cycles_leak_nothing():
-    layer = PluginLayer(misbehave_chain("exit", threshold=0.6), lanes=1, threads=1, isolation="process",
-                        max_faults=0, max_faults_per_minute=0)
+    layer = PluginLayer(
+        misbehave_chain("exit", threshold=0.6),
+        lanes=1,
+        threads=1,
+        isolation="process",
+        max_faults=0,
+        max_faults_per_minute=0,
+    )
     x = torch.from_numpy(frames(1))
     bad, good = torch.tensor([[0.5, 0.9]]), torch.tensor([[0.5, 0.1]])
 
@@ -324,28 +365,61 @@ def gain_pairs(folder, clips=8, seconds=0.5, sample_rate=22050):
         level_db = -30 + 21 * k / (clips - 1)
         x = (rng.standard_normal(int(seconds * sample_rate)) * 10 ** (level_db / 20)).astype(np.float32)
         sf.write(folder / "input" / f"clip{k}.wav", x, sample_rate, subtype="FLOAT")
-        sf.write(folder / "target" / f"clip{k}.wav", x * np.float32(10 ** ((-19 - level_db) / 20)), sample_rate,
-                 subtype="FLOAT")
+        sf.write(
+            folder / "target" / f"clip{k}.wav",
+            x * np.float32(10 ** ((-19 - level_db) / 20)),
+            sample_rate,
+            subtype="FLOAT",
+        )
     return folder
 
 
 def isolated_training_config(tmp_path, **train):
-    return Config.from_dict({
-        "name": "misbehave", "seed": 1, "sample_rate": 22050, "channels": 1, "frame_size": 512,
-        "output_dir": str(tmp_path / "run"),
-        # Misbehave segfaults once its gain passes 0.6 of its range (+4.8 dB): the quietest clips,
-        # which want up to +11 dB, lead the encoder and SPSA's perturbations across it.
-        "chain": {"plugins": [str(MISBEHAVE)], "learned": ["gain_db"], "pinned": {"fault": 1, "threshold": 0.6},
-                  "block_size": 128},
-        "data": {"train": str(gain_pairs(tmp_path / "data"))},
-        "encoder": {"context": 2048, "n_fft": 512, "hop": 128, "n_mels": 16,
-                    "options": {"stem_channels": 8, "block_channels": [8]}},
-        "spsa": {"lanes": 4, "threads": 2, "workers": 4, "eps": 0.02, "isolation": "process",
-                 "max_faults": 0, "max_faults_per_minute": 0},
-        "loss": {"type": "l1"},
-        "train": {"steps": 60, "steps_per_epoch": 60, "lr": 3e-3, "log_every": 10, "checkpoint_every": 30,
-                  "tensorboard": False, **train},
-    })
+    return Config.from_dict(
+        {
+            "name": "misbehave",
+            "seed": 1,
+            "sample_rate": 22050,
+            "channels": 1,
+            "frame_size": 512,
+            "output_dir": str(tmp_path / "run"),
+            # Misbehave segfaults once its gain passes 0.6 of its range (+4.8 dB): the quietest clips,
+            # which want up to +11 dB, lead the encoder and SPSA's perturbations across it.
+            "chain": {
+                "plugins": [str(MISBEHAVE)],
+                "learned": ["gain_db"],
+                "pinned": {"fault": 1, "threshold": 0.6},
+                "block_size": 128,
+            },
+            "data": {"train": str(gain_pairs(tmp_path / "data"))},
+            "encoder": {
+                "context": 2048,
+                "n_fft": 512,
+                "hop": 128,
+                "n_mels": 16,
+                "options": {"stem_channels": 8, "block_channels": [8]},
+            },
+            "spsa": {
+                "lanes": 4,
+                "threads": 2,
+                "workers": 4,
+                "eps": 0.02,
+                "isolation": "process",
+                "max_faults": 0,
+                "max_faults_per_minute": 0,
+            },
+            "loss": {"type": "l1"},
+            "train": {
+                "steps": 60,
+                "steps_per_epoch": 60,
+                "lr": 3e-3,
+                "log_every": 10,
+                "checkpoint_every": 30,
+                "tensorboard": False,
+                **train,
+            },
+        }
+    )
 
 
 def test_isolated_training_survives_a_crashing_plugin_and_a_killed_worker(tmp_path):

@@ -1,6 +1,7 @@
 """LADSPA plugins: the declared port ranges, defaults and hints (as ladspa-sdk's analyseplugin
 reports them), plain values that reach the port exactly, and identifiers that name one plugin of
 a library."""
+
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import fxgrad
 LADSPA = Path("/usr/lib/ladspa")
 CAPS = LADSPA / "caps.so"
 AMP = LADSPA / "amp.so"
-SR = 44100   # JUCE's LADSPA host instantiates at this rate only
+SR = 44100  # JUCE's LADSPA host instantiates at this rate only
 
 pytestmark = pytest.mark.skipif(not CAPS.exists(), reason="caps (LADSPA) is not installed")
 
@@ -83,12 +84,12 @@ def test_plain_values_reach_the_port_exactly():
     for g in (0.5, 0.37, 0.001, 1.0, 0.0):
         amp.set("gain", g)
         assert amp.get("gain") == np.float32(g)
-        assert np.all(amp.process(x) == np.float32(g)), g   # the plugin multiplies by its port value
+        assert np.all(amp.process(x) == np.float32(g)), g  # the plugin multiplies by its port value
 
     comp = fxgrad.load(f"{CAPS}#Compress", sample_rate=SR, channels=1)
-    assert (comp.get("gain_db"), comp.parameter_index("gain_db")) == (12.0, 6)   # declared default
+    assert (comp.get("gain_db"), comp.parameter_index("gain_db")) == (12.0, 6)  # declared default
     comp.set("gain_db", 0.0)
-    assert comp.get("gain_db") == 0.0 and comp.get("gain_db", normalized=True) == 0.25   # of [-12, 36]
+    assert comp.get("gain_db") == 0.0 and comp.get("gain_db", normalized=True) == 0.25  # of [-12, 36]
     comp.set("gain_db", 12.0)
     assert comp.get("gain_db") == 12.0
     with pytest.raises(ValueError, match=r"outside its range \[-12, 36\]"):
@@ -105,7 +106,7 @@ def test_gain_changes_the_output_by_the_set_decibels(noise):
     for gain_db in (0.0, 12.0):
         comp = fxgrad.load(f"{CAPS}#Compress", sample_rate=SR, channels=1)
         comp.set("gain_db", gain_db)
-        y = comp.process(x)[:, SR // 10:]
+        y = comp.process(x)[:, SR // 10 :]
         levels.append(10 * np.log10(np.mean(y.astype(np.float64) ** 2)))
     assert levels[1] - levels[0] == pytest.approx(12.0, abs=0.5), levels
 
@@ -130,8 +131,11 @@ def test_one_plugin_of_a_library_by_label_or_unique_id():
     assert by_path.name.startswith("C* Compress")
     for selector in ("Compress", "1772", "C* Compress - Compressor and saturating limiter"):
         assert fxgrad.load(CAPS, sample_rate=SR, channels=1, plugin=selector).identifier == by_path.identifier
-    with pytest.raises(fxgrad.PluginLoadError, match=r"holds several plugins; name one as PATH#LABEL, or with "
-                                                     r"plugin= \(--select on the command line\):.*Compress \(C\* Compress"):
+    with pytest.raises(
+        fxgrad.PluginLoadError,
+        match=r"holds several plugins; name one as PATH#LABEL, or with "
+        r"plugin= \(--select on the command line\):.*Compress \(C\* Compress",
+    ):
         fxgrad.load(CAPS, sample_rate=SR)
     with pytest.raises(fxgrad.PluginLoadError, match="holds no plugin 'Compresss'"):
         fxgrad.load(f"{CAPS}#Compresss", sample_rate=SR)

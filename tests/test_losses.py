@@ -25,10 +25,8 @@ def delayed_pairs(delays, num_samples=1024, channels=1, seed=0):
     generator = torch.Generator().manual_seed(seed)
     margin = 200
     source = torch.randn(len(delays), channels, num_samples + 2 * margin, generator=generator)
-    target = source[..., margin:margin + num_samples]
-    output = torch.stack(
-        [source[b, :, margin - d:margin - d + num_samples] for b, d in enumerate(delays)]
-    )
+    target = source[..., margin : margin + num_samples]
+    output = torch.stack([source[b, :, margin - d : margin - d + num_samples] for b, d in enumerate(delays)])
     return output.clone(), target.clone()
 
 
@@ -87,9 +85,7 @@ class TestDelayInvariantLoss:
             return np.sqrt(np.maximum(np.abs(np.fft.rfft(x * window)) ** 2, 1e-8))
 
         out_mag, tgt_mag = magnitude(out), magnitude(tgt)
-        expected_freq = np.mean((out_mag - tgt_mag) ** 2) + np.mean(
-            (np.log(out_mag) - np.log(tgt_mag)) ** 2
-        )
+        expected_freq = np.mean((out_mag - tgt_mag) ** 2) + np.mean((np.log(out_mag) - np.log(tgt_mag)) ** 2)
         assert terms.time.item() == pytest.approx(expected_time, rel=1e-9)
         # The Hann window is a float32 buffer, hence the looser tolerance.
         assert terms.freq.item() == pytest.approx(expected_freq, rel=1e-6)
@@ -100,7 +96,7 @@ class TestDelayInvariantLoss:
         output, target = delayed_pairs([5, -12, 0])
         output = output + 0.1 * noise_like(output, seed=9)
         loss = DelayInvariantLoss()
-        items = [loss(output[b:b + 1], target[b:b + 1]) for b in range(3)]
+        items = [loss(output[b : b + 1], target[b : b + 1]) for b in range(3)]
         mean_of_items = torch.stack(items).mean().item()
         assert loss(output, target).item() == pytest.approx(mean_of_items, rel=1e-6)
 
@@ -171,9 +167,7 @@ class TestMfccCosineDistance:
         assert mfcc_cosine_distance(output, target, 22050, over="coefficients") == pytest.approx(
             0.12506788662885152, rel=1e-5
         )
-        assert mfcc_cosine_distance(output, target, 22050) == pytest.approx(
-            0.0006765022252952374, rel=1e-4
-        )
+        assert mfcc_cosine_distance(output, target, 22050) == pytest.approx(0.0006765022252952374, rel=1e-4)
 
     def test_orders_similar_and_dissimilar_signals(self):
         sample_rate = 16000

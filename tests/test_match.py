@@ -1,8 +1,8 @@
 """fxgrad match, fxgrad render and the identifiability report, on fxgrad's own Compressor ->
 ParametricEQ: a match recovers hidden static settings from a rendered reference, its files
 (settings, CSV, presets, plot) are usable, and `fxgrad render --params` equals apply's renderer."""
+
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +23,9 @@ CHAIN = {
     "plugins": ["fxgrad:Compressor", "fxgrad:ParametricEQ"],
     "learned": ["0.threshold_db", "0.ratio", "1.low_shelf_gain_db", "1.high_shelf_gain_db"],
     "pinned": {"0.attack_ms": 3.0, "0.release_ms": 60.0, "0.knee_db": 2.0, "1.high_shelf_freq_hz": 3000.0},
-    "sample_rate": RATE, "block_size": 256, "channels": 1,
+    "sample_rate": RATE,
+    "block_size": 256,
+    "channels": 1,
 }
 HIDDEN = np.array([0.3, 0.65, 0.7, 0.25], np.float32)
 
@@ -61,8 +63,27 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
     reference = fxgrad.render_batch(chain, HIDDEN, audio)[0]
     inp, ref = write(tmp_path / "mix.wav", audio), write(tmp_path / "master.wav", reference)
     out = tmp_path / "result"
-    assert main(["match", str(inp), str(ref), "--chain", str(chain_file), "--budget", "45", "--population", "16",
-                 "--out", str(out), "--no-progress", "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "match",
+                str(inp),
+                str(ref),
+                "--chain",
+                str(chain_file),
+                "--budget",
+                "45",
+                "--population",
+                "16",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     settings = json.loads((out / "settings.json").read_text())
     found = np.array(settings["normalised"])
@@ -78,7 +99,9 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
     output, rate = read(out / "output.wav")
     assert rate == RATE and np.array_equal(output, fxgrad.render_batch(chain, found.astype(np.float32), audio)[0])
     again = tmp_path / "again.wav"
-    assert main(["render", str(inp), str(again), "--chain", str(chain_file), "--params", str(out / "settings.csv")]) == 0
+    assert (
+        main(["render", str(inp), str(again), "--chain", str(chain_file), "--params", str(out / "settings.csv")]) == 0
+    )
     assert np.array_equal(read(again)[0], output)
     assert (out / "match.png").read_bytes()[:4] == b"\x89PNG"
     presets = sorted(p.name for p in (out / "presets").iterdir())
@@ -99,8 +122,28 @@ def test_match_with_spsa_runs_fit_statics_optimiser(tmp_path, chain_file, capsys
     reference = fxgrad.render_batch(chain, HIDDEN, audio)[0]
     inp, ref = write(tmp_path / "in" / "a.wav", audio), write(tmp_path / "ref" / "a.wav", reference)
     out = tmp_path / "spsa"
-    assert main(["match", str(inp.parent), str(ref.parent), "--chain", str(chain_file), "--method", "spsa",
-                 "--budget", "40", "--out", str(out), "--no-progress", "--no-presets", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "match",
+                str(inp.parent),
+                str(ref.parent),
+                "--chain",
+                str(chain_file),
+                "--method",
+                "spsa",
+                "--budget",
+                "40",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-presets",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     settings = json.loads((out / "settings.json").read_text())
     assert settings["method"] == "spsa" and settings["pairs"] == 1
     assert settings["final_loss"] < settings["start_loss"]
@@ -115,8 +158,9 @@ def test_identifiability_warns_about_a_parameter_the_loss_ignores(chain_file):
     hidden = HIDDEN.copy()
     hidden[0] = 1.0
     loss = MatchLoss(fxgrad.render_batch(chain, hidden, audio)[0], RATE, "aligned")
-    report = identifiability(lambda thetas: loss(fxgrad.render_batch(chain, thetas, audio)), hidden,
-                             chain.get_learned(), chain.learned)
+    report = identifiability(
+        lambda thetas: loss(fxgrad.render_batch(chain, thetas, audio)), hidden, chain.get_learned(), chain.learned
+    )
     status = {row["parameter"]: row["status"] for row in report["parameters"]}
     assert status["0.ratio"] == "barely constrained"
     assert status["1.low_shelf_gain_db"] == status["1.high_shelf_gain_db"] == "well determined"
@@ -134,8 +178,12 @@ def test_render_with_a_parameter_csv_equals_applys_renderer(tmp_path, chain_file
     write_parameter_csv(csv_path, chain, thetas, frame)
     out = tmp_path / "out.wav"
     assert main(["render", str(inp), str(out), "--chain", str(chain_file), "--params", str(csv_path)]) == 0
-    expected = render_automation(fxgrad.Chain.from_config({**CHAIN, "learned": ["0.threshold_db", "1.high_shelf_gain_db"]}),
-                                 audio, read_parameter_csv(csv_path), frame)
+    expected = render_automation(
+        fxgrad.Chain.from_config({**CHAIN, "learned": ["0.threshold_db", "1.high_shelf_gain_db"]}),
+        audio,
+        read_parameter_csv(csv_path),
+        frame,
+    )
     rendered, rate = read(out)
     assert rate == RATE and np.array_equal(rendered, expected)
     assert not np.array_equal(rendered, audio)
@@ -145,15 +193,29 @@ def test_render_with_set_and_its_errors(tmp_path, chain_file, capsys):
     audio = source(seconds=0.5)
     inp = write(tmp_path / "in.wav", audio)
     out = tmp_path / "out.wav"
-    assert main(["render", str(inp), str(out), "--chain", str(chain_file), "--set", "0.threshold_db=-30",
-                 "--set", "high_shelf_gain_db=6"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(inp),
+                str(out),
+                "--chain",
+                str(chain_file),
+                "--set",
+                "0.threshold_db=-30",
+                "--set",
+                "high_shelf_gain_db=6",
+            ]
+        )
+        == 0
+    )
     chain = fxgrad.Chain.from_config(CHAIN)
     chain.plugins[0].set("threshold_db", -30.0)
     chain.plugins[1].set("high_shelf_gain_db", 6.0)
     assert np.array_equal(read(out)[0], chain.process(audio))
     capsys.readouterr()
     assert main(["render", str(inp), str(out), "--chain", str(chain_file), "--set", "0.threshhold_db=-30"]) == 1
-    assert "threshold_db" in capsys.readouterr().err   # the close match is named
+    assert "threshold_db" in capsys.readouterr().err  # the close match is named
     assert main(["render", str(inp), str(out), "--chain", str(chain_file), "--set", "0.threshold_db=loud"]) == 1
     assert "not a number" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "missing.wav"), str(out), "--chain", str(chain_file)]) == 1
@@ -163,12 +225,12 @@ def test_render_with_set_and_its_errors(tmp_path, chain_file, capsys):
 def test_style_loss_compares_material_of_other_lengths_by_balance_loudness_and_dynamics():
     reference = source(seconds=1.5, seed=1)
     loss = MatchLoss(reference, RATE, "style")
-    tilted = np.concatenate([reference[:, :1], np.diff(reference, axis=1)], axis=1)   # brighter
+    tilted = np.concatenate([reference[:, :1], np.diff(reference, axis=1)], axis=1)  # brighter
     values = loss(np.stack([reference, 2.0 * reference, tilted]))
     assert values[0] == pytest.approx(0.0, abs=1e-9)
-    assert values[1] == pytest.approx(0.1 * 20 * np.log10(2.0), abs=1e-3)   # +6 dB: 0.1 per LU, nothing else
+    assert values[1] == pytest.approx(0.1 * 20 * np.log10(2.0), abs=1e-3)  # +6 dB: 0.1 per LU, nothing else
     assert values[2] > 0.2
-    other = loss(source(seconds=1.0, seed=2)[None])[0]   # other notes, another length
+    other = loss(source(seconds=1.0, seed=2)[None])[0]  # other notes, another length
     assert np.isfinite(other) and other > 0
     with pytest.raises(ValueError, match="reference's"):
         MatchLoss(reference, RATE, "aligned")(source(seconds=1.0)[None])

@@ -3,6 +3,7 @@
 The DSP behind each check is described in plugins/README.md. Every test skips (naming where it
 looked) when the bundles are not built.
 """
+
 import json
 import math
 import subprocess
@@ -68,8 +69,11 @@ def random_settings(plugin, seed, low=0.15, high=0.85):
 def square(amplitude, samples, sample_rate=SR, freq=100.0):
     """A square wave: |x| is constant, so a peak detector sees a steady level."""
     t = np.arange(samples)
-    return np.repeat((amplitude * np.where(np.sin(2 * np.pi * freq * t / sample_rate) >= 0, 1.0, -1.0))
-                     .astype(np.float32)[None], 2, axis=0)
+    return np.repeat(
+        (amplitude * np.where(np.sin(2 * np.pi * freq * t / sample_rate) >= 0, 1.0, -1.0)).astype(np.float32)[None],
+        2,
+        axis=0,
+    )
 
 
 def sine_gain_db(plugin, freq, sample_rate=SR, samples=SR):
@@ -77,13 +81,14 @@ def sine_gain_db(plugin, freq, sample_rate=SR, samples=SR):
     t = np.arange(samples)
     x = (0.1 * np.sin(2 * np.pi * freq * t / sample_rate)).astype(np.float32)
     y = plugin.process(np.stack([x, x]))[0].astype(np.float64)
-    tail = t[samples // 2:]
+    tail = t[samples // 2 :]
     basis = np.stack([np.sin(2 * np.pi * freq * tail / sample_rate), np.cos(2 * np.pi * freq * tail / sample_rate)], 1)
-    coef = np.linalg.lstsq(basis, y[samples // 2:], rcond=None)[0]
+    coef = np.linalg.lstsq(basis, y[samples // 2 :], rcond=None)[0]
     return 20 * np.log10(np.hypot(*coef) / 0.1)
 
 
 # --- loading, identity, formats ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("effect", EFFECTS)
@@ -116,6 +121,7 @@ def test_formats_agree(effect):
 
 # --- the effects' DSP ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_gain_is_exact(fmt):
     plugin = load("Gain", fmt)
@@ -139,11 +145,21 @@ def compressor_curve_db(level, threshold, ratio, knee):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("threshold,ratio,knee,makeup", [(-20.0, 4.0, 6.0, 0.0), (-30.0, 2.0, 0.0, 3.0), (-10.0, 10.0, 12.0, 6.0)])
+@pytest.mark.parametrize(
+    "threshold,ratio,knee,makeup", [(-20.0, 4.0, 6.0, 0.0), (-30.0, 2.0, 0.0, 3.0), (-10.0, 10.0, 12.0, 6.0)]
+)
 def test_compressor_static_curve(fmt, threshold, ratio, knee, makeup):
     plugin = load("Compressor", fmt)
     settings = dict(threshold_db=threshold, ratio=ratio, knee_db=knee, makeup_db=makeup, attack_ms=5.0, release_ms=50.0)
-    for level in (-45.0, threshold - knee / 2 - 1, threshold - knee / 4, threshold, threshold + knee / 4, threshold + 8, -1.0):
+    for level in (
+        -45.0,
+        threshold - knee / 2 - 1,
+        threshold - knee / 4,
+        threshold,
+        threshold + knee / 4,
+        threshold + 8,
+        -1.0,
+    ):
         plugin.reset()
         configure(plugin, settings)
         got = {k: plugin.get(k) for k in settings}
@@ -168,19 +184,23 @@ def test_compressor_time_constants(fmt, attack, release):
     """Hard knee, threshold -40 dB, ratio 4: a -30 dB level asks for 7.5 dB of gain reduction, a
     -10 dB level for 22.5 dB. Attack and release are the times to cover 1 - 1/e of that step."""
     plugin = load("Compressor", fmt)
-    configure(plugin, dict(threshold_db=-40.0, ratio=4.0, knee_db=0.0, makeup_db=0.0, attack_ms=attack, release_ms=release))
+    configure(
+        plugin, dict(threshold_db=-40.0, ratio=4.0, knee_db=0.0, makeup_db=0.0, attack_ms=attack, release_ms=release)
+    )
     n = int(SR * 5 * release / 1000)
     low, high = 10 ** (-30 / 20), 10 ** (-10 / 20)
     x = np.concatenate([square(low, n), square(high, n), square(low, n)], axis=1)
     y = plugin.process(x)
     gain_db = 20 * np.log10(np.abs(y[0].astype(np.float64)) / np.abs(x[0]))
     assert gain_db[n - 1] == pytest.approx(-7.5, abs=0.01) and gain_db[2 * n - 1] == pytest.approx(-22.5, abs=0.01)
-    assert crossing_ms(gain_db[n:2 * n], -7.5, -22.5) == pytest.approx(attack, rel=0.1)
-    assert crossing_ms(gain_db[2 * n:], -22.5, -7.5) == pytest.approx(release, rel=0.1)
+    assert crossing_ms(gain_db[n : 2 * n], -7.5, -22.5) == pytest.approx(attack, rel=0.1)
+    assert crossing_ms(gain_db[2 * n :], -22.5, -7.5) == pytest.approx(release, rel=0.1)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("sample_rate,xover_low,xover_high", [(44100, 200.0, 3000.0), (96000, 80.0, 9000.0), (22050, 400.0, 8000.0)])
+@pytest.mark.parametrize(
+    "sample_rate,xover_low,xover_high", [(44100, 200.0, 3000.0), (96000, 80.0, 9000.0), (22050, 400.0, 8000.0)]
+)
 def test_multiband_neutral_is_flat(fmt, sample_rate, xover_low, xover_high):
     plugin = load("MultibandCompressor", fmt, sample_rate=sample_rate)
     settings = dict(xover_low_hz=xover_low, xover_high_hz=xover_high)
@@ -203,11 +223,15 @@ def test_eq_gain_at_band_centres(fmt):
         plugin.reset()
         configure(plugin, {f"{b}_gain_db": 0.0 for b in EQ_BANDS})
         configure(plugin, {f"{band}_gain_db": gain, f"{band}_freq_hz": freq, f"{band}_q": 2.0})
-        assert sine_gain_db(plugin, plugin.get(f"{band}_freq_hz")) == pytest.approx(plugin.get(f"{band}_gain_db"), abs=0.2)
+        assert sine_gain_db(plugin, plugin.get(f"{band}_freq_hz")) == pytest.approx(
+            plugin.get(f"{band}_gain_db"), abs=0.2
+        )
 
     # A shelf's full gain lies at DC (low shelf) and at Nyquist (high shelf).
-    for band, gain, signal in (("low_shelf", -9.0, np.full(SR, 0.1, np.float32)),
-                               ("high_shelf", 7.5, np.where(np.arange(SR) % 2 == 0, 0.1, -0.1).astype(np.float32))):
+    for band, gain, signal in (
+        ("low_shelf", -9.0, np.full(SR, 0.1, np.float32)),
+        ("high_shelf", 7.5, np.where(np.arange(SR) % 2 == 0, 0.1, -0.1).astype(np.float32)),
+    ):
         plugin.reset()
         configure(plugin, {f"{b}_gain_db": 0.0 for b in EQ_BANDS})
         plugin.set(f"{band}_gain_db", gain)
@@ -241,6 +265,7 @@ def test_limiter_ceiling_and_latency(fmt, sample_rate):
 
 # --- robustness and state --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("effect", EFFECTS)
 def test_parameter_extremes_give_finite_output(effect, fmt):
@@ -252,7 +277,12 @@ def test_parameter_extremes_give_finite_output(effect, fmt):
     rng = np.random.default_rng(0)
     combos = [lows, highs] + [{**defaults, p.id: v} for p in params for v in (p.minimum, p.maximum)]
     combos += [{k: (lows if rng.random() < 0.5 else highs)[k] for k in lows} for _ in range(8)]
-    signals = [np.zeros((2, 2048), np.float32), noise(2048, amplitude=1e-30), noise(2048, amplitude=1.0), noise(2048, amplitude=8.0)]
+    signals = [
+        np.zeros((2, 2048), np.float32),
+        noise(2048, amplitude=1e-30),
+        noise(2048, amplitude=1.0),
+        noise(2048, amplitude=8.0),
+    ]
     for settings in combos:
         plugin.reset()
         configure(plugin, settings)
@@ -365,10 +395,17 @@ def test_dawdreamer_gives_the_same_output(effect, tmp_path):
     expected = plugin.process(x)
 
     np.save(tmp_path / "input.npy", x)
-    args = dict(path=str(fxgrad.own_plugin_path(effect, "vst3")), sample_rate=SR, block_size=block_size,
-                input=str(tmp_path / "input.npy"), output=str(tmp_path / "output.npy"),
-                normalized={plugin.parameters[plugin.parameter_index(k)].name: v for k, v in normalized.items()})
-    run = subprocess.run([sys.executable, "-c", DAWDREAMER_SCRIPT, json.dumps(args)], capture_output=True, text=True, timeout=300)
+    args = dict(
+        path=str(fxgrad.own_plugin_path(effect, "vst3")),
+        sample_rate=SR,
+        block_size=block_size,
+        input=str(tmp_path / "input.npy"),
+        output=str(tmp_path / "output.npy"),
+        normalized={plugin.parameters[plugin.parameter_index(k)].name: v for k, v in normalized.items()},
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", DAWDREAMER_SCRIPT, json.dumps(args)], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     rendered = np.load(tmp_path / "output.npy")
-    np.testing.assert_allclose(rendered[:, :x.shape[1]], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(rendered[:, : x.shape[1]], expected, rtol=0, atol=1e-6)

@@ -1,7 +1,7 @@
 """fxgrad data pairs: a training folder from files of mixed rates and channel counts, paired by
 name or rendered through a chain, that the trainer's data loading accepts as it is."""
+
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +30,12 @@ def write(path, audio, rate, subtype="FLOAT"):
 @pytest.fixture
 def user_files(tmp_path):
     """Inputs and targets of mixed rates, channel counts and formats, in nested folders."""
-    files = {"a.wav": (2.5, 44100, 2), "songs/b.flac": (3.2, 48000, 1), "c.wav": (2.2, 22050, 3),
-             "d.wav": (1.4, 16000, 2)}
+    files = {
+        "a.wav": (2.5, 44100, 2),
+        "songs/b.flac": (3.2, 48000, 1),
+        "c.wav": (2.2, 22050, 3),
+        "d.wav": (1.4, 16000, 2),
+    }
     for k, (name, (seconds, rate, channels)) in enumerate(files.items()):
         audio = tone(seconds, rate, channels, k)
         subtype = "PCM_24" if name.endswith(".flac") else "FLOAT"
@@ -42,9 +46,30 @@ def user_files(tmp_path):
 
 def test_pairs_by_name_from_mixed_files_give_a_loadable_data_set(user_files, capsys):
     out = user_files / "data"
-    assert main(["data", "pairs", str(user_files / "mixes"), str(out), "--targets", str(user_files / "masters"),
-                 "--sample-rate", "22050", "--channels", "2", "--clip-seconds", "1", "--valid", "0.25",
-                 "--test", "0.25", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "pairs",
+                str(user_files / "mixes"),
+                str(out),
+                "--targets",
+                str(user_files / "masters"),
+                "--sample-rate",
+                "22050",
+                "--channels",
+                "2",
+                "--clip-seconds",
+                "1",
+                "--valid",
+                "0.25",
+                "--test",
+                "0.25",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"train: {out / 'train'}" in printed
     manifest = json.loads((out / "manifest.json").read_text())
@@ -60,12 +85,18 @@ def test_pairs_by_name_from_mixed_files_give_a_loadable_data_set(user_files, cap
         for index in range(len(dataset)):
             clip, target = dataset[index]
             assert clip.shape == (2, 22050) == target.shape
-            assert np.allclose(target.numpy(), 0.5 * clip.numpy(), atol=1e-6)   # paired by name, same position
+            assert np.allclose(target.numpy(), 0.5 * clip.numpy(), atol=1e-6)  # paired by name, same position
         info = soundfile.info(str(sorted((out / split / "input").iterdir())[0]))
         assert info.samplerate == 22050 and info.channels == 2
     # The trainer's data section takes the folders as they are.
-    config = Config.from_dict({"chain": {"plugins": ["fxgrad:Gain"]}, "sample_rate": 22050, "channels": 2,
-                               "data": {split: str(out / split) for split in splits}})
+    config = Config.from_dict(
+        {
+            "chain": {"plugins": ["fxgrad:Gain"]},
+            "sample_rate": 22050,
+            "channels": 2,
+            "data": {split: str(out / split) for split in splits},
+        }
+    )
     loaded = prepare_data(config, progress=False)
     assert len(loaded.train) + len(loaded.valid) == len(splits["train"]) + len(splits["valid"])
 
@@ -75,19 +106,46 @@ def test_pairs_with_targets_rendered_at_hidden_settings(user_files, tmp_path):
         fxgrad.own_plugin_path("Compressor")
     except FileNotFoundError as error:
         pytest.skip(str(error))
-    chain = {"plugins": ["fxgrad:Compressor"], "learned": ["threshold_db", "ratio"], "sample_rate": 22050,
-             "channels": 1, "block_size": 256}
+    chain = {
+        "plugins": ["fxgrad:Compressor"],
+        "learned": ["threshold_db", "ratio"],
+        "sample_rate": 22050,
+        "channels": 1,
+        "block_size": 256,
+    }
     chain_file = tmp_path / "chain.yaml"
     chain_file.write_text(yaml.safe_dump(chain))
     out = tmp_path / "rendered"
-    assert main(["data", "pairs", str(user_files / "mixes"), str(out), "--chain", str(chain_file), "--random",
-                 "--set", "attack_ms=2", "--clip-seconds", "1.5", "--valid", "0", "--test", "0.25",
-                 "--frame-size", "512", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "pairs",
+                str(user_files / "mixes"),
+                str(out),
+                "--chain",
+                str(chain_file),
+                "--random",
+                "--set",
+                "attack_ms=2",
+                "--clip-seconds",
+                "1.5",
+                "--valid",
+                "0",
+                "--test",
+                "0.25",
+                "--frame-size",
+                "512",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["set"] == {"0.attack_ms": 2.0} and manifest["parameters"] == ["0.threshold_db", "0.ratio"]
     rows = [row for rows in manifest["splits"].values() for row in rows]
     settings = {tuple(row["normalised"]) for row in rows}
-    assert len(settings) == len(rows)   # drawn per clip
+    assert len(settings) == len(rows)  # drawn per clip
     split = next(iter(manifest["splits"]))
     row = manifest["splits"][split][0]
     clip, _ = soundfile.read(str(out / split / "input" / f"{row['clip']}.wav"), dtype="float32", always_2d=True)
@@ -102,8 +160,20 @@ def test_pairs_with_targets_rendered_at_hidden_settings(user_files, tmp_path):
 
 def test_pairs_report_unpaired_files_and_bad_options(user_files, capsys):
     (user_files / "masters" / "c.wav").unlink()
-    assert main(["data", "pairs", str(user_files / "mixes"), str(user_files / "x"), "--targets",
-                 str(user_files / "masters"), "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "data",
+                "pairs",
+                str(user_files / "mixes"),
+                str(user_files / "x"),
+                "--targets",
+                str(user_files / "masters"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "inputs without a target ['c']" in capsys.readouterr().err
     assert main(["data", "pairs", str(user_files / "mixes"), str(user_files / "y"), "--no-progress"]) == 1
     assert "either --targets" in capsys.readouterr().err

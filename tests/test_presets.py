@@ -1,6 +1,7 @@
 """Presets a DAW opens: .vstpreset files for VST3 (fxgrad's own and ZamEQ2) and LV2 preset
 bundles (fxgrad's own and ZamComp), written from a plugin's state, read back by lilv (lv2info
 lists them) and loaded into a fresh instance that then renders bit for bit the same."""
+
 import os
 import shutil
 import struct
@@ -11,8 +12,15 @@ import numpy as np
 import pytest
 
 import fxgrad
-from fxgrad.presets import (PresetError, load_preset, read_vstpreset, vst3_class_id, write_lv2_preset, write_presets,
-                            write_vstpreset)
+from fxgrad.presets import (
+    PresetError,
+    load_preset,
+    read_vstpreset,
+    vst3_class_id,
+    write_lv2_preset,
+    write_presets,
+    write_vstpreset,
+)
 
 ZAM_EQ2_VST3 = "/usr/lib/vst3/ZamEQ2.vst3"
 ZAM_COMP_LV2 = "urn:zamaudio:ZamComp"
@@ -62,14 +70,16 @@ def test_a_preset_loaded_into_a_fresh_instance_renders_the_same(kind, tmp_path, 
         path = write_lv2_preset(plugin, tmp_path / "mine.preset.lv2", name="mine")
     expected = rendered(plugin, audio)
     fresh = plugin_for(kind)
-    assert not np.array_equal(rendered(fresh, audio), expected)   # the defaults sound different
+    assert not np.array_equal(rendered(fresh, audio), expected)  # the defaults sound different
     fresh = plugin_for(kind)
     load_preset(fresh, path)
     assert np.array_equal(rendered(fresh, audio), expected)
     for p in plugin.parameters:
         if p.id in DPF_INFORMATION:
             continue
-        assert fresh.get(p.index, normalized=True) == pytest.approx(plugin.get(p.index, normalized=True), abs=1e-6), p.id
+        assert fresh.get(p.index, normalized=True) == pytest.approx(plugin.get(p.index, normalized=True), abs=1e-6), (
+            p.id
+        )
 
 
 @pytest.mark.parametrize("kind", ["own vst3", "ZamEQ2 vst3"])
@@ -81,14 +91,14 @@ def test_vstpreset_layout_follows_steinbergs_format(kind, tmp_path):
     class_id = data[8:40].decode()
     assert class_id == vst3_class_id(plugin) and len(class_id) == 32
     (list_at,) = struct.unpack_from("<q", data, 40)
-    assert data[list_at:list_at + 4] == b"List"
+    assert data[list_at : list_at + 4] == b"List"
     (count,) = struct.unpack_from("<i", data, list_at + 4)
-    ids = [data[list_at + 8 + 20 * k:list_at + 12 + 20 * k] for k in range(count)]
+    ids = [data[list_at + 8 + 20 * k : list_at + 12 + 20 * k] for k in range(count)]
     assert ids[0] == b"Comp" and b"Info" in ids
     assert len(data) == list_at + 8 + 20 * count
     preset = read_vstpreset(path)
     assert b"VstPreset" in preset.meta_info.encode()
-    if kind == "ZamEQ2 vst3":   # DPF's class IDs spell the plugin's code
+    if kind == "ZamEQ2 vst3":  # DPF's class IDs spell the plugin's code
         assert class_id == "2046504473616C633251455A00000000"
 
 

@@ -1,5 +1,6 @@
 """What `scan` lists loads as it is, in a fresh process, for every format (fxgrad's own effects and
 one plugin of a library holding several included); what fxgrad cannot host is marked."""
+
 import collections
 import json
 
@@ -20,8 +21,9 @@ def test_every_format_s_identifiers_load_in_a_fresh_process(scans, run_python):
         by_format[info.format].append(info.identifier)
     assert {"LV2", "VST3", "VST2", "LADSPA"} <= set(by_format)
     own = [i for ids in by_format.values() for i in ids if i.startswith("fxgrad:")]
-    assert sorted(own) == sorted([f"fxgrad:{e}" for e in fxgrad.host.OWN_EFFECTS]
-                                 + [f"fxgrad:{e}/vst3" for e in fxgrad.host.OWN_EFFECTS])
+    assert sorted(own) == sorted(
+        [f"fxgrad:{e}" for e in fxgrad.host.OWN_EFFECTS] + [f"fxgrad:{e}/vst3" for e in fxgrad.host.OWN_EFFECTS]
+    )
     shared = [i for i in by_format["LADSPA"] if "#" in i]
     assert "/usr/lib/ladspa/caps.so#Compress" in shared
     # A few of each format, every own effect, and every library-with-several form; loaded by a
@@ -30,7 +32,8 @@ def test_every_format_s_identifiers_load_in_a_fresh_process(scans, run_python):
     for fmt in ("LV2", "VST3", "VST2", "LADSPA"):
         others = [i for i in by_format[fmt] if not i.startswith("fxgrad:")]
         chosen += others[:: max(1, len(others) // 8)]
-    loaded = run_python(f"""
+    loaded = run_python(
+        f"""
         import json, fxgrad
         failures = {{}}
         for identifier in {json.dumps(sorted(set(chosen)))}:
@@ -39,7 +42,9 @@ def test_every_format_s_identifiers_load_in_a_fresh_process(scans, run_python):
             except Exception as error:
                 failures[identifier] = repr(error)
         print(json.dumps(failures))
-    """, timeout=600)
+    """,
+        timeout=600,
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert json.loads(loaded.stdout.strip().splitlines()[-1]) == {}
 

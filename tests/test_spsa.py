@@ -1,5 +1,6 @@
 """The SPSA rack and PluginLayer on real plugins: fxgrad's Gain and Compressor (known
 behaviour) and third-party LV2 compressors."""
+
 import math
 
 import numpy as np
@@ -17,8 +18,17 @@ CALF_COMPRESSOR = "http://calf.sourceforge.net/plugins/Compressor"
 DB_PER_UNIT = 48.0  # fxgrad Gain: -24..24 dB over the normalised range
 
 
-def make_rack(chain, lanes=1, eps=0.01, perturbations=1, strategy="lockstep", estimator="two-sided",
-              replay_samples=4096, threads=1, seed=0):
+def make_rack(
+    chain,
+    lanes=1,
+    eps=0.01,
+    perturbations=1,
+    strategy="lockstep",
+    estimator="two-sided",
+    replay_samples=4096,
+    threads=1,
+    seed=0,
+):
     return _native.Rack(chain, lanes, eps, perturbations, strategy, estimator, replay_samples, threads, seed)
 
 
@@ -111,7 +121,7 @@ def test_spsa_mean_agrees_with_fd_on_own_compressor():
     spsa = make_rack(chain, lanes=lanes, strategy="snapshot", perturbations=400, seed=3)
     warmup = noise(lanes, 8 * N, seed=7)
     for f in range(8):  # identical trajectories bring both racks' centres to the same state
-        frame = np.ascontiguousarray(warmup[:, :, f * N:(f + 1) * N])
+        frame = np.ascontiguousarray(warmup[:, :, f * N : (f + 1) * N])
         np.testing.assert_array_equal(fd.forward(theta, frame, False), spsa.forward(theta, frame, False))
     x, u = noise(lanes, seed=8), noise(lanes, seed=9)
     np.testing.assert_array_equal(fd.forward(theta, x), spsa.forward(theta, x))
@@ -138,12 +148,13 @@ def test_gradients_bit_identical_for_any_thread_count(uri, strategy, estimator):
     thetas = rng.uniform(0.05, 0.95, (4, lanes, P)).astype(np.float32)
     results = []
     for threads in (1, 2, 4):
-        rack = make_rack(chain, lanes=lanes, strategy=strategy, estimator=estimator, perturbations=2,
-                         threads=threads, seed=9)
+        rack = make_rack(
+            chain, lanes=lanes, strategy=strategy, estimator=estimator, perturbations=2, threads=threads, seed=9
+        )
         assert rack.threads == threads
         grads = []
         for f in range(4):
-            frame = np.ascontiguousarray(frames[:, :, f * N:(f + 1) * N])
+            frame = np.ascontiguousarray(frames[:, :, f * N : (f + 1) * N])
             y = rack.forward(thetas[f], frame)
             grads.append(rack.vjp(np.ascontiguousarray(y * 0.5 - frame)))
         results.append(np.stack(grads))
@@ -172,11 +183,13 @@ def test_replay_is_exact_while_history_covers_the_clip():
     comp = fxgrad.load("fxgrad:Compressor", sample_rate=SR, block_size=256, channels=1)
     chain = fxgrad.Chain([comp])
     frames = noise(2, 5 * N, seed=21)
-    racks = [make_rack(chain, lanes=2, strategy=s, estimator="one-sided", replay_samples=8 * N, seed=4)
-             for s in ("replay", "snapshot")]
+    racks = [
+        make_rack(chain, lanes=2, strategy=s, estimator="one-sided", replay_samples=8 * N, seed=4)
+        for s in ("replay", "snapshot")
+    ]
     theta = np.full((2, chain.num_parameters), 0.45, np.float32)
     for f in range(5):
-        frame = np.ascontiguousarray(frames[:, :, f * N:(f + 1) * N])
+        frame = np.ascontiguousarray(frames[:, :, f * N : (f + 1) * N])
         grads = []
         for rack in racks:
             y = rack.forward(theta, frame)
@@ -190,11 +203,11 @@ def test_reset_lanes_restarts_only_the_masked_lanes():
     rack = make_rack(chain, lanes=2)
     theta = np.full((2, 2), 0.3, np.float32)
     clip = np.repeat(noise(1, 3 * N, seed=30), 2, axis=0)
-    first = [rack.forward(theta, np.ascontiguousarray(clip[:, :, f * N:(f + 1) * N]), False) for f in range(3)]
+    first = [rack.forward(theta, np.ascontiguousarray(clip[:, :, f * N : (f + 1) * N]), False) for f in range(3)]
     rack.reset_lanes(np.array([True, False]))
     again = rack.forward(theta, np.ascontiguousarray(clip[:, :, :N]), False)
-    np.testing.assert_array_equal(again[0], first[0][0])     # lane 0 starts over
-    assert not np.array_equal(again[1], first[0][1])          # lane 1 kept its state
+    np.testing.assert_array_equal(again[0], first[0][0])  # lane 0 starts over
+    assert not np.array_equal(again[1], first[0][1])  # lane 1 kept its state
 
 
 def test_rack_rejects_bad_input_with_clear_errors():
@@ -252,7 +265,7 @@ def test_plugin_layer_trains_through_autograd_and_guards_its_state():
     y = layer(x, torch.sigmoid(logits))
     assert y.shape == x.shape and y.dtype == torch.float32
     torch.testing.assert_close(y, x * 10 ** ((-24 + 48 * 0.5) / 20), rtol=1e-6, atol=1e-7)
-    (y ** 2).sum().backward()
+    (y**2).sum().backward()
     assert logits.grad is not None and torch.all(logits.grad > 0)  # louder gain, larger energy
 
     y1 = layer(x, torch.sigmoid(logits))
@@ -277,7 +290,7 @@ def _learning_material(seed, seconds=4.0):
     pos = 0
     while pos < n:
         length = int(rng.integers(int(0.05 * SR), int(0.4 * SR)))
-        level[pos:pos + length] = 10 ** (rng.uniform(-40, -6) / 20)
+        level[pos : pos + length] = 10 ** (rng.uniform(-40, -6) / 20)
         pos += length
     signal = 0.6 * np.sin(2 * np.pi * rng.uniform(80, 400) * t) + 0.4 * rng.standard_normal(n)
     return (level * signal).astype(np.float32)[None]
@@ -293,8 +306,9 @@ def _fit_static_parameters(names, hidden, steps, perturbations):
         hidden_chain = chain.clone()
         hidden_chain.set_learned(np.array(hidden, np.float32))
         targets.append(hidden_chain.process(clip))
-    layer = PluginLayer(chain, lanes=lanes, perturbations=perturbations, strategy="replay",
-                        replay_samples=8192, seed=0, threads=2)
+    layer = PluginLayer(
+        chain, lanes=lanes, perturbations=perturbations, strategy="replay", replay_samples=8192, seed=0, threads=2
+    )
     logits = torch.zeros(len(names), requires_grad=True)
     optimiser = torch.optim.Adam([logits], lr=0.05)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
@@ -307,8 +321,8 @@ def _fit_static_parameters(names, hidden, steps, perturbations):
         f = step % frames
         if f == 0:
             layer.reset_lanes(np.ones(lanes, bool))
-        x = torch.from_numpy(np.stack([c[:, f * N:(f + 1) * N] for c in clips]))
-        target = torch.from_numpy(np.stack([c[:, f * N:(f + 1) * N] for c in targets]))
+        x = torch.from_numpy(np.stack([c[:, f * N : (f + 1) * N] for c in clips]))
+        target = torch.from_numpy(np.stack([c[:, f * N : (f + 1) * N] for c in targets]))
         y = layer(x, torch.sigmoid(logits).expand(lanes, -1))
         loss = ((y - target) ** 2).mean() * 100 + (envelope_db(y) - envelope_db(target)).abs().mean() * 0.05
         optimiser.zero_grad()

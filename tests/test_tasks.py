@@ -1,6 +1,7 @@
 """The task data builders (fxgrad.tasks): tiny data sets of the three DeepAFx tasks, built from
 the real sources installed by apt, checked for pairing, alignment, the hidden processing, the
 breath regions, reproducibility and clear errors when a source is missing."""
+
 import json
 import os
 from pathlib import Path
@@ -56,7 +57,7 @@ def _spectrum_db(x):
 
 def _best_lag(x, y, max_lag=32):
     lags = range(-max_lag, max_lag + 1)
-    values = [np.dot(x[max(0, -k):len(x) - max(0, k)], y[max(0, k):len(y) - max(0, -k)]) for k in lags]
+    values = [np.dot(x[max(0, -k) : len(x) - max(0, k)], y[max(0, k) : len(y) - max(0, -k)]) for k in lags]
     return list(lags)[int(np.argmax(np.abs(values)))]
 
 
@@ -159,9 +160,11 @@ def test_breaths_present_in_inputs_and_removed_in_targets(built):
                 assert 0.004 <= length <= 0.031
             present, left = _rms_db(x[region]), _rms_db(y[region])
             assert present > -75, f"{clip['name']}: {event['type']} at {event['start']} is inaudible ({present:.1f} dB)"
-            assert present - left >= 15, f"{clip['name']}: {event['type']} only {present - left:.1f} dB down in the target"
+            assert present - left >= 15, (
+                f"{clip['name']}: {event['type']} only {present - left:.1f} dB down in the target"
+            )
             guard = int(0.01 * RATE)
-            mask[max(0, event["start"] - guard):event["end"] + guard] = True
+            mask[max(0, event["start"] - guard) : event["end"] + guard] = True
         # elsewhere the input is the target: same speech, same room tone
         assert np.max(np.abs(x[~mask] - y[~mask])) < 1e-3 * np.max(np.abs(y))
         # speech is there
@@ -202,19 +205,23 @@ def test_flac_output_matches_the_wav_one(built, tmp_path):
     for clip in manifest["clips"]:
         for role in ("input", "target"):
             wav, _ = soundfile.read(reference / clip["split"] / role / f"{clip['name']}.wav", dtype="float64")
-            flac, rate = soundfile.read(tmp_path / "flac" / clip["split"] / role / f"{clip['name']}.flac",
-                                        dtype="float64")
+            flac, rate = soundfile.read(
+                tmp_path / "flac" / clip["split"] / role / f"{clip['name']}.flac", dtype="float64"
+            )
             assert rate == RATE and np.max(np.abs(wav - flac)) <= 1 / 32768 + 1e-9
     from fxgrad.data import PairedAudioDataset
 
     assert len(PairedAudioDataset(tmp_path / "flac" / "train" / "input", tmp_path / "flac" / "train" / "target", RATE))
 
 
-@pytest.mark.parametrize("task, variable, package", [
-    ("tube_amp", "FXGRAD_SOUNDFONT_DIR", "timgm6mb-soundfont"),
-    ("breath_removal", "FXGRAD_SPEECH_DIR", "asterisk-core-sounds-en"),
-    ("mastering", "FXGRAD_MIDI_DIR", "openttd-openmsx"),
-])
+@pytest.mark.parametrize(
+    "task, variable, package",
+    [
+        ("tube_amp", "FXGRAD_SOUNDFONT_DIR", "timgm6mb-soundfont"),
+        ("breath_removal", "FXGRAD_SPEECH_DIR", "asterisk-core-sounds-en"),
+        ("mastering", "FXGRAD_MIDI_DIR", "openttd-openmsx"),
+    ],
+)
 def test_missing_source_names_the_package(tmp_path, monkeypatch, capsys, task, variable, package):
     empty = tmp_path / "empty"
     empty.mkdir()

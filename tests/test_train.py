@@ -1,6 +1,7 @@
 """The trainer on tiny runs through fxgrad's own Compressor -> ParametricEQ: streaming and lane
 resets as the trainer sees them, resume, atomic checkpoints, DDP on CPU, the pipelined mode,
 pretraining/progressive stages, and apply/evaluate on a tiny checkpoint."""
+
 import copy
 import json
 import os
@@ -34,14 +35,36 @@ TINY = {
         "pinned": {"0.ratio": 6.0, "0.attack_ms": 5.0, "1.high_shelf_freq_hz": 3000.0},
         "block_size": 128,
     },
-    "data": {"synthetic": {"train_clips": 5, "valid_clips": 2, "test_clips": 2, "seconds": 0.75, "knot_seconds": 0.5,
-                           "hidden": {"0.threshold_db": {"curve": "level", "from": -46, "to": -18},
-                                      "1.high_shelf_gain_db": {"curve": "tone", "from": 9, "to": -9}}}},
-    "encoder": {"context": 2048, "n_fft": 512, "hop": 128, "n_mels": 16,
-                "options": {"stem_channels": 8, "block_channels": [8]}},
+    "data": {
+        "synthetic": {
+            "train_clips": 5,
+            "valid_clips": 2,
+            "test_clips": 2,
+            "seconds": 0.75,
+            "knot_seconds": 0.5,
+            "hidden": {
+                "0.threshold_db": {"curve": "level", "from": -46, "to": -18},
+                "1.high_shelf_gain_db": {"curve": "tone", "from": 9, "to": -9},
+            },
+        }
+    },
+    "encoder": {
+        "context": 2048,
+        "n_fft": 512,
+        "hop": 128,
+        "n_mels": 16,
+        "options": {"stem_channels": 8, "block_channels": [8]},
+    },
     "spsa": {"lanes": 3, "threads": 1},
-    "train": {"steps": 12, "steps_per_epoch": 6, "lr": 1e-3, "log_every": 1, "checkpoint_every": 4,
-              "resume_preroll": 0.5, "tensorboard": False},
+    "train": {
+        "steps": 12,
+        "steps_per_epoch": 6,
+        "lr": 1e-3,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "resume_preroll": 0.5,
+        "tensorboard": False,
+    },
     "fit_static": {"steps": 10, "lr": 0.05},
 }
 
@@ -117,7 +140,7 @@ def test_trainer_streams_consecutive_frames_and_resets_lanes_on_clip_change(tmp_
     assert len(forwards) == 40
     for step, batch in enumerate(batches):
         torch.testing.assert_close(spy.events[forwards[step]][1], batch.frame)
-        before = spy.events[forwards[step - 1] + 1 if step else 0:forwards[step]]
+        before = spy.events[forwards[step - 1] + 1 if step else 0 : forwards[step]]
         if batch.reset.any():
             assert len(before) == 1 and before[0][0] == "reset"
             assert torch.equal(before[0][1], batch.reset)
@@ -133,8 +156,8 @@ def test_trainer_streams_consecutive_frames_and_resets_lanes_on_clip_change(tmp_
                 assert bool(batch.reset[lane]) and index == 0
             else:
                 assert not bool(batch.reset[lane]) and index == int(batches[step - 1].frame_index[lane]) + 1
-            audio = dataset[clip][0][:, index * 512:(index + 1) * 512]
-            torch.testing.assert_close(batch.frame[lane, :, :audio.shape[-1]], audio)
+            audio = dataset[clip][0][:, index * 512 : (index + 1) * 512]
+            torch.testing.assert_close(batch.frame[lane, :, : audio.shape[-1]], audio)
     assert any(bool(b.reset.any()) for b in batches[1:]), "the run should include a clip change"
 
 
@@ -194,8 +217,7 @@ def test_keyboard_interrupt_inside_a_step_saves_the_last_complete_step(tmp_path,
         trainer.fit()
     assert load_checkpoint(config.run_dir / CHECKPOINT)["step"] == 3
     Trainer(config, resume=True, progress=False).fit()
-    np.testing.assert_allclose(np.array(losses(config.run_dir))[:, 1], np.array(losses(whole.run_dir))[:, 1],
-                               rtol=0.01)
+    np.testing.assert_allclose(np.array(losses(config.run_dir))[:, 1], np.array(losses(whole.run_dir))[:, 1], rtol=0.01)
 
 
 def test_time_limit_stops_after_the_step_that_passes_it_and_resume_continues(tmp_path, data_dir):
@@ -280,7 +302,9 @@ def test_pipelined_mode_overlaps_plugins_with_the_encoder(tmp_path, data_dir):
     delay = 0.08
 
     def timed(pipeline, folder):
-        config = tiny_config(tmp_path / folder, data_dir, train={"steps": 6, "steps_per_epoch": 100, "pipeline": pipeline})
+        config = tiny_config(
+            tmp_path / folder, data_dir, train={"steps": 6, "steps_per_epoch": 100, "pipeline": pipeline}
+        )
         times = []
         trainer = Trainer(config, progress=False, callbacks=[lambda t, r: times.append(r["step_s"])])
         trainer.encoder.register_forward_pre_hook(lambda *_: time.sleep(delay))
@@ -318,8 +342,9 @@ def test_pipelined_run_resumes(tmp_path, data_dir):
 
 
 def test_pretraining_regresses_defaults_and_progressive_training_releases_plugins(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir, train={"steps": 6, "pretrain_steps": 30, "pretrain_lr": 0.01,
-                                                    "progressive_steps": 3})
+    config = tiny_config(
+        tmp_path, data_dir, train={"steps": 6, "pretrain_steps": 30, "pretrain_lr": 0.01, "progressive_steps": 3}
+    )
     trainer = Trainer(config, progress=False)
     masks = []
     trainer.callbacks.append(lambda t, r: r["phase"] == "train" and masks.append(t.active_mask(r["step"] - 1).tolist()))
@@ -332,8 +357,11 @@ def test_pretraining_regresses_defaults_and_progressive_training_releases_plugin
 
 
 def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugins_there(tmp_path, data_dir):
-    config = tiny_config(tmp_path / "run", data_dir, train={"steps": 2, "pretrain_steps": 150, "pretrain_lr": 0.02,
-                                                            "progressive_steps": 10})
+    config = tiny_config(
+        tmp_path / "run",
+        data_dir,
+        train={"steps": 2, "pretrain_steps": 150, "pretrain_lr": 0.02, "progressive_steps": 10},
+    )
     names = list(build_chain(config).learned)
     static = tmp_path / "static.json"
     static.write_text(json.dumps({"parameters": names, "normalised": [0.8, 0.15]}))
@@ -359,21 +387,35 @@ def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugi
     with pytest.raises(TrainingError, match="train.start_from: .*holds settings for"):
         Trainer(tiny_config(tmp_path / "other", data_dir, train={"start_from": str(static)}), progress=False)
     with pytest.raises(TrainingError, match="train.start_from: no such static settings file"):
-        Trainer(tiny_config(tmp_path / "third", data_dir, train={"start_from": str(tmp_path / "none.json")}),
-                progress=False)
+        Trainer(
+            tiny_config(tmp_path / "third", data_dir, train={"start_from": str(tmp_path / "none.json")}), progress=False
+        )
 
 
 @pytest.mark.parametrize("pipeline", [False, True], ids=["ddp", "ddp-pipelined"])
 def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
-    raw = tiny_raw(tmp_path, data_dir, train={"steps": 4, "steps_per_epoch": 2, "pipeline": pipeline, "pretrain_steps": 2})
+    raw = tiny_raw(
+        tmp_path, data_dir, train={"steps": 4, "steps_per_epoch": 2, "pipeline": pipeline, "pretrain_steps": 2}
+    )
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(raw))
     Trainer(Config.from_dict(raw), progress=False).close()  # generates the data once, outside the ranks
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-               "-m", "fxgrad", "train", str(path), "--no-progress", "--overwrite"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        "-m",
+        "fxgrad",
+        "train",
+        str(path),
+        "--no-progress",
+        "--overwrite",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -387,10 +429,12 @@ def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
 def test_evaluation_margins_are_absolute_where_the_baseline_is_near_zero():
     from fxgrad.evaluate import margins, report
 
-    systems = {"model": {"mfcc_cosine": 0.002, "mrstft": 0.30, "loudness_lu": 0.95},
-               "best static": {"mfcc_cosine": 0.006, "mrstft": 0.60, "loudness_lu": 0.0001},
-               "plugin defaults": {"mfcc_cosine": 0.007, "mrstft": 0.7, "loudness_lu": 2.0},
-               "unprocessed": {"mfcc_cosine": 0.008, "mrstft": 0.9, "loudness_lu": 4.0}}
+    systems = {
+        "model": {"mfcc_cosine": 0.002, "mrstft": 0.30, "loudness_lu": 0.95},
+        "best static": {"mfcc_cosine": 0.006, "mrstft": 0.60, "loudness_lu": 0.0001},
+        "plugin defaults": {"mfcc_cosine": 0.007, "mrstft": 0.7, "loudness_lu": 2.0},
+        "unprocessed": {"mfcc_cosine": 0.008, "mrstft": 0.9, "loudness_lu": 4.0},
+    }
     texts = margins(systems)
     assert texts == {"mfcc_cosine": "+66.7%", "mrstft": "+50.0%", "loudness_lu": "-0.9499 LU abs"}
     text = report({"systems": systems, "clips": [{}], "data": "clips"})
@@ -412,18 +456,21 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
     clip = sorted((test_dir / "input").glob("*.wav"))[0]
     output = tmp_path / "out" / "rendered.wav"
     capsys.readouterr()
-    assert main(["apply", str(run / CHECKPOINT), str(clip), str(output), "--target",
-                 str(test_dir / "target" / clip.name)]) == 0
+    assert (
+        main(["apply", str(run / CHECKPOINT), str(clip), str(output), "--target", str(test_dir / "target" / clip.name)])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "input:" not in out and f"{output} (22050 Hz, 1 channel(s))" in out    # nothing converted
+    assert "input:" not in out and f"{output} (22050 Hz, 1 channel(s))" in out  # nothing converted
     import soundfile
 
     audio, rate = soundfile.read(output)
     assert rate == 22050 and len(audio) == soundfile.info(clip).frames
     rows = (tmp_path / "out" / "rendered.params.csv").read_text().splitlines()
     frames = int(np.ceil(len(audio) / 512))
-    assert rows[0] == ("frame,time_s,0.threshold_db,1.high_shelf_gain_db,"
-                       "0.threshold_db [norm],1.high_shelf_gain_db [norm]")
+    assert rows[0] == (
+        "frame,time_s,0.threshold_db,1.high_shelf_gain_db,0.threshold_db [norm],1.high_shelf_gain_db [norm]"
+    )
     assert len(rows) == frames + 1 and rows[2].startswith(f"1,{512 / 22050:.6f},")
     assert (tmp_path / "out" / "rendered.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -440,8 +487,18 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
     assert "input:      downmixed from 2 channels to mono (their average)" in out
     assert "(22050 Hz, 1 channel(s); --source-rate writes 44100 Hz)" in out
     assert (tmp_path / "song_out.params.csv").is_file() and (tmp_path / "song_out.png").is_file()
-    assert main(["apply", str(run / CHECKPOINT), str(tmp_path / "song.wav"), str(tmp_path / "song_src.wav"),
-                 "--source-rate"]) == 0
+    assert (
+        main(
+            [
+                "apply",
+                str(run / CHECKPOINT),
+                str(tmp_path / "song.wav"),
+                str(tmp_path / "song_src.wav"),
+                "--source-rate",
+            ]
+        )
+        == 0
+    )
     assert "(44100 Hz, 1 channel(s))" in capsys.readouterr().out
     written, rate = soundfile.read(tmp_path / "song_src.wav")
     assert rate == 44100 and abs(len(written) - len(stereo)) <= 2

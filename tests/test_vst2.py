@@ -1,5 +1,6 @@
 """VST2 plugins (Debian's linux-vst builds, hosted through the FST headers): the same output as
 the VST3 and LV2 builds of the same plugin, state, scanning, and training through a PluginLayer."""
+
 import shutil
 from pathlib import Path
 
@@ -30,12 +31,17 @@ def loaded(identifier, settings, **options):
 # coordinates are exact binary fractions of the ranges (-40 of [-80, 0] is 0.5), so that each
 # build's conversion gives the DSP the same float.
 SAME_SETTINGS = {
-    "ZamComp": ({"threshold": -40.0, "ratio": 20.0, "makeup": 7.5},
-                "urn:zamaudio:ZamComp", {"thr": -40.0, "rat": 20.0, "mak": 7.5}),
-    "ZamEQ2": ({"boost_cut_1": 2.5, "frequency_1": 7010.0, "master_gain": -6.0},
-               "urn:zamaudio:ZamEQ2", {"boost1": 2.5, "f1": 7010.0, "master": -6.0}),
-    "ZamGate": ({"threshold": -30.0, "makeup": 15.0},
-                "urn:zamaudio:ZamGate", {"thr": -30.0, "mak": 15.0}),
+    "ZamComp": (
+        {"threshold": -40.0, "ratio": 20.0, "makeup": 7.5},
+        "urn:zamaudio:ZamComp",
+        {"thr": -40.0, "rat": 20.0, "mak": 7.5},
+    ),
+    "ZamEQ2": (
+        {"boost_cut_1": 2.5, "frequency_1": 7010.0, "master_gain": -6.0},
+        "urn:zamaudio:ZamEQ2",
+        {"boost1": 2.5, "f1": 7010.0, "master": -6.0},
+    ),
+    "ZamGate": ({"threshold": -30.0, "makeup": 15.0}, "urn:zamaudio:ZamGate", {"thr": -30.0, "mak": 15.0}),
 }
 
 
@@ -46,7 +52,7 @@ def test_vst2_vst3_and_lv2_builds_give_identical_output(name, noise):
     vst2 = loaded(VST2 / f"{name}-vst.so", settings, channels=1)
     assert (vst2.format, vst2.name) == ("VST2", name)
     for key, value in settings.items():
-        assert vst2.get(key) == value, key          # plain values through the plugin's display
+        assert vst2.get(key) == value, key  # plain values through the plugin's display
     y = vst2.process(x)
     assert not np.array_equal(y, x)
     assert np.array_equal(y, loaded(f"/usr/lib/vst3/{name}.vst3", settings, channels=1).process(x))
@@ -63,19 +69,23 @@ def test_vst2_parameters_have_plain_ranges_units_and_defaults():
     assert comp.get("threshold") == -60.0
     with pytest.raises(ValueError, match=r"outside its range \[-80, 0\] dB"):
         comp.set("threshold", 10.0)
-    assert comp.parameters[comp.parameter_index("attack")].default == 10.0   # the plugin's own value at load
+    assert comp.parameters[comp.parameter_index("attack")].default == 10.0  # the plugin's own value at load
 
 
 def db(a):
     return 10 * np.log10(np.mean(np.square(a, dtype=np.float64)))
 
 
-@pytest.mark.parametrize("path, settings, deterministic", [
-    (LSP_COMPRESSOR, {"sla": 5.0, "scr": 100.0}, True),
-    # Dragonfly's reverbs modulate their delay lines randomly: two instances at the same settings
-    # differ after a few hundred samples (`fxgrad check` reports "two instances differ").
-    (DRAGONFLY_ROOM, {"size": 20.0, "decay": 2.0, "dry_level": 50.0}, False),
-], ids=["LSP Compressor Stereo", "Dragonfly Room Reverb"])
+@pytest.mark.parametrize(
+    "path, settings, deterministic",
+    [
+        (LSP_COMPRESSOR, {"sla": 5.0, "scr": 100.0}, True),
+        # Dragonfly's reverbs modulate their delay lines randomly: two instances at the same settings
+        # differ after a few hundred samples (`fxgrad check` reports "two instances differ").
+        (DRAGONFLY_ROOM, {"size": 20.0, "decay": 2.0, "dry_level": 50.0}, False),
+    ],
+    ids=["LSP Compressor Stereo", "Dragonfly Room Reverb"],
+)
 def test_lsp_and_dragonfly_vst2_load_process_and_round_trip_state(path, settings, deterministic, noise):
     if not path.exists():
         pytest.skip(f"{path} is not installed")
@@ -84,7 +94,7 @@ def test_lsp_and_dragonfly_vst2_load_process_and_round_trip_state(path, settings
     assert source.format == "VST2" and source.latency_samples >= 0
     fresh_output = fxgrad.load(path, channels=2).process(x)
     y = source.process(x)
-    assert np.all(np.isfinite(y)) and not np.array_equal(y, fresh_output)   # the settings count
+    assert np.all(np.isfinite(y)) and not np.array_equal(y, fresh_output)  # the settings count
 
     restored = fxgrad.load(path, channels=2)
     restored.load_state(source.state)
@@ -101,14 +111,14 @@ def test_scan_finds_vst2_in_the_standard_folders_and_vst_path(tmp_path, monkeypa
     folder = tmp_path / "my-vst"
     folder.mkdir()
     shutil.copy(ZAMCOMP_VST2, folder / "CopiedComp.so")
-    monkeypatch.setenv("VST_PATH", str(folder))          # read at each scan
+    monkeypatch.setenv("VST_PATH", str(folder))  # read at each scan
     found = {i.identifier for i in fxgrad.scan(include_own=False) if i.format == "VST2"}
     assert {str(ZAMCOMP_VST2), str(folder / "CopiedComp.so")} <= found
     if LSP_COMPRESSOR.exists():
-        assert str(LSP_COMPRESSOR) in found                   # subfolders of /usr/lib/vst
+        assert str(LSP_COMPRESSOR) in found  # subfolders of /usr/lib/vst
     if DRAGONFLY_ROOM.exists():
-        assert str(DRAGONFLY_ROOM) in found                   # Debian's lxvst folder
-    assert not any("lsp-plugins-vst2-" in i for i in found)   # LSP's shared core is no plugin
+        assert str(DRAGONFLY_ROOM) in found  # Debian's lxvst folder
+    assert not any("lsp-plugins-vst2-" in i for i in found)  # LSP's shared core is no plugin
 
 
 def test_a_vst2_in_a_plugin_layer_learns_one_parameter():
@@ -116,14 +126,13 @@ def test_a_vst2_in_a_plugin_layer_learns_one_parameter():
     rendered at a hidden setting, through the VST2 build."""
     torch.manual_seed(0)
     sr, n, lanes, steps = 22050, 1024, 4, 300
-    chain = fxgrad.Chain([fxgrad.load(ZAMCOMP_VST2, sample_rate=sr, block_size=256, channels=1)],
-                         learned=["threshold"])
+    chain = fxgrad.Chain([fxgrad.load(ZAMCOMP_VST2, sample_rate=sr, block_size=256, channels=1)], learned=["threshold"])
     rng = np.random.default_rng(0)
     clips, targets = [], []
-    for lane in range(lanes):
+    for _ in range(lanes):
         t = np.arange(4 * sr) / sr
         level = np.repeat(10 ** (rng.uniform(-40, -6, 4 * sr // 2048 + 1) / 20), 2048)[: 4 * sr]
-        clip = (level * (0.6 * np.sin(2 * np.pi * rng.uniform(80, 400) * t) + 0.4 * rng.standard_normal(t.size)))
+        clip = level * (0.6 * np.sin(2 * np.pi * rng.uniform(80, 400) * t) + 0.4 * rng.standard_normal(t.size))
         clips.append(clip.astype(np.float32)[None])
         hidden = chain.clone()
         hidden.set_learned(np.array([0.7], np.float32))
@@ -140,8 +149,8 @@ def test_a_vst2_in_a_plugin_layer_learns_one_parameter():
         f = step % frames
         if f == 0:
             layer.reset_lanes(np.ones(lanes, bool))
-        x = torch.from_numpy(np.stack([c[:, f * n:(f + 1) * n] for c in clips]))
-        target = torch.from_numpy(np.stack([c[:, f * n:(f + 1) * n] for c in targets]))
+        x = torch.from_numpy(np.stack([c[:, f * n : (f + 1) * n] for c in clips]))
+        target = torch.from_numpy(np.stack([c[:, f * n : (f + 1) * n] for c in targets]))
         y = layer(x, torch.sigmoid(logits).expand(lanes, -1))
         loss = ((y - target) ** 2).mean() * 100 + (envelope_db(y) - envelope_db(target)).abs().mean() * 0.05
         optimiser.zero_grad()

@@ -5,6 +5,7 @@ headless and runs them on numpy audio shaped (channels, samples). The PyTorch la
 :mod:`fxgrad.torch`; losses, encoder and data streaming in :mod:`fxgrad.losses`,
 :mod:`fxgrad.encoder` and :mod:`fxgrad.data`, which work without the native extension.
 """
+
 import importlib
 
 __version__ = "0.1.0"

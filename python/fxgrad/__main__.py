@@ -1,4 +1,5 @@
 """``python -m fxgrad ...``: the fxgrad command (see :mod:`fxgrad.cli`)."""
+
 import sys
 
 from .cli import main

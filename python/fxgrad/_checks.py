@@ -1,6 +1,7 @@
 """Argument checks shared by the host and the layer, and what this machine can give a rack:
 cores, the threads the OS still allows, the memory available (Linux ``/proc`` and cgroups;
 elsewhere the machine-derived bounds are not checked)."""
+
 from __future__ import annotations
 
 import math
@@ -108,7 +109,7 @@ def available_memory() -> Tuple[Optional[int], str]:
                 figures.append((int(line.split()[1]) * 1024, "MemAvailable"))
     except (OSError, ValueError):
         pass
-    for limit_file in (_cgroup_files("memory.max", "memory", "memory.limit_in_bytes")):
+    for limit_file in _cgroup_files("memory.max", "memory", "memory.limit_in_bytes"):
         limit = _read_int(limit_file)
         usage_name = "memory.current" if limit_file.name == "memory.max" else "memory.usage_in_bytes"
         usage = _read_int(limit_file.with_name(usage_name))

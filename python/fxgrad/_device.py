@@ -1,4 +1,5 @@
 """The torch device a command asked for, checked against the devices this machine has."""
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,10 @@ def usable_device(preference: str, local_rank: int = 0) -> torch.device:
         if device.index is None:
             return torch.device("cuda", local_rank % cuda)
         if device.index >= cuda:
-            raise ValueError(f"device {preference!r}: this machine has {cuda} CUDA device(s), "
-                             f"{', '.join(f'cuda:{k}' for k in range(cuda))}")
+            raise ValueError(
+                f"device {preference!r}: this machine has {cuda} CUDA device(s), "
+                f"{', '.join(f'cuda:{k}' for k in range(cuda))}"
+            )
         return device
     if device.type != "cpu":
         try:

@@ -1,4 +1,5 @@
 """Files written so that readers see the old version or the new one, never a partial one."""
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,8 @@ class FolderLock:
             holder = self._handle.read().strip() or "unknown"
             self._handle.close()
             raise FolderLocked(
-                f"{self.path.parent} is in use by another run (PID {holder}, lock file {self.path})") from None
+                f"{self.path.parent} is in use by another run (PID {holder}, lock file {self.path})"
+            ) from None
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(f"{os.getpid()}\n")

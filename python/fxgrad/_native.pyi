@@ -1,4 +1,5 @@
 """Type stubs for fxgrad's native host (JUCE). Use the fxgrad package's functions to load."""
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -92,8 +93,9 @@ class Plugin:
 class Chain:
     """Plugins in series with one vector of learned, normalised parameters."""
 
-    def __init__(self, plugins: Sequence[Plugin], learned: Optional[Sequence[str]],
-                 pinned: Sequence[Tuple[str, float]]) -> None: ...
+    def __init__(
+        self, plugins: Sequence[Plugin], learned: Optional[Sequence[str]], pinned: Sequence[Tuple[str, float]]
+    ) -> None: ...
     plugins: List[Plugin]
     num_parameters: int
     learned: List[str]
@@ -113,10 +115,24 @@ class Chain:
 class Rack:
     """M lanes of a chain with SPSA (or FD) gradients, evaluated on native threads."""
 
-    def __init__(self, chain: Chain, lanes: int, eps: float, perturbations: int, strategy: str,
-                 estimator: str, replay_samples: int, threads: int, seed: int, isolation: str = "none",
-                 workers: int = 0, timeout_s: float = 0.0, worker_log: str = "", max_faults: int = 1000,
-                 max_faults_per_minute: int = 30) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        lanes: int,
+        eps: float,
+        perturbations: int,
+        strategy: str,
+        estimator: str,
+        replay_samples: int,
+        threads: int,
+        seed: int,
+        isolation: str = "none",
+        workers: int = 0,
+        timeout_s: float = 0.0,
+        worker_log: str = "",
+        max_faults: int = 1000,
+        max_faults_per_minute: int = 30,
+    ) -> None:
         """isolation "process" runs the lanes in fxgrad-worker processes (cpp/fxgrad/IsolatedLanes.h)."""
     lanes: int
     num_parameters: int

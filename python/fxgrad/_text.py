@@ -1,4 +1,5 @@
 """Plain-text tables for the command line."""
+
 from __future__ import annotations
 
 from typing import Any, List, Sequence

@@ -5,6 +5,7 @@ sweep needs: K renders, each from a fresh DSP state, in parallel with the GIL re
 plugin instances that render belong to a renderer cached per chain and thread count, so calls
 after the first create none.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -60,4 +61,3 @@ def render_stats(chain: _native.Chain, threads: Optional[int] = None) -> Dict[st
     """``dsp_seconds`` (inside the plugins, summed over threads), ``wall_seconds`` and
     ``renders`` of :func:`render_batch` calls on ``chain`` so far."""
     return dict(renderer(chain, threads).stats())
-

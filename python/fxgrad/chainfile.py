@@ -1,6 +1,7 @@
 """The ``--chain CHAIN.yaml`` of ``fxgrad render``, ``match`` and ``data pairs``: a chain
 config (what :meth:`fxgrad.Chain.from_config` takes) or a whole training config, whose
 ``chain`` section, sample rate and channels are used."""
+
 from __future__ import annotations
 
 import os

@@ -22,6 +22,7 @@ The worker protocol: JSON lines; the parent writes a task per line to the worker
 worker answers on its original stdout (which plugins cannot write to: their fd 1 and 2 go to a log
 file) with ``{"stage": ...}`` lines as it proceeds and one ``{"result": ...}`` line per task.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, IO, Iterable, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 #: Statuses, in the order the summary shows them.
 STATUSES = ("ok", "error", "crash", "hang")
@@ -62,10 +63,16 @@ def _varied(plugin) -> List[Any]:
     return [p for p in plugin.parameters if p.automatable and p.maximum > p.minimum]
 
 
-def probe(identifier: str, select: str = "", seed: int = 0, sample_rate: float = 44100.0, block_size: int = 512,
-          channels: int = 2, random_settings: int = 3,
-          stage: Callable[[str, Optional[Dict[str, float]], Dict[str, str]], None] = lambda *_: None
-          ) -> Dict[str, Any]:
+def probe(
+    identifier: str,
+    select: str = "",
+    seed: int = 0,
+    sample_rate: float = 44100.0,
+    block_size: int = 512,
+    channels: int = 2,
+    random_settings: int = 3,
+    stage: Callable[[str, Optional[Dict[str, float]], Dict[str, str]], None] = lambda *_: None,
+) -> Dict[str, Any]:
     """Exercise one plugin in this process and return what was found (see the module docstring).
 
     ``stage(name, settings, plugin)`` is called before each step, with the plain values of the
@@ -90,8 +97,7 @@ def probe(identifier: str, select: str = "", seed: int = 0, sample_rate: float =
         stage(name, settings, {k: result[k] for k in ("name", "format") if k in result})
 
     def load():
-        return fxgrad.load(identifier, sample_rate=sample_rate, block_size=block_size, channels=channels,
-                           plugin=select)
+        return fxgrad.load(identifier, sample_rate=sample_rate, block_size=block_size, channels=channels, plugin=select)
 
     rng = np.random.default_rng([seed, zlib.crc32(f"{identifier}#{select}".encode())])
     short = max(block_size, int(sample_rate) // 4)
@@ -99,9 +105,15 @@ def probe(identifier: str, select: str = "", seed: int = 0, sample_rate: float =
         enter("load")
         plugin = load()
         varied = _varied(plugin)
-        result.update(name=plugin.name, format=plugin.format, vendor=plugin.vendor,
-                      parameters=len(plugin.parameters), learnable=sum(not p.is_bypass for p in varied),
-                      latency_samples=plugin.latency_samples, dsp_snapshot=plugin.has_dsp_snapshot)
+        result.update(
+            name=plugin.name,
+            format=plugin.format,
+            vendor=plugin.vendor,
+            parameters=len(plugin.parameters),
+            learnable=sum(not p.is_bypass for p in varied),
+            latency_samples=plugin.latency_samples,
+            dsp_snapshot=plugin.has_dsp_snapshot,
+        )
 
         enter("render at defaults")
         x = _noise(channels, int(sample_rate), seed)
@@ -141,8 +153,9 @@ def probe(identifier: str, select: str = "", seed: int = 0, sample_rate: float =
         # Plugins may snap a value they are given (a choice, a step): the sound decides, and the
         # values read back differently are listed.
         result["state_exact"] = bool(np.array_equal(third.process(x), y_first))
-        result["state_values_differ"] = [p.id for p, v in zip(varied, plain)
-                                         if not np.isclose(third.get(p.index), v, rtol=1e-6, atol=1e-6)]
+        result["state_values_differ"] = [
+            p.id for p, v in zip(varied, plain) if not np.isclose(third.get(p.index), v, rtol=1e-6, atol=1e-6)
+        ]
         del plugin, third
     except Exception as error:  # every fxgrad error is an exception with a message: report it
         result.update(status="error", error=type(error).__name__, message=str(error), stage=current["stage"])
@@ -156,7 +169,7 @@ def _worker_main() -> int:
     """Serve tasks from stdin: one JSON object per line, ``{"id", "probe": {...}}`` or
     ``{"id", "scan": {...}}``; answers go to the original stdout, plugin output to stderr."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)   # what plugins print goes where stderr goes (the parent's log file)
+    os.dup2(2, 1)  # what plugins print goes where stderr goes (the parent's log file)
 
     def send(message: Dict[str, Any]) -> None:
         protocol.write(json.dumps(message) + "\n")
@@ -167,15 +180,34 @@ def _worker_main() -> int:
     for line in sys.stdin:
         task = json.loads(line)
         if "scan" in task:
-            infos = fxgrad.scan(task["scan"].get("paths") or [], include_own=task["scan"].get("include_own", True),
-                                include_unsupported=True)
-            send({"id": task["id"], "result": [
-                {"format": i.format, "name": i.name, "vendor": i.vendor, "identifier": i.identifier,
-                 "unsupported": i.unsupported} for i in infos]})
+            infos = fxgrad.scan(
+                task["scan"].get("paths") or [],
+                include_own=task["scan"].get("include_own", True),
+                include_unsupported=True,
+            )
+            send(
+                {
+                    "id": task["id"],
+                    "result": [
+                        {
+                            "format": i.format,
+                            "name": i.name,
+                            "vendor": i.vendor,
+                            "identifier": i.identifier,
+                            "unsupported": i.unsupported,
+                        }
+                        for i in infos
+                    ],
+                }
+            )
             continue
         options = task["probe"]
-        result = probe(**options, stage=lambda name, settings, plugin: send(
-            {"id": task["id"], "stage": name, "settings": settings, "plugin": plugin}))
+        result = probe(
+            **options,
+            stage=lambda name, settings, plugin, task_id=task["id"]: send(
+                {"id": task_id, "stage": name, "settings": settings, "plugin": plugin}
+            ),
+        )
         send({"id": task["id"], "result": result})
     return 0
 
@@ -189,7 +221,7 @@ def _die_with_parent() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -207,7 +239,7 @@ def _signal_name(returncode: int) -> str:
 class _Task:
     id: int
     payload: Dict[str, Any]
-    retried: str = ""          # why it runs a second time
+    retried: str = ""  # why it runs a second time
     started: float = 0.0
 
 
@@ -220,10 +252,10 @@ class _Worker:
     deadline: float = 0.0
     stage: str = ""
     settings: Optional[Dict[str, float]] = None
-    plugin: Dict[str, str] = field(default_factory=dict)   # name and format, once loaded
+    plugin: Dict[str, str] = field(default_factory=dict)  # name and format, once loaded
     log_offset: int = 0
     served: int = 0
-    started: bool = False      # the current task has begun (the worker sent its first stage)
+    started: bool = False  # the current task has begun (the worker sent its first stage)
 
     def log_tail(self, lines: int = 4) -> str:
         """What the plugin printed while on the current task (its last lines)."""
@@ -252,9 +284,15 @@ class _Pool:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        process = subprocess.Popen([sys.executable, "-m", "fxgrad.check", "--worker"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fxgrad.check", "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         os.set_blocking(process.stdout.fileno(), False)
         worker = _Worker(process, log)
         self.selector.register(process.stdout, selectors.EVENT_READ, worker)
@@ -266,7 +304,7 @@ class _Pool:
         self.workers.remove(worker)
         if kill:
             try:
-                os.killpg(worker.process.pid, signal.SIGKILL)   # the worker and whatever it started
+                os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and whatever it started
             except ProcessLookupError:
                 pass
         else:
@@ -298,7 +336,7 @@ class _Pool:
             worker.process.stdin.flush()
             return True
         except (BrokenPipeError, OSError):
-            return False   # it died idle; the read loop sees it and answers for the task
+            return False  # it died idle; the read loop sees it and answers for the task
 
     def run(self, payloads: Sequence[Dict[str, Any]], done: Callable[[int, Dict[str, Any]], None]) -> None:
         """Runs every payload; ``done(index, answer)`` receives the worker's result, or
@@ -319,7 +357,7 @@ class _Pool:
                 while pending and sum(w.task is not None for w in self.workers) < self.jobs:
                     task = pending.pop()
                     idle = None if task.retried else next((w for w in self.workers if w.task is None), None)
-                    if idle is None and len(self.workers) >= self.jobs:   # make room for a fresh one
+                    if idle is None and len(self.workers) >= self.jobs:  # make room for a fresh one
                         self._retire(next(w for w in self.workers if w.task is None), kill=False)
                     self._assign(idle or self._spawn(), task)
                 waits = [w.deadline - time.monotonic() for w in self.workers if w.task is not None]
@@ -330,7 +368,7 @@ class _Pool:
                         chunk = os.read(worker.process.stdout.fileno(), 1 << 16)
                     except BlockingIOError:
                         continue
-                    if not chunk:   # the worker is gone
+                    if not chunk:  # the worker is gone
                         task, stage, settings, plugin = worker.task, worker.stage, worker.settings, worker.plugin
                         tail = worker.log_tail()
                         clean = worker.served == 1
@@ -339,13 +377,24 @@ class _Pool:
                             continue
                         if not clean and not task.retried:
                             # It had run other plugins before: make sure this one is the culprit.
-                            task.retried = (f"its first worker, which had checked other plugins, ended with "
-                                            f"{_signal_name(returncode)} during {stage}; checked again in a fresh one")
+                            task.retried = (
+                                f"its first worker, which had checked other plugins, ended with "
+                                f"{_signal_name(returncode)} during {stage}; checked again in a fresh one"
+                            )
                             pending.append(task)
                             continue
-                        finish(task, {**plugin, "status": "crash", "signal": _signal_name(returncode),
-                                       "stage": stage, "settings": settings, "output": tail,
-                                       "message": f"{_signal_name(returncode)} during {stage}"})
+                        finish(
+                            task,
+                            {
+                                **plugin,
+                                "status": "crash",
+                                "signal": _signal_name(returncode),
+                                "stage": stage,
+                                "settings": settings,
+                                "output": tail,
+                                "message": f"{_signal_name(returncode)} during {stage}",
+                            },
+                        )
                         remaining -= 1
                         continue
                     worker.buffer += chunk
@@ -372,8 +421,17 @@ class _Pool:
                     task, stage, settings, plugin = worker.task, worker.stage, worker.settings, worker.plugin
                     tail = worker.log_tail()
                     self._retire(worker, kill=True)
-                    finish(task, {**plugin, "status": "hang", "stage": stage, "settings": settings, "output": tail,
-                                   "message": f"no answer within {self.timeout_s:g} s during {stage}"})
+                    finish(
+                        task,
+                        {
+                            **plugin,
+                            "status": "hang",
+                            "stage": stage,
+                            "settings": settings,
+                            "output": tail,
+                            "message": f"no answer within {self.timeout_s:g} s during {stage}",
+                        },
+                    )
                     remaining -= 1
         finally:
             for worker in list(self.workers):
@@ -386,6 +444,7 @@ class _Pool:
 @dataclass
 class Target:
     """A plugin to check: what ``fxgrad.load`` takes, and what a scan said about it."""
+
     identifier: str
     select: str = ""
     format: str = ""
@@ -396,18 +455,28 @@ def scan_targets(paths: Iterable[str] = (), include_own: bool = True, timeout_s:
     """Every plugin a scan finds (hostable or not), scanned in a worker process so that a plugin
     that crashes while being scanned cannot end the caller. Raises ``RuntimeError`` if it does."""
     answers: List[Dict[str, Any]] = []
-    _Pool(1, timeout_s).run([{"scan": {"paths": list(paths), "include_own": include_own}}],
-                            lambda index, answer: answers.append(answer))
+    _Pool(1, timeout_s).run(
+        [{"scan": {"paths": list(paths), "include_own": include_own}}], lambda index, answer: answers.append(answer)
+    )
     found = answers[0]
     if isinstance(found, dict):
-        raise RuntimeError(f"the plugin scan did not finish: {found['message']}"
-                           + (f" ({found['output']})" if found.get("output") else ""))
+        raise RuntimeError(
+            f"the plugin scan did not finish: {found['message']}"
+            + (f" ({found['output']})" if found.get("output") else "")
+        )
     return [Target(i["identifier"], format=i["format"], name=i["name"]) for i in found]
 
 
-def check(targets: Sequence[Target], jobs: Optional[int] = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-          seed: int = 0, sample_rate: float = 44100.0, block_size: int = 512, channels: int = 2,
-          progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> List[Dict[str, Any]]:
+def check(
+    targets: Sequence[Target],
+    jobs: Optional[int] = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    seed: int = 0,
+    sample_rate: float = 44100.0,
+    block_size: int = 512,
+    channels: int = 2,
+    progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> List[Dict[str, Any]]:
     """Probe every target in worker processes (``jobs`` of them at a time; default: the CPU count,
     at most 4), each within ``timeout_s`` seconds. Returns one dict per target, in order, with
     ``status`` in :data:`STATUSES`, ``message`` unless ok, ``seconds`` (wall time) and what
@@ -415,16 +484,31 @@ def check(targets: Sequence[Target], jobs: Optional[int] = None, timeout_s: floa
     being rendered) and ``output`` (the plugin's last printed lines). ``progress(result)`` is
     called as each one finishes."""
     jobs = jobs or min(4, os.cpu_count() or 1)
-    payloads = [{"probe": {"identifier": t.identifier, "select": t.select, "seed": seed, "sample_rate": sample_rate,
-                           "block_size": block_size, "channels": channels}} for t in targets]
+    payloads = [
+        {
+            "probe": {
+                "identifier": t.identifier,
+                "select": t.select,
+                "seed": seed,
+                "sample_rate": sample_rate,
+                "block_size": block_size,
+                "channels": channels,
+            }
+        }
+        for t in targets
+    ]
     results: List[Optional[Dict[str, Any]]] = [None] * len(targets)
 
     def done(index: int, answer: Dict[str, Any]) -> None:
         target = targets[index]
         # What the probe learned (the loaded plugin's name and format) wins over the scan's.
-        answer = {"identifier": target.identifier, **({"select": target.select} if target.select else {}),
-                  **{k: v for k, v in answer.items() if v is not None},
-                  "format": answer.get("format") or target.format, "name": answer.get("name") or target.name}
+        answer = {
+            "identifier": target.identifier,
+            **({"select": target.select} if target.select else {}),
+            **{k: v for k, v in answer.items() if v is not None},
+            "format": answer.get("format") or target.format,
+            "name": answer.get("name") or target.name,
+        }
         results[index] = answer
         if progress is not None:
             progress(answer)
@@ -449,13 +533,18 @@ def describe(result: Dict[str, Any]) -> str:
     """One line: status, format, name, identifier and what was found or went wrong."""
     status = result["status"]
     if status == "ok":
-        notes = [f"latency {result['latency_samples']}",
-                 f"{100 * result['seconds_per_second']:.2g}% of real time",
-                 f"{result['learnable']} learnable"]
+        notes = [
+            f"latency {result['latency_samples']}",
+            f"{100 * result['seconds_per_second']:.2g}% of real time",
+            f"{result['learnable']} learnable",
+        ]
         if result.get("dsp_snapshot"):
             notes.append("DSP snapshot")
-        for key, problem in (("deterministic", "two instances differ"), ("reset_exact", "reset differs from a fresh instance"),
-                             ("state_exact", "state round trip differs")):
+        for key, problem in (
+            ("deterministic", "two instances differ"),
+            ("reset_exact", "reset differs from a fresh instance"),
+            ("state_exact", "state round trip differs"),
+        ):
             if not result.get(key, True):
                 notes.append(problem)
         if result.get("silent_at_defaults"):
@@ -477,12 +566,21 @@ def describe(result: Dict[str, Any]) -> str:
 
 def add_arguments(parser) -> None:
     """The options of ``fxgrad check``."""
-    parser.add_argument("plugins", nargs="*", metavar="PLUGIN",
-                        help="what `fxgrad.load` takes (a URI, a path, PATH#SELECTOR, fxgrad:NAME); "
-                             "default: every plugin `fxgrad scan --all` lists")
+    parser.add_argument(
+        "plugins",
+        nargs="*",
+        metavar="PLUGIN",
+        help="what `fxgrad.load` takes (a URI, a path, PATH#SELECTOR, fxgrad:NAME); "
+        "default: every plugin `fxgrad scan --all` lists",
+    )
     parser.add_argument("--format", help="only plugins of this format (lv2, vst3, vst2, ladspa)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help=f"seconds a plugin may take before it counts as hung (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds a plugin may take before it counts as hung (default {DEFAULT_TIMEOUT_S:g})",
+    )
     parser.add_argument("--jobs", type=int, help="worker processes (default: the CPU count, at most 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and the random settings")
     parser.add_argument("--sample-rate", type=float, default=44100.0)
@@ -521,9 +619,16 @@ def run_command(args) -> int:
             bar.update()
 
     try:
-        results = check(targets, jobs=args.jobs, timeout_s=args.timeout, seed=args.seed,
-                        sample_rate=args.sample_rate, block_size=args.block_size, channels=args.channels,
-                        progress=progress)
+        results = check(
+            targets,
+            jobs=args.jobs,
+            timeout_s=args.timeout,
+            seed=args.seed,
+            sample_rate=args.sample_rate,
+            block_size=args.block_size,
+            channels=args.channels,
+            progress=progress,
+        )
     finally:
         if bar is not None:
             bar.close()

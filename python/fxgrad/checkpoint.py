@@ -10,6 +10,7 @@ The dict carries ``"checksum"``, the SHA-256 of everything else in it (every ten
 shape and bytes, every other value's type and text, in order), which :func:`load_checkpoint`
 verifies: a file changed after it was written (a flipped bit in a weight) is refused, not used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,8 +87,10 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     if state.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} has checkpoint version {state['version']}; this fxgrad reads up to {VERSION}")
     if state.get("version", 0) >= 2 and state.get("checksum") != content_checksum(state):
-        raise CheckpointError(f"{path} is damaged: its content does not match the checksum fxgrad wrote with it "
-                              "(the file changed after it was saved); use another checkpoint")
+        raise CheckpointError(
+            f"{path} is damaged: its content does not match the checksum fxgrad wrote with it "
+            "(the file changed after it was saved); use another checkpoint"
+        )
     return state
 
 
@@ -98,7 +101,13 @@ def rng_state() -> Dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss), float(cached)],
+        "numpy": [
+            kind,
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(position),
+            int(has_gauss),
+            float(cached),
+        ],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

@@ -15,14 +15,15 @@
 
 See docs/training.md and docs/matching.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
 import os
-import tempfile
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence
@@ -60,6 +61,7 @@ def _native_chatter(show: bool):
 
 def cmd_scan(args: argparse.Namespace) -> int:
     import fxgrad
+
     from ._text import format_table
 
     for path in args.paths:
@@ -72,40 +74,96 @@ def cmd_scan(args: argparse.Namespace) -> int:
     hidden = [] if args.all else [i for i in infos if i.unsupported]
     infos = [i for i in infos if args.all or not i.unsupported]
     if args.json:
-        print(json.dumps([{"format": i.format, "name": i.name, "vendor": i.vendor, "identifier": i.identifier,
-                           "inputs": i.num_inputs, "outputs": i.num_outputs, "unsupported": i.unsupported}
-                          for i in infos], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "format": i.format,
+                        "name": i.name,
+                        "vendor": i.vendor,
+                        "identifier": i.identifier,
+                        "inputs": i.num_inputs,
+                        "outputs": i.num_outputs,
+                        "unsupported": i.unsupported,
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
         return 0
-    rows = [[i.format, i.name, i.vendor, i.identifier, f"{i.num_inputs}/{i.num_outputs}",
-             f"not hostable: {i.unsupported}" if i.unsupported else ""] for i in infos]
+    rows = [
+        [
+            i.format,
+            i.name,
+            i.vendor,
+            i.identifier,
+            f"{i.num_inputs}/{i.num_outputs}",
+            f"not hostable: {i.unsupported}" if i.unsupported else "",
+        ]
+        for i in infos
+    ]
     print(format_table(["format", "name", "vendor", "identifier", "ins/outs", "notes"], rows, align="llllll"))
-    print(f"{len(infos)} plugin(s)" + (f"; {len(hidden)} that fxgrad cannot host (no audio output) left out: "
-                                       "--all lists them" if hidden else ""))
+    print(
+        f"{len(infos)} plugin(s)"
+        + (f"; {len(hidden)} that fxgrad cannot host (no audio output) left out: --all lists them" if hidden else "")
+    )
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     import fxgrad
+
     from ._text import format_table
 
     with _native_chatter(args.verbose):
-        plugin = fxgrad.load(args.plugin, sample_rate=args.sample_rate, block_size=args.block_size,
-                             channels=args.channels, plugin=args.select or "")
+        plugin = fxgrad.load(
+            args.plugin,
+            sample_rate=args.sample_rate,
+            block_size=args.block_size,
+            channels=args.channels,
+            plugin=args.select or "",
+        )
     parameters = plugin.parameters
     if args.json:
-        print(json.dumps({
-            "name": plugin.name, "vendor": plugin.vendor, "format": plugin.format, "identifier": plugin.identifier,
-            "latency_samples": plugin.latency_samples, "dsp_snapshot": plugin.has_dsp_snapshot,
-            "parameters": [{"index": p.index, "id": p.id, "name": p.name, "unit": p.unit, "min": p.minimum,
-                            "max": p.maximum, "default": p.default, "normalized_default": p.normalized_default,
-                            "log": p.logarithmic, "steps": p.steps, "choices": [[v, label] for v, label in p.choices],
-                            "automatable": p.automatable, "bypass": p.is_bypass} for p in parameters],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "name": plugin.name,
+                    "vendor": plugin.vendor,
+                    "format": plugin.format,
+                    "identifier": plugin.identifier,
+                    "latency_samples": plugin.latency_samples,
+                    "dsp_snapshot": plugin.has_dsp_snapshot,
+                    "parameters": [
+                        {
+                            "index": p.index,
+                            "id": p.id,
+                            "name": p.name,
+                            "unit": p.unit,
+                            "min": p.minimum,
+                            "max": p.maximum,
+                            "default": p.default,
+                            "normalized_default": p.normalized_default,
+                            "log": p.logarithmic,
+                            "steps": p.steps,
+                            "choices": [[v, label] for v, label in p.choices],
+                            "automatable": p.automatable,
+                            "bypass": p.is_bypass,
+                        }
+                        for p in parameters
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{plugin.name} ({plugin.format}) by {plugin.vendor or 'unknown vendor'}")
     print(f"  identifier: {plugin.identifier}")
-    print(f"  latency: {plugin.latency_samples} samples at {args.sample_rate:g} Hz; "
-          f"DSP snapshot: {'yes' if plugin.has_dsp_snapshot else 'no'}")
+    print(
+        f"  latency: {plugin.latency_samples} samples at {args.sample_rate:g} Hz; "
+        f"DSP snapshot: {'yes' if plugin.has_dsp_snapshot else 'no'}"
+    )
     rows = []
     for p in parameters:
         if p.choices:
@@ -123,10 +181,24 @@ def cmd_info(args: argparse.Namespace) -> int:
             notes.append("trigger")
         if not p.automatable:
             notes.append("not automatable")
-        rows.append([p.id, p.name, p.unit, _fmt_number(p.minimum), _fmt_number(p.maximum), _fmt_number(p.default),
-                     "yes" if p.logarithmic else "", steps, ", ".join(notes)])
-    print(format_table(["id", "name", "unit", "min", "max", "default", "log", "steps/choices", "notes"], rows,
-                       align="lllrrrlll"))
+        rows.append(
+            [
+                p.id,
+                p.name,
+                p.unit,
+                _fmt_number(p.minimum),
+                _fmt_number(p.maximum),
+                _fmt_number(p.default),
+                "yes" if p.logarithmic else "",
+                steps,
+                ", ".join(notes),
+            ]
+        )
+    print(
+        format_table(
+            ["id", "name", "unit", "min", "max", "default", "log", "steps/choices", "notes"], rows, align="lllrrrlll"
+        )
+    )
     print(f"{len(parameters)} parameter(s)")
     return 0
 
@@ -147,15 +219,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import Trainer
 
     config = _load_config(args)
-    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                      plugin_output=args.verbose)
+    trainer = Trainer(
+        config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, plugin_output=args.verbose
+    )
     summary = trainer.fit()
     if trainer.world.is_main:
         best = summary["best_loss"]
-        print(f"trained to step {summary['step']} in {summary['elapsed_s']:.0f} s"
-              + (f"; best {summary['best_by']} {best:.5g}" if best is not None else "")
-              + ("; stopped early" if summary["stopped_early"] else "")
-              + ("; time limit reached (--resume continues)" if summary["out_of_time"] else ""))
+        print(
+            f"trained to step {summary['step']} in {summary['elapsed_s']:.0f} s"
+            + (f"; best {summary['best_by']} {best:.5g}" if best is not None else "")
+            + ("; stopped early" if summary["stopped_early"] else "")
+            + ("; time limit reached (--resume continues)" if summary["out_of_time"] else "")
+        )
         print(f"checkpoint: {summary['checkpoint']}")
         if summary["best_checkpoint"]:
             print(f"best:       {summary['best_checkpoint']}")
@@ -169,18 +244,24 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     result = fit_static(config, progress=not args.no_progress, output=args.out)
-    rows = [[n, f"{v:.4f}", _fmt_number(p), u] for n, v, p, u in
-            zip(result["parameters"], result["normalised"], result["plain"], result["units"])]
+    rows = [
+        [n, f"{v:.4f}", _fmt_number(p), u]
+        for n, v, p, u in zip(result["parameters"], result["normalised"], result["plain"], result["units"])
+    ]
     print(format_table(["parameter", "normalised", "value", "unit"], rows, align="lrrl"))
-    print(f"mean loss of the last tenth {result['loss']:.5g} after {result['steps']} steps ({result['seconds']:.0f} s); "
-          f"saved to {result['path']}")
+    print(
+        f"mean loss of the last tenth {result['loss']:.5g} after {result['steps']} steps ({result['seconds']:.0f} s); "
+        f"saved to {result['path']}"
+    )
     if args.identifiability_clips > 0:
         from .match import fit_static_identifiability, identifiability_table
 
         with _native_chatter(False):
             report = fit_static_identifiability(config, result, clips=args.identifiability_clips)
-        print(f"how well the loss determines each setting ({args.identifiability_clips} training clip(s) at most, "
-              f"whole; saved in {result['path']}):")
+        print(
+            f"how well the loss determines each setting ({args.identifiability_clips} training clip(s) at most, "
+            f"whole; saved in {result['path']}):"
+        )
         print(identifiability_table(report, result["plain"], result["units"]))
     return 0
 
@@ -188,8 +269,15 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, report
 
-    result = evaluate(args.checkpoint, args.data, static=args.static, max_clips=args.max_clips, output=args.out,
-                      progress=not args.no_progress, device=args.device)
+    result = evaluate(
+        args.checkpoint,
+        args.data,
+        static=args.static,
+        max_clips=args.max_clips,
+        output=args.out,
+        progress=not args.no_progress,
+        device=args.device,
+    )
     print(report(result))
     print(f"saved to {result['path']}")
     return 0
@@ -198,9 +286,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from .render import apply_file
 
-    paths = apply_file(args.checkpoint, args.input, args.output, target_path=args.target, params_path=args.params,
-                       plot_path=args.plot, reference_params=args.reference_params, device=args.device,
-                       source_rate=args.source_rate)
+    paths = apply_file(
+        args.checkpoint,
+        args.input,
+        args.output,
+        target_path=args.target,
+        params_path=args.params,
+        plot_path=args.plot,
+        reference_params=args.reference_params,
+        device=args.device,
+        source_rate=args.source_rate,
+    )
     for sentence in paths["conversions"]:
         print(f"input:      {sentence} (the model's format)")
     hint = f"; --source-rate writes {paths['input_rate']} Hz" if paths["input_rate"] != paths["sample_rate"] else ""
@@ -264,9 +360,15 @@ def cmd_render(args: argparse.Namespace) -> int:
             thetas = np.concatenate([thetas, np.repeat(thetas[-1:], frames - len(thetas), axis=0)])
         output = render_automation(chain, audio, thetas[:frames], frame)
     write_audio(args.output, output, rate)
-    print(f"{args.output}: {audio.shape[-1] / rate:.2f} s, {chain.channels} channel(s) at {rate} Hz through "
-          + " -> ".join(p.name for p in chain.plugins)
-          + (f"; automation from {args.params} ({len(chain.learned)} parameters, frames of {frame} samples)" if args.params else ""))
+    print(
+        f"{args.output}: {audio.shape[-1] / rate:.2f} s, {chain.channels} channel(s) at {rate} Hz through "
+        + " -> ".join(p.name for p in chain.plugins)
+        + (
+            f"; automation from {args.params} ({len(chain.learned)} parameters, frames of {frame} samples)"
+            if args.params
+            else ""
+        )
+    )
     return 0
 
 
@@ -274,10 +376,21 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .match import match_files, match_report
 
     with _native_chatter(args.verbose):
-        result = match_files(args.input, args.reference, args.chain, out_dir=args.out, method=args.method,
-                             budget=args.budget, population=args.population, sigma=args.sigma, loss=args.loss,
-                             seed=args.seed, threads=args.threads, progress=not args.no_progress,
-                             presets=not args.no_presets)
+        result = match_files(
+            args.input,
+            args.reference,
+            args.chain,
+            out_dir=args.out,
+            method=args.method,
+            budget=args.budget,
+            population=args.population,
+            sigma=args.sigma,
+            loss=args.loss,
+            seed=args.seed,
+            threads=args.threads,
+            progress=not args.no_progress,
+            presets=not args.no_presets,
+        )
     print(match_report(result))
     return 0
 
@@ -294,8 +407,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
     with _native_chatter(args.verbose):
         chain = Chain.from_config(settings["chain"])
         if list(chain.learned) != list(settings["parameters"]):
-            raise ValueError(f"{args.settings}: its chain learns {chain.learned}, its settings are for {settings['parameters']}")
-        written = write_presets(chain, args.out_dir, args.name or Path(args.settings).stem, np.asarray(settings["normalised"]))
+            raise ValueError(
+                f"{args.settings}: its chain learns {chain.learned}, its settings are for {settings['parameters']}"
+            )
+        written = write_presets(
+            chain, args.out_dir, args.name or Path(args.settings).stem, np.asarray(settings["normalised"])
+        )
     for preset in written:
         print(f"{preset.plugin}. {preset.name} ({preset.format}): {preset.path or 'no preset: ' + preset.note}")
     return 0
@@ -304,8 +421,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(config_path=args.config, output=args.output, overrides=args.set or (),
-                    progress=not args.no_progress)
+    return run_demo(
+        config_path=args.config, output=args.output, overrides=args.set or (), progress=not args.no_progress
+    )
 
 
 # ---------------------------------------------------------------------------- the parser
@@ -313,8 +431,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fxgrad", description="Train neural networks end to end through real audio plugins (SPSA gradients).",
-        epilog="Set FXGRAD_DEBUG=1 for tracebacks. Docs: docs/training.md")
+        prog="fxgrad",
+        description="Train neural networks end to end through real audio plugins (SPSA gradients).",
+        epilog="Set FXGRAD_DEBUG=1 for tracebacks. Docs: docs/training.md",
+    )
     parser.add_argument("--version", action="version", version="fxgrad 0.1.0")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -345,8 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def config_options(p, output_help="run folder (overrides output_dir)"):
         p.add_argument("config", help="YAML/JSON/TOML training config (see configs/ and docs/training.md)")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.steps=2000 (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set train.steps=2000 (repeatable)",
+        )
         p.add_argument("--output", help=output_help)
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -354,15 +478,23 @@ def build_parser() -> argparse.ArgumentParser:
     config_options(p)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over even if the run folder holds a checkpoint")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="show what plugins print (isolated workers; by default it goes to RUN_DIR/plugins.log)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show what plugins print (isolated workers; by default it goes to RUN_DIR/plugins.log)",
+    )
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("fit-static", help="fit the best single setting to the training set (baseline)")
     config_options(p)
     p.add_argument("--out", help="where to write the settings (default RUN_DIR/static.json)")
-    p.add_argument("--identifiability-clips", type=int, default=4,
-                   help="training clips the identifiability report renders (default 4; 0: no report)")
+    p.add_argument(
+        "--identifiability-clips",
+        type=int,
+        default=4,
+        help="training clips the identifiability report renders (default 4; 0: no report)",
+    )
     p.set_defaults(run=cmd_fit_static)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint against the baselines")
@@ -379,11 +511,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("input")
     p.add_argument("output", help="output audio (.wav or .flac), at the model's sample rate and channel count")
-    p.add_argument("--source-rate", action="store_true",
-                   help="write the output at the input's sample rate (resampled back from the model's)")
+    p.add_argument(
+        "--source-rate",
+        action="store_true",
+        help="write the output at the input's sample rate (resampled back from the model's)",
+    )
     p.add_argument("--target", help="target audio, shown in the plot")
-    p.add_argument("--params", help="parameter CSV (default: OUTPUT with .params.csv for its extension, "
-                                    "out.wav -> out.params.csv)")
+    p.add_argument(
+        "--params", help="parameter CSV (default: OUTPUT with .params.csv for its extension, out.wav -> out.params.csv)"
+    )
     p.add_argument("--plot", help="PNG (default: OUTPUT with .png for its extension)")
     p.add_argument("--reference-params", help="a parameter CSV to draw beside the predicted curves")
     p.add_argument("--device", default="cpu")
@@ -393,25 +529,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output", help="output audio (.wav float or .flac), at the chain's sample rate")
     p.add_argument("--chain", required=True, help="chain file (plugins, learned, pinned, ...) or a training config")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="a parameter in plain units, e.g. 0.threshold_db=-20 (repeatable; `fxgrad info` lists them)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a parameter in plain units, e.g. 0.threshold_db=-20 (repeatable; `fxgrad info` lists them)",
+    )
     p.add_argument("--params", help="per-frame automation: a parameter CSV as `fxgrad apply` and `fxgrad match` write")
     p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
     p.set_defaults(run=cmd_render)
 
     from .match import DEFAULT_BUDGET, LOSSES, METHODS
 
-    p = commands.add_parser("match", help="find the chain settings that make INPUT sound like REFERENCE (docs/matching.md)")
+    p = commands.add_parser(
+        "match", help="find the chain settings that make INPUT sound like REFERENCE (docs/matching.md)"
+    )
     p.add_argument("input", help="audio file, or a folder of them (one setting for all pairs)")
     p.add_argument("reference", help="audio file, or a folder paired with INPUT's by file name")
     p.add_argument("--chain", required=True, help="chain file (plugins, learned, pinned, ...) or a training config")
     p.add_argument("--method", choices=METHODS, default="cma", help="CMA-ES (default) or fit-static's SPSA")
-    p.add_argument("--budget", type=int, help="CMA-ES iterations (default %d) or SPSA steps (default %d)"
-                   % (DEFAULT_BUDGET["cma"], DEFAULT_BUDGET["spsa"]))
+    p.add_argument(
+        "--budget",
+        type=int,
+        help="CMA-ES iterations (default %d) or SPSA steps (default %d)"
+        % (DEFAULT_BUDGET["cma"], DEFAULT_BUDGET["spsa"]),
+    )
     p.add_argument("--population", type=int, default=32, help="CMA-ES population (default 32)")
     p.add_argument("--sigma", type=float, default=0.1, help="CMA-ES initial step, normalised (default 0.1)")
-    p.add_argument("--loss", choices=LOSSES, default="auto",
-                   help="aligned (same material), style (other material) or auto (aligned when the lengths agree)")
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="auto",
+        help="aligned (same material), style (other material) or auto (aligned when the lengths agree)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="rendering threads (default: all cores)")
     p.add_argument("--out", help="result folder (default runs/match/INPUT_NAME)")

@@ -4,6 +4,7 @@ Every key is checked: an unknown key (with a suggestion when it looks like a typ
 required key, a value of the wrong type or a number that is not finite (``.inf``, ``.nan``)
 raises :class:`ConfigError` naming the file and the dotted key. ``docs/training.md`` is the reference for every key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -243,9 +244,17 @@ class Config:
     def encoder_kwargs(self, num_parameters: int) -> Dict[str, Any]:
         e = self.encoder
         return dict(
-            num_parameters=int(num_parameters), sample_rate=self.sample_rate, frame_size=self.frame_size,
-            context=e.context, backbone=e.backbone, n_fft=e.n_fft, hop=e.hop, n_mels=e.n_mels,
-            f_min=e.f_min, f_max=e.f_max, backbone_options=dict(e.options),
+            num_parameters=int(num_parameters),
+            sample_rate=self.sample_rate,
+            frame_size=self.frame_size,
+            context=e.context,
+            backbone=e.backbone,
+            n_fft=e.n_fft,
+            hop=e.hop,
+            n_mels=e.n_mels,
+            f_min=e.f_min,
+            f_max=e.f_max,
+            backbone_options=dict(e.options),
         )
 
     def _check(self) -> None:
@@ -259,7 +268,8 @@ class Config:
         if self.frame_size % self.block_size:
             raise ConfigError(
                 f"chain.block_size ({self.block_size}) must divide frame_size ({self.frame_size}): "
-                "the plugins process whole blocks of each frame")
+                "the plugins process whole blocks of each frame"
+            )
         if self.encoder.context < self.frame_size:
             raise ConfigError(f"encoder.context ({self.encoder.context}) must be >= frame_size ({self.frame_size})")
         from .encoder import check_backbone_options
@@ -276,7 +286,8 @@ class Config:
                 if "plugin" not in entry or extra:
                     raise ConfigError(
                         f"chain.plugins[{k}] must be an identifier or a mapping with 'plugin' (and optional "
-                        f"'select'), got keys {sorted(entry)}")
+                        f"'select'), got keys {sorted(entry)}"
+                    )
             elif not isinstance(entry, str):
                 raise ConfigError(f"chain.plugins[{k}] must be a string or mapping, got {type(entry).__name__}")
         positive(self.spsa.lanes, "spsa.lanes")
@@ -284,8 +295,10 @@ class Config:
         positive(self.spsa.perturbations, "spsa.perturbations")
         for key in ("workers", "max_faults", "max_faults_per_minute"):
             if getattr(self.spsa, key) < 0:
-                raise ConfigError(f"spsa.{key} must be >= 0 (0: {'automatic' if key == 'workers' else 'no limit'}), "
-                                  f"got {getattr(self.spsa, key)}")
+                raise ConfigError(
+                    f"spsa.{key} must be >= 0 (0: {'automatic' if key == 'workers' else 'no limit'}), "
+                    f"got {getattr(self.spsa, key)}"
+                )
         if self.spsa.timeout_s is not None:
             positive(self.spsa.timeout_s, "spsa.timeout_s")
         t = self.train
@@ -298,8 +311,13 @@ class Config:
             positive(t.grad_clip, "train.grad_clip")
         if not 0 < t.plateau_factor < 1:
             raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
-        for key in ("pretrain_steps", "progressive_steps", "early_stopping", "plateau_patience",
-                    "resume_warmup_frames"):
+        for key in (
+            "pretrain_steps",
+            "progressive_steps",
+            "early_stopping",
+            "plateau_patience",
+            "resume_warmup_frames",
+        ):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
         if t.max_seconds is not None:
@@ -308,8 +326,9 @@ class Config:
             raise ConfigError(f"train.resume_preroll must be >= 0 seconds, got {t.resume_preroll}")
         d = self.data
         if d.train is None and d.synthetic is None:
-            raise ConfigError("data needs 'train' (a folder with input/ and target/, or {input, target}) "
-                              "or 'synthetic'")
+            raise ConfigError(
+                "data needs 'train' (a folder with input/ and target/, or {input, target}) or 'synthetic'"
+            )
         if d.train is not None and d.synthetic is not None:
             raise ConfigError("data takes either 'train' (with optional valid/test) or 'synthetic', not both")
         for key in ("train", "valid", "test"):
@@ -381,8 +400,7 @@ def _parse(cls, data: Any, where: str):
         key = unknown[0]
         close = difflib.get_close_matches(str(key), list(fields), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"unknown key {_join(where, key)!r}{hint}; {label} takes: {', '.join(fields)}")
+        raise ConfigError(f"unknown key {_join(where, key)!r}{hint}; {label} takes: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = _join(where, name)

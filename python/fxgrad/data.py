@@ -36,8 +36,7 @@ def _audio_files(folder: Path, role: str) -> dict[str, Path]:
         if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
             if path.stem in files:
                 raise ValueError(
-                    f"{role} folder has two files named {path.stem!r}: {files[path.stem].name} "
-                    f"and {path.name}"
+                    f"{role} folder has two files named {path.stem!r}: {files[path.stem].name} and {path.name}"
                 )
             files[path.stem] = path
     if not files:
@@ -87,8 +86,7 @@ class PairedAudioDataset:
         lonely_targets = [targets[name].name for name in sorted(targets.keys() - inputs.keys())]
         if lonely_inputs or lonely_targets:
             raise ValueError(
-                f"unpaired files: inputs without a target {lonely_inputs}, "
-                f"targets without an input {lonely_targets}"
+                f"unpaired files: inputs without a target {lonely_inputs}, targets without an input {lonely_targets}"
             )
         pairs = [(inputs[name], targets[name]) for name in sorted(inputs)]
         self._initialise(pairs, sample_rate, channels, length_tolerance, cache_size)
@@ -106,7 +104,10 @@ class PairedAudioDataset:
         """Dataset of explicit ``(input_path, target_path)`` pairs, in the given order."""
         dataset = cls.__new__(cls)
         dataset._initialise(
-            [(Path(i), Path(t)) for i, t in pairs], sample_rate, channels, length_tolerance,
+            [(Path(i), Path(t)) for i, t in pairs],
+            sample_rate,
+            channels,
+            length_tolerance,
             cache_size,
         )
         return dataset
@@ -295,9 +296,7 @@ class FrameStreamer:
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
         if frame_size < 1 or context < frame_size:
-            raise ValueError(
-                f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}"
-            )
+            raise ValueError(f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}")
         if min_clip_frames < 1:
             raise ValueError(f"min_clip_frames must be >= 1, got {min_clip_frames}")
         self.dataset = dataset
@@ -307,16 +306,10 @@ class FrameStreamer:
         self.shuffle = bool(shuffle)
         self.context_offset = (self.context - self.frame_size) // 2
         """Samples of context before the frame's first sample."""
-        self._frame_counts = [
-            math.ceil(dataset.num_samples(index) / self.frame_size) for index in range(len(dataset))
-        ]
-        self._eligible = [
-            index for index, count in enumerate(self._frame_counts) if count >= min_clip_frames
-        ]
+        self._frame_counts = [math.ceil(dataset.num_samples(index) / self.frame_size) for index in range(len(dataset))]
+        self._eligible = [index for index, count in enumerate(self._frame_counts) if count >= min_clip_frames]
         if not self._eligible:
-            raise ValueError(
-                f"no clip has at least {min_clip_frames} frames of {frame_size} samples"
-            )
+            raise ValueError(f"no clip has at least {min_clip_frames} frames of {frame_size} samples")
         self._generator = torch.Generator().manual_seed(int(seed))
         self._order: list[int] = [] if self.shuffle else list(self._eligible)
         self._order_position = 0
@@ -368,9 +361,7 @@ class FrameStreamer:
         clip_index = torch.tensor(self._lane_clip, dtype=torch.long)
         if not (clip_index >= 0).any():
             raise StopIteration
-        frame_index = torch.where(
-            clip_index >= 0, torch.tensor(self._lane_frame, dtype=torch.long), -1
-        )
+        frame_index = torch.where(clip_index >= 0, torch.tensor(self._lane_frame, dtype=torch.long), -1)
         for lane in range(self.lanes):
             if self._lane_clip[lane] >= 0:
                 self._lane_frame[lane] += 1
@@ -404,9 +395,7 @@ class FrameStreamer:
         for key in ("lanes", "frame_size", "context", "shuffle", "eligible"):
             mine = getattr(self, "_" + key) if key == "eligible" else getattr(self, key)
             if state.get(key) != mine:
-                raise ValueError(
-                    f"stream state has {key}={state.get(key)!r} but this streamer has {mine!r}"
-                )
+                raise ValueError(f"stream state has {key}={state.get(key)!r} but this streamer has {mine!r}")
         self._generator.set_state(state["generator"])
         self._order = list(state["order"])
         self._order_position = int(state["order_position"])
@@ -422,5 +411,5 @@ def _copy_window(audio: Tensor, start: int, out: Tensor) -> int:
     begin, end = max(start, 0), min(start + length, audio.shape[-1])
     if end <= begin:
         return 0
-    out[:, begin - start:end - start] = audio[:, begin:end]
+    out[:, begin - start : end - start] = audio[:, begin:end]
     return end - begin

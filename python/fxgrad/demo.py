@@ -9,6 +9,7 @@
    (:func:`fxgrad.evaluate.evaluate`).
 5. Render one held-out clip with the model's automation: audio, parameter CSV and plot.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,18 +29,23 @@ def find_demo_config(path: Optional[str] = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("cannot find configs/demo.yaml (looked in " + ", ".join(map(str, candidates))
-                            + "); pass --config PATH")
+    raise FileNotFoundError(
+        "cannot find configs/demo.yaml (looked in " + ", ".join(map(str, candidates)) + "); pass --config PATH"
+    )
 
 
-def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, overrides: Sequence[str] = (),
-             progress: bool = True) -> int:
+def run_demo(
+    config_path: Optional[str] = None,
+    output: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> int:
+    import torch
+
     from .config import Config
     from .evaluate import METRIC_TITLES, METRICS, evaluate, margin, margins, report
     from .render import apply_file
     from .train import BEST, CHECKPOINT, Trainer, fit_static
-
-    import torch
 
     if "OMP_NUM_THREADS" not in os.environ:
         # The demo's encoder is tiny: one thread is as fast as two on a 2-core machine whose
@@ -52,8 +58,10 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
         config.output_dir = output
     run_dir = config.run_dir
     say = print
-    say(f"fxgrad demo ({path}): learn to automate {' -> '.join(str(p) for p in config.chain.plugins)} "
-        f"({', '.join(config.chain.learned or [])}) from audio, through the real plugins, with SPSA gradients")
+    say(
+        f"fxgrad demo ({path}): learn to automate {' -> '.join(str(p) for p in config.chain.plugins)} "
+        f"({', '.join(config.chain.learned or [])}) from audio, through the real plugins, with SPSA gradients"
+    )
     timings = {}
 
     say("\n[1/4] training (synthetic clips with a hidden automation are generated first)")
@@ -67,8 +75,12 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     mark = time.perf_counter()
     static = fit_static(config, progress=progress)
     timings["fit-static"] = time.perf_counter() - mark
-    say("  " + ", ".join(f"{n} = {p:.4g} {u}".rstrip() for n, p, u in
-                         zip(static["parameters"], static["plain"], static["units"])))
+    say(
+        "  "
+        + ", ".join(
+            f"{n} = {p:.4g} {u}".rstrip() for n, p, u in zip(static["parameters"], static["plain"], static["units"])
+        )
+    )
 
     say("\n[3/4] evaluating on the held-out clips")
     mark = time.perf_counter()
@@ -81,8 +93,13 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     say("\n[4/4] rendering a held-out clip with the predicted automation")
     mark = time.perf_counter()
     clip = sorted((test_dir / "input").glob("*.wav"))[0]
-    paths = apply_file(checkpoint, clip, run_dir / "demo_output.wav", target_path=test_dir / "target" / clip.name,
-                       reference_params=test_dir / "params" / f"{clip.stem}.csv")
+    paths = apply_file(
+        checkpoint,
+        clip,
+        run_dir / "demo_output.wav",
+        target_path=test_dir / "target" / clip.name,
+        reference_params=test_dir / "params" / f"{clip.stem}.csv",
+    )
     timings["render"] = time.perf_counter() - mark
     total = time.perf_counter() - started
 
@@ -94,23 +111,33 @@ def run_demo(config_path: Optional[str] = None, output: Optional[str] = None, ov
     gains = {m: margin(systems["model"][m], systems["best static"][m]) for m in METRICS}
     say("")
     texts = margins(systems)
-    say(format_table(["model vs best static", "margin"],
-                     [[METRIC_TITLES[m], texts[m]] for m in METRICS], align="lr"))
+    say(format_table(["model vs best static", "margin"], [[METRIC_TITLES[m], texts[m]] for m in METRICS], align="lr"))
     say("")
-    say(f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
-        f"{summary['best_loss']:.4g}; times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-        + f"; total {total:.0f} s")
+    say(
+        f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
+        f"{summary['best_loss']:.4g}; times: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {total:.0f} s"
+    )
     say("files:")
-    for label, file in [("checkpoint", checkpoint), ("training log", run_dir / "log.csv"),
-                        ("static settings", static["path"]), ("evaluation", result["path"]),
-                        ("input clip", clip), ("target clip", test_dir / "target" / clip.name),
-                        ("model output", paths["audio"]), ("parameters", paths["params"]), ("plot", paths["plot"])]:
+    for label, file in [
+        ("checkpoint", checkpoint),
+        ("training log", run_dir / "log.csv"),
+        ("static settings", static["path"]),
+        ("evaluation", result["path"]),
+        ("input clip", clip),
+        ("target clip", test_dir / "target" / clip.name),
+        ("model output", paths["audio"]),
+        ("parameters", paths["params"]),
+        ("plot", paths["plot"]),
+    ]:
         say(f"  {label:<16} {file}")
     beaten = gains["mfcc_cosine"] > 0 and gains["mrstft"] > 0
     if not beaten or any(math.isnan(v) for v in gains.values()):
-        print("fxgrad demo: the model did NOT beat the best static setting on MFCC and MRSTFT error",
-              file=sys.stderr)
+        print("fxgrad demo: the model did NOT beat the best static setting on MFCC and MRSTFT error", file=sys.stderr)
         return 1
-    say(f"the model beats the best static setting: MFCC distance {gains['mfcc_cosine']:+.1f}%, "
-        f"MRSTFT error {gains['mrstft']:+.1f}%")
+    say(
+        f"the model beats the best static setting: MFCC distance {gains['mfcc_cosine']:+.1f}%, "
+        f"MRSTFT error {gains['mrstft']:+.1f}%"
+    )
     return 0

@@ -53,8 +53,7 @@ def mel_filterbank(
     f_max = sample_rate / 2.0 if f_max is None else float(f_max)
     if not 0.0 <= f_min < f_max <= sample_rate / 2.0:
         raise ValueError(
-            f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}, "
-            f"sample_rate={sample_rate}"
+            f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}"
         )
     if n_mels < 1 or n_fft < 2:
         raise ValueError(f"need n_mels >= 1 and n_fft >= 2, got {n_mels} and {n_fft}")
@@ -119,9 +118,7 @@ class LogMelSpectrogram(nn.Module):
 
     def forward(self, audio: Tensor) -> Tensor:
         if audio.ndim != 3:
-            raise ValueError(
-                f"audio must be shaped (batch, channels, samples), got {tuple(audio.shape)}"
-            )
+            raise ValueError(f"audio must be shaped (batch, channels, samples), got {tuple(audio.shape)}")
         mono = audio.mean(dim=1)
         spectrum = torch.stft(
             mono,
@@ -151,8 +148,13 @@ class ConvNormActivation(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride,
-                padding=kernel_size // 2, groups=groups, bias=False,
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding=kernel_size // 2,
+                groups=groups,
+                bias=False,
             ),
             nn.BatchNorm2d(out_channels),
         ]
@@ -215,9 +217,7 @@ class InceptionBackbone(nn.Module):
     ) -> None:
         super().__init__()
         if not block_channels or any(c <= 0 or c % 4 for c in block_channels):
-            raise ValueError(
-                f"block_channels must be non-empty positive multiples of 4, got {block_channels}"
-            )
+            raise ValueError(f"block_channels must be non-empty positive multiples of 4, got {block_channels}")
         # ceil_mode keeps at least one row/column however small the spectrogram is.
         layers: list[nn.Module] = [
             ConvNormActivation(in_channels, stem_channels, kernel_size=3, stride=2),
@@ -255,9 +255,7 @@ class InvertedResidual(nn.Module):
         if expansion != 1:
             layers.append(ConvNormActivation(in_channels, hidden, activation=nn.ReLU6))
         layers += [
-            ConvNormActivation(
-                hidden, hidden, kernel_size=3, stride=stride, groups=hidden, activation=nn.ReLU6
-            ),
+            ConvNormActivation(hidden, hidden, kernel_size=3, stride=stride, groups=hidden, activation=nn.ReLU6),
             ConvNormActivation(hidden, out_channels, activation=None),
         ]
         self.layers = nn.Sequential(*layers)
@@ -269,8 +267,13 @@ class InvertedResidual(nn.Module):
 
 # (expansion t, output channels c, repeats n, first stride s) per stage.
 MOBILENETV2_SETTINGS = (
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
 )
 """The original MobileNetV2 table (use with ``stem_channels=32, last_channels=1280``)."""
 
@@ -307,9 +310,7 @@ class MobileNetV2Backbone(nn.Module):
         if not settings:
             raise ValueError("settings must list at least one stage")
         channels = _round_channels(stem_channels * width_multiplier)
-        layers: list[nn.Module] = [
-            ConvNormActivation(in_channels, channels, 3, stride=2, activation=nn.ReLU6)
-        ]
+        layers: list[nn.Module] = [ConvNormActivation(in_channels, channels, 3, stride=2, activation=nn.ReLU6)]
         for expansion, stage_channels, repeats, first_stride in settings:
             out_channels = _round_channels(stage_channels * width_multiplier)
             for repeat in range(repeats):
@@ -339,8 +340,9 @@ def check_backbone_options(backbone: str, options: Optional[dict]) -> None:
     accepted = [name for name in inspect.signature(BACKBONES[backbone]).parameters if name != "in_channels"]
     unknown = sorted(set(options or {}) - set(accepted))
     if unknown:
-        raise ValueError(f"backbone {backbone!r} takes no option {', '.join(map(repr, unknown))}; "
-                         f"it takes: {', '.join(accepted)}")
+        raise ValueError(
+            f"backbone {backbone!r} takes no option {', '.join(map(repr, unknown))}; it takes: {', '.join(accepted)}"
+        )
 
 
 class Encoder(nn.Module):
@@ -382,9 +384,7 @@ class Encoder(nn.Module):
         if num_parameters < 1:
             raise ValueError(f"num_parameters must be >= 1, got {num_parameters}")
         if frame_size < 1 or context < frame_size:
-            raise ValueError(
-                f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}"
-            )
+            raise ValueError(f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}")
         check_backbone_options(backbone, backbone_options)
         self.num_parameters = int(num_parameters)
         self.sample_rate = int(sample_rate)
@@ -397,9 +397,6 @@ class Encoder(nn.Module):
 
     def forward(self, context: Tensor) -> Tensor:
         if context.ndim != 3 or context.shape[-1] != self.context:
-            raise ValueError(
-                f"context must be shaped (batch, channels, {self.context}), "
-                f"got {tuple(context.shape)}"
-            )
+            raise ValueError(f"context must be shaped (batch, channels, {self.context}), got {tuple(context.shape)}")
         features = self.backbone(self.input_norm(self.frontend(context)))
         return torch.sigmoid(self.head(features))

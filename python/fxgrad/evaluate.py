@@ -12,6 +12,7 @@ Metrics (lower is better): MFCC cosine distance (DeepAFx's measure), multi-resol
 and integrated-loudness error in LU. When the evaluation folder has a ``params/`` folder of hidden
 trajectories (synthetic data), the normalised mean absolute parameter error is reported too.
 """
+
 from __future__ import annotations
 
 import json
@@ -190,21 +191,29 @@ def report(result: Dict[str, Any]) -> str:
     rows = []
     for system, values in systems.items():
         rows.append([system, *[f"{values[m]:.4f}" for m in METRICS]])
-    lines = [f"{len(result['clips'])} clips from {result['data']} (lower is better)",
-             format_table(["system", *[METRIC_TITLES[m] for m in METRICS]], rows)]
+    lines = [
+        f"{len(result['clips'])} clips from {result['data']} (lower is better)",
+        format_table(["system", *[METRIC_TITLES[m] for m in METRICS]], rows),
+    ]
     if "best static" in systems:
         texts = margins(systems)
         gains = ", ".join(f"{METRIC_TITLES[m]} {texts[m]}" for m in METRICS)
         lines.append(f"model vs best static settings: {gains} (positive = model better)")
         if any(t.endswith(" abs") for t in texts.values()):
-            lines.append(f"(abs: the absolute difference, where the best static error is under {NEAR_ZERO:.0%} of "
-                         "the unprocessed input's and a relative margin means nothing)")
+            lines.append(
+                f"(abs: the absolute difference, where the best static error is under {NEAR_ZERO:.0%} of "
+                "the unprocessed input's and a relative margin means nothing)"
+            )
     else:
-        lines.append("no best-static baseline: run `fxgrad fit-static CONFIG` (writes static.json beside the checkpoint)")
+        lines.append(
+            "no best-static baseline: run `fxgrad fit-static CONFIG` (writes static.json beside the checkpoint)"
+        )
     if "parameter_mae" in result:
         names = result["parameters"]
-        rows = [[system, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
-                for system, values in result["parameter_mae"].items()]
+        rows = [
+            [system, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
+            for system, values in result["parameter_mae"].items()
+        ]
         lines.append("parameter error against the hidden trajectory (mean absolute, normalised units):")
         lines.append(format_table(["system", *names, "mean"], rows))
     return "\n".join(lines)

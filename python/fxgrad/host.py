@@ -1,4 +1,5 @@
 """Loading, scanning and chaining plugins: the Python face of ``fxgrad._native``."""
+
 from __future__ import annotations
 
 import atexit
@@ -69,12 +70,12 @@ def own_plugins(format: str = "lv2") -> Dict[str, Path]:
 def _resolve_source(identifier: PathLike) -> str:
     text = os.fspath(identifier)
     if text.startswith(OWN_PREFIX):
-        name, _, fmt = text[len(OWN_PREFIX):].partition("/")
+        name, _, fmt = text[len(OWN_PREFIX) :].partition("/")
         return str(own_plugin_path(name, fmt or "lv2"))
     # The own effects' bundles lie outside the LV2 search path unless installed: their URIs name
     # the built bundles.
-    if text.startswith(OWN_URI_PREFIX) and text[len(OWN_URI_PREFIX):] in OWN_EFFECTS:
-        return str(own_plugin_path(text[len(OWN_URI_PREFIX):], "lv2"))
+    if text.startswith(OWN_URI_PREFIX) and text[len(OWN_URI_PREFIX) :] in OWN_EFFECTS:
+        return str(own_plugin_path(text[len(OWN_URI_PREFIX) :], "lv2"))
     return text
 
 
@@ -147,8 +148,9 @@ def load(
     return loaded
 
 
-def _rebuild(source: str, sample_rate: float, block_size: int, channels: int, plugin: str,
-             state: bytes) -> _native.Plugin:
+def _rebuild(
+    source: str, sample_rate: float, block_size: int, channels: int, plugin: str, state: bytes
+) -> _native.Plugin:
     loaded = load(source, sample_rate, block_size, channels, plugin)
     loaded.load_state(state)
     return loaded
@@ -158,15 +160,22 @@ def _reduce(plugin: _native.Plugin):
     """A pickled plugin is loaded afresh where it is unpickled (a 'spawn' worker process, say)
     from the identifier it was loaded by, with its state: parameters, and the DSP state for
     fxgrad's own plugins."""
-    return _rebuild, (getattr(plugin, "_source", plugin.identifier), plugin.sample_rate, plugin.block_size,
-                      plugin.channels, getattr(plugin, "_hint", ""), plugin.state)
+    return _rebuild, (
+        getattr(plugin, "_source", plugin.identifier),
+        plugin.sample_rate,
+        plugin.block_size,
+        plugin.channels,
+        getattr(plugin, "_hint", ""),
+        plugin.state,
+    )
 
 
 copyreg.pickle(_native.Plugin, _reduce)
 
 
-def scan(paths: Optional[Iterable[PathLike]] = None, include_own: bool = True,
-         include_unsupported: bool = False) -> List[_native.PluginInfo]:
+def scan(
+    paths: Optional[Iterable[PathLike]] = None, include_own: bool = True, include_unsupported: bool = False
+) -> List[_native.PluginInfo]:
     """Installed plugins: LV2 (standard folders and ``LV2_PATH``), VST3 (standard folders and
     ``VST3_PATH``), VST2 (``~/.vst``, ``~/.lxvst``, ``/usr/lib/vst``, ``/usr/lib/lxvst``, the same
     under ``/usr/local``, ``VST_PATH`` and ``LXVST_PATH``), LADSPA (``LADSPA_PATH``), fxgrad's own
@@ -215,8 +224,9 @@ class Chain(_native.Chain):
         for k, p in enumerate(plugins):
             if not isinstance(p, _native.Plugin):
                 raise TypeError(f"chain entry {k} is a {type(p).__name__}, not a Plugin (use fxgrad.load)")
-        super().__init__(plugins, None if learned is None else list(learned),
-                         [(str(k), float(v)) for k, v in (pinned or {}).items()])
+        super().__init__(
+            plugins, None if learned is None else list(learned), [(str(k), float(v)) for k, v in (pinned or {}).items()]
+        )
         # The Python objects carry how each plugin was loaded (for to_config); keep them alive.
         self._loaded = plugins
 
@@ -232,7 +242,10 @@ class Chain(_native.Chain):
             "block_size": first.block_size,
             "channels": first.channels,
             "plugins": [
-                {"plugin": getattr(p, "_source", p.identifier), **({"select": p._hint} if getattr(p, "_hint", "") else {})}
+                {
+                    "plugin": getattr(p, "_source", p.identifier),
+                    **({"select": p._hint} if getattr(p, "_hint", "") else {}),
+                }
                 for p in self._loaded
             ],
             "learned": list(self.learned),

@@ -16,6 +16,7 @@ e.g. probing a plugin you do not trust in a notebook::
 Calls and their results cross a pipe (numpy arrays pickled): fine for interactive use, not for
 a training loop.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -76,9 +77,26 @@ def _describe(target: Any) -> Dict[str, Any]:
 
 
 def _parameter_dict(p: _native.ParameterInfo) -> Dict[str, Any]:
-    return {key: getattr(p, key) for key in ("index", "id", "name", "unit", "minimum", "maximum", "default",
-                                             "normalized_default", "logarithmic", "steps", "is_toggle",
-                                             "is_integer", "automatable", "is_bypass", "choices")}
+    return {
+        key: getattr(p, key)
+        for key in (
+            "index",
+            "id",
+            "name",
+            "unit",
+            "minimum",
+            "maximum",
+            "default",
+            "normalized_default",
+            "logarithmic",
+            "steps",
+            "is_toggle",
+            "is_integer",
+            "automatable",
+            "is_bypass",
+            "choices",
+        )
+    }
 
 
 def _signal_name(code: int) -> str:
@@ -105,8 +123,12 @@ class _Isolated:
         # spawn, not fork: a forked child would inherit this process's plugin host and threads.
         context = multiprocessing.get_context("spawn")
         mine, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self._build), daemon=True,
-                                  name=f"fxgrad-isolated-{self._build.get('identifier', 'chain')}")
+        process = context.Process(
+            target=_serve,
+            args=(theirs, self._build),
+            daemon=True,
+            name=f"fxgrad-isolated-{self._build.get('identifier', 'chain')}",
+        )
         process.start()
         theirs.close()
         object.__setattr__(self, "_process", process)
@@ -120,16 +142,17 @@ class _Isolated:
             process.join()
             raise _native.PluginTimeoutError(
                 f"{self._what()} did not answer within {self._timeout_s:g} s while {doing}; its process was killed "
-                "(call reload() for a fresh instance, or pass a larger timeout_s)")
+                "(call reload() for a fresh instance, or pass a larger timeout_s)"
+            )
         try:
             status, value = connection.recv()
         except (EOFError, ConnectionError, OSError):
             process.join(5)
             code = process.exitcode
-            how = (f"died by {_signal_name(-code)}" if code is not None and code < 0
-                   else f"exited with status {code}")
+            how = f"died by {_signal_name(-code)}" if code is not None and code < 0 else f"exited with status {code}"
             raise _native.PluginCrashedError(
-                f"{self._what()} {how} while {doing} (call reload() for a fresh instance)") from None
+                f"{self._what()} {how} while {doing} (call reload() for a fresh instance)"
+            ) from None
         if status == "error":
             raise value
         return value
@@ -144,7 +167,8 @@ class _Isolated:
         if process is None or not process.is_alive():
             code = None if process is None else process.exitcode
             raise _native.PluginCrashedError(
-                f"{self._what()} is not running (exit code {code}); call reload() for a fresh instance")
+                f"{self._what()} is not running (exit code {code}); call reload() for a fresh instance"
+            )
         try:
             self._connection.send((method, args, kwargs))
         except (BrokenPipeError, ConnectionError, OSError):
@@ -202,11 +226,23 @@ class IsolatedPlugin(_Isolated):
         timeout_s: deadline of each call in seconds (default 30).
     """
 
-    def __init__(self, identifier: str, sample_rate: float = 44100, block_size: int = 1024, channels: int = 2,
-                 plugin: str = "", timeout_s: Optional[float] = None):
-        super().__init__({"kind": "plugin", "identifier": os.fspath(identifier),
-                          "options": dict(sample_rate=sample_rate, block_size=block_size, channels=channels,
-                                          plugin=plugin)}, timeout_s)
+    def __init__(
+        self,
+        identifier: str,
+        sample_rate: float = 44100,
+        block_size: int = 1024,
+        channels: int = 2,
+        plugin: str = "",
+        timeout_s: Optional[float] = None,
+    ):
+        super().__init__(
+            {
+                "kind": "plugin",
+                "identifier": os.fspath(identifier),
+                "options": dict(sample_rate=sample_rate, block_size=block_size, channels=channels, plugin=plugin),
+            },
+            timeout_s,
+        )
 
     @property
     def name(self) -> str:

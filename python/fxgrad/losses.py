@@ -29,17 +29,13 @@ def _check_batch_pair(output: Tensor, target: Tensor) -> None:
         if not isinstance(tensor, Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
         if tensor.ndim != 3:
-            raise ValueError(
-                f"{name} must be shaped (batch, channels, samples), got shape {tuple(tensor.shape)}"
-            )
+            raise ValueError(f"{name} must be shaped (batch, channels, samples), got shape {tuple(tensor.shape)}")
         if tensor.numel() == 0:
             raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)})")
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{name} contains NaN or infinite values")
     if output.shape != target.shape:
-        raise ValueError(
-            f"output and target shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}"
-        )
+        raise ValueError(f"output and target shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
 
 
 def _magnitude(spectrum: Tensor, eps: float) -> Tensor:
@@ -136,8 +132,7 @@ class DelayInvariantLoss(nn.Module):
             # the smallest |lag| on ties.
             steps = torch.arange(1, max_lag + 1, device=output.device)
             lags = torch.cat(
-                [torch.zeros(1, dtype=torch.long, device=output.device),
-                 torch.stack([steps, -steps], dim=1).flatten()]
+                [torch.zeros(1, dtype=torch.long, device=output.device), torch.stack([steps, -steps], dim=1).flatten()]
             )
             strength = correlation[:, lags % size].abs()
             return lags[strength.argmax(dim=1)]
@@ -195,9 +190,7 @@ class DelayInvariantLoss(nn.Module):
         blocks = signal.unflatten(-1, (-1, self.n_fft)) * self.window.to(signal.dtype)
         return _magnitude(torch.fft.rfft(blocks), self.eps)
 
-    def forward(
-        self, output: Tensor, target: Tensor, return_lag: bool = False
-    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, output: Tensor, target: Tensor, return_lag: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
         """Batch-mean loss of (B, C, N) ``output`` against ``target``.
 
         Returns:
@@ -225,9 +218,7 @@ class STFTLoss(nn.Module):
         eps: floor of the squared magnitude.
     """
 
-    def __init__(
-        self, fft_size: int = 1024, hop_size: int = 256, win_length: int = 1024, eps: float = 1e-8
-    ) -> None:
+    def __init__(self, fft_size: int = 1024, hop_size: int = 256, win_length: int = 1024, eps: float = 1e-8) -> None:
         super().__init__()
         if not 0 < win_length <= fft_size:
             raise ValueError(f"win_length must be in (0, fft_size={fft_size}], got {win_length}")
@@ -312,9 +303,7 @@ def _as_clip(audio: ArrayLike, name: str) -> Tensor:
     if clip.ndim == 1:
         clip = clip.unsqueeze(0)
     if clip.ndim != 2:
-        raise ValueError(
-            f"{name} must be shaped (samples,) or (channels, samples), got {tuple(clip.shape)}"
-        )
+        raise ValueError(f"{name} must be shaped (samples,) or (channels, samples), got {tuple(clip.shape)}")
     if clip.shape[-1] == 0:
         raise ValueError(f"{name} has no samples")
     if not torch.isfinite(clip).all():
@@ -325,10 +314,7 @@ def _as_clip(audio: ArrayLike, name: str) -> Tensor:
 def _as_clip_pair(output: ArrayLike, target: ArrayLike) -> tuple[Tensor, Tensor]:
     output_clip, target_clip = _as_clip(output, "output"), _as_clip(target, "target")
     if output_clip.shape != target_clip.shape:
-        raise ValueError(
-            f"output and target shapes differ: {tuple(output_clip.shape)} vs "
-            f"{tuple(target_clip.shape)}"
-        )
+        raise ValueError(f"output and target shapes differ: {tuple(output_clip.shape)} vs {tuple(target_clip.shape)}")
     return output_clip, target_clip
 
 
@@ -356,8 +342,13 @@ def mfcc(
     """
     clip = _as_clip(audio, "audio").mean(dim=0)
     spectrum = torch.stft(
-        clip, n_fft=n_fft, hop_length=hop, window=torch.hann_window(n_fft, dtype=torch.float64),
-        center=True, pad_mode="constant", return_complex=True,
+        clip,
+        n_fft=n_fft,
+        hop_length=hop,
+        window=torch.hann_window(n_fft, dtype=torch.float64),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
     )
     filterbank = mel_filterbank(sample_rate, n_fft, n_mels).to(torch.float64)
     mel_power = filterbank @ spectrum.abs().pow(2)  # (n_mels, frames)
@@ -376,9 +367,7 @@ def _dct_matrix(size: int, keep: int) -> Tensor:
     return basis
 
 
-def mfcc_cosine_distance(
-    output: ArrayLike, target: ArrayLike, sample_rate: int, over: str = "frames"
-) -> float:
+def mfcc_cosine_distance(output: ArrayLike, target: ArrayLike, sample_rate: int, over: str = "frames") -> float:
     """Mean cosine distance between the MFCCs of ``output`` and ``target`` (lower is better).
 
     Args:
@@ -399,9 +388,7 @@ def mfcc_cosine_distance(
         dim = 0
     else:
         raise ValueError(f"over must be 'frames' or 'coefficients', got {over!r}")
-    similarity = F.cosine_similarity(
-        mfcc(output_clip, sample_rate), mfcc(target_clip, sample_rate), dim=dim, eps=1e-12
-    )
+    similarity = F.cosine_similarity(mfcc(output_clip, sample_rate), mfcc(target_clip, sample_rate), dim=dim, eps=1e-12)
     return float((1.0 - similarity).mean())
 
 
@@ -430,10 +417,12 @@ def k_weighting_filters(sample_rate: float) -> tuple[tuple[np.ndarray, np.ndarra
     gain_high = 10.0 ** (3.999843853973347 / 20.0)
     gain_band = gain_high**0.4996667741545416
     a0 = 1.0 + k / q + k * k
-    b_shelf = np.array(
-        [gain_high + gain_band * k / q + k * k, 2.0 * (k * k - gain_high),
-         gain_high - gain_band * k / q + k * k]
-    ) / a0
+    b_shelf = (
+        np.array(
+            [gain_high + gain_band * k / q + k * k, 2.0 * (k * k - gain_high), gain_high - gain_band * k / q + k * k]
+        )
+        / a0
+    )
     a_shelf = np.array([a0, 2.0 * (k * k - 1.0), 1.0 - k / q + k * k]) / a0
 
     k = math.tan(math.pi * 38.13547087602444 / sample_rate)
@@ -466,17 +455,13 @@ def integrated_loudness(audio: ArrayLike, sample_rate: int) -> float:
     block = round(0.4 * sample_rate)
     step = round(0.1 * sample_rate)
     if clip.shape[-1] < block:
-        raise ValueError(
-            f"integrated loudness needs at least 400 ms ({block} samples), got {clip.shape[-1]}"
-        )
+        raise ValueError(f"integrated loudness needs at least 400 ms ({block} samples), got {clip.shape[-1]}")
     weighted = clip
     for b, a in k_weighting_filters(sample_rate):
         weighted = scipy.signal.lfilter(b, a, weighted, axis=-1)
 
     # Block mean squares from a running sum: sums[:, i] is the energy of samples [0, i).
-    sums = np.concatenate(
-        [np.zeros((weighted.shape[0], 1)), np.cumsum(weighted**2, axis=-1)], axis=-1
-    )
+    sums = np.concatenate([np.zeros((weighted.shape[0], 1)), np.cumsum(weighted**2, axis=-1)], axis=-1)
     starts = np.arange(0, weighted.shape[-1] - block + 1, step)
     block_power = ((sums[:, starts + block] - sums[:, starts]) / block).sum(axis=0)
 

@@ -17,6 +17,7 @@ found without training a model (ST-ITO's inference-time optimisation, on any plu
   parameter, how much the loss rises when it moves, with a warning for parameters the reference
   barely constrains.
 """
+
 from __future__ import annotations
 
 import io
@@ -79,10 +80,10 @@ def _magnitudes(audio: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> 
 
 @dataclass
 class _Features:
-    magnitudes: List[np.ndarray]        # per resolution, (C, frames, bins)
-    loudness: float                     # gated mean of the frames' K-weighted loudness, LUFS
-    spectrum: Optional[np.ndarray]      # style: long-term mel-band level in dB (bands,)
-    dynamics: Optional[np.ndarray]      # style: percentiles of short-term loudness - loudness
+    magnitudes: List[np.ndarray]  # per resolution, (C, frames, bins)
+    loudness: float  # gated mean of the frames' K-weighted loudness, LUFS
+    spectrum: Optional[np.ndarray]  # style: long-term mel-band level in dB (bands,)
+    dynamics: Optional[np.ndarray]  # style: percentiles of short-term loudness - loudness
 
 
 class MatchLoss:
@@ -108,12 +109,14 @@ class MatchLoss:
         self.kind = kind
         self.sample_rate = float(sample_rate)
         self.length = int(np.shape(reference)[-1])
-        self._windows = {n: np.hanning(n + 1)[:-1].astype(np.float32) for n, _ in _RESOLUTIONS}   # periodic Hann
+        self._windows = {n: np.hanning(n + 1)[:-1].astype(np.float32) for n, _ in _RESOLUTIONS}  # periodic Hann
         n_fft = _RESOLUTIONS[0][0]
         doubled = np.full(n_fft // 2 + 1, 2.0)
         doubled[0] = doubled[-1] = 1.0
         # Mean square of a frame from its one-sided spectrum (Parseval, over the window's energy).
-        self._weighting = _k_weighting_power(self.sample_rate, n_fft) * doubled / (n_fft * float(np.sum(self._windows[n_fft] ** 2)))
+        self._weighting = (
+            _k_weighting_power(self.sample_rate, n_fft) * doubled / (n_fft * float(np.sum(self._windows[n_fft] ** 2)))
+        )
         if kind == "style":
             from .encoder import mel_filterbank
 
@@ -123,8 +126,8 @@ class MatchLoss:
     def _features(self, audio: np.ndarray) -> _Features:
         resolutions = _RESOLUTIONS if self.kind == "aligned" else _RESOLUTIONS[:1]
         magnitudes = [_magnitudes(audio, n_fft, hop, self._windows[n_fft]) for n_fft, hop in resolutions]
-        power = magnitudes[0].astype(np.float64) ** 2                        # (C, frames, bins)
-        frame_power = (power @ self._weighting).sum(axis=0)                 # (frames,)
+        power = magnitudes[0].astype(np.float64) ** 2  # (C, frames, bins)
+        frame_power = (power @ self._weighting).sum(axis=0)  # (frames,)
         with np.errstate(divide="ignore"):
             frame_loudness = -0.691 + 10 * np.log10(np.maximum(frame_power, 1e-12))
         loud = frame_loudness > -70.0
@@ -166,7 +169,9 @@ class MatchLoss:
         if outputs.ndim != 3:
             raise ValueError(f"outputs must be shaped (K, channels, samples), got {outputs.shape}")
         if self.kind == "aligned" and outputs.shape[-1] != self.length:
-            raise ValueError(f"the aligned loss needs outputs of the reference's {self.length} samples, got {outputs.shape[-1]}")
+            raise ValueError(
+                f"the aligned loss needs outputs of the reference's {self.length} samples, got {outputs.shape[-1]}"
+            )
         return np.array([self._distance(self._features(item)) for item in outputs])
 
 
@@ -181,11 +186,21 @@ class Objective:
     mean losses. ``renders``, ``render_seconds`` and ``loss_seconds`` count the work so far.
     """
 
-    def __init__(self, chain, inputs: Sequence[np.ndarray], losses: Sequence[MatchLoss],
-                 threads: Optional[int] = None, max_bytes: int = 256 << 20):
+    def __init__(
+        self,
+        chain,
+        inputs: Sequence[np.ndarray],
+        losses: Sequence[MatchLoss],
+        threads: Optional[int] = None,
+        max_bytes: int = 256 << 20,
+    ):
         if len(inputs) != len(losses) or not inputs:
             raise ValueError("an objective needs one loss per input, and at least one input")
-        self.chain, self.inputs, self.losses = chain, [np.ascontiguousarray(x, np.float32) for x in inputs], list(losses)
+        self.chain, self.inputs, self.losses = (
+            chain,
+            [np.ascontiguousarray(x, np.float32) for x in inputs],
+            list(losses),
+        )
         self.threads, self.max_bytes = threads, int(max_bytes)
         self.renders, self.render_seconds, self.loss_seconds = 0, 0.0, 0.0
 
@@ -198,9 +213,9 @@ class Objective:
             group = max(1, min(len(thetas), self.max_bytes // max(1, audio.nbytes)))
             for start in range(0, len(thetas), group):
                 began = time.perf_counter()
-                rendered = render_batch(self.chain, thetas[start:start + group], audio, self.threads)
+                rendered = render_batch(self.chain, thetas[start : start + group], audio, self.threads)
                 middle = time.perf_counter()
-                total[start:start + group] += loss(rendered)
+                total[start : start + group] += loss(rendered)
                 self.render_seconds += middle - began
                 self.loss_seconds += time.perf_counter() - middle
                 self.renders += len(rendered)
@@ -212,16 +227,23 @@ class Objective:
 
 @dataclass
 class CmaResult:
-    theta: np.ndarray                 # (P,) the best setting evaluated
+    theta: np.ndarray  # (P,) the best setting evaluated
     loss: float
     iterations: int
     evaluations: int
-    history: List[Dict[str, float]] = field(default_factory=list)   # per iteration: best, median, seconds
+    history: List[Dict[str, float]] = field(default_factory=list)  # per iteration: best, median, seconds
 
 
-def optimise_cma(evaluate: Callable[[np.ndarray], np.ndarray], x0: Sequence[float], iterations: int,
-                 population: int = 32, sigma: float = 0.1, seed: int = 0, progress: bool = True,
-                 description: str = "match (CMA-ES)") -> CmaResult:
+def optimise_cma(
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    x0: Sequence[float],
+    iterations: int,
+    population: int = 32,
+    sigma: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+    description: str = "match (CMA-ES)",
+) -> CmaResult:
     """CMA-ES (``cma`` package) over normalised parameters in [0, 1], from ``x0``:
     ``iterations`` generations of ``population`` settings, each generation one call of
     ``evaluate(thetas (population, P)) -> (population,) losses``. Deterministic for a seed."""
@@ -229,7 +251,9 @@ def optimise_cma(evaluate: Callable[[np.ndarray], np.ndarray], x0: Sequence[floa
     from tqdm import tqdm
 
     if iterations < 1 or population < 2 or not 0 < sigma < 1:
-        raise ValueError(f"need iterations >= 1, population >= 2 and 0 < sigma < 1; got {iterations}, {population}, {sigma}")
+        raise ValueError(
+            f"need iterations >= 1, population >= 2 and 0 < sigma < 1; got {iterations}, {population}, {sigma}"
+        )
     x0 = np.clip(np.asarray(x0, np.float64), 0.0, 1.0)
     if len(x0) == 1:
         raise ValueError("CMA-ES needs at least two parameters; use --method spsa for one")
@@ -257,8 +281,15 @@ def optimise_cma(evaluate: Callable[[np.ndarray], np.ndarray], x0: Sequence[floa
     return CmaResult(best_theta.astype(np.float32), best_loss, len(history), evaluations, history)
 
 
-def optimise_spsa(chain_config: Dict[str, Any], pairs: Sequence[Tuple[Path, Path]], steps: int, out_dir: Path,
-                  seed: int = 0, threads: Optional[int] = None, progress: bool = True) -> np.ndarray:
+def optimise_spsa(
+    chain_config: Dict[str, Any],
+    pairs: Sequence[Tuple[Path, Path]],
+    steps: int,
+    out_dir: Path,
+    seed: int = 0,
+    threads: Optional[int] = None,
+    progress: bool = True,
+) -> np.ndarray:
     """``fxgrad fit-static``'s SPSA optimiser (its lanes, stream, multi-resolution STFT loss on
     frames, Adam on logits) on aligned (input, reference) pairs; returns the setting (P,)."""
     from .config import Config
@@ -267,12 +298,18 @@ def optimise_spsa(chain_config: Dict[str, Any], pairs: Sequence[Tuple[Path, Path
 
     block = int(chain_config.get("block_size", 1024))
     raw = {
-        "name": "match", "output_dir": str(out_dir), "seed": int(seed),
+        "name": "match",
+        "output_dir": str(out_dir),
+        "seed": int(seed),
         "sample_rate": int(round(float(chain_config.get("sample_rate", 44100)))),
         "channels": int(chain_config.get("channels", 2)),
         "frame_size": block * max(1, -(-1024 // block)),
-        "chain": {"plugins": list(chain_config["plugins"]), "learned": chain_config.get("learned"),
-                  "pinned": dict(chain_config.get("pinned") or {}), "block_size": block},
+        "chain": {
+            "plugins": list(chain_config["plugins"]),
+            "learned": chain_config.get("learned"),
+            "pinned": dict(chain_config.get("pinned") or {}),
+            "block_size": block,
+        },
         # The data section names the pairs' folders; fit_static is handed the pairs themselves.
         "data": {"train": {"input": str(Path(pairs[0][0]).parent), "target": str(Path(pairs[0][1]).parent)}},
         "loss": {"type": "mrstft"},
@@ -291,8 +328,13 @@ def optimise_spsa(chain_config: Dict[str, Any], pairs: Sequence[Tuple[Path, Path
 # ---------------------------------------------------------------------------- identifiability
 
 
-def identifiability(evaluate: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, start: np.ndarray,
-                    names: Sequence[str], step: float = IDENTIFIABILITY_STEP) -> Dict[str, Any]:
+def identifiability(
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    theta: np.ndarray,
+    start: np.ndarray,
+    names: Sequence[str],
+    step: float = IDENTIFIABILITY_STEP,
+) -> Dict[str, Any]:
     """How well the loss determines each parameter at the solution ``theta``.
 
     Renders the solution, the starting setting and the solution with one parameter at a time
@@ -333,8 +375,16 @@ def identifiability(evaluate: Callable[[np.ndarray], np.ndarray], theta: np.ndar
         else:
             status = "well determined"
         width = 1.0 if contrast <= 0 else float(min(1.0, step / math.sqrt(contrast)))
-        rows.append({"parameter": name, "normalised": float(theta[i]), "rise": rise, "contrast": contrast,
-                     "range": width, "status": status})
+        rows.append(
+            {
+                "parameter": name,
+                "normalised": float(theta[i]),
+                "rise": rise,
+                "contrast": contrast,
+                "range": width,
+                "status": status,
+            }
+        )
     return {"loss": best, "start_loss": start_loss, "step": float(step), "yardstick": yardstick, "parameters": rows}
 
 
@@ -360,8 +410,12 @@ def fit_static_identifiability(config, result: Dict[str, Any], clips: int = 4) -
                 total += [float(loss_fn(out[None], target[None])) for out in rendered]
         return total / len(pairs)
 
-    report = identifiability(evaluate, np.asarray(result["normalised"], np.float32),
-                             np.asarray(result["defaults"], np.float32), result["parameters"])
+    report = identifiability(
+        evaluate,
+        np.asarray(result["normalised"], np.float32),
+        np.asarray(result["defaults"], np.float32),
+        result["parameters"],
+    )
     path = Path(result["path"])
     saved = json.loads(path.read_text())
     saved["identifiability"] = report
@@ -369,22 +423,37 @@ def fit_static_identifiability(config, result: Dict[str, Any], clips: int = 4) -
     return report
 
 
-def identifiability_table(report: Dict[str, Any], plain: Optional[Sequence[float]] = None,
-                          units: Optional[Sequence[str]] = None) -> str:
+def identifiability_table(
+    report: Dict[str, Any], plain: Optional[Sequence[float]] = None, units: Optional[Sequence[str]] = None
+) -> str:
     """The report as a text table, then one warning line per barely constrained parameter."""
     from ._text import format_table
 
     rows, warnings = [], []
     for k, row in enumerate(report["parameters"]):
         value = "" if plain is None else f"{plain[k]:.6g}{(' ' + units[k]) if units and units[k] else ''}"
-        rows.append([row["parameter"], value, f"{row['normalised']:.4f}", f"{row['rise']:.4g}", f"{row['contrast']:.3g}",
-                     f"±{row['range']:.3f}", row["status"]])
+        rows.append(
+            [
+                row["parameter"],
+                value,
+                f"{row['normalised']:.4f}",
+                f"{row['rise']:.4g}",
+                f"{row['contrast']:.3g}",
+                f"±{row['range']:.3f}",
+                row["status"],
+            ]
+        )
         if row["status"] == "barely constrained":
-            warnings.append(f"warning: {row['parameter']} is barely constrained: moving it by ±{report['step']:g} raises "
-                            f"the loss by {row['rise']:.3g}, {row['contrast']:.2g}x what is left of it "
-                            f"({report['yardstick']:.3g}); its value is a guess")
-    text = format_table(["parameter", "value", "normalised", f"loss rise ±{report['step']:g}", "rise/residual",
-                         "±range", ""], rows, align="lrrrrrl")
+            warnings.append(
+                f"warning: {row['parameter']} is barely constrained: moving it by ±{report['step']:g} raises "
+                f"the loss by {row['rise']:.3g}, {row['contrast']:.2g}x what is left of it "
+                f"({report['yardstick']:.3g}); its value is a guess"
+            )
+    text = format_table(
+        ["parameter", "value", "normalised", f"loss rise ±{report['step']:g}", "rise/residual", "±range", ""],
+        rows,
+        align="lrrrrrl",
+    )
     return "\n".join([text, *warnings])
 
 
@@ -408,8 +477,10 @@ def _loss_kind(kind: str, input_samples: int, reference_samples: int, sample_rat
     if kind == "auto":
         return "aligned" if abs(input_samples - reference_samples) <= _LENGTH_TOLERANCE_S * sample_rate else "style"
     if kind == "aligned" and abs(input_samples - reference_samples) > _LENGTH_TOLERANCE_S * sample_rate:
-        raise ValueError(f"the aligned loss needs an input and a reference of the same length; got {input_samples} "
-                         f"and {reference_samples} samples (use --loss style for other material)")
+        raise ValueError(
+            f"the aligned loss needs an input and a reference of the same length; got {input_samples} "
+            f"and {reference_samples} samples (use --loss style for other material)"
+        )
     return kind
 
 
@@ -435,8 +506,7 @@ def match_files(
     ``settings.json`` with ``paths`` added. ``budget``: CMA-ES generations or SPSA steps."""
     from .batch import render_batch
     from .chainfile import load_chain
-    from .render import (parameter_units, plain_values, read_audio, read_parameter_csv, write_audio,
-                         write_parameter_csv)
+    from .render import parameter_units, plain_values, read_audio, read_parameter_csv, write_audio, write_parameter_csv
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -455,7 +525,7 @@ def match_files(
     names = list(chain.learned)
 
     inputs, losses, references, kinds = [], [], [], []
-    for name, source, target in pairs:
+    for _name, source, target in pairs:
         audio, reference = read_audio(source, rate, channels), read_audio(target, rate, channels)
         kind = _loss_kind(loss, audio.shape[-1], reference.shape[-1], rate)
         if kind == "aligned":
@@ -475,7 +545,9 @@ def match_files(
         theta, iterations, history = found.theta, found.iterations, found.history
     else:
         if set(kinds) != {"aligned"}:
-            raise ValueError("--method spsa compares frame by frame: it needs aligned pairs (same material, same length)")
+            raise ValueError(
+                "--method spsa compares frame by frame: it needs aligned pairs (same material, same length)"
+            )
         theta = optimise_spsa(config, [(s, t) for _, s, t in pairs], budget, out_dir, seed, threads, progress)
         iterations = budget
     seconds = time.perf_counter() - began
@@ -497,8 +569,19 @@ def match_files(
         paths["audio"] = out_dir / "output.wav"
         write_audio(paths["audio"], outputs[0], rate)
     paths["plot"] = out_dir / "match.png"
-    plot_match(paths["plot"], rate, inputs[0], outputs[0], references[0], names, start, theta, report, history,
-               title=f"{pairs[0][1].name} matched to {pairs[0][2].name} ({method}, {kinds[0]} loss)")
+    plot_match(
+        paths["plot"],
+        rate,
+        inputs[0],
+        outputs[0],
+        references[0],
+        names,
+        start,
+        theta,
+        report,
+        history,
+        title=f"{pairs[0][1].name} matched to {pairs[0][2].name} ({method}, {kinds[0]} loss)",
+    )
     written = []
     if presets:
         from .presets import write_presets
@@ -506,18 +589,36 @@ def match_files(
         written = write_presets(chain, out_dir / "presets", f"match-{input_path.stem}", theta)
         paths["presets"] = out_dir / "presets"
     result = {
-        "input": str(input_path), "reference": str(reference_path), "pairs": len(pairs),
-        "method": method, "loss": kinds[0] if len(set(kinds)) == 1 else kinds, "budget": budget,
-        "iterations": iterations, "renders": objective.renders, "seconds": seconds,
-        "render_seconds": objective.render_seconds, "loss_seconds": objective.loss_seconds,
-        "parameters": names, "units": units,
-        "normalised": [float(v) for v in theta], "plain": [float(v) for v in plain],
+        "input": str(input_path),
+        "reference": str(reference_path),
+        "pairs": len(pairs),
+        "method": method,
+        "loss": kinds[0] if len(set(kinds)) == 1 else kinds,
+        "budget": budget,
+        "iterations": iterations,
+        "renders": objective.renders,
+        "seconds": seconds,
+        "render_seconds": objective.render_seconds,
+        "loss_seconds": objective.loss_seconds,
+        "parameters": names,
+        "units": units,
+        "normalised": [float(v) for v in theta],
+        "plain": [float(v) for v in plain],
         "start": [float(v) for v in start],
-        "start_loss": report["start_loss"], "final_loss": report["loss"],
+        "start_loss": report["start_loss"],
+        "final_loss": report["loss"],
         "identifiability": report,
         "history": history,
-        "presets": [{"plugin": p.plugin, "name": p.name, "format": p.format,
-                     "path": None if p.path is None else str(p.path), "note": p.note} for p in written],
+        "presets": [
+            {
+                "plugin": p.plugin,
+                "name": p.name,
+                "format": p.format,
+                "path": None if p.path is None else str(p.path),
+                "note": p.note,
+            }
+            for p in written
+        ],
         "chain": config,
     }
     paths["settings"] = out_dir / "settings.json"
@@ -529,10 +630,12 @@ def match_files(
 def match_report(result: Dict[str, Any]) -> str:
     """The text ``fxgrad match`` prints: loss before/after, the settings with identifiability,
     and the files written."""
-    lines = [f"{result['method']} on {result['pairs']} pair(s), {result['iterations']} iteration(s), "
-             f"{result['renders']} renders in {result['seconds']:.1f} s ({result['render_seconds']:.1f} s rendering); "
-             f"loss {result['start_loss']:.5g} at the start -> {result['final_loss']:.5g}",
-             identifiability_table(result["identifiability"], result["plain"], result["units"])]
+    lines = [
+        f"{result['method']} on {result['pairs']} pair(s), {result['iterations']} iteration(s), "
+        f"{result['renders']} renders in {result['seconds']:.1f} s ({result['render_seconds']:.1f} s rendering); "
+        f"loss {result['start_loss']:.5g} at the start -> {result['final_loss']:.5g}",
+        identifiability_table(result["identifiability"], result["plain"], result["units"]),
+    ]
     for preset in result["presets"]:
         if preset["path"] is None:
             lines.append(f"no preset for plugin {preset['plugin']} ({preset['name']}): {preset['note']}")
@@ -545,9 +648,19 @@ def match_report(result: Dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- the plot
 
 
-def plot_match(path: PathLike, sample_rate: int, before: np.ndarray, after: np.ndarray, reference: np.ndarray,
-               names: Sequence[str], start: np.ndarray, theta: np.ndarray, report: Dict[str, Any],
-               history: Sequence[Dict[str, float]], title: str = "") -> None:
+def plot_match(
+    path: PathLike,
+    sample_rate: int,
+    before: np.ndarray,
+    after: np.ndarray,
+    reference: np.ndarray,
+    names: Sequence[str],
+    start: np.ndarray,
+    theta: np.ndarray,
+    report: Dict[str, Any],
+    history: Sequence[Dict[str, float]],
+    title: str = "",
+) -> None:
     """PNG: long-term spectra of input (before), output (after) and reference; their 0.4 s
     loudness over time; the loss per iteration; the normalised settings (start and found),
     coloured by how well the loss determines them. Written atomically."""
@@ -558,19 +671,41 @@ def plot_match(path: PathLike, sample_rate: int, before: np.ndarray, after: np.n
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(2, 2, figsize=(13, 7.5))
-    curves = [("input (before)", before, "tab:gray"), ("output (after)", after, "tab:blue"), ("reference", reference, "tab:orange")]
+    curves = [
+        ("input (before)", before, "tab:gray"),
+        ("output (after)", after, "tab:blue"),
+        ("reference", reference, "tab:orange"),
+    ]
     n_fft = 4096
     for label, audio, colour in curves:
         mono = np.asarray(audio, np.float64).mean(axis=0)
-        spectrum = torch.stft(torch.from_numpy(mono), n_fft, n_fft // 4, window=torch.hann_window(n_fft, dtype=torch.float64),
-                              return_complex=True).abs().pow(2).mean(dim=1).numpy()
+        spectrum = (
+            torch.stft(
+                torch.from_numpy(mono),
+                n_fft,
+                n_fft // 4,
+                window=torch.hann_window(n_fft, dtype=torch.float64),
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+            .mean(dim=1)
+            .numpy()
+        )
         frequencies = np.arange(len(spectrum)) * sample_rate / n_fft
-        axes[0, 0].semilogx(frequencies[1:], 10 * np.log10(spectrum[1:] + 1e-12), label=label, color=colour, linewidth=1)
+        axes[0, 0].semilogx(
+            frequencies[1:], 10 * np.log10(spectrum[1:] + 1e-12), label=label, color=colour, linewidth=1
+        )
         block = int(0.4 * sample_rate)
         hop = block // 4
-        power = np.array([np.mean(mono[i:i + block] ** 2) for i in range(0, max(1, len(mono) - block + 1), hop)])
-        axes[0, 1].plot(np.arange(len(power)) * hop / sample_rate, 10 * np.log10(power + 1e-12), color=colour,
-                        linewidth=1, label=label)
+        power = np.array([np.mean(mono[i : i + block] ** 2) for i in range(0, max(1, len(mono) - block + 1), hop)])
+        axes[0, 1].plot(
+            np.arange(len(power)) * hop / sample_rate,
+            10 * np.log10(power + 1e-12),
+            color=colour,
+            linewidth=1,
+            label=label,
+        )
     axes[0, 0].set(xlabel="Hz", ylabel="dB", title="long-term spectrum")
     axes[0, 0].set_xlim(20, sample_rate / 2)
     axes[0, 0].legend(fontsize=8)
@@ -583,13 +718,18 @@ def plot_match(path: PathLike, sample_rate: int, before: np.ndarray, after: np.n
     else:
         axes[1, 0].bar(["start", "found"], [report["start_loss"], report["loss"]], color=["tab:gray", "tab:blue"])
     axes[1, 0].set(xlabel="iteration", ylabel="loss", title=f"loss {report['start_loss']:.4g} -> {report['loss']:.4g}")
-    status_colour = {"well determined": "tab:green", "weak": "tab:olive", "barely constrained": "tab:red",
-                     "not at a minimum": "tab:purple"}
+    status_colour = {
+        "well determined": "tab:green",
+        "weak": "tab:olive",
+        "barely constrained": "tab:red",
+        "not at a minimum": "tab:purple",
+    }
     positions = np.arange(len(names))
     colours = [status_colour[row["status"]] for row in report["parameters"]]
     axes[1, 1].scatter(start, positions, marker="|", color="black", s=120, label="start")
-    axes[1, 1].errorbar(theta, positions, xerr=[row["range"] for row in report["parameters"]], fmt="none",
-                        ecolor=colours, alpha=0.5)
+    axes[1, 1].errorbar(
+        theta, positions, xerr=[row["range"] for row in report["parameters"]], fmt="none", ecolor=colours, alpha=0.5
+    )
     axes[1, 1].scatter(theta, positions, c=colours, s=30, label="found (bar: ±range)", zorder=3)
     axes[1, 1].set_yticks(positions, [n for n in names], fontsize=7)
     axes[1, 1].set_xlim(-0.02, 1.02)

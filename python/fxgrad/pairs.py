@@ -16,6 +16,7 @@ each source file go to one split, so no material is shared between train, valid 
 ``fxgrad evaluate CHECKPOINT OUT/test`` scores on it (and, with params/, reports the parameter
 error against the hidden settings).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,9 +72,11 @@ def pair_by_name(inputs: PathLike, targets: PathLike) -> List[Tuple[str, Path, P
             a, b = stems_a, stems_b
     lonely_inputs, lonely_targets = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if lonely_inputs or lonely_targets:
-        raise ValueError(f"unpaired files: inputs without a target {lonely_inputs[:10]}"
-                         f"{' ...' if len(lonely_inputs) > 10 else ''}, targets without an input {lonely_targets[:10]}"
-                         f"{' ...' if len(lonely_targets) > 10 else ''}")
+        raise ValueError(
+            f"unpaired files: inputs without a target {lonely_inputs[:10]}"
+            f"{' ...' if len(lonely_inputs) > 10 else ''}, targets without an input {lonely_targets[:10]}"
+            f"{' ...' if len(lonely_targets) > 10 else ''}"
+        )
     return [(key.replace("/", "__"), a[key], b[key]) for key in sorted(a)]
 
 
@@ -102,7 +105,9 @@ def read_converted(path: Path, sample_rate: int, channels: int) -> np.ndarray:
         elif have > channels:
             samples = samples[:, :channels]
         else:
-            raise ValueError(f"{path} has {have} channels; {channels} cannot be made from them (give --channels {have} or 1)")
+            raise ValueError(
+                f"{path} has {have} channels; {channels} cannot be made from them (give --channels {have} or 1)"
+            )
     return np.ascontiguousarray(samples.T)
 
 
@@ -112,7 +117,7 @@ def cut(audio: np.ndarray, clip_samples: Optional[int], min_samples: int) -> Lis
     length = audio.shape[-1]
     if clip_samples is None:
         return [audio] if length >= min_samples else []
-    pieces = [audio[:, start:start + clip_samples] for start in range(0, length, clip_samples)]
+    pieces = [audio[:, start : start + clip_samples] for start in range(0, length, clip_samples)]
     return [p for p in pieces if p.shape[-1] >= min_samples]
 
 
@@ -196,8 +201,10 @@ def build_pairs(
         sample_rate = sample_rate or int(round(rendering.sample_rate))
         channels = channels or rendering.channels
         if sample_rate != int(round(rendering.sample_rate)) or channels != rendering.channels:
-            raise ValueError(f"the chain runs at {rendering.sample_rate:g} Hz with {rendering.channels} channel(s); "
-                             f"targets rendered through it have those (drop --sample-rate/--channels)")
+            raise ValueError(
+                f"the chain runs at {rendering.sample_rate:g} Hz with {rendering.channels} channel(s); "
+                f"targets rendered through it have those (drop --sample-rate/--channels)"
+            )
         sources = [(key.replace("/", "__"), path, None) for key, path in _audio_tree(Path(inputs), "input").items()]
     else:
         sample_rate, channels = sample_rate or 44100, channels or 2
@@ -208,17 +215,22 @@ def build_pairs(
 
     clips: List[_Clip] = []
     notes: List[str] = []
-    for (name, source, target), split in tqdm(list(zip(sources, splits)), desc="reading", unit="file",
-                                              disable=not progress, leave=False):
+    for (name, source, target), split in tqdm(
+        list(zip(sources, splits)), desc="reading", unit="file", disable=not progress, leave=False
+    ):
         audio = read_converted(source, sample_rate, channels)
         if target is not None:
             reference = read_converted(target, sample_rate, channels)
             if abs(audio.shape[-1] - reference.shape[-1]) > length_tolerance * sample_rate:
-                raise ValueError(f"{source.name} lasts {audio.shape[-1] / sample_rate:.3f} s but its target {target} "
-                                 f"{reference.shape[-1] / sample_rate:.3f} s (more than --length-tolerance "
-                                 f"{length_tolerance} s apart)")
+                raise ValueError(
+                    f"{source.name} lasts {audio.shape[-1] / sample_rate:.3f} s but its target {target} "
+                    f"{reference.shape[-1] / sample_rate:.3f} s (more than --length-tolerance "
+                    f"{length_tolerance} s apart)"
+                )
             length = min(audio.shape[-1], reference.shape[-1])
-            pieces = zip(cut(audio[:, :length], clip_samples, min_samples), cut(reference[:, :length], clip_samples, min_samples))
+            pieces = zip(
+                cut(audio[:, :length], clip_samples, min_samples), cut(reference[:, :length], clip_samples, min_samples)
+            )
         else:
             pieces = ((piece, None) for piece in cut(audio, clip_samples, min_samples))
         made = 0
@@ -246,27 +258,39 @@ def build_pairs(
         row: Dict[str, Any] = {"clip": clip.name, "source": clip.source, "seconds": clip.input.shape[-1] / sample_rate}
         if thetas is not None:
             frames = math.ceil(clip.input.shape[-1] / frame_size)
-            write_parameter_csv(folder / "params" / f"{clip.name}.csv", rendering, np.tile(thetas[index], (frames, 1)), frame_size)
+            write_parameter_csv(
+                folder / "params" / f"{clip.name}.csv", rendering, np.tile(thetas[index], (frames, 1)), frame_size
+            )
             row["normalised"] = [float(v) for v in thetas[index]]
         rows_by_split[clip.split].append(row)
 
     manifest: Dict[str, Any] = {
         "generator": "fxgrad data pairs",
-        "inputs": str(inputs), "targets": None if targets is None else str(targets),
-        "sample_rate": sample_rate, "channels": channels,
-        "clip_seconds": clip_seconds, "min_seconds": min_seconds, "seed": seed,
+        "inputs": str(inputs),
+        "targets": None if targets is None else str(targets),
+        "sample_rate": sample_rate,
+        "channels": channels,
+        "clip_seconds": clip_seconds,
+        "min_seconds": min_seconds,
+        "seed": seed,
         "splits": {s: rows for s, rows in rows_by_split.items() if rows},
         "notes": notes,
     }
     if rendering is not None:
-        manifest.update(chain=chain_config, parameters=list(rendering.learned), set=applied,
-                        random=random_settings, frame_size=frame_size)
+        manifest.update(
+            chain=chain_config,
+            parameters=list(rendering.learned),
+            set=applied,
+            random=random_settings,
+            frame_size=frame_size,
+        )
     atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
 
 
-def _render_targets(chain, clips: List[_Clip], thetas: np.ndarray, threads: Optional[int], progress: bool,
-                    max_bytes: int = 256 << 20) -> None:
+def _render_targets(
+    chain, clips: List[_Clip], thetas: np.ndarray, threads: Optional[int], progress: bool, max_bytes: int = 256 << 20
+) -> None:
     """Each clip through the chain from a fresh state at its setting, clips of one length in
     batches (:func:`fxgrad.render_batch`)."""
     from tqdm import tqdm
@@ -280,7 +304,7 @@ def _render_targets(chain, clips: List[_Clip], thetas: np.ndarray, threads: Opti
     for length, members in by_length.items():
         group = max(1, max_bytes // (4 * chain.channels * length))
         for start in range(0, len(members), group):
-            chosen = members[start:start + group]
+            chosen = members[start : start + group]
             audio = np.stack([clips[i].input for i in chosen])
             for i, out in zip(chosen, render_batch(chain, thetas[chosen], audio, threads)):
                 clips[i].target = out
@@ -294,19 +318,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("out_dir", help="new folder for the data set")
     parser.add_argument("--targets", help="folder of target audio, paired with the inputs by name")
     parser.add_argument("--chain", help="render the targets through this chain file (a chain or training config)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a hidden setting of the chain in plain units, e.g. 0.threshold_db=-24 (repeatable)")
-    parser.add_argument("--random", action="store_true",
-                        help="draw the learned parameters at random per clip (uniform 0.1-0.9 normalised)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hidden setting of the chain in plain units, e.g. 0.threshold_db=-24 (repeatable)",
+    )
+    parser.add_argument(
+        "--random",
+        action="store_true",
+        help="draw the learned parameters at random per clip (uniform 0.1-0.9 normalised)",
+    )
     parser.add_argument("--sample-rate", type=int, help="Hz (default: the chain's, else 44100)")
     parser.add_argument("--channels", type=int, help="channels (default: the chain's, else 2)")
-    parser.add_argument("--clip-seconds", type=float, default=10.0, help="clip length (default 10; 0 keeps whole files)")
+    parser.add_argument(
+        "--clip-seconds", type=float, default=10.0, help="clip length (default 10; 0 keeps whole files)"
+    )
     parser.add_argument("--min-seconds", type=float, default=1.0, help="shorter pieces are dropped (default 1)")
     parser.add_argument("--valid", type=float, default=0.1, help="fraction of the files for validation (default 0.1)")
     parser.add_argument("--test", type=float, default=0.1, help="fraction of the files for testing (default 0.1)")
-    parser.add_argument("--frame-size", type=int, default=1024, help="frames of the params CSVs (the config's frame_size)")
-    parser.add_argument("--length-tolerance", type=float, default=0.05,
-                        help="seconds an input and its target may differ (both are trimmed to the shorter)")
+    parser.add_argument(
+        "--frame-size", type=int, default=1024, help="frames of the params CSVs (the config's frame_size)"
+    )
+    parser.add_argument(
+        "--length-tolerance",
+        type=float,
+        default=0.05,
+        help="seconds an input and its target may differ (both are trimmed to the shorter)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="rendering threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true")
@@ -314,11 +354,25 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """``fxgrad data pairs``: build, then print what was made and the config lines to use it."""
-    manifest = build_pairs(args.inputs, args.out_dir, targets=args.targets, chain=args.chain, settings=args.set,
-                           random_settings=args.random, sample_rate=args.sample_rate, channels=args.channels,
-                           clip_seconds=args.clip_seconds or None, min_seconds=args.min_seconds, valid=args.valid,
-                           test=args.test, frame_size=args.frame_size, length_tolerance=args.length_tolerance,
-                           seed=args.seed, threads=args.threads, progress=not args.no_progress)
+    manifest = build_pairs(
+        args.inputs,
+        args.out_dir,
+        targets=args.targets,
+        chain=args.chain,
+        settings=args.set,
+        random_settings=args.random,
+        sample_rate=args.sample_rate,
+        channels=args.channels,
+        clip_seconds=args.clip_seconds or None,
+        min_seconds=args.min_seconds,
+        valid=args.valid,
+        test=args.test,
+        frame_size=args.frame_size,
+        length_tolerance=args.length_tolerance,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
     for note in manifest["notes"]:
         print(f"note: {note}")
     counts = ", ".join(f"{split} {len(rows)} clips" for split, rows in manifest["splits"].items())

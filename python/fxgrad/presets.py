@@ -16,6 +16,7 @@
 A preset loaded back (:func:`load_preset`) into a fresh instance reproduces the plugin's output
 bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ def _juce_base64_encode(data: bytes) -> str:
     chars = (size * 8 + 5) // 6
     padded = np.zeros(-(-size // 3) * 3, np.uint32)
     padded[:size] = np.frombuffer(data, np.uint8)
-    groups = padded[0::3] | (padded[1::3] << 8) | (padded[2::3] << 16)   # 24 bits = 4 characters
+    groups = padded[0::3] | (padded[1::3] << 8) | (padded[2::3] << 16)  # 24 bits = 4 characters
     sixes = np.stack([(groups >> shift) & 63 for shift in (0, 6, 12, 18)], axis=1).reshape(-1)[:chars]
     return f"{size}." + _JUCE_ALPHABET[sixes].tobytes().decode("ascii")
 
@@ -85,13 +86,15 @@ def _juce_vst3_states(blob: bytes) -> Tuple[bytes, Optional[bytes]]:
     if len(blob) < 9 or struct.unpack_from("<I", blob)[0] != _JUCE_XML_MAGIC:
         raise PresetError("the plugin's state is not JUCE's VST3 state XML")
     length = struct.unpack_from("<I", blob, 4)[0]
-    root = ElementTree.fromstring(blob[8:8 + length].rstrip(b"\0"))
+    root = ElementTree.fromstring(blob[8 : 8 + length].rstrip(b"\0"))
     component = root.find("IComponent")
     if component is None or not (component.text or "").strip():
         raise PresetError("the plugin saved no component state")
     controller = root.find("IEditController")
-    return (_juce_base64_decode(component.text),
-            _juce_base64_decode(controller.text) if controller is not None and controller.text else None)
+    return (
+        _juce_base64_decode(component.text),
+        _juce_base64_decode(controller.text) if controller is not None and controller.text else None,
+    )
 
 
 def _juce_vst3_blob(component: bytes, controller: Optional[bytes]) -> bytes:
@@ -120,8 +123,12 @@ def _print_vst3_classes(binary: str) -> None:
     import ctypes
 
     class ClassInfo(ctypes.Structure):  # Steinberg::PClassInfo
-        _fields_ = [("cid", ctypes.c_ubyte * 16), ("cardinality", ctypes.c_int32),
-                    ("category", ctypes.c_char * 32), ("name", ctypes.c_char * 64)]
+        _fields_ = [
+            ("cid", ctypes.c_ubyte * 16),
+            ("cardinality", ctypes.c_int32),
+            ("category", ctypes.c_char * 32),
+            ("name", ctypes.c_char * 64),
+        ]
 
     library = ctypes.CDLL(binary)
     entry = getattr(library, "ModuleEntry", None)
@@ -141,8 +148,13 @@ def _print_vst3_classes(binary: str) -> None:
     for index in range(count):
         info = ClassInfo()
         if class_info(factory, index, ctypes.byref(info)) == 0:
-            classes.append({"cid": bytes(info.cid).hex().upper(), "category": info.category.decode(errors="replace"),
-                            "name": info.name.decode(errors="replace")})
+            classes.append(
+                {
+                    "cid": bytes(info.cid).hex().upper(),
+                    "category": info.category.decode(errors="replace"),
+                    "name": info.name.decode(errors="replace"),
+                }
+            )
     ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(table[2])(factory)
     print(json.dumps(classes))
 
@@ -154,10 +166,22 @@ def vst3_classes(bundle: str) -> Tuple[Tuple[str, str, str], ...]:
     this one."""
     binary = _vst3_binary(Path(bundle))
     package_parent = str(Path(__file__).resolve().parent.parent)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", "import sys; from fxgrad.presets import _print_vst3_classes; "
-                           "_print_vst3_classes(sys.argv[1])", str(binary)],
-                          capture_output=True, text=True, timeout=60, env=environment)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from fxgrad.presets import _print_vst3_classes; _print_vst3_classes(sys.argv[1])",
+            str(binary),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
     if done.returncode != 0 or not lines:
         raise PresetError(f"cannot read the class IDs of {binary}: {done.stderr.strip()[-400:] or 'no output'}")
@@ -188,8 +212,12 @@ class VstPreset:
 
 
 def _meta_info(plugin, name: str) -> str:
-    attributes = [("MediaType", "VstPreset"), ("PlugInName", plugin.name), ("PlugInVendor", plugin.vendor),
-                  ("MediaName", name)]
+    attributes = [
+        ("MediaType", "VstPreset"),
+        ("PlugInName", plugin.name),
+        ("PlugInVendor", plugin.vendor),
+        ("MediaName", name),
+    ]
     root = ElementTree.Element("MetaInfo")
     for key, value in attributes:
         ElementTree.SubElement(root, "Attr", id=key, value=value, type="string", flags="writeProtected")
@@ -210,8 +238,11 @@ def vstpreset_bytes(preset: VstPreset) -> bytes:
         entries.append((chunk_id, offset, len(data)))
         body += data
         offset += len(data)
-    listing = b"List" + struct.pack("<i", len(entries)) + b"".join(
-        chunk_id + struct.pack("<qq", at, size) for chunk_id, at, size in entries)
+    listing = (
+        b"List"
+        + struct.pack("<i", len(entries))
+        + b"".join(chunk_id + struct.pack("<qq", at, size) for chunk_id, at, size in entries)
+    )
     header = b"VST3" + struct.pack("<i", 1) + preset.class_id.encode("ascii") + struct.pack("<q", offset)
     return header + bytes(body) + listing
 
@@ -223,7 +254,7 @@ def read_vstpreset(path: PathLike) -> VstPreset:
         raise PresetError(f"{path} is not a .vstpreset file (no VST3 header)")
     class_id = data[8:40].decode("ascii", errors="replace")
     (list_offset,) = struct.unpack_from("<q", data, 40)
-    if not 48 <= list_offset <= len(data) - 8 or data[list_offset:list_offset + 4] != b"List":
+    if not 48 <= list_offset <= len(data) - 8 or data[list_offset : list_offset + 4] != b"List":
         raise PresetError(f"{path}: the chunk list is missing or damaged")
     (count,) = struct.unpack_from("<i", data, list_offset + 4)
     chunks = {}
@@ -231,11 +262,11 @@ def read_vstpreset(path: PathLike) -> VstPreset:
         at = list_offset + 8 + 20 * k
         if at + 20 > len(data):
             raise PresetError(f"{path}: the chunk list is cut short")
-        chunk_id = data[at:at + 4]
+        chunk_id = data[at : at + 4]
         offset, size = struct.unpack_from("<qq", data, at + 4)
         if offset < 0 or size < 0 or offset + size > len(data):
             raise PresetError(f"{path}: chunk {chunk_id!r} lies outside the file")
-        chunks[chunk_id] = data[offset:offset + size]
+        chunks[chunk_id] = data[offset : offset + size]
     if b"Comp" not in chunks:
         raise PresetError(f"{path} holds no component state (Comp chunk)")
     info = chunks.get(b"Info")
@@ -300,7 +331,7 @@ def write_lv2_preset(plugin, bundle: PathLike, name: Optional[str] = None) -> Pa
     subject = _SAVED_STATE.search(state)
     if subject is None or "pset:Preset" not in state:
         raise PresetError(f"the state of '{plugin.name}' is not an LV2 preset document")
-    body = state[: subject.start()] + "<>" + state[subject.end():]
+    body = state[: subject.start()] + "<>" + state[subject.end() :]
     body = body.replace("a pset:Preset", "a pset:Preset ;\n\trdfs:label " + _turtle_string(name), 1)
     if "@prefix rdfs:" not in body:
         body = "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n" + body
@@ -382,8 +413,15 @@ def write_presets(chain, folder: PathLike, name: str, theta: Optional[Sequence[f
         elif plugin.format == "LV2":
             written.append(PresetFile(index, plugin.name, plugin.format, write_lv2_preset(plugin, path, name)))
         else:
-            written.append(PresetFile(index, plugin.name, plugin.format, None,
-                                      f"{plugin.format} has no preset file format; the settings are in the JSON"))
+            written.append(
+                PresetFile(
+                    index,
+                    plugin.name,
+                    plugin.format,
+                    None,
+                    f"{plugin.format} has no preset file format; the settings are in the JSON",
+                )
+            )
     return written
 
 

@@ -6,6 +6,7 @@ frames of N samples; each frame's context window (W samples centred on it, zeros
 clip) goes through the encoder, and the chain processes the frames in order with each frame's
 predicted parameters. ``fxgrad apply`` is :func:`apply_file`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -133,8 +134,9 @@ def write_parameter_csv(path: PathLike, chain: Chain, thetas: np.ndarray, frame_
     writer.writerow(["frame", "time_s", *names, *[f"{n} [norm]" for n in names]])
     rate = float(chain.sample_rate)
     for k in range(len(thetas)):
-        writer.writerow([k, f"{k * frame_size / rate:.6f}", *[f"{v:.6g}" for v in plain[k]],
-                         *[f"{v:.6f}" for v in thetas[k]]])
+        writer.writerow(
+            [k, f"{k * frame_size / rate:.6f}", *[f"{v:.6g}" for v in plain[k]], *[f"{v:.6f}" for v in thetas[k]]]
+        )
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
@@ -195,7 +197,7 @@ def contexts(audio: torch.Tensor, frame_size: int, context: int, start: int, sto
     first = start * frame_size - offset
     last = (stop - 1) * frame_size - offset + context
     left, right = max(0, -first), max(0, last - samples)
-    span = audio[:, max(first, 0):min(last, samples)]
+    span = audio[:, max(first, 0) : min(last, samples)]
     padded = torch.nn.functional.pad(span, (left, right))
     windows = padded.unfold(-1, context, frame_size)  # (C, frames, W)
     return windows.permute(1, 0, 2).contiguous()
@@ -226,10 +228,16 @@ class TrainedModel:
         encoder.to(device).eval()
         chain = state["chain"]
         return cls(
-            encoder=encoder, chain_config=chain, names=list(state["parameters"]),
-            defaults=np.asarray(state["defaults"], np.float32), active=np.asarray(state["active"], bool),
-            frame_size=int(state["encoder"]["frame_size"]), sample_rate=int(round(float(chain["sample_rate"]))),
-            channels=int(chain["channels"]), checkpoint=state, device=device,
+            encoder=encoder,
+            chain_config=chain,
+            names=list(state["parameters"]),
+            defaults=np.asarray(state["defaults"], np.float32),
+            active=np.asarray(state["active"], bool),
+            frame_size=int(state["encoder"]["frame_size"]),
+            sample_rate=int(round(float(chain["sample_rate"]))),
+            channels=int(chain["channels"]),
+            checkpoint=state,
+            device=device,
         )
 
     def new_chain(self) -> Chain:
@@ -287,26 +295,47 @@ def plot_render(
     for k, name in enumerate(names):
         groups.setdefault(name.partition(".")[0], []).append(k)
     heights = [1.0] * len(panels) + [1.1] * len(groups)
-    figure, axes = plt.subplots(len(heights), 1, figsize=(12, 1.9 * sum(heights)), sharex=True,
-                                gridspec_kw={"height_ratios": heights})
+    figure, axes = plt.subplots(
+        len(heights), 1, figsize=(12, 1.9 * sum(heights)), sharex=True, gridspec_kw={"height_ratios": heights}
+    )
     duration = np.shape(input_audio)[-1] / sample_rate
     for axis, (label, audio) in zip(axes, panels):
         mono = np.asarray(audio, np.float64).mean(axis=0)
         # Zero padding at the ends, not reflection: a clip shorter than the window still plots.
-        spectrum = torch.stft(torch.from_numpy(mono), 1024, 256, window=torch.hann_window(1024, dtype=torch.float64),
-                              pad_mode="constant", return_complex=True).abs().numpy()
+        spectrum = (
+            torch.stft(
+                torch.from_numpy(mono),
+                1024,
+                256,
+                window=torch.hann_window(1024, dtype=torch.float64),
+                pad_mode="constant",
+                return_complex=True,
+            )
+            .abs()
+            .numpy()
+        )
         decibels = 20 * np.log10(spectrum + 1e-7)
-        axis.imshow(decibels, origin="lower", aspect="auto", cmap="magma", vmin=decibels.max() - 80,
-                    vmax=decibels.max(), extent=(0, duration, 0, sample_rate / 2000))
+        axis.imshow(
+            decibels,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=decibels.max() - 80,
+            vmax=decibels.max(),
+            extent=(0, duration, 0, sample_rate / 2000),
+        )
         axis.set_ylabel("kHz")
         axis.set_title(label, loc="left", fontsize=9)
     times = (np.arange(len(thetas)) + 0.5) * frame_size / sample_rate
-    for axis, (group, members) in zip(axes[len(panels):], groups.items()):
+    for axis, (group, members) in zip(axes[len(panels) :], groups.items()):
         index = int(group) if group.isdigit() else -1
         plugin = plugin_names[index] if 0 <= index < len(plugin_names) else f"plugin {group}"
         many = len(members) > 10
-        colours = plt.get_cmap("turbo")(np.linspace(0.05, 0.95, len(members))) if many else \
-            plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        colours = (
+            plt.get_cmap("turbo")(np.linspace(0.05, 0.95, len(members)))
+            if many
+            else plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        )
         for j, k in enumerate(members):
             colour = colours[j % len(colours)]
             axis.plot(times, thetas[:, k], color=colour, linewidth=1.0, label=names[k].partition(".")[2])
@@ -314,10 +343,20 @@ def plot_render(
                 axis.plot(times[: len(reference)], reference[:, k], color=colour, linestyle="--", alpha=0.8)
         axis.set_ylim(-0.02, 1.02)
         axis.set_ylabel("normalised")
-        axis.set_title(f"{plugin}: parameters{' (dashed: hidden trajectory)' if reference is not None else ''}",
-                       loc="left", fontsize=9)
-        axis.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=6, ncol=int(np.ceil(len(members) / 12)),
-                    frameon=False, handlelength=1.2, columnspacing=0.8)
+        axis.set_title(
+            f"{plugin}: parameters{' (dashed: hidden trajectory)' if reference is not None else ''}",
+            loc="left",
+            fontsize=9,
+        )
+        axis.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.005, 1.0),
+            fontsize=6,
+            ncol=int(np.ceil(len(members) / 12)),
+            frameon=False,
+            handlelength=1.2,
+            columnspacing=0.8,
+        )
     axes[-1].set_xlim(0, duration)
     axes[-1].set_xlabel("time (s)")
     if title:
@@ -337,7 +376,8 @@ def _palette_png(png: bytes) -> bytes:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     buffer = io.BytesIO()
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        buffer, format="png", optimize=True)
+        buffer, format="png", optimize=True
+    )
     return buffer.getvalue()
 
 
@@ -391,15 +431,35 @@ def apply_file(
     reference = read_parameter_csv(reference_params, model.names) if reference_params else None
     chain = model.new_chain()
     output, thetas = model.render(audio, chain)
-    plot_render(plot_path, model.sample_rate, model.frame_size, model.names, thetas, audio, output, target,
-                reference, title=f"{Path(input_path).name} through {' -> '.join(_plugin_names(model.chain_config))}",
-                plugin_names=_plugin_names(model.chain_config))
-    written = output if rate == model.sample_rate else \
-        np.ascontiguousarray(soxr.resample(output.T, model.sample_rate, rate).T.astype(np.float32))
+    plot_render(
+        plot_path,
+        model.sample_rate,
+        model.frame_size,
+        model.names,
+        thetas,
+        audio,
+        output,
+        target,
+        reference,
+        title=f"{Path(input_path).name} through {' -> '.join(_plugin_names(model.chain_config))}",
+        plugin_names=_plugin_names(model.chain_config),
+    )
+    written = (
+        output
+        if rate == model.sample_rate
+        else np.ascontiguousarray(soxr.resample(output.T, model.sample_rate, rate).T.astype(np.float32))
+    )
     write_audio(output_path, written, rate)
     write_parameter_csv(params_path, chain, thetas, model.frame_size)
-    return {"audio": output_path, "params": params_path, "plot": plot_path, "sample_rate": rate,
-            "input_rate": input_rate, "channels": model.channels, "conversions": converted}
+    return {
+        "audio": output_path,
+        "params": params_path,
+        "plot": plot_path,
+        "sample_rate": rate,
+        "input_rate": input_rate,
+        "channels": model.channels,
+        "conversions": converted,
+    }
 
 
 def _plugin_names(chain_config: Dict[str, Any]) -> List[str]:

@@ -18,6 +18,7 @@ Layout written by :func:`generate`::
     FOLDER/{train,valid,test}/params/clip_000.csv   frame, time_s, then one normalised column per
                                                     learned parameter
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def smooth_curve(rng: np.random.Generator, samples: int, sample_rate: int, knot_
     return values[index] * (1.0 - weight) + values[index + 1] * weight
 
 
-def make_source(rng: np.random.Generator, seconds: float, sample_rate: int, channels: int = 1,
-                knot_seconds: float = 1.5):
+def make_source(
+    rng: np.random.Generator, seconds: float, sample_rate: int, channels: int = 1, knot_seconds: float = 1.5
+):
     """One synthetic clip: ``(audio (channels, samples) float32, {"level": curve, "tone": curve})``;
     the curves take a new random value about every ``knot_seconds``."""
     samples = int(round(seconds * sample_rate))
@@ -70,7 +72,7 @@ def make_source(rng: np.random.Generator, seconds: float, sample_rate: int, chan
         f0 = 55.0 * 2.0 ** (rng.integers(0, 36) / 12.0)
         rolloff = 2.3 - 1.8 * tone  # dull (steep) .. bright (flat) harmonic spectrum
         harmonics = np.arange(1, min(40, int(0.9 * nyquist / f0)) + 1)
-        amplitudes = harmonics ** -rolloff
+        amplitudes = harmonics**-rolloff
         phases = rng.uniform(0, 2 * np.pi, harmonics.size)
         note = (amplitudes[:, None] * np.sin(2 * np.pi * f0 * harmonics[:, None] * t[None, :] + phases[:, None])).sum(0)
         if rng.random() < 0.35:  # a noise transient, brighter with the tone
@@ -83,7 +85,7 @@ def make_source(rng: np.random.Generator, seconds: float, sample_rate: int, chan
         note = note * envelope
         peak_db = LEVEL_RANGE_DB[0] + (LEVEL_RANGE_DB[1] - LEVEL_RANGE_DB[0]) * level + rng.normal(0.0, 1.0)
         note *= 10 ** (peak_db / 20) / max(np.abs(note).max(), 1e-9)
-        audio[position:position + length] += note
+        audio[position : position + length] += note
         position += int(rng.uniform(0.5, 1.0) * duration * sample_rate) + int(rng.uniform(0.0, 0.06) * sample_rate)
     audio = np.clip(audio, -0.99, 0.99).astype(np.float32)
     return np.repeat(audio[None], channels, axis=0), curves
@@ -102,7 +104,9 @@ def normalised_value(chain: Chain, name: str, plain: float) -> float:
         plugin.set(parameter, previous, normalized=True)
 
 
-def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> List[Callable[[Dict[str, np.ndarray]], np.ndarray]]:
+def hidden_automation(
+    chain: Chain, hidden: Mapping[str, Mapping[str, Any]]
+) -> List[Callable[[Dict[str, np.ndarray]], np.ndarray]]:
     """Turn the ``hidden`` spec into one function per learned parameter (chain order) mapping the
     curves (sampled at the frame centres) to normalised values.
 
@@ -119,7 +123,9 @@ def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> 
         try:
             qualified = chain.resolve(key)
         except Exception as error:
-            raise ValueError(f"hidden automation names {key!r}, which is not a parameter of the chain: {error}") from None
+            raise ValueError(
+                f"hidden automation names {key!r}, which is not a parameter of the chain: {error}"
+            ) from None
         if qualified not in learned:
             raise ValueError(f"hidden automation names {key!r} ({qualified}), which is not learned; learned: {learned}")
         by_name[qualified] = (key, spec)
@@ -159,8 +165,10 @@ def hidden_automation(chain: Chain, hidden: Mapping[str, Mapping[str, Any]]) -> 
             functions.append(lambda curves, c=curve, a=start, b=stop: a + (b - a) * curves[c])
             continue
         if interpolate not in ("plain", "log") or units != "plain":
-            raise ValueError(f"hidden.{key}.interpolate must be 'normalised', 'plain' or 'log' (the last two "
-                             f"with plain units), got {interpolate!r}")
+            raise ValueError(
+                f"hidden.{key}.interpolate must be 'normalised', 'plain' or 'log' (the last two "
+                f"with plain units), got {interpolate!r}"
+            )
         a, b = float(spec["from"]), float(spec["to"])
         if interpolate == "log" and (a <= 0 or b <= 0):
             raise ValueError(f"hidden.{key}: log interpolation needs positive from/to, got {a} and {b}")

@@ -4,6 +4,7 @@
 item, frames of a lane consecutive in time) and, on backward, estimates the vector-Jacobian
 product with respect to the normalised parameters by simultaneous perturbation (DeepAFx, Eq. 2).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,15 @@ def _chain_bytes(chain: _native.Chain) -> int:
     return max(_MIN_CHAIN_BYTES, (after or 0) - (before or 0))
 
 
-def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strategy: str, estimator: str,
-                   replay_samples: int, threads: int) -> None:
+def check_capacity(
+    chain: _native.Chain,
+    lanes: int,
+    perturbations: int,
+    strategy: str,
+    estimator: str,
+    replay_samples: int,
+    threads: int,
+) -> None:
     """Raise ``ValueError`` with the figures when a rack of these settings needs more threads
     than this machine can run or more memory than it has available (checked before any lane
     exists: an oversized rack would otherwise run for minutes and starve the machine)."""
@@ -67,10 +75,13 @@ def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strateg
     if headroom is not None:
         allowed = max(1, min(allowed, headroom // 2))
     if threads > allowed:
-        os_note = ("" if headroom is None else
-                   f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad")
-        raise ValueError(f"threads={threads} is more than this machine can run: at most {allowed} "
-                         f"({THREADS_PER_CORE} per core on {count} cores{os_note})")
+        os_note = (
+            "" if headroom is None else f"; the OS allows {headroom} more threads ({limit}), half of them for fxgrad"
+        )
+        raise ValueError(
+            f"threads={threads} is more than this machine can run: at most {allowed} "
+            f"({THREADS_PER_CORE} per core on {count} cores{os_note})"
+        )
     available, source = available_memory()
     if available is None:
         return
@@ -88,7 +99,8 @@ def check_capacity(chain: _native.Chain, lanes: int, perturbations: int, strateg
             f"{format_bytes(lanes * per_lane)} ({format_bytes(per_chain)} per instance, measured on one"
             + (f", and {format_bytes(history)} of replay history per lane" if history else "")
             + f"); {format_bytes(available)} of memory is available ({source}): at most {available // per_lane} "
-            f"lanes would fit")
+            f"lanes would fit"
+        )
 
 
 class _Staging:
@@ -246,15 +258,20 @@ class PluginLayer(nn.Module):
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
         lanes = integer(lanes, "lanes")
         perturbations = integer(perturbations, "perturbations")
-        replay_samples = (int(round(0.25 * chain.sample_rate)) if replay_samples is None
-                          else integer(replay_samples, "replay_samples"))
+        replay_samples = (
+            int(round(0.25 * chain.sample_rate))
+            if replay_samples is None
+            else integer(replay_samples, "replay_samples")
+        )
         threads = (os.cpu_count() or 1) if threads is None else integer(threads, "threads")
         seed = integer(seed, "seed")
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
             raise TypeError(f"eps must be a number, got {eps!r}")
         if not MIN_EPS <= eps < 0.5:
-            raise ValueError(f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
-                             f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}")
+            raise ValueError(
+                f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
+                f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}"
+            )
         for name, value in (("lanes", lanes), ("threads", threads)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -269,9 +286,21 @@ class PluginLayer(nn.Module):
         self.eps = float(eps)
         self.perturbations = perturbations
         self.rack = _native.Rack(
-            chain, lanes, self.eps, perturbations, strategy, estimator, replay_samples, threads, seed,
-            isolation, integer(workers, "workers"), float(timeout_s or 0.0), os.fspath(worker_log) if worker_log else "",
-            integer(max_faults, "max_faults"), integer(max_faults_per_minute, "max_faults_per_minute"),
+            chain,
+            lanes,
+            self.eps,
+            perturbations,
+            strategy,
+            estimator,
+            replay_samples,
+            threads,
+            seed,
+            isolation,
+            integer(workers, "workers"),
+            float(timeout_s or 0.0),
+            os.fspath(worker_log) if worker_log else "",
+            integer(max_faults, "max_faults"),
+            integer(max_faults_per_minute, "max_faults_per_minute"),
         )
         self.isolation = isolation
         self._staging = _Staging()
@@ -301,7 +330,8 @@ class PluginLayer(nn.Module):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
             if not tensor.dtype.is_floating_point:
                 raise TypeError(
-                    f"{name} must be a floating-point tensor (the plugins render float32), got {tensor.dtype}")
+                    f"{name} must be a floating-point tensor (the plugins render float32), got {tensor.dtype}"
+                )
         if x.dim() != 3:
             raise ValueError(f"x must be (lanes, channels, samples), got shape {tuple(x.shape)}")
         if theta.dim() != 2:
@@ -331,6 +361,8 @@ class PluginLayer(nn.Module):
         self.rack.reset_lanes(mask_np, preroll_np)
 
     def extra_repr(self) -> str:
-        return (f"lanes={self.lanes}, parameters={self.num_parameters}, strategy={self.strategy!r}, "
-                f"estimator={self.estimator!r}, eps={self.eps}, perturbations={self.perturbations}, "
-                f"threads={self.rack.threads}, isolation={self.isolation!r}")
+        return (
+            f"lanes={self.lanes}, parameters={self.num_parameters}, strategy={self.strategy!r}, "
+            f"estimator={self.estimator!r}, eps={self.eps}, perturbations={self.perturbations}, "
+            f"threads={self.rack.threads}, isolation={self.isolation!r}"
+        )

@@ -18,6 +18,7 @@ in a background thread while the encoder computes the next step's parameters.
 :func:`fit_static` fits one fixed parameter vector for the whole training set with the same SPSA
 optimiser: the "best static settings" baseline.
 """
+
 from __future__ import annotations
 
 import collections
@@ -39,6 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import _native
 from ._device import usable_device
 from ._files import FolderLock, FolderLocked
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -47,8 +49,7 @@ from .data import FrameStreamer, PairedAudioDataset
 from .encoder import Encoder
 from .host import Chain
 from .losses import DelayInvariantLoss, MultiResolutionSTFTLoss
-from .render import atomic_write_bytes, plain_values, parameter_units
-from . import _native
+from .render import atomic_write_bytes, parameter_units, plain_values
 from .torch import PluginLayer
 
 CHECKPOINT = "checkpoint.pt"
@@ -101,8 +102,12 @@ def init_distributed(device: str = "auto") -> World:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())),
-                     int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
+        return World(
+            dist.get_rank(),
+            dist.get_world_size(),
+            int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+            int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())),
+        )
     return World()
 
 
@@ -131,8 +136,9 @@ class Splits:
     """Folders of hidden parameter trajectories by split (synthetic data only)."""
 
 
-def prepare_data(config: Config, world: World = World(), progress: bool = True) -> Splits:
+def prepare_data(config: Config, world: Optional[World] = None, progress: bool = True) -> Splits:
     """Datasets of the config's data section; synthetic data is generated first (once, by rank 0)."""
+    world = world or World()
     d = config.data
     params: Dict[str, Path] = {}
     if d.synthetic is not None:
@@ -142,12 +148,24 @@ def prepare_data(config: Config, world: World = World(), progress: bool = True) 
         folder = Path(s.folder) if s.folder else config.run_dir / "data"
         clips = {"train": s.train_clips, "valid": s.valid_clips, "test": s.test_clips}
         if world.is_main:
-            generate(folder, config.chain_config(), s.hidden, config.frame_size, clips, s.seconds, s.seed,
-                     knot_seconds=s.knot_seconds, progress=progress)
+            generate(
+                folder,
+                config.chain_config(),
+                s.hidden,
+                config.frame_size,
+                clips,
+                s.seconds,
+                s.seed,
+                knot_seconds=s.knot_seconds,
+                progress=progress,
+            )
         if world.distributed:
             dist.barrier()
-        split = {name: PairsSection(str(folder / name / "input"), str(folder / name / "target"))
-                 for name, count in clips.items() if count > 0}
+        split = {
+            name: PairsSection(str(folder / name / "input"), str(folder / name / "target"))
+            for name, count in clips.items()
+            if count > 0
+        }
         params = {name: folder / name / "params" for name in split}
         train, valid, test = split["train"], split.get("valid"), split.get("test")
     else:
@@ -155,8 +173,14 @@ def prepare_data(config: Config, world: World = World(), progress: bool = True) 
 
     def dataset(pairs: PairsSection, role: str) -> PairedAudioDataset:
         try:
-            return PairedAudioDataset(pairs.input, pairs.target, config.sample_rate, config.channels,
-                                      length_tolerance=d.length_tolerance, cache_size=d.cache_size)
+            return PairedAudioDataset(
+                pairs.input,
+                pairs.target,
+                config.sample_rate,
+                config.channels,
+                length_tolerance=d.length_tolerance,
+                cache_size=d.cache_size,
+            )
         except ValueError as error:
             raise TrainingError(f"data.{role}: {error}") from None
 
@@ -207,18 +231,35 @@ FAULTS = "faults.jsonl"
 PLUGIN_LOG = "plugins.log"
 
 
-def spsa_layer(chain: Chain, config: Config, lanes: int, threads: int, seed: int,
-               worker_log: Optional[Path] = None, render_only: bool = False) -> PluginLayer:
+def spsa_layer(
+    chain: Chain,
+    config: Config,
+    lanes: int,
+    threads: int,
+    seed: int,
+    worker_log: Optional[Path] = None,
+    render_only: bool = False,
+) -> PluginLayer:
     """The one place a :class:`PluginLayer` is built from the ``spsa`` section. ``render_only``:
     a layer that only renders (validation), with no evaluator instances to feed."""
     s = config.spsa
-    common = dict(threads=threads, isolation=s.isolation, workers=s.workers, timeout_s=s.timeout_s,
-                  worker_log=worker_log, max_faults=s.max_faults, max_faults_per_minute=s.max_faults_per_minute)
+    common = dict(
+        threads=threads,
+        isolation=s.isolation,
+        workers=s.workers,
+        timeout_s=s.timeout_s,
+        worker_log=worker_log,
+        max_faults=s.max_faults,
+        max_faults_per_minute=s.max_faults_per_minute,
+    )
     if render_only:
         # Replay with one-sided evaluation and no history: the fewest instances per lane.
-        return PluginLayer(chain, lanes, strategy="replay", estimator="one-sided", replay_samples=0, seed=seed, **common)
-    return PluginLayer(chain, lanes, s.eps, s.perturbations, s.strategy, s.estimator, s.replay_samples, seed=seed,
-                       **common)
+        return PluginLayer(
+            chain, lanes, strategy="replay", estimator="one-sided", replay_samples=0, seed=seed, **common
+        )
+    return PluginLayer(
+        chain, lanes, s.eps, s.perturbations, s.strategy, s.estimator, s.replay_samples, seed=seed, **common
+    )
 
 
 def _checked_layer(run_dir: Path, build: Callable[[], PluginLayer]) -> PluginLayer:
@@ -255,11 +296,17 @@ class FaultLog:
         for report in reports:
             self.count += 1
             values = ", ".join(f"{name}={value:.6g}" for name, value in report["plain"].items())
-            where = (f"{report['plugin'] or 'a plugin'}: {report['kind']} ({report['detail']}) in lane {report['lane']}, "
-                     f"{report['phase']}" if report["lane"] >= 0
-                     else f"a worker: {report['kind']} ({report['detail']}) between renders")
-            self.note(f"fault {self.count} at step {step}: {where}; lanes {report['lanes']} restarted"
-                      + (f"; settings {values}" if values else "") + f"  [{self.path}]")
+            where = (
+                f"{report['plugin'] or 'a plugin'}: {report['kind']} ({report['detail']}) in lane {report['lane']}, "
+                f"{report['phase']}"
+                if report["lane"] >= 0
+                else f"a worker: {report['kind']} ({report['detail']}) between renders"
+            )
+            self.note(
+                f"fault {self.count} at step {step}: {where}; lanes {report['lanes']} restarted"
+                + (f"; settings {values}" if values else "")
+                + f"  [{self.path}]"
+            )
 
 
 def _mean_or_nan(values: Sequence[float]) -> float:
@@ -273,7 +320,7 @@ def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, v
     in both output and target, so padding neither counts nor pulls on the parameters."""
     frame = output.shape[-1]
     if bool((valid < frame).any()):
-        keep = (torch.arange(frame, device=output.device)[None, :] < valid.to(output.device)[:, None])
+        keep = torch.arange(frame, device=output.device)[None, :] < valid.to(output.device)[:, None]
         keep = keep.unsqueeze(1).to(output.dtype)
         output, target = output * keep, target * keep
     return loss_fn(output, target)
@@ -282,13 +329,16 @@ def frame_loss(loss_fn: nn.Module, output: torch.Tensor, target: torch.Tensor, v
 def _spsa_settings(config: Config) -> str:
     """The settings that shape a training step's gradient, for error messages."""
     s, t = config.spsa, config.train
-    return (f"spsa.eps={s.eps:g}, spsa.estimator={s.estimator}, spsa.strategy={s.strategy}, "
-            f"spsa.perturbations={s.perturbations}, train.lr={t.lr:g}, train.grad_clip={t.grad_clip}, "
-            f"loss.type={config.loss.type}")
+    return (
+        f"spsa.eps={s.eps:g}, spsa.estimator={s.estimator}, spsa.strategy={s.strategy}, "
+        f"spsa.perturbations={s.perturbations}, train.lr={t.lr:g}, train.grad_clip={t.grad_clip}, "
+        f"loss.type={config.loss.type}"
+    )
 
 
-def require_finite_loss(loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor, config: Config,
-                        where: str) -> None:
+def require_finite_loss(
+    loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor, config: Config, where: str
+) -> None:
     """Raise :class:`TrainingError` before a non-finite loss reaches the gradient, naming the
     loss and the peaks of what it compared (audio is expected within about +-1)."""
     if bool(torch.isfinite(loss)):
@@ -297,7 +347,8 @@ def require_finite_loss(loss: torch.Tensor, output: torch.Tensor, target: torch.
         f"{where}: the loss is {float(loss.detach())} (loss.type={config.loss.type}); the target frames peak at "
         f"{float(target.detach().abs().max()):.3g} and the plugins' output at {float(output.detach().abs().max()):.3g} "
         "(audio is expected within about +-1: check the data); the optimiser step was not applied and nothing was "
-        "saved")
+        "saved"
+    )
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:
@@ -312,8 +363,19 @@ class RunLog:
     """``log.csv`` (one row per logged step and per epoch) and TensorBoard scalars when the
     ``tensorboard`` package is installed. On resume, rows past the checkpoint are dropped."""
 
-    FIELDS = ["phase", "step", "epoch", "loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "elapsed_s",
-              "faults"]
+    FIELDS = [
+        "phase",
+        "step",
+        "epoch",
+        "loss",
+        "valid_loss",
+        "lr",
+        "grad_norm",
+        "step_s",
+        "plugins_s",
+        "elapsed_s",
+        "faults",
+    ]
 
     def __init__(self, folder: Path, keep: Optional[Callable[[Dict[str, str]], bool]] = None, tensorboard: bool = True):
         self.path = folder / LOG
@@ -397,8 +459,15 @@ class Trainer:
     plugins ``plugins.log`` (what they printed) and ``faults.jsonl`` (their faults).
     """
 
-    def __init__(self, config: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
-                 callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = (), plugin_output: bool = False):
+    def __init__(
+        self,
+        config: Config,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]] = (),
+        plugin_output: bool = False,
+    ):
         self._lock: Optional[FolderLock] = None
         self.log: Optional[RunLog] = None
         try:
@@ -416,8 +485,15 @@ class Trainer:
             self._lock.release()
             self._lock = None
 
-    def _setup(self, config: Config, resume: bool, overwrite: bool, progress: bool,
-               callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]], plugin_output: bool) -> None:
+    def _setup(
+        self,
+        config: Config,
+        resume: bool,
+        overwrite: bool,
+        progress: bool,
+        callbacks: Sequence[Callable[["Trainer", Dict[str, Any]], None]],
+        plugin_output: bool,
+    ) -> None:
         self.config = config
         self.world = init_distributed(config.device)
         self.device = resolve_device(config.device, self.world)
@@ -429,7 +505,8 @@ class Trainer:
         checkpoint = self.run_dir / CHECKPOINT
         if not resume and not overwrite and checkpoint.is_file():
             raise TrainingError(
-                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over")
+                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over"
+            )
         _seed_everything(config.seed)
 
         self.chain = build_chain(config)
@@ -447,8 +524,12 @@ class Trainer:
         # the run folder's lock until it is freed or closed).
         self.faults = FaultLog(self.run_dir, tqdm.write if self.world.is_main else lambda message: None)
         # The plugins and the machine's limits are checked before any data is generated.
-        self.layer = _checked_layer(self.run_dir, lambda: spsa_layer(
-            self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank, self.plugin_log))
+        self.layer = _checked_layer(
+            self.run_dir,
+            lambda: spsa_layer(
+                self.chain, config, s.lanes, self.threads, config.seed * 1_000_003 + self.world.rank, self.plugin_log
+            ),
+        )
         if self.world.is_main:  # all that can be checked is checked: the run folder is written from here on
             try:
                 self._lock = FolderLock(self.run_dir, LOCK)
@@ -466,7 +547,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model: nn.Module = DistributedDataParallel(
-                self.encoder, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.encoder, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         else:
             self.model = self.encoder
             if self.world.distributed:  # pipelined: same start on every rank, gradients averaged by hand
@@ -478,9 +560,11 @@ class Trainer:
         self.loss_fn = build_loss(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)
-        self.pretrain_optimizer = (torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr)
-                                   if t.pretrain_steps else None)
+            self.optimizer, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr
+        )
+        self.pretrain_optimizer = (
+            torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr) if t.pretrain_steps else None
+        )
         self._valid_layer: Optional[PluginLayer] = None
 
         self.step = 0
@@ -523,8 +607,15 @@ class Trainer:
     def _streamer(self, dataset: PairedAudioDataset, offset: int) -> FrameStreamer:
         seed = self.config.seed + 7919 * self.world.rank + 104_729 * offset
         try:
-            return FrameStreamer(dataset, self.config.spsa.lanes, self.config.frame_size, self.config.encoder.context,
-                                 seed=seed, shuffle=True, min_clip_frames=self.config.data.min_clip_frames)
+            return FrameStreamer(
+                dataset,
+                self.config.spsa.lanes,
+                self.config.frame_size,
+                self.config.encoder.context,
+                seed=seed,
+                shuffle=True,
+                min_clip_frames=self.config.data.min_clip_frames,
+            )
         except ValueError as error:
             raise TrainingError(f"data: {error}") from None
 
@@ -589,12 +680,14 @@ class Trainer:
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything a checkpoint holds (collective under DDP: every rank must call it)."""
-        per_rank = self._gather({
-            "stream": self._stream_state(),
-            "pretrain_stream": self.pretrain_streamer.state_dict() if self.pretrain_streamer else None,
-            "layer_step": int(self.layer.step),
-            "rng": rng_state(),
-        })
+        per_rank = self._gather(
+            {
+                "stream": self._stream_state(),
+                "pretrain_stream": self.pretrain_streamer.state_dict() if self.pretrain_streamer else None,
+                "layer_step": int(self.layer.step),
+                "rng": rng_state(),
+            }
+        )
         return {
             "config": self.config.to_dict(),
             # The dict Chain.from_config() took (Chain.to_config() would lose "fxgrad:NAME" sources).
@@ -629,12 +722,17 @@ class Trainer:
     def save(self, name: str = CHECKPOINT) -> Optional[Path]:
         """Write a checkpoint (rank 0; every rank must call this under DDP). Refuses encoder
         weights that are not finite: such a checkpoint could only be resumed into NaNs."""
-        broken = [key for key, tensor in self.encoder.state_dict().items()
-                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        broken = [
+            key
+            for key, tensor in self.encoder.state_dict().items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ]
         if broken:
             listed = ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")
-            raise TrainingError(f"not writing {self.run_dir / name}: {len(broken)} encoder tensors hold NaN or Inf "
-                                f"({listed}; {_spsa_settings(self.config)})")
+            raise TrainingError(
+                f"not writing {self.run_dir / name}: {len(broken)} encoder tensors hold NaN or Inf "
+                f"({listed}; {_spsa_settings(self.config)})"
+            )
         state = self.state_dict()
         path = None
         if self.world.is_main:
@@ -656,11 +754,14 @@ class Trainer:
         if differences:
             raise TrainingError(
                 f"cannot resume {self.run_dir / CHECKPOINT}: the config changed where a run cannot: "
-                + "; ".join(differences) + " (use --overwrite to start over, or another output_dir)")
+                + "; ".join(differences)
+                + " (use --overwrite to start over, or another output_dir)"
+            )
         if state["world_size"] != self.world.world_size:
             raise TrainingError(
                 f"the checkpoint was written by {state['world_size']} processes, this run has "
-                f"{self.world.world_size}: each rank resumes its own lanes; relaunch with the same process count")
+                f"{self.world.world_size}: each rank resumes its own lanes; relaunch with the same process count"
+            )
         self.encoder.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -714,8 +815,8 @@ class Trainer:
             audio = dataset[clip][0]
             clips[lane] = (audio, position)
             start = position * frame
-            piece = audio[:, max(0, start - samples):start]
-            preroll[lane, :, samples - piece.shape[-1]:] = piece
+            piece = audio[:, max(0, start - samples) : start]
+            preroll[lane, :, samples - piece.shape[-1] :] = piece
         if not mask.any():
             return
         self.layer.reset_lanes(mask, preroll[:, :, :head] if head else None)
@@ -732,7 +833,7 @@ class Trainer:
                     index = position - tail + j
                     context[lane] = contexts(audio, frame, window, index, index + 1)[0]
                 theta = self._masked(self.encoder(context.to(self.device))).float().cpu().numpy()
-                x = preroll[:, :, head + j * frame: head + (j + 1) * frame].contiguous().numpy()
+                x = preroll[:, :, head + j * frame : head + (j + 1) * frame].contiguous().numpy()
                 # Lanes outside the mask reset on the next step anyway.
                 self.layer.rack.forward(np.ascontiguousarray(theta), x, False)
             for name, buffer in self.encoder.named_buffers():
@@ -745,9 +846,11 @@ class Trainer:
         norm = float(torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), clip if clip else math.inf))
         if not math.isfinite(norm):
             counter = self.pretrain_step if phase == "pretrain" else self.step
-            raise TrainingError(f"{phase} step {counter + 1}: the encoder's gradient is {norm} "
-                                f"({_spsa_settings(self.config)}); the optimiser step was not applied and nothing "
-                                "was saved")
+            raise TrainingError(
+                f"{phase} step {counter + 1}: the encoder's gradient is {norm} "
+                f"({_spsa_settings(self.config)}); the optimiser step was not applied and nothing "
+                "was saved"
+            )
         return norm
 
     def _pretrain_step(self) -> Dict[str, Any]:
@@ -910,10 +1013,17 @@ class Trainer:
             return None
         lanes = min(self.config.spsa.lanes, len(dataset))
         if self._valid_layer is None:
-            self._valid_layer = spsa_layer(self.chain, self.config, lanes, self.threads, 0, self.plugin_log,
-                                           render_only=True)
-        streamer = FrameStreamer(dataset, lanes, self.config.frame_size, self.config.encoder.context, shuffle=False,
-                                 min_clip_frames=self.config.data.min_clip_frames)
+            self._valid_layer = spsa_layer(
+                self.chain, self.config, lanes, self.threads, 0, self.plugin_log, render_only=True
+            )
+        streamer = FrameStreamer(
+            dataset,
+            lanes,
+            self.config.frame_size,
+            self.config.encoder.context,
+            shuffle=False,
+            min_clip_frames=self.config.data.min_clip_frames,
+        )
         was_training = self.encoder.training
         self.encoder.eval()
         total, count = 0.0, 0
@@ -927,8 +1037,12 @@ class Trainer:
                 active = batch.active
                 n = int(active.sum())
                 index = active.nonzero().squeeze(1)
-                loss = frame_loss(self.loss_fn, output[index.to(output.device)],
-                                  batch.target.to(self.device)[index.to(self.device)], batch.valid_samples[index])
+                loss = frame_loss(
+                    self.loss_fn,
+                    output[index.to(output.device)],
+                    batch.target.to(self.device)[index.to(self.device)],
+                    batch.valid_samples[index],
+                )
                 total += float(loss) * n
                 count += n
                 if max_frames and count >= max_frames:
@@ -961,13 +1075,26 @@ class Trainer:
         patience = self.config.train.early_stopping
         if patience and self.bad_epochs >= patience:
             self.stopped_early = True
-        record = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss, "valid_loss": valid_loss,
-                  "lr": self.optimizer.param_groups[0]["lr"], "improved": improved}
+        record = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "train_loss": train_loss,
+            "valid_loss": valid_loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "improved": improved,
+        }
         self.history.append(record)
         self.epoch_loss = [0.0, 0]
         if self.log is not None:
-            self.log.row(phase="epoch", step=self.step, epoch=self.epoch, loss=train_loss, valid_loss=valid_loss,
-                         lr=record["lr"], elapsed_s=self.elapsed)
+            self.log.row(
+                phase="epoch",
+                step=self.step,
+                epoch=self.epoch,
+                loss=train_loss,
+                valid_loss=valid_loss,
+                lr=record["lr"],
+                elapsed_s=self.elapsed,
+            )
         if improved:
             self.save(BEST)
         return record
@@ -1012,8 +1139,10 @@ class Trainer:
             flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in self.encoder.parameters()])
         checksums = self._gather(float(flat.sum()) + float((flat * flat).sum()))
         same = len(set(checksums)) == 1
-        self._note(f"DDP: {self.world.world_size} ranks; encoder weights "
-                   + ("identical on every rank" if same else f"DIFFER between ranks: {checksums}"))
+        self._note(
+            f"DDP: {self.world.world_size} ranks; encoder weights "
+            + ("identical on every rank" if same else f"DIFFER between ranks: {checksums}")
+        )
         return same
 
     def summary(self) -> Dict[str, Any]:
@@ -1039,12 +1168,16 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=getattr(self, counter), desc=phase, unit="step", dynamic_ncols=True,
-                       leave=True)
+            bar = tqdm(
+                total=total, initial=getattr(self, counter), desc=phase, unit="step", dynamic_ncols=True, leave=True
+            )
         if phase == "train" and self.world.is_main and self.step == 0:
             self._note(self.describe())
-        steps = (self._pipelined_steps() if phase == "train" and self.pipeline
-                 else iter(lambda: self._pretrain_step() if phase == "pretrain" else self._train_step(), None))
+        steps = (
+            self._pipelined_steps()
+            if phase == "train" and self.pipeline
+            else iter(lambda: self._pretrain_step() if phase == "pretrain" else self._train_step(), None)
+        )
         window: List[Dict[str, Any]] = []
         smoothed = None
         last_saved = getattr(self, counter)
@@ -1063,9 +1196,13 @@ class Trainer:
                 self._stream_before = None  # the step is complete: the stream state is consistent
                 duration = time.perf_counter() - started
                 self.elapsed += duration
-                record.update(phase=phase, step=getattr(self, counter), step_s=duration,
-                              plugins_s=self.layer.rack.stats()["wall_seconds"] - plugins_before,
-                              lr=(self.pretrain_optimizer if phase == "pretrain" else self.optimizer).param_groups[0]["lr"])
+                record.update(
+                    phase=phase,
+                    step=getattr(self, counter),
+                    step_s=duration,
+                    plugins_s=self.layer.rack.stats()["wall_seconds"] - plugins_before,
+                    lr=(self.pretrain_optimizer if phase == "pretrain" else self.optimizer).param_groups[0]["lr"],
+                )
                 if not math.isnan(record["loss"]):  # NaN: every lane's plugins faulted this step
                     smoothed = record["loss"] if smoothed is None else 0.95 * smoothed + 0.05 * record["loss"]
                 window.append(record)
@@ -1079,27 +1216,37 @@ class Trainer:
                     self._log_window(window)
                     window = []
                 if bar is not None:
-                    bar.set_postfix_str(f"loss {smoothed or math.nan:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
-                                        f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
-                                        + (f"  faults {self.faults.count}" if self.faults.count else ""), refresh=False)
+                    bar.set_postfix_str(
+                        f"loss {smoothed or math.nan:.4g}  lr {record['lr']:.2g}  {duration * 1e3:.0f} ms/step "
+                        f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
+                        + (f"  faults {self.faults.count}" if self.faults.count else ""),
+                        refresh=False,
+                    )
                     bar.update(1)
                 epoch_done = phase == "train" and step % t.steps_per_epoch == 0
                 if epoch_done:
                     info = self._end_epoch()
                     if bar is not None:
                         valid = "" if info["valid_loss"] is None else f", valid {info['valid_loss']:.4g}"
-                        bar.write(f"epoch {info['epoch']}: train {info['train_loss']:.4g}{valid}, "
-                                  f"lr {info['lr']:.2g}{'  (best)' if info['improved'] else ''}")
+                        bar.write(
+                            f"epoch {info['epoch']}: train {info['train_loss']:.4g}{valid}, "
+                            f"lr {info['lr']:.2g}{'  (best)' if info['improved'] else ''}"
+                        )
                 if self._check_stop():
                     if window:
                         self._log_window(window)
                     path = self.save()
                     raise TrainingInterrupted(
                         f"{self._stop_reason or 'interrupted'} at {phase} step {step}; checkpoint written to "
-                        f"{path or self.run_dir / CHECKPOINT}", self.run_dir / CHECKPOINT)
+                        f"{path or self.run_dir / CHECKPOINT}",
+                        self.run_dir / CHECKPOINT,
+                    )
                 if self.stopped_early or self.out_of_time:
-                    self._note(f"early stopping: no improvement for {self.bad_epochs} epochs" if self.stopped_early
-                               else f"time limit: train.max_seconds={t.max_seconds:g} reached at {phase} step {step}")
+                    self._note(
+                        f"early stopping: no improvement for {self.bad_epochs} epochs"
+                        if self.stopped_early
+                        else f"time limit: train.max_seconds={t.max_seconds:g} reached at {phase} step {step}"
+                    )
                     self.save()
                     last_saved = step
                     break
@@ -1127,14 +1274,18 @@ class Trainer:
         if phase == "train" and self._stream_before is not None:
             self._pending_stream = self._stream_before
         path = self.save()
-        return TrainingError(f"{error}\ncheckpoint of {phase} step {getattr(self, counter)} written to "
-                             f"{path or self.run_dir / CHECKPOINT}; fault reports in {self.faults.path}")
+        return TrainingError(
+            f"{error}\ncheckpoint of {phase} step {getattr(self, counter)} written to "
+            f"{path or self.run_dir / CHECKPOINT}; fault reports in {self.faults.path}"
+        )
 
     def _interrupted_mid_step(self, phase: str, counter: str) -> None:
         if self.world.distributed:
             return  # ranks may be at different points: keep the last periodic checkpoint
         if self._in_update:
-            self._note(f"interrupted during the optimiser update; keeping the checkpoint of step {getattr(self, counter)}")
+            self._note(
+                f"interrupted during the optimiser update; keeping the checkpoint of step {getattr(self, counter)}"
+            )
             return
         if phase == "train" and self._stream_before is not None:
             # Interrupted inside a step: its batch was drawn but not learned from; save the
@@ -1147,12 +1298,18 @@ class Trainer:
         if self.log is None or not window:
             return
         last = window[-1]
-        self.log.row(phase=last["phase"], step=last["step"], epoch=self.epoch,
-                     loss=_mean_or_nan([r["loss"] for r in window]), lr=last["lr"],
-                     grad_norm=float(np.mean([r["grad_norm"] for r in window])),
-                     step_s=float(np.mean([r["step_s"] for r in window])),
-                     plugins_s=float(np.mean([r["plugins_s"] for r in window])), elapsed_s=self.elapsed,
-                     faults=sum(r.get("faults", 0) for r in window))
+        self.log.row(
+            phase=last["phase"],
+            step=last["step"],
+            epoch=self.epoch,
+            loss=_mean_or_nan([r["loss"] for r in window]),
+            lr=last["lr"],
+            grad_norm=float(np.mean([r["grad_norm"] for r in window])),
+            step_s=float(np.mean([r["step_s"] for r in window])),
+            plugins_s=float(np.mean([r["plugins_s"] for r in window])),
+            elapsed_s=self.elapsed,
+            faults=sum(r.get("faults", 0) for r in window),
+        )
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -1166,8 +1323,10 @@ class Trainer:
                 raise KeyboardInterrupt
             name = signal.Signals(signum).name
             self.request_stop(f"{name} received")
-            self._note(f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to stop at "
-                       "once: the checkpoint then holds the last completed step)")
+            self._note(
+                f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to stop at "
+                "once: the checkpoint then holds the last completed step)"
+            )
 
         for number in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -1188,16 +1347,23 @@ class Trainer:
         parts = [
             f"run folder {self.run_dir}",
             f"chain {chain}; learned {', '.join(self.names)}",
-            f"{len(self.splits.train)} training clips, " + (
-                f"{len(valid)} validation clips" if valid is not None else
-                "no validation clips (no data.valid, and data.valid_split takes clips only from 2 or more): best.pt, "
-                "the learning-rate schedule and early stopping follow each epoch's mean training loss"),
+            f"{len(self.splits.train)} training clips, "
+            + (
+                f"{len(valid)} validation clips"
+                if valid is not None
+                else "no validation clips (no data.valid, and data.valid_split takes clips only from 2 or more): "
+                "best.pt, "
+                "the learning-rate schedule and early stopping follow each epoch's mean training loss"
+            ),
             f"{c.spsa.lanes} lanes x {self.world.world_size} process(es), frames of {c.frame_size} samples with "
             f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
             f"{sum(p.numel() for p in self.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
             f"{self.device}; plugins on {self.threads} thread(s)"
-            + (f" in {len(self.layer.rack.worker_pids)} isolated worker process(es)" if self.layer.isolation == "process"
-               else " in this process")
+            + (
+                f" in {len(self.layer.rack.worker_pids)} isolated worker process(es)"
+                if self.layer.isolation == "process"
+                else " in this process"
+            )
             + ("; pipelined" if self.pipeline else ""),
         ]
         return "\n".join("  " + p for p in parts)
@@ -1212,13 +1378,22 @@ def _average_gradients(parameters, world_size: int) -> None:
     flat /= world_size
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 
 # Keys a resumed run may change; anything else must match the checkpoint's config.
-_RESUMABLE = {"name", "output_dir", "device", "train", "fit_static", "spsa.threads", "data.cache_size",
-              "data.synthetic.folder", "data.test"}
+_RESUMABLE = {
+    "name",
+    "output_dir",
+    "device",
+    "train",
+    "fit_static",
+    "spsa.threads",
+    "data.cache_size",
+    "data.synthetic.folder",
+    "data.test",
+}
 _STRUCTURAL_TRAIN = {"steps_per_epoch", "pretrain_steps", "progressive_steps", "pipeline"}
 
 
@@ -1228,7 +1403,9 @@ def _incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> 
         dotted = f"{where}.{key}" if where else key
         a, b = old.get(key), new.get(key)
         if dotted == "train":
-            out += [f"train.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(_STRUCTURAL_TRAIN) if a.get(k) != b.get(k)]
+            out += [
+                f"train.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(_STRUCTURAL_TRAIN) if a.get(k) != b.get(k)
+            ]
             continue
         if dotted in _RESUMABLE:
             continue
@@ -1242,8 +1419,9 @@ def _incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> 
 # ---------------------------------------------------------------------------- static baseline
 
 
-def fit_static(config: Config, progress: bool = True, output: Optional[Path] = None,
-               dataset: Optional[PairedAudioDataset] = None) -> Dict[str, Any]:
+def fit_static(
+    config: Config, progress: bool = True, output: Optional[Path] = None, dataset: Optional[PairedAudioDataset] = None
+) -> Dict[str, Any]:
     """The best single parameter setting for the whole training set, found by the trainer's own
     SPSA optimiser (same lanes, stream and loss; Adam on logits with a cosine schedule, from
     the chain's defaults). Writes ``RUN_DIR/static.json`` (or ``output``) and returns its content.
@@ -1255,13 +1433,27 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
     section = config.fit_static
     lanes = section.lanes or config.spsa.lanes
     run_dir = Path(output).parent if output else config.run_dir
-    layer = _checked_layer(run_dir, lambda: spsa_layer(  # before any data is generated
-        chain, config, lanes, config.spsa.threads or os.cpu_count() or 1, config.seed * 1_000_003 + 99,
-        run_dir / PLUGIN_LOG))
+    layer = _checked_layer(
+        run_dir,
+        lambda: spsa_layer(  # before any data is generated
+            chain,
+            config,
+            lanes,
+            config.spsa.threads or os.cpu_count() or 1,
+            config.seed * 1_000_003 + 99,
+            run_dir / PLUGIN_LOG,
+        ),
+    )
     faults = FaultLog(run_dir, tqdm.write)
     train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
-    streamer = FrameStreamer(train_set, lanes, config.frame_size, config.frame_size, seed=config.seed + 31,
-                             min_clip_frames=config.data.min_clip_frames)
+    streamer = FrameStreamer(
+        train_set,
+        lanes,
+        config.frame_size,
+        config.frame_size,
+        seed=config.seed + 31,
+        min_clip_frames=config.data.min_clip_frames,
+    )
     loss_fn = build_loss(config)
     defaults = torch.tensor(np.asarray(chain.get_learned(), np.float32))
     logits = nn.Parameter(_logit(defaults))
@@ -1289,8 +1481,9 @@ def fit_static(config: Config, progress: bool = True, output: Optional[Path] = N
             streamer.retire(faulted.nonzero().squeeze(1).tolist())
         norm = float(torch.nn.utils.clip_grad_norm_([logits], clip if clip else math.inf))
         if not math.isfinite(norm):
-            raise TrainingError(f"fit-static step {step + 1}: the gradient is {norm} ({_spsa_settings(config)}); "
-                                "nothing was saved")
+            raise TrainingError(
+                f"fit-static step {step + 1}: the gradient is {norm} ({_spsa_settings(config)}); nothing was saved"
+            )
         optimizer.step()
         schedule.step()
         value = float(loss.detach())

@@ -12,6 +12,7 @@ Tasks: ``tube_amp`` (fluidsynth guitar/bass -> ZamTube), ``breath_removal`` (Ast
 synthesised breaths and lip smacks -> the clean speech), ``mastering`` (OpenMSX multitrack mixes
 -> ZamComp -> ZamGEQ31 -> ZaMaximX2, settings per song: drawn, or chosen from the mix).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,7 @@ from ._common import AUDIO_FORMATS, FORMAT_VERSION, SIZES, SPLITS, SourceMissing
 
 TASKS = ("tube_amp", "breath_removal", "mastering")
 
-__all__ = ["TASKS", "SIZES", "build", "main", "add_build_arguments", "run_build", "SourceMissingError",
-           "load_manifest"]
+__all__ = ["TASKS", "SIZES", "build", "main", "add_build_arguments", "run_build", "SourceMissingError", "load_manifest"]
 
 
 def _module(task: str):
@@ -91,8 +91,15 @@ def build(
     if not 8000 <= sample_rate <= 96000:
         raise ValueError(f"sample_rate must be within 8000..96000 Hz, got {sample_rate}")
     out = Path(out_dir)
-    key = {"task": task, "seed": int(seed), "size": size, "sample_rate": sample_rate, "audio_format": audio_format,
-           "version": FORMAT_VERSION, **options}
+    key = {
+        "task": task,
+        "seed": int(seed),
+        "size": size,
+        "sample_rate": sample_rate,
+        "audio_format": audio_format,
+        "version": FORMAT_VERSION,
+        **options,
+    }
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
         try:
@@ -101,8 +108,7 @@ def build(
             existing = {}
         if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing, suffix):
             if progress:
-                print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild",
-                      file=sys.stderr)
+                print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild", file=sys.stderr)
             return existing
     clear_outputs(out)
     started = time.perf_counter()
@@ -113,7 +119,7 @@ def build(
         **key,
         "channels": 1,
         "format": ("WAV float32" if audio_format == "wav" else "FLAC 16-bit")
-                  + f", mono; input/NAME{suffix} pairs with target/NAME{suffix}",
+        + f", mono; input/NAME{suffix} pairs with target/NAME{suffix}",
         "clips_per_split": counts,
         "seconds_per_split": seconds,
         **body,
@@ -122,8 +128,11 @@ def build(
     write_json(manifest_path, manifest)
     if progress:
         total = sum(seconds.values())
-        print(f"{task}: {sum(counts.values())} clips, {total / 60:.1f} min of audio in {out} "
-              f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        print(
+            f"{task}: {sum(counts.values())} clips, {total / 60:.1f} min of audio in {out} "
+            f"({time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
     return manifest
 
 
@@ -145,14 +154,26 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("task", choices=TASKS)
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", choices=SIZES, default="full",
-                        help="tiny: a few 2-s clips (tests); small: about 8 min (quick runs); full: 35-45 min")
+    parser.add_argument(
+        "--size",
+        choices=SIZES,
+        default="full",
+        help="tiny: a few 2-s clips (tests); small: about 8 min (quick runs); full: 35-45 min",
+    )
     parser.add_argument("--sample-rate", type=int, default=22050)
-    parser.add_argument("--format", choices=AUDIO_FORMATS, default="wav", dest="audio_format",
-                        help="wav: float32 (default); flac: 16-bit, several times smaller")
-    parser.add_argument("--engineer", choices=("random", "rules"),
-                        help="mastering: the hidden chain's settings per song drawn at random (default) or "
-                             "chosen from the mix by fixed rules")
+    parser.add_argument(
+        "--format",
+        choices=AUDIO_FORMATS,
+        default="wav",
+        dest="audio_format",
+        help="wav: float32 (default); flac: 16-bit, several times smaller",
+    )
+    parser.add_argument(
+        "--engineer",
+        choices=("random", "rules"),
+        help="mastering: the hidden chain's settings per song drawn at random (default) or "
+        "chosen from the mix by fixed rules",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
     parser.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")
     return parser
@@ -162,8 +183,17 @@ def run_build(args: argparse.Namespace) -> int:
     """Runs a parsed ``build`` command; returns the exit status (1 with a message naming the apt
     package when a source is missing)."""
     try:
-        build(args.task, args.out_dir, seed=args.seed, size=args.size, sample_rate=args.sample_rate,
-              progress=not args.quiet, force=args.force, audio_format=args.audio_format, engineer=args.engineer)
+        build(
+            args.task,
+            args.out_dir,
+            seed=args.seed,
+            size=args.size,
+            sample_rate=args.sample_rate,
+            progress=not args.quiet,
+            force=args.force,
+            audio_format=args.audio_format,
+            engineer=args.engineer,
+        )
     except SourceMissingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

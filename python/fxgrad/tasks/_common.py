@@ -1,5 +1,6 @@
 """Helpers shared by the task builders: sources and their licences, fluidsynth, seeded random
 streams, deterministic atomic WAV files, plugin rendering with latency compensation."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 import tempfile
 import threading
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -82,21 +83,26 @@ def find_soundfont(size: str) -> Source:
             if k > 0:
                 warnings.warn(
                     f"FluidR3_GM.sf2 not found in {', '.join(map(str, dirs))}; using the smaller TimGM6mb.sf2 "
-                    "(install the apt package fluid-soundfont-gm for the better soundfont)", stacklevel=3)
+                    "(install the apt package fluid-soundfont-gm for the better soundfont)",
+                    stacklevel=3,
+                )
             return found[file]
-    wanted = " or ".join(f"{f} (apt package {p})" for f, p, _ in ((TIMGM6MB,) if size == "tiny" else (FLUID_R3, TIMGM6MB)))
+    wanted = " or ".join(
+        f"{f} (apt package {p})" for f, p, _ in ((TIMGM6MB,) if size == "tiny" else (FLUID_R3, TIMGM6MB))
+    )
     raise SourceMissingError(
         f"no soundfont: looked for {wanted} in {', '.join(map(str, dirs))}. Install it with "
         f"`apt-get install --no-install-recommends {TIMGM6MB[1] if size == 'tiny' else FLUID_R3[1]}` "
-        f"(or point ${SOUNDFONT_DIRS_ENV} at a folder holding it)")
+        f"(or point ${SOUNDFONT_DIRS_ENV} at a folder holding it)"
+    )
 
 
 def require_tool(tool: str, package: str, why: str) -> str:
     path = shutil.which(tool)
     if not path:
         raise SourceMissingError(
-            f"`{tool}` is not installed ({why}). Install it with "
-            f"`apt-get install --no-install-recommends {package}`")
+            f"`{tool}` is not installed ({why}). Install it with `apt-get install --no-install-recommends {package}`"
+        )
     return path
 
 
@@ -129,8 +135,18 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     block = 4 * channels
     fmt = struct.pack("<HHIIHHH", 3, channels, int(sample_rate), int(sample_rate) * block, block, 32, 0)
     fact = struct.pack("<I", frames)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
-            + b"data" + struct.pack("<I", len(data)) + data)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"fact"
+        + struct.pack("<I", 4)
+        + fact
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -200,23 +216,44 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- fluidsynth
 
 
-def render_midi(midi_path: PathLike, soundfont: Source, sample_rate: int, gain: float = 0.3,
-                seconds: Optional[float] = None) -> np.ndarray:
+def render_midi(
+    midi_path: PathLike, soundfont: Source, sample_rate: int, gain: float = 0.3, seconds: Optional[float] = None
+) -> np.ndarray:
     """Render a MIDI file with fluidsynth (no reverb, no chorus): float32 (2, samples), a
     transposed view of the file's frames."""
     exe = require_tool("fluidsynth", "fluidsynth", "it renders the MIDI material")
     with tempfile.TemporaryDirectory(prefix="fxgrad-fluid-") as folder:
         out = Path(folder) / "out.wav"
-        command = [exe, "-ni", "-q", "-R", "0", "-C", "0", "-g", f"{gain:g}", "-r", str(int(sample_rate)),
-                   "-O", "float", "-T", "wav", "-F", str(out), soundfont.path, str(midi_path)]
+        command = [
+            exe,
+            "-ni",
+            "-q",
+            "-R",
+            "0",
+            "-C",
+            "0",
+            "-g",
+            f"{gain:g}",
+            "-r",
+            str(int(sample_rate)),
+            "-O",
+            "float",
+            "-T",
+            "wav",
+            "-F",
+            str(out),
+            soundfont.path,
+            str(midi_path),
+        ]
         # fluidsynth renders far faster than real time and stops only when every voice has ended:
         # a voice that never ends keeps it writing (tens of GB in minutes). Stop it once the file
         # outgrows the material it was given, or after a generous time.
         expected = (seconds or 600.0) + 30.0
         max_bytes = int(expected * sample_rate * 2 * 4) + (1 << 20)
         limit = 60.0 + expected
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         started = time.monotonic()
         while process.poll() is None:
             too_big = out.is_file() and out.stat().st_size > max_bytes
@@ -229,8 +266,7 @@ def render_midi(midi_path: PathLike, soundfont: Source, sample_rate: int, gain: 
         stderr = process.communicate()[1]
         result = subprocess.CompletedProcess(command, process.returncode, "", stderr)
         if result.returncode != 0 or not out.is_file():
-            raise RuntimeError(f"fluidsynth failed ({result.returncode}): {' '.join(command)}\n"
-                               f"{result.stderr.strip()}")
+            raise RuntimeError(f"fluidsynth failed ({result.returncode}): {' '.join(command)}\n{result.stderr.strip()}")
         import soundfile
 
         data, rate = soundfile.read(str(out), dtype="float32", always_2d=True)
@@ -258,8 +294,9 @@ class PluginSpec:
 _LOAD_LOCK = threading.Lock()
 
 
-def render_chain(specs: Sequence[PluginSpec], audio: np.ndarray, sample_rate: int,
-                 block_size: int = 256) -> Tuple[np.ndarray, int]:
+def render_chain(
+    specs: Sequence[PluginSpec], audio: np.ndarray, sample_rate: int, block_size: int = 256
+) -> Tuple[np.ndarray, int]:
     """Run ``audio`` (C, N) through fresh instances of ``specs`` in series; returns the output
     aligned with the input (each plugin's reported latency removed, its tail fed with zeros) and
     the total latency that was removed."""
@@ -280,7 +317,7 @@ def render_chain(specs: Sequence[PluginSpec], audio: np.ndarray, sample_rate: in
         padded = np.concatenate([x, np.zeros((channels, pad), np.float32)], axis=1)
         y = plugin.process(padded)
         latency = int(plugin.latency_samples)
-        x = np.ascontiguousarray(y[:, latency:latency + frames])
+        x = np.ascontiguousarray(y[:, latency : latency + frames])
         if x.shape[1] < frames:
             raise RuntimeError(f"{spec.uri}: latency {latency} longer than the padding")
         total += latency
@@ -299,7 +336,7 @@ def best_lag(reference: np.ndarray, signal: np.ndarray, max_lag: int) -> Tuple[i
     lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
     values = corr[lags % size]
     k = int(np.argmax(np.abs(values)))
-    norm = np.sqrt(np.sum(reference ** 2) * np.sum(signal ** 2)) + 1e-20
+    norm = np.sqrt(np.sum(reference**2) * np.sum(signal**2)) + 1e-20
     return int(lags[k]), float(values[k] / norm)
 
 

@@ -11,6 +11,7 @@ limited like the speech) and the pair is resampled together.
 Prompts are split into train/valid/test by file name (the same split whatever the seed), so test
 speech is never heard in training.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,21 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 from scipy import signal
 
-from ._common import (Source, SourceMissingError, _search_dirs, clip_paths, db, peak, progress_bar, read_wav,
-                      resample, rng, split_counts, undb, write_wav)
+from ._common import (
+    Source,
+    SourceMissingError,
+    _search_dirs,
+    clip_paths,
+    db,
+    peak,
+    progress_bar,
+    read_wav,
+    resample,
+    rng,
+    split_counts,
+    undb,
+    write_wav,
+)
 
 SPEECH_DIRS_ENV = "FXGRAD_SPEECH_DIR"
 SPEECH_DIRS = ("/usr/share/asterisk/sounds/en_US_f_Allison", "/usr/share/asterisk/sounds/en")
@@ -76,21 +90,42 @@ def find_speech() -> Tuple[Path, str, Source]:
             if wav_dir is None and any(folder.glob("*.wav")):
                 wav_dir = folder
     if g722_dir is not None and have_ffmpeg:
-        return g722_dir, "g722", Source("Asterisk core sounds (en, Allison), G.722 16 kHz", str(g722_dir),
-                                        "asterisk-core-sounds-en-g722 (+ ffmpeg to decode)", SPEECH_LICENCE)
+        return (
+            g722_dir,
+            "g722",
+            Source(
+                "Asterisk core sounds (en, Allison), G.722 16 kHz",
+                str(g722_dir),
+                "asterisk-core-sounds-en-g722 (+ ffmpeg to decode)",
+                SPEECH_LICENCE,
+            ),
+        )
     if wav_dir is not None:
         warnings.warn(
             "using the 8 kHz Asterisk prompts (speech band-limited to 4 kHz); install the apt packages "
-            "asterisk-core-sounds-en-g722 and ffmpeg for the 16 kHz ones", stacklevel=3)
-        return wav_dir, "wav", Source("Asterisk core sounds (en, Allison), WAV 8 kHz", str(wav_dir),
-                                      "asterisk-core-sounds-en-wav", SPEECH_LICENCE)
-    hint = ("the G.722 prompts are installed but ffmpeg is missing: `apt-get install --no-install-recommends ffmpeg`"
-            if g722_dir is not None else
-            "install them with `apt-get install --no-install-recommends asterisk-core-sounds-en-g722 ffmpeg` "
-            "(16 kHz) or `apt-get install --no-install-recommends asterisk-core-sounds-en-wav` (8 kHz)")
+            "asterisk-core-sounds-en-g722 and ffmpeg for the 16 kHz ones",
+            stacklevel=3,
+        )
+        return (
+            wav_dir,
+            "wav",
+            Source(
+                "Asterisk core sounds (en, Allison), WAV 8 kHz",
+                str(wav_dir),
+                "asterisk-core-sounds-en-wav",
+                SPEECH_LICENCE,
+            ),
+        )
+    hint = (
+        "the G.722 prompts are installed but ffmpeg is missing: `apt-get install --no-install-recommends ffmpeg`"
+        if g722_dir is not None
+        else "install them with `apt-get install --no-install-recommends asterisk-core-sounds-en-g722 ffmpeg` "
+        "(16 kHz) or `apt-get install --no-install-recommends asterisk-core-sounds-en-wav` (8 kHz)"
+    )
     raise SourceMissingError(
         f"no Asterisk speech prompts found in {', '.join(map(str, dirs))}: {hint} "
-        f"(or point ${SPEECH_DIRS_ENV} at a folder of them)")
+        f"(or point ${SPEECH_DIRS_ENV} at a folder of them)"
+    )
 
 
 def list_prompts(folder: Path, codec: str) -> List[Dict[str, Any]]:
@@ -123,7 +158,7 @@ def decode(prompts: List[Dict[str, Any]], codec: str) -> Dict[str, Tuple[np.ndar
         return out
     with tempfile.TemporaryDirectory(prefix="fxgrad-g722-") as folder:
         for start in range(0, len(prompts), 48):
-            batch = prompts[start:start + 48]
+            batch = prompts[start : start + 48]
             command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
             for p in batch:
                 command += ["-f", "g722", "-i", str(p["path"])]
@@ -145,7 +180,7 @@ def trim(audio: np.ndarray, rate: int, floor_db: float = 45.0, margin: float = 0
     frames = len(audio) // hop
     if frames < 2:
         return audio
-    energy = 10 * np.log10(np.mean(audio[:frames * hop].reshape(frames, hop) ** 2, axis=1) + 1e-20)
+    energy = 10 * np.log10(np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1) + 1e-20)
     active = np.nonzero(energy > energy.max() - floor_db)[0]
     start = max(0, active[0] * hop - int(margin * rate))
     end = min(len(audio), (active[-1] + 1) * hop + int(margin * rate))
@@ -153,7 +188,7 @@ def trim(audio: np.ndarray, rate: int, floor_db: float = 45.0, margin: float = 0
     n = min(int(0.005 * rate), len(out) // 2)
     ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))
     out[:n] *= ramp
-    out[len(out) - n:] *= ramp[::-1]
+    out[len(out) - n :] *= ramp[::-1]
     return out
 
 
@@ -161,7 +196,7 @@ def active_level(audio: np.ndarray, rate: int) -> float:
     """RMS (linear) over the 20-ms frames within 40 dB of the loudest: the active speech level."""
     hop = max(1, int(0.02 * rate))
     frames = len(audio) // hop
-    power = np.mean(audio[:frames * hop].reshape(frames, hop) ** 2, axis=1)
+    power = np.mean(audio[: frames * hop].reshape(frames, hop) ** 2, axis=1)
     keep = power > power.max() * 1e-4
     return float(np.sqrt(np.mean(power[keep])))
 
@@ -181,8 +216,11 @@ def breath(rand: np.random.Generator, rate: int, n: int) -> Tuple[np.ndarray, Di
     asymmetric envelope with slow turbulence; ``n`` samples, unit RMS."""
     nyquist = rate / 2
     noise = rand.standard_normal(n + 2048)
-    formants = [float(rand.uniform(400, 900)), float(rand.uniform(1200, 2400)),
-                float(rand.uniform(2500, min(4500, 0.85 * nyquist)))]
+    formants = [
+        float(rand.uniform(400, 900)),
+        float(rand.uniform(1200, 2400)),
+        float(rand.uniform(2500, min(4500, 0.85 * nyquist))),
+    ]
     out = np.zeros(n + 2048)
     for f in formants:
         width = float(rand.uniform(0.35, 0.8)) * f
@@ -192,12 +230,12 @@ def breath(rand: np.random.Generator, rate: int, n: int) -> Tuple[np.ndarray, Di
     out = out[2048:]
     t = np.linspace(0, 1, n)
     a, b = float(rand.uniform(1.2, 2.5)), float(rand.uniform(1.5, 3.5))
-    envelope = t ** a * (1 - t) ** b
+    envelope = t**a * (1 - t) ** b
     envelope /= envelope.max()
     wobble = signal.sosfilt(signal.butter(2, 12, fs=rate, output="sos"), rand.standard_normal(n))
     wobble /= np.abs(wobble).max() + 1e-12
     out *= envelope * (1 + 0.25 * wobble)
-    out /= np.sqrt(np.mean(out ** 2)) + 1e-20
+    out /= np.sqrt(np.mean(out**2)) + 1e-20
     return out, {"formants_hz": [round(f) for f in formants], "envelope": [round(a, 3), round(b, 3)]}
 
 
@@ -235,7 +273,7 @@ def room_tone(rand: np.random.Generator, rate: int, n: int) -> np.ndarray:
     shape = 1 / np.sqrt(np.maximum(f, 100.0))
     shape[f > 0.95 * rate / 2] = 0
     out = np.fft.irfft(spectrum * shape, n)
-    return out / (np.sqrt(np.mean(out ** 2)) + 1e-20)
+    return out / (np.sqrt(np.mean(out**2)) + 1e-20)
 
 
 # ---------------------------------------------------------------------------- clips
@@ -251,8 +289,13 @@ def _pool(prompts: List[Dict[str, Any]], size: str, split: str, seed: int) -> Li
     return pool
 
 
-def assemble(rand: np.random.Generator, seconds: float, rate: int, pool: List[Dict[str, Any]],
-             audio: Dict[str, Tuple[np.ndarray, int]]) -> Dict[str, Any]:
+def assemble(
+    rand: np.random.Generator,
+    seconds: float,
+    rate: int,
+    pool: List[Dict[str, Any]],
+    audio: Dict[str, Tuple[np.ndarray, int]],
+) -> Dict[str, Any]:
     """One clip at the source rate: speech, events, room tone, and their description."""
     total = int(round(seconds * rate))
     speech = np.zeros(total)
@@ -268,7 +311,7 @@ def assemble(rand: np.random.Generator, seconds: float, rate: int, pool: List[Di
             break
         choice = fits[int(rand.integers(len(fits)))]
         x = audio[choice["name"]][0]
-        speech[cursor:cursor + len(x)] = x
+        speech[cursor : cursor + len(x)] = x
         phrases.append((cursor, cursor + len(x), choice["name"]))
         with_breath = bool(rand.random() < P_BREATH)
         pauses.append(with_breath)
@@ -278,7 +321,7 @@ def assemble(rand: np.random.Generator, seconds: float, rate: int, pool: List[Di
             break
     if not phrases:
         raise RuntimeError("no prompt fits the clip length")
-    return {"speech": speech, "phrases": phrases, "pauses": pauses[:len(phrases) + 1]}
+    return {"speech": speech, "phrases": phrases, "pauses": pauses[: len(phrases) + 1]}
 
 
 def make_clip(seed: int, split: str, index: int, seconds: float, rate: int, pool, audio) -> Dict[str, Any]:
@@ -311,13 +354,15 @@ def make_clip(seed: int, split: str, index: int, seconds: float, rate: int, pool
         if clip["pauses"][k] and length >= int(BREATH_SECONDS[0] * rate):
             b_start = int(rand.integers(free_start, free_end - length + 1))
             breath_span = (b_start, b_start + length)
-        for kind, make, span, down_range, reference in (("breath", breath, breath_span, BREATH_DOWN_DB, level),
-                                                         ("lip_smack", smack, smack_span, SMACK_DOWN_DB, speech_peak)):
+        for kind, make, span, down_range, reference in (
+            ("breath", breath, breath_span, BREATH_DOWN_DB, level),
+            ("lip_smack", smack, smack_span, SMACK_DOWN_DB, speech_peak),
+        ):
             if not span:
                 continue
             wave, info = make(rand, rate, span[1] - span[0])
             down = float(rand.uniform(*down_range))
-            events[span[0]:span[1]] += wave[:span[1] - span[0]] * reference * undb(-down)
+            events[span[0] : span[1]] += wave[: span[1] - span[0]] * reference * undb(-down)
             described.append({"type": kind, "start": span[0], "end": span[1], "down_db": round(down, 2), **info})
     if not described:  # every clip holds at least one breath: in the longest pause
         start, end = max(bounds, key=lambda b: b[1] - b[0])
@@ -326,14 +371,18 @@ def make_clip(seed: int, split: str, index: int, seconds: float, rate: int, pool
             b_start = start + guard + (end - start - 2 * guard - length) // 2
             wave, info = breath(rand, rate, length)
             down = float(rand.uniform(*BREATH_DOWN_DB))
-            events[b_start:b_start + length] += wave[:length] * level * undb(-down)
-            described.append({"type": "breath", "start": b_start, "end": b_start + length,
-                              "down_db": round(down, 2), **info})
+            events[b_start : b_start + length] += wave[:length] * level * undb(-down)
+            described.append(
+                {"type": "breath", "start": b_start, "end": b_start + length, "down_db": round(down, 2), **info}
+            )
     tone_down = float(rand.uniform(*ROOM_TONE_DOWN_DB))
     tone = room_tone(rand, rate, total) * level * undb(-tone_down)
     return {
-        "input": speech + tone + events, "target": speech + tone, "phrases": phrases,
-        "events": sorted(described, key=lambda e: e["start"]), "room_tone_down_db": round(tone_down, 2),
+        "input": speech + tone + events,
+        "target": speech + tone,
+        "phrases": phrases,
+        "events": sorted(described, key=lambda e: e["start"]),
+        "room_tone_down_db": round(tone_down, 2),
         "active_level_dbfs": db(level),
     }
 
@@ -345,14 +394,21 @@ def plan(seed: int, size: str) -> List[Dict[str, Any]]:
         for index in range(count):
             rand = rng(seed, "breath", "clip", split, index)
             low, high = spec["seconds"]
-            clips.append({"split": split, "index": index, "name": f"{split}_{index:04d}",
-                          "seconds": round(float(rand.uniform(low, high)), 3),
-                          "input_peak_db": round(float(rand.uniform(*INPUT_PEAK_DB)), 3)})
+            clips.append(
+                {
+                    "split": split,
+                    "index": index,
+                    "name": f"{split}_{index:04d}",
+                    "seconds": round(float(rand.uniform(low, high)), 3),
+                    "input_peak_db": round(float(rand.uniform(*INPUT_PEAK_DB)), 3),
+                }
+            )
     return clips
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
-          suffix: str = ".wav") -> Dict[str, Any]:
+def build(
+    out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool, suffix: str = ".wav"
+) -> Dict[str, Any]:
     folder, codec, source = find_speech()
     prompts = list_prompts(folder, codec)
     clips = plan(seed, size)
@@ -389,9 +445,12 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
             event["target_rms_dbfs"] = round(db(np.sqrt(np.mean(pair[1, region].astype(np.float64) ** 2))), 2)
         clip.update(
             gain_db=round(db(gain), 3),
-            phrases=[{"prompt": name, "start_s": round(a / source_rate, 4), "end_s": round(b / source_rate, 4)}
-                     for a, b, name in made["phrases"]],
-            events=made["events"], room_tone_down_db=made["room_tone_down_db"],
+            phrases=[
+                {"prompt": name, "start_s": round(a / source_rate, 4), "end_s": round(b / source_rate, 4)}
+                for a, b, name in made["phrases"]
+            ],
+            events=made["events"],
+            room_tone_down_db=made["room_tone_down_db"],
         )
         del clip["index"]
         input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"], suffix)
@@ -406,15 +465,21 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
         "prompts_per_split": {split: len(pool) for split, pool in pools.items()},
         "hidden": {
             "target": "the input without the synthesised breaths and lip smacks (the engineer's edit); "
-                      "speech and room tone identical in input and target",
-            "breath": {"seconds": list(BREATH_SECONDS), "rms_down_db_vs_active_speech": list(BREATH_DOWN_DB),
-                       "probability_per_pause": P_BREATH},
-            "lip_smack": {"seconds": list(SMACK_SECONDS), "peak_down_db_vs_speech_peak": list(SMACK_DOWN_DB),
-                          "probability_per_phrase": P_SMACK},
+            "speech and room tone identical in input and target",
+            "breath": {
+                "seconds": list(BREATH_SECONDS),
+                "rms_down_db_vs_active_speech": list(BREATH_DOWN_DB),
+                "probability_per_pause": P_BREATH,
+            },
+            "lip_smack": {
+                "seconds": list(SMACK_SECONDS),
+                "peak_down_db_vs_speech_peak": list(SMACK_DOWN_DB),
+                "probability_per_phrase": P_SMACK,
+            },
             "room_tone_down_db_vs_active_speech": list(ROOM_TONE_DOWN_DB),
             "input_peak_db_range": list(INPUT_PEAK_DB),
             "event_positions": "events[].start/end are samples of the written files (end exclusive); "
-                               "start_s/end_s seconds",
+            "start_s/end_s seconds",
         },
         "clips": clips,
     }

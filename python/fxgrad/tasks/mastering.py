@@ -11,6 +11,7 @@ manifest; latency removed. Clips are non-overlapping excerpts of the songs, the
 same excerpt of mix and master. Songs are split into train/valid/test by name (the same split
 whatever the seed).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -23,8 +24,23 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from . import midi
-from ._common import (PluginSpec, Source, SourceMissingError, _search_dirs, best_lag, clip_paths, db, find_soundfont,
-                      peak, progress_bar, render_chain, render_midi, rng, undb, write_wav)
+from ._common import (
+    PluginSpec,
+    Source,
+    SourceMissingError,
+    _search_dirs,
+    best_lag,
+    clip_paths,
+    db,
+    find_soundfont,
+    peak,
+    progress_bar,
+    render_chain,
+    render_midi,
+    rng,
+    undb,
+    write_wav,
+)
 
 MIDI_DIRS_ENV = "FXGRAD_MIDI_DIR"
 MIDI_DIRS = ("/usr/share/games/openttd/baseset/openmsx",)
@@ -53,20 +69,61 @@ EQ_MAX_DB = 6.0
 ENGINEER_NOTES = {
     "random": "settings drawn per song (songs[].chain)",
     "rules": "settings chosen per song from its mix by fixed rules (songs[].chain, songs[].engineer): ZamComp "
-             f"threshold {COMP_DEPTH_DB:g} dB under the loud passages, ZamGEQ31 half-way towards a "
-             f"{TARGET_TILT_DB_PER_OCTAVE:g} dB/octave balance, ZaMaximX2 driven to {TARGET_LUFS:g} LUFS",
+    f"threshold {COMP_DEPTH_DB:g} dB under the loud passages, ZamGEQ31 half-way towards a "
+    f"{TARGET_TILT_DB_PER_OCTAVE:g} dB/octave balance, ZaMaximX2 driven to {TARGET_LUFS:g} LUFS",
 }
-GEQ_BANDS_HZ = (32, 40, 50, 63, 79, 100, 126, 158, 200, 251, 316, 398, 501, 631, 794, 999, 1257, 1584, 1997,
-                2514, 3165, 3986, 5017, 6318, 7963, 10032, 12662, 16081, 20801)
+GEQ_BANDS_HZ = (
+    32,
+    40,
+    50,
+    63,
+    79,
+    100,
+    126,
+    158,
+    200,
+    251,
+    316,
+    398,
+    501,
+    631,
+    794,
+    999,
+    1257,
+    1584,
+    1997,
+    2514,
+    3165,
+    3986,
+    5017,
+    6318,
+    7963,
+    10032,
+    12662,
+    16081,
+    20801,
+)
 
 SIZES = {
     # songs per split (None: all), clips per song per split (None: one per 10 s of song), seconds
-    "tiny": {"songs": {"train": 1, "valid": 1, "test": 1}, "clips": {"train": 2, "valid": 1, "test": 1},
-             "seconds": (2.0, 2.0), "window": ("first", 8.0)},
-    "small": {"songs": {"train": 10, "valid": 3, "test": 3}, "clips": {"train": 5, "valid": 2, "test": 2},
-              "seconds": (5.0, 9.0), "window": ("random", 60.0)},
-    "full": {"songs": {"train": None, "valid": None, "test": None}, "clips": {"train": None, "valid": None, "test": None},
-             "seconds": (5.0, 9.0), "window": None},
+    "tiny": {
+        "songs": {"train": 1, "valid": 1, "test": 1},
+        "clips": {"train": 2, "valid": 1, "test": 1},
+        "seconds": (2.0, 2.0),
+        "window": ("first", 8.0),
+    },
+    "small": {
+        "songs": {"train": 10, "valid": 3, "test": 3},
+        "clips": {"train": 5, "valid": 2, "test": 2},
+        "seconds": (5.0, 9.0),
+        "window": ("random", 60.0),
+    },
+    "full": {
+        "songs": {"train": None, "valid": None, "test": None},
+        "clips": {"train": None, "valid": None, "test": None},
+        "seconds": (5.0, 9.0),
+        "window": None,
+    },
 }
 
 
@@ -79,7 +136,8 @@ def find_songs() -> Tuple[List[Path], Source]:
     raise SourceMissingError(
         f"no OpenMSX MIDI files (at least 3 *.mid) in {', '.join(map(str, dirs))}: install them with "
         f"`apt-get install --no-install-recommends openttd-openmsx` (or point ${MIDI_DIRS_ENV} at a folder of "
-        "multitrack .mid files)")
+        "multitrack .mid files)"
+    )
 
 
 def song_splits(files: List[Path]) -> Dict[str, List[Path]]:
@@ -87,8 +145,7 @@ def song_splits(files: List[Path]) -> Dict[str, List[Path]]:
     10 % valid, the rest train."""
     ranked = sorted(files, key=lambda p: (zlib.crc32(p.stem.encode()), p.stem))
     held = max(1, int(round(0.1 * len(ranked))))
-    return {"test": ranked[:held], "valid": ranked[held:2 * held], "train": ranked[2 * held:]}
-
+    return {"test": ranked[:held], "valid": ranked[held : 2 * held], "train": ranked[2 * held :]}
 
 
 def _log_uniform(rand, low, high) -> float:
@@ -100,10 +157,16 @@ def random_eq_curve(rand: np.random.Generator, sample_rate: int) -> Tuple[Dict[s
     presence bell, high shelf. Bands at or above 0.45 x the sample rate stay at 0 dB."""
     shapes = {
         "low_shelf": {"hz": _log_uniform(rand, 60, 250), "db": float(rand.uniform(-4, 5))},
-        "low_mid": {"hz": _log_uniform(rand, 200, 600), "db": float(rand.uniform(-5, 1.5)),
-                    "octaves": float(rand.uniform(0.5, 1.2))},
-        "presence": {"hz": _log_uniform(rand, 1500, 5000), "db": float(rand.uniform(-3, 4)),
-                     "octaves": float(rand.uniform(0.5, 1.2))},
+        "low_mid": {
+            "hz": _log_uniform(rand, 200, 600),
+            "db": float(rand.uniform(-5, 1.5)),
+            "octaves": float(rand.uniform(0.5, 1.2)),
+        },
+        "presence": {
+            "hz": _log_uniform(rand, 1500, 5000),
+            "db": float(rand.uniform(-3, 4)),
+            "octaves": float(rand.uniform(0.5, 1.2)),
+        },
         "high_shelf": {"hz": _log_uniform(rand, 4000, min(9000, 0.4 * sample_rate)), "db": float(rand.uniform(-3, 6))},
     }
     settings = {"master": 0.0}
@@ -127,13 +190,22 @@ def random_settings(seed: int, song: str, sample_rate: int) -> Tuple[List[Plugin
     50-400 ms, knee 0-6 dB, makeup 0-6 dB; a smooth random EQ curve; ZaMaximX2 threshold -14 to
     -7 dB, ceiling -1 to -0.1 dB, release 10-60 ms."""
     rand = rng(seed, "mastering", "settings", song)
-    comp = {"att": round(_log_uniform(rand, 3, 30), 2), "rel": round(_log_uniform(rand, 50, 400), 1),
-            "kn": round(float(rand.uniform(0, 6)), 2), "rat": round(_log_uniform(rand, 1.5, 5), 2),
-            "thr": round(float(rand.uniform(-34, -20)), 2), "mak": round(float(rand.uniform(0, 6)), 2),
-            "slew": 1.0, "sidech": 0.0}
+    comp = {
+        "att": round(_log_uniform(rand, 3, 30), 2),
+        "rel": round(_log_uniform(rand, 50, 400), 1),
+        "kn": round(float(rand.uniform(0, 6)), 2),
+        "rat": round(_log_uniform(rand, 1.5, 5), 2),
+        "thr": round(float(rand.uniform(-34, -20)), 2),
+        "mak": round(float(rand.uniform(0, 6)), 2),
+        "slew": 1.0,
+        "sidech": 0.0,
+    }
     eq, shapes = random_eq_curve(rand, sample_rate)
-    maxim = {"thresh": round(float(rand.uniform(-14, -7)), 2), "ceil": round(float(rand.uniform(-1.0, -0.1)), 2),
-             "rel": round(_log_uniform(rand, 10, 60), 2)}
+    maxim = {
+        "thresh": round(float(rand.uniform(-14, -7)), 2),
+        "ceil": round(float(rand.uniform(-1.0, -0.1)), 2),
+        "rel": round(_log_uniform(rand, 10, 60), 2),
+    }
     specs = [PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq), PluginSpec(CHAIN[2], maxim)]
     return specs, {"eq_shapes": shapes}
 
@@ -168,8 +240,10 @@ def rule_eq_curve(levels_db: np.ndarray, sample_rate: int) -> Tuple[Dict[str, fl
     gains = np.where(usable, np.clip(smooth, -EQ_MAX_DB, EQ_MAX_DB), 0.0)
     settings = {"master": 0.0}
     settings.update({f"band{k}": round(float(g), 1) for k, g in enumerate(gains, start=1)})
-    return settings, {"band_levels_db": [round(float(v), 1) for v in levels_db],
-                      "tilt_db_per_octave": TARGET_TILT_DB_PER_OCTAVE}
+    return settings, {
+        "band_levels_db": [round(float(v), 1) for v in levels_db],
+        "tilt_db_per_octave": TARGET_TILT_DB_PER_OCTAVE,
+    }
 
 
 def rule_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], Dict[str, Any]]:
@@ -183,18 +257,33 @@ def rule_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], 
     x = np.asarray(mix, np.float64).reshape(-1)
     window = int(0.4 * sample_rate)
     blocks = x[: len(x) // window * window].reshape(-1, window)
-    loud_db = db(float(np.percentile(np.sqrt(np.mean(blocks ** 2, axis=1)), 95)))
-    comp = {"att": 10.0, "rel": 120.0, "kn": 3.0, "rat": 2.5, "thr": round(float(np.clip(loud_db - COMP_DEPTH_DB, -40, -10)), 2),
-            "mak": 0.0, "slew": 1.0, "sidech": 0.0}
+    loud_db = db(float(np.percentile(np.sqrt(np.mean(blocks**2, axis=1)), 95)))
+    comp = {
+        "att": 10.0,
+        "rel": 120.0,
+        "kn": 3.0,
+        "rat": 2.5,
+        "thr": round(float(np.clip(loud_db - COMP_DEPTH_DB, -40, -10)), 2),
+        "mak": 0.0,
+        "slew": 1.0,
+        "sidech": 0.0,
+    }
     eq, eq_info = rule_eq_curve(band_levels_db(x, sample_rate), sample_rate)
-    before_maximiser, _ = render_chain([PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq)],
-                                       np.asarray(mix, np.float32), sample_rate)
+    before_maximiser, _ = render_chain(
+        [PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq)], np.asarray(mix, np.float32), sample_rate
+    )
     level = integrated_loudness(before_maximiser[0], sample_rate)
     drive = float(np.clip(TARGET_LUFS - level, 0.0, 24.0))
     maxim = {"thresh": round(MAXIM_CEILING_DB - drive, 2), "ceil": MAXIM_CEILING_DB, "rel": 25.0}
     specs = [PluginSpec(CHAIN[0], comp), PluginSpec(CHAIN[1], eq), PluginSpec(CHAIN[2], maxim)]
-    return specs, {"engineer": {"loud_passages_dbfs": round(loud_db, 2), "loudness_before_maximiser_lufs": round(level, 2),
-                                "maximiser_drive_db": round(drive, 2), **eq_info}}
+    return specs, {
+        "engineer": {
+            "loud_passages_dbfs": round(loud_db, 2),
+            "loudness_before_maximiser_lufs": round(level, 2),
+            "maximiser_drive_db": round(drive, 2),
+            **eq_info,
+        }
+    }
 
 
 # ---------------------------------------------------------------------------- songs
@@ -225,8 +314,9 @@ def _segments(rand, song: midi.Song, count: int, seconds: Tuple[float, float], w
     return out
 
 
-def render_stems(song: midi.Song, begin: float, end: float, soundfont: Source, sample_rate: int, folder: Path,
-                 tag: str) -> List[np.ndarray]:
+def render_stems(
+    song: midi.Song, begin: float, end: float, soundfont: Source, sample_rate: int, folder: Path, tag: str
+) -> List[np.ndarray]:
     """Every part of ``song`` from ``begin`` to ``end`` seconds rendered alone (mono, the mean of
     fluidsynth's two channels): a list of float32 arrays. The parts play one after the other in
     a single fluidsynth run, a GM reset between them; a part that starts after its song's
@@ -256,7 +346,7 @@ def render_stems(song: midi.Song, begin: float, end: float, soundfont: Source, s
     stems = []
     for offset in offsets:
         start = int(round(offset * sample_rate))
-        stem = audio[:, start:start + frames].mean(axis=0, dtype=np.float32)
+        stem = audio[:, start : start + frames].mean(axis=0, dtype=np.float32)
         if len(stem) < frames:
             stem = np.pad(stem, (0, frames - len(stem)))
         stems.append(stem)
@@ -268,14 +358,23 @@ def _pan(position: float) -> Tuple[float, float]:
     return float(np.cos(angle) * np.sqrt(2)), float(np.sin(angle) * np.sqrt(2))
 
 
-def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfont: Source, sample_rate: int,
-              folder: Path, engineer: str = "random") -> Dict[str, Any]:
+def make_song(
+    seed: int,
+    path: Path,
+    split: str,
+    count: int,
+    size: str,
+    soundfont: Source,
+    sample_rate: int,
+    folder: Path,
+    engineer: str = "random",
+) -> Dict[str, Any]:
     spec = SIZES[size]
     song = midi.read(path)
     rand = rng(seed, "mastering", "song", path.stem)
     segments = _segments(rand, song, count, spec["seconds"], spec["window"])
     begin = max(0.0, round(min(s for s, _ in segments) - PREROLL_SECONDS - 0.5, 3))
-    end = round(max(s + l for s, l in segments) + 0.5, 3)
+    end = round(max(start + length for start, length in segments) + 0.5, 3)
     stems = render_stems(song, begin, end, soundfont, sample_rate, folder, path.stem)
     mix = np.zeros((2, len(stems[0])), np.float32)
     stem_info = []
@@ -285,9 +384,17 @@ def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfon
         left, right = _pan(pan)
         mix[0] += (left * undb(gain_db)) * stem
         mix[1] += (right * undb(gain_db)) * stem
-        stem_info.append({"track": part.track, "channel": part.channel, "name": part.name,
-                          "program": "drums" if part.is_drums else part.program, "gain_db": gain_db, "pan": pan,
-                          "peak_dbfs_rendered": round(db(peak(stem)), 2)})
+        stem_info.append(
+            {
+                "track": part.track,
+                "channel": part.channel,
+                "name": part.name,
+                "program": "drums" if part.is_drums else part.program,
+                "gain_db": gain_db,
+                "pan": pan,
+                "peak_dbfs_rendered": round(db(peak(stem)), 2),
+            }
+        )
     del stems
     mono_mix = mix.mean(axis=0, keepdims=True)
     level = peak(mono_mix)
@@ -304,19 +411,36 @@ def make_song(seed: int, path: Path, split: str, count: int, size: str, soundfon
         a = int(round((start - begin) * sample_rate))
         n = int(round(length * sample_rate))
         pre = min(a, int(round(PREROLL_SECONDS * sample_rate)))
-        master, latency = render_chain(specs, mono_mix[:, a - pre:a + n], sample_rate)
-        x, y = mono_mix[:, a:a + n], master[:, pre:pre + n]
+        master, latency = render_chain(specs, mono_mix[:, a - pre : a + n], sample_rate)
+        x, y = mono_mix[:, a : a + n], master[:, pre : pre + n]
         lag, corr = best_lag(x[0].astype(np.float64), y[0].astype(np.float64), 300)
-        clips.append({
-            "split": split, "name": f"{split}_{path.stem}_{k:02d}", "song": path.name, "start_s": start,
-            "seconds": length, "input_rms_dbfs": round(db(np.sqrt(np.mean(x.astype(np.float64) ** 2))), 2),
-            "target_rms_dbfs": round(db(np.sqrt(np.mean(y.astype(np.float64) ** 2))), 2),
-            "target_peak_dbfs": round(db(peak(y)), 2), "residual_lag": lag, "correlation": round(corr, 4),
-            "_x": np.ascontiguousarray(x), "_y": np.ascontiguousarray(y),
-        })
-    return {"song": path.name, "split": split, "stems": stem_info, "rendered_s": [begin, end],
-            "mix_gain_db": round(db(undb(MIX_PEAK_DB) / level), 2), "latency_removed": latency,
-            "chain": [s.as_dict() for s in specs], **extra, "clips": clips}
+        clips.append(
+            {
+                "split": split,
+                "name": f"{split}_{path.stem}_{k:02d}",
+                "song": path.name,
+                "start_s": start,
+                "seconds": length,
+                "input_rms_dbfs": round(db(np.sqrt(np.mean(x.astype(np.float64) ** 2))), 2),
+                "target_rms_dbfs": round(db(np.sqrt(np.mean(y.astype(np.float64) ** 2))), 2),
+                "target_peak_dbfs": round(db(peak(y)), 2),
+                "residual_lag": lag,
+                "correlation": round(corr, 4),
+                "_x": np.ascontiguousarray(x),
+                "_y": np.ascontiguousarray(y),
+            }
+        )
+    return {
+        "song": path.name,
+        "split": split,
+        "stems": stem_info,
+        "rendered_s": [begin, end],
+        "mix_gain_db": round(db(undb(MIX_PEAK_DB) / level), 2),
+        "latency_removed": latency,
+        "chain": [s.as_dict() for s in specs],
+        **extra,
+        "clips": clips,
+    }
 
 
 def plan(files: List[Path], seed: int, size: str) -> List[Tuple[str, Path, int]]:
@@ -334,18 +458,29 @@ def plan(files: List[Path], seed: int, size: str) -> List[Tuple[str, Path, int]]
     return jobs
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
-          suffix: str = ".wav", engineer: str = "random") -> Dict[str, Any]:
+def build(
+    out_dir: Path,
+    seed: int,
+    size: str,
+    sample_rate: int,
+    progress: bool,
+    suffix: str = ".wav",
+    engineer: str = "random",
+) -> Dict[str, Any]:
     files, source = find_songs()
     soundfont = find_soundfont(size)
     jobs = plan(files, seed, size)
     bar = progress_bar(sum(count for _, _, count in jobs), "mastering", progress)
     songs = []
     workers = max(1, min(len(jobs), os.cpu_count() or 1, 4))
-    with tempfile.TemporaryDirectory(prefix="fxgrad-master-") as folder, \
-            concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(make_song, seed, path, split, count, size, soundfont, sample_rate, Path(folder), engineer)
-                   for split, path, count in jobs]
+    with (
+        tempfile.TemporaryDirectory(prefix="fxgrad-master-") as folder,
+        concurrent.futures.ThreadPoolExecutor(workers) as pool,
+    ):
+        futures = [
+            pool.submit(make_song, seed, path, split, count, size, soundfont, sample_rate, Path(folder), engineer)
+            for split, path, count in jobs
+        ]
         for future in futures:  # in job order: the output does not depend on timing
             song = future.result()
             for clip in song["clips"]:
@@ -362,11 +497,18 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
         "hidden": {
             "chain": list(CHAIN),
             "engineer": engineer,
-            "note": (ENGINEER_NOTES[engineer] + "; each excerpt is mastered by fresh plugin instances with "
-                     f"{PREROLL_SECONDS:g} s of the mix before it as pre-roll; the chain's latency (ZaMaximX2 "
-                     "lookahead) is removed"),
-            "mix": {"peak_dbfs": MIX_PEAK_DB, "peak_over": "the rendered part of the song (songs[].rendered_s)", "stem_gain_db": list(STEM_GAIN_DB), "stem_pan": list(STEM_PAN),
-                    "downmix": "stereo mix (constant-power pans) folded to mono: (L + R) / 2"},
+            "note": (
+                ENGINEER_NOTES[engineer] + "; each excerpt is mastered by fresh plugin instances with "
+                f"{PREROLL_SECONDS:g} s of the mix before it as pre-roll; the chain's latency (ZaMaximX2 "
+                "lookahead) is removed"
+            ),
+            "mix": {
+                "peak_dbfs": MIX_PEAK_DB,
+                "peak_over": "the rendered part of the song (songs[].rendered_s)",
+                "stem_gain_db": list(STEM_GAIN_DB),
+                "stem_pan": list(STEM_PAN),
+                "downmix": "stereo mix (constant-power pans) folded to mono: (L + R) / 2",
+            },
         },
         "songs": songs,
         "clips": clips,

@@ -4,6 +4,7 @@ Enough for the task builders: read a type 0/1 file into timed channel events (se
 applied, running status handled), split them into parts by (track, channel), and write type 0
 files whose ticks are exactly one millisecond.
 """
+
 from __future__ import annotations
 
 import struct
@@ -115,11 +116,11 @@ def read(path: PathLike) -> Song:
     # (tick, track, order, kind, payload); kind "tempo" or "chan" or "name"
     raw: List[Tuple[int, int, int, str, tuple]] = []
     for track in range(ntracks):
-        while data[pos:pos + 4] != b"MTrk":
+        while data[pos : pos + 4] != b"MTrk":
             if pos + 8 > len(data):
                 raise MidiError(f"{path}: missing track {track}")
-            pos += 8 + struct.unpack(">I", data[pos + 4:pos + 8])[0]  # skip alien chunks
-        size = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+            pos += 8 + struct.unpack(">I", data[pos + 4 : pos + 8])[0]  # skip alien chunks
+        size = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
         pos += 8
         end = min(pos + size, len(data))
         tick, running, order = 0, 0, 0
@@ -130,7 +131,7 @@ def read(path: PathLike) -> Song:
             if byte == 0xFF:
                 kind = data[pos + 1]
                 n, pos = _varlen(data, pos + 2)
-                payload = data[pos:pos + n]
+                payload = data[pos : pos + n]
                 pos += n
                 if kind == 0x51 and n == 3:
                     raw.append((tick, track, order, "tempo", (int.from_bytes(payload, "big"),)))
@@ -150,7 +151,7 @@ def read(path: PathLike) -> Song:
                 count = _DATA_BYTES.get(running & 0xF0)
                 if count is None:
                     raise MidiError(f"{path}: unexpected status byte {running:#x}")
-                values = tuple(data[pos:pos + count])
+                values = tuple(data[pos : pos + count])
                 pos += count
                 raw.append((tick, track, order, "chan", (running & 0xF0, running & 0x0F, values)))
             order += 1
@@ -176,7 +177,8 @@ def read(path: PathLike) -> Song:
         elif kind == "chan":
             status, channel, values = payload
             parts.setdefault((track, channel), []).append(
-                Event(seconds(tick), tick * 65536 + order, status, channel, values))
+                Event(seconds(tick), tick * 65536 + order, status, channel, values)
+            )
     result = []
     for (track, channel), events in sorted(parts.items()):
         events.sort()
@@ -191,17 +193,17 @@ def write(path: PathLike, events: Iterable[Event]) -> None:
     """Write channel events (times in seconds) as a type 0 file with 1 ms ticks."""
     body = bytearray()
     # tempo: 1,000,000 us per quarter
-    body += b"\x00\xFF\x51\x03" + _TEMPO_US.to_bytes(3, "big")
+    body += b"\x00\xff\x51\x03" + _TEMPO_US.to_bytes(3, "big")
     last = 0
     for event in sorted(events, key=lambda e: (round(e.time * 1000), e.order)):
         tick = max(0, int(round(event.time * 1000)))
         body += _encode_varlen(tick - last)
         last = tick
         if event.status == 0xF0:  # system exclusive: data holds the bytes after F0, F7 included
-            body += b"\xF0" + _encode_varlen(len(event.data)) + bytes(event.data)
+            body += b"\xf0" + _encode_varlen(len(event.data)) + bytes(event.data)
         else:
             body += bytes([event.status | event.channel, *event.data])
-    body += b"\x00\xFF\x2F\x00"
+    body += b"\x00\xff\x2f\x00"
     header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, _PPQ)
     Path(path).write_bytes(header + b"MTrk" + struct.pack(">I", len(body)) + bytes(body))
 
@@ -235,9 +237,15 @@ def gm_reset(time: float) -> Event:
 def channel_reset(time: float, channel: int) -> List[Event]:
     """All notes off, all sound off, reset controllers, centre pan, full volume/expression, no
     pitch bend: the state a stem starts from."""
-    return [control(time, channel, 120, 0), control(time, channel, 123, 0), control(time, channel, 121, 0),
-            control(time, channel, 7, 100), control(time, channel, 11, 127), control(time, channel, 10, 64),
-            Event(time, 0, 0xE0, channel, (0, 64))]
+    return [
+        control(time, channel, 120, 0),
+        control(time, channel, 123, 0),
+        control(time, channel, 121, 0),
+        control(time, channel, 7, 100),
+        control(time, channel, 11, 127),
+        control(time, channel, 10, 64),
+        Event(time, 0, 0xE0, channel, (0, 64)),
+    ]
 
 
 def excerpt(events: Sequence[Event], start: float, end: float, at: float) -> List[Event]:
@@ -269,7 +277,8 @@ def excerpt(events: Sequence[Event], start: float, end: float, at: float) -> Lis
         else:
             break
     chase = at - 0.05 if start > 0 else at
-    state = [Event(chase, k, e.status, e.channel, e.data)
-             for k, e in enumerate(programs + list(controls.values()) + bend)]
+    state = [
+        Event(chase, k, e.status, e.channel, e.data) for k, e in enumerate(programs + list(controls.values()) + bend)
+    ]
     strikes = [Event(chase, len(state) + k, e.status, e.channel, e.data) for k, e in enumerate(held.values())]
     return state + strikes + out

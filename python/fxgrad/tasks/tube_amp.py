@@ -6,6 +6,7 @@ programs), each clip's level drawn at random (the DI level decides how hard the 
 Targets are the same clips through ZamTube at fixed settings that saturate audibly
 (:data:`AMP`), polarity restored (ZamTube's stage inverts) and trimmed by a fixed output gain.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -15,8 +16,21 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from . import midi
-from ._common import (PluginSpec, best_lag, clip_paths, db, find_soundfont, peak, progress_bar, render_chain,
-                      render_midi, rng, split_counts, undb, write_wav)
+from ._common import (
+    PluginSpec,
+    best_lag,
+    clip_paths,
+    db,
+    find_soundfont,
+    peak,
+    progress_bar,
+    render_chain,
+    render_midi,
+    rng,
+    split_counts,
+    undb,
+    write_wav,
+)
 
 #: 0-based General MIDI programs: (family, name).
 PROGRAMS: Dict[int, Tuple[str, str]] = {
@@ -39,8 +53,10 @@ SCALES = {
 #: The hidden hardware: ZamTube (urn:zamaudio:ZamTube) at fixed settings. Tube drive 9 of 11
 #: with the JCM-800 tone stack: about 10 % THD on a -6 dBFS sine, a few % at -18 dBFS, clearly
 #: audible crunch on chords and an obviously compressed, thickened bass.
-AMP = PluginSpec("urn:zamaudio:ZamTube", {
-    "tubedrive": 9.0, "bass": 6.0, "mids": 5.0, "treb": 6.0, "tonestack": 4.0, "gain": 0.0, "insane": 0.0})
+AMP = PluginSpec(
+    "urn:zamaudio:ZamTube",
+    {"tubedrive": 9.0, "bass": 6.0, "mids": 5.0, "treb": 6.0, "tonestack": 4.0, "gain": 0.0, "insane": 0.0},
+)
 #: ZamTube inverts polarity; the target is multiplied by this to put it back in phase.
 POLARITY = -1.0
 #: Fixed output trim of the "amp" (dB), the same for every clip: targets stay below about -1 dBFS.
@@ -151,8 +167,9 @@ def _riff(rand, family, start, end):
             break
         if k % 8 == 0 and k:
             root = int(np.clip(root + rand.choice([-5, -2, 0, 2, 5, 7]), low, high - 12))
-        notes.append((t, length * float(rand.uniform(0.6, 0.95)), root + pattern[k % 4],
-                      _velocity(rand, base, k % 4 == 0)))
+        notes.append(
+            (t, length * float(rand.uniform(0.6, 0.95)), root + pattern[k % 4], _velocity(rand, base, k % 4 == 0))
+        )
         t += length
         k += 1
     return "riff", notes
@@ -185,17 +202,25 @@ def plan(seed: int, size: str) -> List[Dict[str, Any]]:
             seconds = _snap(float(rand.uniform(low, high)))
             program = programs[int(order[index]) % len(programs)]
             style, notes = clip_material(seed, split, index, program, seconds)
-            clips.append({
-                "split": split, "name": f"{split}_{index:04d}_{PROGRAMS[program][0]}{program}",
-                "program": program, "instrument": PROGRAMS[program][1], "style": style, "seconds": seconds,
-                "notes": len(notes), "input_peak_db": round(float(rand.uniform(*INPUT_PEAK_DB)), 3),
-                "_notes": notes,
-            })
+            clips.append(
+                {
+                    "split": split,
+                    "name": f"{split}_{index:04d}_{PROGRAMS[program][0]}{program}",
+                    "program": program,
+                    "instrument": PROGRAMS[program][1],
+                    "style": style,
+                    "seconds": seconds,
+                    "notes": len(notes),
+                    "input_peak_db": round(float(rand.uniform(*INPUT_PEAK_DB)), 3),
+                    "_notes": notes,
+                }
+            )
     return clips
 
 
-def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
-          suffix: str = ".wav") -> Dict[str, Any]:
+def build(
+    out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool, suffix: str = ".wav"
+) -> Dict[str, Any]:
     soundfont = find_soundfont(size)
     clips = plan(seed, size)
     by_program: Dict[int, List[Dict[str, Any]]] = {}
@@ -221,7 +246,7 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
             for clip in group:
                 start = int(round(clip["_offset"] * sample_rate))
                 frames = int(round(clip["seconds"] * sample_rate))
-                x = audio[:, start:start + frames]
+                x = audio[:, start : start + frames]
                 if x.shape[1] < frames:
                     x = np.pad(x, ((0, 0), (0, frames - x.shape[1])))
                 level = peak(x)
@@ -232,9 +257,13 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
                 y = (y * (POLARITY * undb(OUTPUT_TRIM_DB))).astype(np.float32)
                 lag, corr = best_lag(x[0].astype(np.float64), y[0].astype(np.float64), 64)
                 lags.append(lag)
-                clip.update(latency_removed=latency, residual_lag=lag, correlation=round(corr, 4),
-                            target_peak_db=round(db(peak(y)), 3),
-                            rms_change_db=round(db(np.sqrt(np.mean(y ** 2))) - db(np.sqrt(np.mean(x ** 2))), 3))
+                clip.update(
+                    latency_removed=latency,
+                    residual_lag=lag,
+                    correlation=round(corr, 4),
+                    target_peak_db=round(db(peak(y)), 3),
+                    rms_change_db=round(db(np.sqrt(np.mean(y**2))) - db(np.sqrt(np.mean(x**2))), 3),
+                )
                 input_path, target_path = clip_paths(out_dir, clip["split"], clip["name"], suffix)
                 write_wav(input_path, x, sample_rate)
                 write_wav(target_path, y, sample_rate)
@@ -246,12 +275,17 @@ def build(out_dir: Path, seed: int, size: str, sample_rate: int, progress: bool,
     return {
         "sources": [soundfont.as_dict()],
         "hidden": {
-            "chain": [AMP.as_dict()], "polarity": POLARITY, "output_trim_db": OUTPUT_TRIM_DB,
+            "chain": [AMP.as_dict()],
+            "polarity": POLARITY,
+            "output_trim_db": OUTPUT_TRIM_DB,
             "input_peak_db_range": list(INPUT_PEAK_DB),
             "note": "fixed settings for every clip; ZamTube reports no latency and the targets are "
-                    "polarity-corrected: residual_lag (from cross-correlation) should be 0",
+            "polarity-corrected: residual_lag (from cross-correlation) should be 0",
         },
-        "render": {"fluidsynth": "-ni -q -R 0 -C 0 -g 0.3 -O float", "programs": {str(k): v[1] for k, v in PROGRAMS.items()},
-                   "downmix": "mean of fluidsynth's two channels"},
+        "render": {
+            "fluidsynth": "-ni -q -R 0 -C 0 -g 0.3 -O float",
+            "programs": {str(k): v[1] for k, v in PROGRAMS.items()},
+            "downmix": "mean of fluidsynth's two channels",
+        },
         "clips": clips,
     }
