@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fxgrad.losses import (
-    DelayInvariantLoss,
-    MultiResolutionSTFTLoss,
-    STFTLoss,
+from fxgrad.losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss, STFTLoss, frame_loss
+from fxgrad.metrics import (
     integrated_loudness,
     k_weighting_filters,
     loudness_error_db,
@@ -247,3 +245,28 @@ def test_mrstft_error_accepts_numpy_clips_and_matches_the_loss():
     assert mrstft_error(target[0], target[0]) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="channels, samples"):
         mrstft_error(target[None], target[None])
+
+
+def test_pointwise_losses():
+    output = torch.tensor([[[1.0, -2.0, 0.5, 0.0]]])
+    target = torch.zeros_like(output)
+    assert float(PointwiseLoss("l1")(output, target)) == pytest.approx(3.5 / 4)
+    assert float(PointwiseLoss("mse")(output, target)) == pytest.approx(5.25 / 4)
+    with pytest.raises(ValueError, match="kind must be 'l1' or 'mse'"):
+        PointwiseLoss("l2")
+
+
+def test_frame_loss_ignores_padding():
+    """Samples past a lane's valid count are zeroed in both output and target: what the padding
+    holds changes nothing, while the same change inside the valid part does."""
+    generator = torch.Generator().manual_seed(3)
+    output, target = torch.randn(2, 1, 64, generator=generator), torch.randn(2, 1, 64, generator=generator)
+    valid = torch.tensor([64, 40])
+    loss = PointwiseLoss("l1")
+    base = float(frame_loss(loss, output, target, valid))
+    changed = output.clone()
+    changed[1, :, 40:] += 100.0
+    assert float(frame_loss(loss, changed, target, valid)) == base
+    changed[1, :, 39] += 100.0
+    assert float(frame_loss(loss, changed, target, valid)) > base
+    assert float(frame_loss(loss, output, target, torch.tensor([64, 64]))) == float(loss(output, target))

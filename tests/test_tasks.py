@@ -111,7 +111,7 @@ def test_mastering_engineer_settings_follow_the_mix():
     """The hidden mastering settings are a function of the mix: a dark mix gets more treble than a
     bright one, a quieter (more dynamic) mix more maximiser drive, and both land near the
     loudness target."""
-    from fxgrad.losses import integrated_loudness
+    from fxgrad.metrics import integrated_loudness
     from fxgrad.tasks import mastering
     from fxgrad.tasks._common import render_chain
 

@@ -117,7 +117,7 @@ class Spy:
 def test_trainer_streams_consecutive_frames_and_resets_lanes_on_clip_change(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, train={"steps": 40, "steps_per_epoch": 100})
     trainer = Trainer(config, progress=False)
-    spy = trainer.layer = Spy(trainer.layer)
+    spy = trainer.layer = trainer.frame_step.layer = Spy(trainer.layer)
     batches = []
     streamer_next = trainer.streamer.__next__
 
@@ -368,10 +368,10 @@ def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugi
     config.train.start_from = str(static)
     trainer = Trainer(config, progress=False)
     trainer.fit()
-    batch = next(iter(trainer._streamer(trainer.splits.train, offset=5)))
+    batch = next(iter(trainer.make_streamer(trainer.splits.train, stream=5)))
     with torch.no_grad():
         trainer.encoder.eval()
-        theta = trainer._masked(trainer.encoder(batch.context))
+        theta = trainer.masked(trainer.encoder(batch.context))
     assert theta[:, 1].eq(0.15).all()  # the second plugin is not released yet: held at the static value
     assert abs(float(theta[:, 0].mean()) - 0.8) < 0.05
     # Evaluation's "plugin defaults" are the plugins' defaults, not the run's starting settings.

@@ -25,8 +25,9 @@ import numpy as np
 
 from ._text import format_table
 from .data import PairedAudioDataset
-from .losses import loudness_error_db, mfcc_cosine_distance, mrstft_error
+from .metrics import loudness_error_db, mfcc_cosine_distance, mrstft_error
 from .render import TrainedModel, atomic_write_bytes, read_parameter_csv, render_static
+from .train.static import load_static
 
 PathLike = Union[str, os.PathLike]
 
@@ -42,16 +43,6 @@ def _split_folders(data: PathLike):
             params = folder / "params"
             return folder / inputs, folder / targets, params if params.is_dir() else None
     raise FileNotFoundError(f"{folder} must be a folder holding input/ and target/ subfolders (paired by file name)")
-
-
-def load_static(path: PathLike, names: List[str]) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such static settings file: {path} (make one with `fxgrad fit-static CONFIG`)")
-    content = json.loads(path.read_text())
-    if list(content.get("parameters", [])) != list(names):
-        raise ValueError(f"{path} holds settings for {content.get('parameters')}, the model drives {names}")
-    return np.asarray(content["normalised"], np.float32)
 
 
 def metrics(output: np.ndarray, target: np.ndarray, sample_rate: int) -> Dict[str, float]:

@@ -59,7 +59,7 @@ _LENGTH_TOLERANCE_S = 0.01
 
 def _k_weighting_power(sample_rate: float, n_fft: int) -> np.ndarray:
     """|H(f)|^2 of BS.1770's K-weighting at the rfft bins of ``n_fft``."""
-    from .losses import k_weighting_filters
+    from .metrics import k_weighting_filters
 
     z = np.exp(-1j * 2 * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
     response = np.ones_like(z)

@@ -168,6 +168,11 @@ class _PluginFunction(torch.autograd.Function):
 class PluginLayer(nn.Module):
     """Real plugins as a layer: ``y = layer(x, theta)``.
 
+    The gradient is computed in C++ by the rack this layer wraps: ``cpp/fxgrad/Rack.h``
+    (``Rack::forward`` renders and records a frame, ``Rack::vjp`` draws the perturbations,
+    renders them and reduces Eq. 2 to the vector-Jacobian product; ``Rack.cpp`` holds the
+    arithmetic, ``Lanes.h`` / ``IsolatedLanes.h`` where the renders run).
+
     Args:
         chain: a :class:`fxgrad.Chain`, or a single plugin (all its automatable, non-bypass
             parameters learned).

@@ -1,0 +1,194 @@
+"""One phase of a run (pretraining or training), step after step: records, log rows, the progress
+bar, epochs, checkpoints and every way the phase can stop."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from .. import _native
+from .errors import TrainingError, TrainingInterrupted
+from .files import CHECKPOINT
+from .pipelined import PipelinedSteps
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+class PhaseLoop:
+    """Runs ``phase`` ("pretrain" or "train") of ``trainer`` to its step count, an early stop,
+    the time budget or a requested stop (which raises :class:`TrainingInterrupted`)."""
+
+    def __init__(self, trainer: "Trainer", phase: str):
+        self.trainer = trainer
+        self.phase = phase
+        t = trainer.config.train
+        self.total = t.pretrain_steps if phase == "pretrain" else t.steps
+        self.counter = "pretrain_step" if phase == "pretrain" else "step"
+        self.window: List[Dict[str, Any]] = []
+        self.smoothed: Optional[float] = None
+        self.last_saved = self.position
+        self.bar = None
+
+    @property
+    def position(self) -> int:
+        """The phase's step counter on the trainer."""
+        return getattr(self.trainer, self.counter)
+
+    def _steps(self):
+        trainer = self.trainer
+        if self.phase == "train" and trainer.pipeline:
+            return PipelinedSteps(trainer)
+        one = trainer.pretrain_step_once if self.phase == "pretrain" else trainer.train_step_once
+        return iter(one, None)
+
+    def run(self) -> None:
+        trainer = self.trainer
+        if trainer.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self.total, initial=self.position, desc=self.phase, unit="step", dynamic_ncols=True, leave=True
+            )
+        if self.phase == "train" and trainer.world.is_main and trainer.step == 0:
+            trainer.note(trainer.describe())
+        steps = self._steps()
+        trainer.in_update = False
+        trainer.stream_before = None
+        try:
+            while self.position < self.total:
+                if self._one(steps):
+                    break
+        except KeyboardInterrupt as interrupt:
+            if isinstance(interrupt, TrainingInterrupted):
+                raise
+            # A KeyboardInterrupt outside our handler (second Ctrl-C, or not the main thread).
+            self._interrupted_mid_step()
+            raise
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            if hasattr(steps, "close"):
+                steps.close()
+        if self.position != self.last_saved:
+            trainer.save()
+
+    def _one(self, steps) -> bool:
+        """One step and what follows it; True when the phase stops here."""
+        trainer = self.trainer
+        started = time.perf_counter()
+        plugins_before = trainer.layer.rack.stats()["wall_seconds"]
+        try:
+            record = next(steps)
+        except _native.PluginError as error:
+            raise self._stop_on_plugin_error(error) from None
+        setattr(trainer, self.counter, self.position + 1)
+        trainer.in_update = False
+        trainer.stream_before = None  # the step is complete: the stream state is consistent
+        duration = time.perf_counter() - started
+        trainer.elapsed += duration
+        optimiser = trainer.pretrain_optimizer if self.phase == "pretrain" else trainer.optimizer
+        record.update(
+            phase=self.phase,
+            step=self.position,
+            step_s=duration,
+            plugins_s=trainer.layer.rack.stats()["wall_seconds"] - plugins_before,
+            lr=optimiser.param_groups[0]["lr"],
+        )
+        self._account(record)
+        epoch_done = self.phase == "train" and record["step"] % trainer.config.train.steps_per_epoch == 0
+        if epoch_done:
+            self._end_epoch()
+        return self._after(record["step"], epoch_done)
+
+    def _account(self, record: Dict[str, Any]) -> None:
+        """The record into the epoch's loss, the callbacks, the log window and the bar."""
+        trainer = self.trainer
+        loss = record["loss"]
+        if not math.isnan(loss):  # NaN: every lane's plugins faulted this step
+            self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
+            if self.phase == "train":
+                trainer.epoch_loss[0] += loss
+                trainer.epoch_loss[1] += 1
+        self.window.append(record)
+        for callback in trainer.callbacks:
+            callback(trainer, record)
+        if len(self.window) >= trainer.config.train.log_every or record["step"] == self.total:
+            self._flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"loss {self.smoothed or math.nan:.4g}  lr {record['lr']:.2g}  {record['step_s'] * 1e3:.0f} ms/step "
+                f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
+                + (f"  faults {trainer.faults.count}" if trainer.faults.count else ""),
+                refresh=False,
+            )
+            self.bar.update(1)
+
+    def _flush(self) -> None:
+        if self.trainer.log is not None:
+            self.trainer.log.steps(self.window, self.trainer.epoch, self.trainer.elapsed)
+        self.window = []
+
+    def _end_epoch(self) -> None:
+        info = self.trainer.end_epoch()
+        if self.bar is not None:
+            valid = "" if info["valid_loss"] is None else f", valid {info['valid_loss']:.4g}"
+            self.bar.write(
+                f"epoch {info['epoch']}: train {info['train_loss']:.4g}{valid}, "
+                f"lr {info['lr']:.2g}{'  (best)' if info['improved'] else ''}"
+            )
+
+    def _after(self, step: int, epoch_done: bool) -> bool:
+        """Stops (requested, early, out of time) and periodic checkpoints after ``step``."""
+        trainer = self.trainer
+        if trainer.check_stop():
+            self._flush()
+            path = trainer.save()
+            raise TrainingInterrupted(
+                f"{trainer.stop_reason or 'interrupted'} at {self.phase} step {step}; checkpoint written to "
+                f"{path or trainer.run_dir / CHECKPOINT}",
+                trainer.run_dir / CHECKPOINT,
+            )
+        if trainer.stopped_early or trainer.out_of_time:
+            trainer.note(
+                f"early stopping: no improvement for {trainer.bad_epochs} epochs"
+                if trainer.stopped_early
+                else f"time limit: train.max_seconds={trainer.config.train.max_seconds:g} reached at "
+                f"{self.phase} step {step}"
+            )
+            trainer.save()
+            self.last_saved = step
+            return True
+        if epoch_done or step % trainer.config.train.checkpoint_every == 0 or step == self.total:
+            trainer.save()
+            self.last_saved = step
+        return False
+
+    def _stop_on_plugin_error(self, error: _native.PluginError) -> TrainingError:
+        """A plugin past its fault budget: the checkpoint of the last complete step is written
+        (the step in flight is redrawn on resume) and the run ends with one clear error."""
+        trainer, step = self.trainer, self.position
+        trainer.faults.record(trainer.layer.take_faults(), self.phase, step + 1)
+        if self.phase == "train" and trainer.stream_before is not None:
+            trainer.pending_stream = trainer.stream_before
+        path = trainer.save()
+        return TrainingError(
+            f"{error}\ncheckpoint of {self.phase} step {step} written to "
+            f"{path or trainer.run_dir / CHECKPOINT}; fault reports in {trainer.faults.path}"
+        )
+
+    def _interrupted_mid_step(self) -> None:
+        """A KeyboardInterrupt outside the stop handler: keep what can be kept."""
+        trainer, step = self.trainer, self.position
+        if trainer.world.distributed:
+            return  # ranks may be at different points: keep the last periodic checkpoint
+        if trainer.in_update:
+            trainer.note(f"interrupted during the optimiser update; keeping the checkpoint of step {step}")
+            return
+        if self.phase == "train" and trainer.stream_before is not None:
+            # Interrupted inside a step: its batch was drawn but not learned from; save the
+            # stream as it was before the batch, so a resume redraws it.
+            trainer.pending_stream = trainer.stream_before
+        path = trainer.save()
+        trainer.note(f"interrupted at {self.phase} step {step}; checkpoint written to {path}")
