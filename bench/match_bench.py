@@ -4,9 +4,9 @@ ZaMaximX2 (the VST3 bundles in /usr/lib/vst3), with fxgrad's batched renders aga
 driven as ST-ITO drives it: a multiprocessing.Pool of one process per core, each holding its own
 instances, rendering one candidate setting per task.
 
-Both sides run the same CMA-ES loop (``fxgrad.match.optimise_cma``: the ``cma`` package,
+Both sides run the same CMA-ES loop (``fxgrad.optimise.optimise_cma``: the ``cma`` package,
 population 32, sigma0 0.1, bounds [0, 1], same seed) on the same audio with the same loss
-(``fxgrad.match.MatchLoss``, computed in the parent for both), from the plugins' defaults, towards
+(``fxgrad.match_loss.MatchLoss``, computed in the parent for both), from the plugins' defaults, towards
 a reference rendered from the same input at hidden settings. Per side it prints seconds per
 iteration (all of it, and the rendering alone), the best loss reached, renders per second and,
 for fxgrad, the plugins' DSP bound: threads / (DSP seconds of one render on one idle thread).
@@ -112,7 +112,8 @@ def material(seconds: float, rate: int, seed: int) -> np.ndarray:
 def run(args) -> Dict[str, object]:
     import fxgrad
     from fxgrad.batch import render_stats
-    from fxgrad.match import MatchLoss, optimise_cma
+    from fxgrad.match_loss import MatchLoss
+    from fxgrad.optimise import optimise_cma
 
     paths = [str(VST3 / f"{name}.vst3") for name in CHAIN]
     for path in paths:

@@ -12,8 +12,10 @@ import yaml
 
 import fxgrad
 from fxgrad.cli import main
-from fxgrad.match import MatchLoss, identifiability
-from fxgrad.render import read_parameter_csv, render_automation, write_parameter_csv
+from fxgrad.identifiability import identifiability
+from fxgrad.match_loss import MatchLoss
+from fxgrad.params import read_parameter_csv, write_parameter_csv
+from fxgrad.render import render_automation
 from fxgrad.synth import make_source
 
 torch.set_num_threads(1)

@@ -4,13 +4,11 @@ config (what :meth:`fxgrad.Chain.from_config` takes) or a whole training config,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+from ._files import PathLike
 from .host import Chain, load_config
-
-PathLike = Union[str, os.PathLike]
 
 
 def chain_config(path: PathLike) -> Dict[str, Any]:

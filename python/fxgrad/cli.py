@@ -254,7 +254,7 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
         f"saved to {result['path']}"
     )
     if args.identifiability_clips > 0:
-        from .match import fit_static_identifiability, identifiability_table
+        from .identifiability import fit_static_identifiability, identifiability_table
 
         with _native_chatter(False):
             report = fit_static_identifiability(config, result, clips=args.identifiability_clips)
@@ -284,7 +284,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .render import apply_file
+    from .apply import apply_file
 
     paths = apply_file(
         args.checkpoint,
@@ -311,7 +311,7 @@ def _csv_automation(path: str, sample_rate: float):
     as ``apply`` writes it (``time_s``, then ``NAME [norm]`` columns)."""
     import csv
 
-    from .render import read_parameter_csv
+    from .params import read_parameter_csv
 
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -336,8 +336,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .audio import read_audio, write_audio
     from .chainfile import chain_config, load_chain, set_plain
-    from .render import read_audio, render_automation, write_audio
+    from .render import render_automation
 
     learned, thetas, frame = None, None, None
     if args.params:

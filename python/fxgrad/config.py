@@ -355,11 +355,12 @@ def _pairs(value: Any, key: str) -> PairsSection:
     if isinstance(value, PairsSection):
         return value
     if isinstance(value, (str, os.PathLike)):
-        folder = Path(value)
-        for inputs, targets in (("input", "target"), ("inputs", "targets")):
-            if (folder / inputs).is_dir() and (folder / targets).is_dir():
-                return PairsSection(str(folder / inputs), str(folder / targets))
-        raise ConfigError(f"{key}: {folder} must be a folder holding input/ and target/ subfolders")
+        from .folders import split_folders
+
+        try:
+            return PairsSection(*(str(folder) for folder in split_folders(value)[:2]))
+        except FileNotFoundError as error:
+            raise ConfigError(f"{key}: {error}") from None
     if isinstance(value, Mapping):
         return _parse(PairsSection, value, key)
     raise ConfigError(f"{key} must be a folder path or a mapping with input and target, got {type(value).__name__}")

@@ -3,7 +3,8 @@
 Effects have memory (envelopes, filters), so DeepAFx feeds every batch item ("lane") the
 consecutive, non-overlapping frames of one clip, in order, through that lane's own plugin
 instances; a lane moves on to a new clip only when its clip is exhausted, and the caller resets
-that lane's plugins at that moment. :class:`FrameStreamer` produces exactly that stream.
+that lane's plugins at that moment. :class:`FrameStreamer` produces exactly that stream, and
+:func:`contexts` the same windows for a whole clip at once (inference).
 """
 
 from __future__ import annotations
@@ -13,35 +14,18 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
 
 import numpy as np
-import soundfile
-import soxr
 import torch
 from torch import Tensor
 
-PathLike = Union[str, Path]
+from ._files import PathLike
+from .audio import channel_change, read_audio, read_header
+from .folders import pair_by_name
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 """File name endings (case-insensitive) that :class:`PairedAudioDataset` reads from a folder."""
-
-
-def _audio_files(folder: Path, role: str) -> dict[str, Path]:
-    """Map file stem -> path for the audio files directly inside ``folder``."""
-    if not folder.is_dir():
-        raise ValueError(f"{role} folder does not exist or is not a folder: {folder}")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
-            if path.stem in files:
-                raise ValueError(
-                    f"{role} folder has two files named {path.stem!r}: {files[path.stem].name} and {path.name}"
-                )
-            files[path.stem] = path
-    if not files:
-        raise ValueError(f"{role} folder holds no {'/'.join(AUDIO_SUFFIXES)} files: {folder}")
-    return files
 
 
 class PairedAudioDataset:
@@ -80,15 +64,7 @@ class PairedAudioDataset:
         length_tolerance: float = 0.01,
         cache_size: int = 16,
     ) -> None:
-        inputs = _audio_files(Path(input_dir), "input")
-        targets = _audio_files(Path(target_dir), "target")
-        lonely_inputs = [inputs[name].name for name in sorted(inputs.keys() - targets.keys())]
-        lonely_targets = [targets[name].name for name in sorted(targets.keys() - inputs.keys())]
-        if lonely_inputs or lonely_targets:
-            raise ValueError(
-                f"unpaired files: inputs without a target {lonely_inputs}, targets without an input {lonely_targets}"
-            )
-        pairs = [(inputs[name], targets[name]) for name in sorted(inputs)]
+        pairs = [(i, t) for _, i, t in pair_by_name(input_dir, target_dir, AUDIO_SUFFIXES, recursive=False)]
         self._initialise(pairs, sample_rate, channels, length_tolerance, cache_size)
 
     @classmethod
@@ -149,17 +125,13 @@ class PairedAudioDataset:
 
     def _delivered_length(self, path: Path) -> int:
         """Samples the file will have at ``sample_rate``; checks it is usable."""
-        try:
-            info = soundfile.info(str(path))
-        except Exception as error:  # soundfile raises several types for missing/corrupt files
-            raise ValueError(f"cannot read audio file {path}: {error}") from error
+        info = read_header(path)
         if info.frames <= 0:
             raise ValueError(f"audio file {path} has no samples")
-        if not (info.channels == self.channels or self.channels == 1 or info.channels == 1):
-            raise ValueError(
-                f"audio file {path} has {info.channels} channels; only mono, the same count, or "
-                f"downmixing to mono can give {self.channels}"
-            )
+        try:
+            channel_change(info.channels, self.channels)
+        except ValueError as error:
+            raise ValueError(f"audio file {path} {error}") from None
         # soxr's output length is ceil(frames * out_rate / in_rate).
         return math.ceil(info.frames * self.sample_rate / info.samplerate)
 
@@ -201,23 +173,10 @@ class PairedAudioDataset:
 
     def _load(self, path: Path, length: int) -> Tensor:
         """Read ``path`` as a float32 (channels, length) tensor at ``sample_rate``."""
-        try:
-            samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except Exception as error:
-            raise ValueError(f"cannot read audio file {path}: {error}") from error
-        if file_rate != self.sample_rate:
-            samples = soxr.resample(samples, file_rate, self.sample_rate)
-        if samples.shape[1] != self.channels:
-            if self.channels == 1:
-                samples = samples.mean(axis=1, keepdims=True)
-            else:
-                samples = np.repeat(samples, self.channels, axis=1)
-        if not np.isfinite(samples).all():
-            raise ValueError(f"audio file {path} contains NaN or infinite samples")
-        audio = torch.from_numpy(np.ascontiguousarray(samples[:length].T))
-        if audio.shape[1] < length:  # the file changed since construction
+        samples = read_audio(path, self.sample_rate, self.channels)
+        if samples.shape[1] < length:  # the file changed since construction
             raise ValueError(f"audio file {path} has fewer samples than its header said")
-        return audio
+        return torch.from_numpy(np.ascontiguousarray(samples[:, :length]))
 
 
 @dataclass
@@ -413,3 +372,18 @@ def _copy_window(audio: Tensor, start: int, out: Tensor) -> int:
         return 0
     out[:, begin - start : end - start] = audio[:, begin:end]
     return end - begin
+
+
+def contexts(audio: Tensor, frame_size: int, context: int, start: int, stop: int) -> Tensor:
+    """(stop - start, C, W) context windows of frames ``start..stop`` of a whole clip ``audio``
+    (C, samples), as :class:`FrameStreamer` cuts them: the frame begins ``(W - N) // 2`` samples
+    into its window, zeros outside the clip."""
+    offset = (context - frame_size) // 2
+    channels, samples = audio.shape
+    first = start * frame_size - offset
+    last = (stop - 1) * frame_size - offset + context
+    left, right = max(0, -first), max(0, last - samples)
+    span = audio[:, max(first, 0) : min(last, samples)]
+    padded = torch.nn.functional.pad(span, (left, right))
+    windows = padded.unfold(-1, context, frame_size)  # (C, frames, W)
+    return windows.permute(1, 0, 2).contiguous()

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from ._text import format_table
 
@@ -40,12 +40,12 @@ def run_demo(
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> int:
+    """Run the demo with the config at ``config_path`` (:func:`find_demo_config`), print its
+    summary and return the exit status: 0 when the model beats the best static setting on
+    MFCC and MRSTFT error, else 1."""
     import torch
 
     from .config import Config
-    from .evaluate import METRIC_TITLES, METRICS, evaluate, margin, margins, report
-    from .render import apply_file
-    from .train import BEST, CHECKPOINT, Trainer, fit_static
 
     if "OMP_NUM_THREADS" not in os.environ:
         # The demo's encoder is tiny: one thread is as fast as two on a 2-core machine whose
@@ -56,33 +56,41 @@ def run_demo(
     config = Config.load(path, overrides)
     if output:
         config.output_dir = output
-    run_dir = config.run_dir
-    say = print
-    say(
+    print(
         f"fxgrad demo ({path}): learn to automate {' -> '.join(str(p) for p in config.chain.plugins)} "
         f"({', '.join(config.chain.learned or [])}) from audio, through the real plugins, with SPSA gradients"
     )
-    timings = {}
+    timings: Dict[str, float] = {}
+    outcome = _run_steps(config, progress, timings)
+    return _summarise(outcome, timings, time.perf_counter() - started)
 
-    say("\n[1/4] training (synthetic clips with a hidden automation are generated first)")
+
+def _run_steps(config, progress: bool, timings: Dict[str, float]) -> Dict[str, Any]:
+    """The four steps, each one's seconds in ``timings``; returns what the summary reports."""
+    from .apply import apply_file
+    from .evaluate import evaluate
+    from .train import BEST, CHECKPOINT, Trainer, fit_static
+
+    run_dir = config.run_dir
+    print("\n[1/4] training (synthetic clips with a hidden automation are generated first)")
     mark = time.perf_counter()
     trainer = Trainer(config, overwrite=True, progress=progress)
     summary = trainer.fit()
     timings["train"] = time.perf_counter() - mark
     del trainer
 
-    say("\n[2/4] fitting the best static setting with the same SPSA optimiser")
+    print("\n[2/4] fitting the best static setting with the same SPSA optimiser")
     mark = time.perf_counter()
     static = fit_static(config, progress=progress)
     timings["fit-static"] = time.perf_counter() - mark
-    say(
+    print(
         "  "
         + ", ".join(
             f"{n} = {p:.4g} {u}".rstrip() for n, p, u in zip(static["parameters"], static["plain"], static["units"])
         )
     )
 
-    say("\n[3/4] evaluating on the held-out clips")
+    print("\n[3/4] evaluating on the held-out clips")
     mark = time.perf_counter()
     checkpoint = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT
     test_dir = Path(config.data.synthetic.folder) if config.data.synthetic.folder else run_dir / "data"
@@ -90,7 +98,7 @@ def run_demo(
     result = evaluate(checkpoint, test_dir, static=static["path"], progress=progress)
     timings["evaluate"] = time.perf_counter() - mark
 
-    say("\n[4/4] rendering a held-out clip with the predicted automation")
+    print("\n[4/4] rendering a held-out clip with the predicted automation")
     mark = time.perf_counter()
     clip = sorted((test_dir / "input").glob("*.wav"))[0]
     paths = apply_file(
@@ -101,26 +109,7 @@ def run_demo(
         reference_params=test_dir / "params" / f"{clip.stem}.csv",
     )
     timings["render"] = time.perf_counter() - mark
-    total = time.perf_counter() - started
-
-    say("\n" + "=" * 78)
-    say("fxgrad demo: summary")
-    say("=" * 78)
-    say(report(result))
-    systems = result["systems"]
-    gains = {m: margin(systems["model"][m], systems["best static"][m]) for m in METRICS}
-    say("")
-    texts = margins(systems)
-    say(format_table(["model vs best static", "margin"], [[METRIC_TITLES[m], texts[m]] for m in METRICS], align="lr"))
-    say("")
-    say(
-        f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
-        f"{summary['best_loss']:.4g}; times: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-        + f"; total {total:.0f} s"
-    )
-    say("files:")
-    for label, file in [
+    files = [
         ("checkpoint", checkpoint),
         ("training log", run_dir / "log.csv"),
         ("static settings", static["path"]),
@@ -130,13 +119,40 @@ def run_demo(
         ("model output", paths["audio"]),
         ("parameters", paths["params"]),
         ("plot", paths["plot"]),
-    ]:
-        say(f"  {label:<16} {file}")
+    ]
+    return {"summary": summary, "result": result, "files": files}
+
+
+def _summarise(outcome: Dict[str, Any], timings: Dict[str, float], total: float) -> int:
+    """Print the evaluation, the margins, the times and the files; 0 when the model beat the
+    best static setting on MFCC and MRSTFT error, else 1 (with a line on stderr)."""
+    from .evaluate import METRIC_TITLES, METRICS, margin, margins, report
+
+    summary, result = outcome["summary"], outcome["result"]
+    print("\n" + "=" * 78)
+    print("fxgrad demo: summary")
+    print("=" * 78)
+    print(report(result))
+    systems = result["systems"]
+    gains = {m: margin(systems["model"][m], systems["best static"][m]) for m in METRICS}
+    print("")
+    texts = margins(systems)
+    print(format_table(["model vs best static", "margin"], [[METRIC_TITLES[m], texts[m]] for m in METRICS], align="lr"))
+    print("")
+    print(
+        f"trained {summary['step']} steps ({summary['epoch']} epochs), best {summary['best_by']} "
+        f"{summary['best_loss']:.4g}; times: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {total:.0f} s"
+    )
+    print("files:")
+    for label, file in outcome["files"]:
+        print(f"  {label:<16} {file}")
     beaten = gains["mfcc_cosine"] > 0 and gains["mrstft"] > 0
     if not beaten or any(math.isnan(v) for v in gains.values()):
         print("fxgrad demo: the model did NOT beat the best static setting on MFCC and MRSTFT error", file=sys.stderr)
         return 1
-    say(
+    print(
         f"the model beats the best static setting: MFCC distance {gains['mfcc_cosine']:+.1f}%, "
         f"MRSTFT error {gains['mrstft']:+.1f}%"
     )

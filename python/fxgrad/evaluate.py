@@ -2,7 +2,7 @@
 
 Every clip of the evaluation set is rendered four ways and compared with its target:
 
-- ``model``: the chain with the model's per-frame automation (:class:`fxgrad.render.TrainedModel`);
+- ``model``: the chain with the model's per-frame automation (:class:`fxgrad.model.TrainedModel`);
 - ``unprocessed``: the input itself;
 - ``plugin defaults``: the chain at its preset values;
 - ``best static``: the chain at the single setting :func:`fxgrad.train.fit_static` found on the
@@ -17,32 +17,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ._files import PathLike, atomic_write_bytes
 from ._text import format_table
 from .data import PairedAudioDataset
+from .folders import split_folders
 from .metrics import loudness_error_db, mfcc_cosine_distance, mrstft_error
-from .render import TrainedModel, atomic_write_bytes, read_parameter_csv, render_static
+from .model import TrainedModel
+from .params import read_parameter_csv
+from .render import render_static
 from .train.static import load_static
-
-PathLike = Union[str, os.PathLike]
 
 METRICS = ("mfcc_cosine", "mrstft", "loudness_lu")
 METRIC_TITLES = {"mfcc_cosine": "MFCC cos dist", "mrstft": "MRSTFT err", "loudness_lu": "loudness err (LU)"}
 SYSTEMS = ("model", "best static", "plugin defaults", "unprocessed")
-
-
-def _split_folders(data: PathLike):
-    folder = Path(data)
-    for inputs, targets in (("input", "target"), ("inputs", "targets")):
-        if (folder / inputs).is_dir() and (folder / targets).is_dir():
-            params = folder / "params"
-            return folder / inputs, folder / targets, params if params.is_dir() else None
-    raise FileNotFoundError(f"{folder} must be a folder holding input/ and target/ subfolders (paired by file name)")
 
 
 def metrics(output: np.ndarray, target: np.ndarray, sample_rate: int) -> Dict[str, float]:
@@ -76,7 +68,7 @@ def evaluate(
     from tqdm import tqdm
 
     model = TrainedModel.from_checkpoint(checkpoint, device)
-    inputs, targets, params = _split_folders(data)
+    inputs, targets, params = split_folders(data)
     dataset = PairedAudioDataset(inputs, targets, model.sample_rate, model.channels, cache_size=0)
     static_path = Path(static) if static else Path(checkpoint).parent / "static.json"
     static_theta = load_static(static_path, model.names) if (static or static_path.is_file()) else None

@@ -21,94 +21,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._files import atomic_write_bytes
+from ._files import PathLike, atomic_write_bytes
+from .folders import AUDIO_SUFFIXES, audio_files, pair_by_name
 
-PathLike = Union[str, os.PathLike]
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3")
 SPLITS = ("train", "valid", "test")
-
-
-def _audio_tree(folder: Path, role: str) -> Dict[str, Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{role} folder does not exist: {folder}")
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith("."):
-            key = path.relative_to(folder).with_suffix("").as_posix()
-            if key in files:
-                raise ValueError(f"{role} folder has two files named {key}: {files[key].name} and {path.name}")
-            files[key] = path
-    if not files:
-        raise ValueError(f"{role} folder holds no audio files ({', '.join(AUDIO_SUFFIXES)}): {folder}")
-    return files
-
-
-def _by_stem(files: Dict[str, Path]) -> Optional[Dict[str, Path]]:
-    stems = {}
-    for path in files.values():
-        if path.stem in stems:
-            return None
-        stems[path.stem] = path
-    return stems
-
-
-def pair_by_name(inputs: PathLike, targets: PathLike) -> List[Tuple[str, Path, Path]]:
-    """``(name, input, target)`` for the audio files of two folders (searched recursively),
-    paired by their path below the folder without extension, or by file name alone when the
-    paths differ but every name is unique. ``name`` is that key with ``/`` as ``__``.
-    Raises ValueError listing unpaired files."""
-    a, b = _audio_tree(Path(inputs), "input"), _audio_tree(Path(targets), "target")
-    if set(a) != set(b):
-        stems_a, stems_b = _by_stem(a), _by_stem(b)
-        if stems_a is not None and stems_b is not None and len(set(stems_a) & set(stems_b)) > len(set(a) & set(b)):
-            a, b = stems_a, stems_b
-    lonely_inputs, lonely_targets = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if lonely_inputs or lonely_targets:
-        raise ValueError(
-            f"unpaired files: inputs without a target {lonely_inputs[:10]}"
-            f"{' ...' if len(lonely_inputs) > 10 else ''}, targets without an input {lonely_targets[:10]}"
-            f"{' ...' if len(lonely_targets) > 10 else ''}"
-        )
-    return [(key.replace("/", "__"), a[key], b[key]) for key in sorted(a)]
-
-
-def read_converted(path: Path, sample_rate: int, channels: int) -> np.ndarray:
-    """A file as float32 (channels, samples) at ``sample_rate``: resampled with soxr; a mono
-    file repeated, more channels averaged to mono or their first ``channels`` kept."""
-    import soundfile
-    import soxr
-
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:
-        raise ValueError(f"cannot read audio file {path}: {error}") from error
-    if samples.shape[0] == 0:
-        raise ValueError(f"audio file {path} has no samples")
-    if not np.isfinite(samples).all():
-        raise ValueError(f"audio file {path} contains NaN or infinite samples")
-    if rate != sample_rate:
-        samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32)
-    have = samples.shape[1]
-    if have != channels:
-        if have == 1:
-            samples = np.repeat(samples, channels, axis=1)
-        elif channels == 1:
-            samples = samples.mean(axis=1, keepdims=True)
-        elif have > channels:
-            samples = samples[:, :channels]
-        else:
-            raise ValueError(
-                f"{path} has {have} channels; {channels} cannot be made from them (give --channels {have} or 1)"
-            )
-    return np.ascontiguousarray(samples.T)
 
 
 def cut(audio: np.ndarray, clip_samples: Optional[int], min_samples: int) -> List[np.ndarray]:
@@ -178,49 +100,95 @@ def build_pairs(
     (normalised) per clip. ``sample_rate``/``channels`` default to the chain's, else 44100 Hz
     and 2. ``clip_seconds`` None keeps whole files. ``frame_size``: rows of the params CSVs
     (match the training config's ``frame_size``)."""
-    from tqdm import tqdm
+    out_dir = Path(out_dir)
+    _check_options(out_dir, targets, chain, settings, random_settings, clip_seconds)
+    manifest: Dict[str, Any] = {"generator": "fxgrad data pairs", "inputs": str(inputs)}
+    manifest["targets"] = None if targets is None else str(targets)
+    rendering = None
+    if chain is not None:
+        rendering, rendered = _load_rendering(chain, settings, sample_rate, channels)
+        sample_rate, channels = int(round(rendering.sample_rate)), rendering.channels
+        found = audio_files(Path(inputs), "input", AUDIO_SUFFIXES, recursive=True)
+        sources = [(key.replace("/", "__"), path, None) for key, path in found.items()]
+    else:
+        sample_rate, channels = sample_rate or 44100, channels or 2
+        sources = pair_by_name(inputs, targets)
+    clip_samples = None if clip_seconds is None else int(round(clip_seconds * sample_rate))
+    lengths = (clip_samples, max(1, int(round(min_seconds * sample_rate))), length_tolerance)
+    splits = assign_splits(len(sources), valid, test, seed)
+    clips, notes = _read_clips(sources, splits, sample_rate, channels, lengths, progress)
+    if not clips:
+        raise ValueError("no clip was made (files shorter than --min-seconds?)")
+    notes = [f"{source}: shorter than --min-seconds {min_seconds:g}; skipped" for source in notes]
+    thetas = None
+    if rendering is not None:
+        thetas = np.tile(np.asarray(rendering.get_learned(), np.float32), (len(clips), 1))
+        if random_settings:
+            thetas = np.random.default_rng([seed, 1]).uniform(0.1, 0.9, thetas.shape).astype(np.float32)
+        _render_targets(rendering, clips, thetas, threads, progress)
+    rows = _write_clips(out_dir, clips, sample_rate, rendering, thetas, frame_size, progress)
+    manifest.update(sample_rate=sample_rate, channels=channels, clip_seconds=clip_seconds, min_seconds=min_seconds)
+    manifest.update(seed=seed, splits={s: r for s, r in rows.items() if r}, notes=notes)
+    if rendering is not None:
+        manifest.update(rendered, random=random_settings, frame_size=frame_size)
+    atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest
 
-    from .render import write_audio, write_parameter_csv
 
+def _check_options(out_dir: Path, targets, chain, settings: Sequence[str], random_settings: bool, clip_seconds) -> None:
+    """ValueError (FileExistsError for a used folder) for options that contradict each other."""
     if (targets is None) == (chain is None):
         raise ValueError("give either --targets DIR (pairs by name) or --chain CHAIN.yaml (render the targets)")
     if (settings or random_settings) and chain is None:
         raise ValueError("--set and --random choose the hidden settings of --chain; there is no chain")
     if clip_seconds is not None and clip_seconds <= 0:
         raise ValueError(f"--clip-seconds must be > 0, got {clip_seconds}")
-    out_dir = Path(out_dir)
     if (out_dir / "manifest.json").exists() or any((out_dir / s).exists() for s in SPLITS):
         raise FileExistsError(f"{out_dir} already holds a data set; choose a new folder")
 
-    rendering = None
-    if chain is not None:
-        from .chainfile import load_chain, set_plain
 
-        rendering, chain_config = load_chain(chain)
-        applied = set_plain(rendering, settings)
-        sample_rate = sample_rate or int(round(rendering.sample_rate))
-        channels = channels or rendering.channels
-        if sample_rate != int(round(rendering.sample_rate)) or channels != rendering.channels:
-            raise ValueError(
-                f"the chain runs at {rendering.sample_rate:g} Hz with {rendering.channels} channel(s); "
-                f"targets rendered through it have those (drop --sample-rate/--channels)"
-            )
-        sources = [(key.replace("/", "__"), path, None) for key, path in _audio_tree(Path(inputs), "input").items()]
-    else:
-        sample_rate, channels = sample_rate or 44100, channels or 2
-        sources = pair_by_name(inputs, targets)
-    clip_samples = None if clip_seconds is None else int(round(clip_seconds * sample_rate))
-    min_samples = max(1, int(round(min_seconds * sample_rate)))
-    splits = assign_splits(len(sources), valid, test, seed)
+def _load_rendering(chain: PathLike, settings: Sequence[str], sample_rate: Optional[int], channels: Optional[int]):
+    """``(chain, manifest entries)``: the chain file loaded at its ``NAME=VALUE`` settings;
+    ValueError when ``sample_rate``/``channels`` are given and differ from the chain's."""
+    from .chainfile import load_chain, set_plain
 
+    rendering, chain_config = load_chain(chain)
+    applied = set_plain(rendering, settings)
+    sample_rate = sample_rate or int(round(rendering.sample_rate))
+    channels = channels or rendering.channels
+    if sample_rate != int(round(rendering.sample_rate)) or channels != rendering.channels:
+        raise ValueError(
+            f"the chain runs at {rendering.sample_rate:g} Hz with {rendering.channels} channel(s); "
+            f"targets rendered through it have those (drop --sample-rate/--channels)"
+        )
+    return rendering, {"chain": chain_config, "parameters": list(rendering.learned), "set": applied}
+
+
+def _read_clips(
+    sources: Sequence[Tuple[str, Path, Optional[Path]]],
+    splits: Sequence[str],
+    sample_rate: int,
+    channels: int,
+    lengths: Tuple[Optional[int], int, float],
+    progress: bool,
+) -> Tuple[List[_Clip], List[Path]]:
+    """``(clips, sources too short for one clip)``: each source (and its target) read at
+    ``sample_rate`` and ``channels``, trimmed to the shorter of the two and :func:`cut`.
+    ``lengths``: clip samples (None: whole files), minimum samples, and the seconds an input
+    and its target may differ (more is a ValueError)."""
+    from tqdm import tqdm
+
+    from .audio import read_audio
+
+    clip_samples, min_samples, length_tolerance = lengths
     clips: List[_Clip] = []
-    notes: List[str] = []
+    skipped: List[Path] = []
     for (name, source, target), split in tqdm(
         list(zip(sources, splits)), desc="reading", unit="file", disable=not progress, leave=False
     ):
-        audio = read_converted(source, sample_rate, channels)
+        audio = read_audio(source, sample_rate, channels, keep_first_channels=True)
         if target is not None:
-            reference = read_converted(target, sample_rate, channels)
+            reference = read_audio(target, sample_rate, channels, keep_first_channels=True)
             if abs(audio.shape[-1] - reference.shape[-1]) > length_tolerance * sample_rate:
                 raise ValueError(
                     f"{source.name} lasts {audio.shape[-1] / sample_rate:.3f} s but its target {target} "
@@ -233,22 +201,23 @@ def build_pairs(
             )
         else:
             pieces = ((piece, None) for piece in cut(audio, clip_samples, min_samples))
-        made = 0
+        made = len(clips)
         for k, (piece, target_piece) in enumerate(pieces):
             clips.append(_Clip(f"{name}_{k:03d}", split, str(source), piece, target_piece))
-            made += 1
-        if made == 0:
-            notes.append(f"{source}: shorter than --min-seconds {min_seconds:g}; skipped")
-    if not clips:
-        raise ValueError("no clip was made (files shorter than --min-seconds?)")
+        if len(clips) == made:
+            skipped.append(source)
+    return clips, skipped
 
-    thetas = None
-    if rendering is not None:
-        base = np.asarray(rendering.get_learned(), np.float32)
-        thetas = np.tile(base, (len(clips), 1))
-        if random_settings:
-            thetas = np.random.default_rng([seed, 1]).uniform(0.1, 0.9, thetas.shape).astype(np.float32)
-        _render_targets(rendering, clips, thetas, threads, progress)
+
+def _write_clips(
+    out_dir: Path, clips: List[_Clip], sample_rate: int, rendering, thetas, frame_size: int, progress: bool
+) -> Dict[str, List[Dict[str, Any]]]:
+    """Write every clip's input, target (and, for rendered targets, its params CSV of
+    ``frame_size`` frames); returns the manifest's rows by split."""
+    from tqdm import tqdm
+
+    from .audio import write_audio
+    from .params import write_parameter_csv
 
     rows_by_split: Dict[str, List[Dict[str, Any]]] = {s: [] for s in SPLITS}
     for index, clip in enumerate(tqdm(clips, desc="writing", unit="clip", disable=not progress, leave=False)):
@@ -263,29 +232,7 @@ def build_pairs(
             )
             row["normalised"] = [float(v) for v in thetas[index]]
         rows_by_split[clip.split].append(row)
-
-    manifest: Dict[str, Any] = {
-        "generator": "fxgrad data pairs",
-        "inputs": str(inputs),
-        "targets": None if targets is None else str(targets),
-        "sample_rate": sample_rate,
-        "channels": channels,
-        "clip_seconds": clip_seconds,
-        "min_seconds": min_seconds,
-        "seed": seed,
-        "splits": {s: rows for s, rows in rows_by_split.items() if rows},
-        "notes": notes,
-    }
-    if rendering is not None:
-        manifest.update(
-            chain=chain_config,
-            parameters=list(rendering.learned),
-            set=applied,
-            random=random_settings,
-            frame_size=frame_size,
-        )
-    atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
-    return manifest
+    return rows_by_split
 
 
 def _render_targets(

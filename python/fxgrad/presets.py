@@ -29,14 +29,12 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 from xml.etree import ElementTree
 
 import numpy as np
 
-from ._files import atomic_write_bytes
-
-PathLike = Union[str, "os.PathLike[str]"]
+from ._files import PathLike, atomic_write_bytes
 
 VSTPRESET_SUFFIX = ".vstpreset"
 LV2_PRESET_SUFFIX = ".preset.lv2"

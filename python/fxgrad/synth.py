@@ -201,7 +201,9 @@ def generate(
 ) -> Dict[str, Path]:
     """Write the synthetic splits under ``folder`` (skipped when ``manifest.json`` shows the same
     settings) and return ``{split: folder}``."""
-    from .render import render_automation, write_audio, write_parameter_csv
+    from .audio import write_audio
+    from .params import write_parameter_csv
+    from .render import render_automation
 
     folder = Path(folder)
     manifest = {

@@ -19,9 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .._files import atomic_write_bytes
-
-PathLike = Union[str, os.PathLike]
+from .._files import PathLike, atomic_write_bytes
+from ..audio import read_file
 
 SPLITS = ("train", "valid", "test")
 SIZES = ("tiny", "small", "full")
@@ -183,14 +182,6 @@ def write_json(path: PathLike, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=1, sort_keys=False) + "\n").encode())
 
 
-def read_wav(path: PathLike) -> Tuple[np.ndarray, int]:
-    """(channels, samples) float32 and the rate."""
-    import soundfile
-
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), int(rate)
-
-
 def db(value: float) -> float:
     return float(20 * np.log10(max(float(value), 1e-12)))
 
@@ -203,24 +194,13 @@ def peak(audio: np.ndarray) -> float:
     return float(np.max(np.abs(audio))) if audio.size else 0.0
 
 
-def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """(C, N) -> (C, M) with soxr (very high quality, deterministic)."""
-    if rate_in == rate_out:
-        return audio.astype(np.float32, copy=False)
-    import soxr
-
-    out = soxr.resample(np.ascontiguousarray(audio.T, dtype=np.float32), rate_in, rate_out, quality="VHQ")
-    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[0]).T)
-
-
 # ---------------------------------------------------------------------------- fluidsynth
 
 
 def render_midi(
     midi_path: PathLike, soundfont: Source, sample_rate: int, gain: float = 0.3, seconds: Optional[float] = None
 ) -> np.ndarray:
-    """Render a MIDI file with fluidsynth (no reverb, no chorus): float32 (2, samples), a
-    transposed view of the file's frames."""
+    """Render a MIDI file with fluidsynth (no reverb, no chorus): float32 (2, samples)."""
     exe = require_tool("fluidsynth", "fluidsynth", "it renders the MIDI material")
     with tempfile.TemporaryDirectory(prefix="fxgrad-fluid-") as folder:
         out = Path(folder) / "out.wav"
@@ -267,14 +247,10 @@ def render_midi(
         result = subprocess.CompletedProcess(command, process.returncode, "", stderr)
         if result.returncode != 0 or not out.is_file():
             raise RuntimeError(f"fluidsynth failed ({result.returncode}): {' '.join(command)}\n{result.stderr.strip()}")
-        import soundfile
-
-        data, rate = soundfile.read(str(out), dtype="float32", always_2d=True)
+        audio, rate = read_file(out)
     if rate != sample_rate:
         raise RuntimeError(f"fluidsynth wrote {rate} Hz instead of {sample_rate} Hz")
-    if data.shape[1] == 1:
-        data = np.repeat(data, 2, axis=1)
-    return data.T  # a (2, N) view, not contiguous
+    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
 
 
 # ---------------------------------------------------------------------------- plugins

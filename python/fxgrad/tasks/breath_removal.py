@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 from scipy import signal
 
+from ..audio import read_file, resample
 from ._common import (
     Source,
     SourceMissingError,
@@ -33,8 +34,6 @@ from ._common import (
     db,
     peak,
     progress_bar,
-    read_wav,
-    resample,
     rng,
     split_counts,
     undb,
@@ -153,7 +152,7 @@ def decode(prompts: List[Dict[str, Any]], codec: str) -> Dict[str, Tuple[np.ndar
     out: Dict[str, Tuple[np.ndarray, int]] = {}
     if codec == "wav":
         for p in prompts:
-            audio, rate = read_wav(p["path"])
+            audio, rate = read_file(p["path"])
             out[p["name"]] = (audio.mean(axis=0), rate)
         return out
     with tempfile.TemporaryDirectory(prefix="fxgrad-g722-") as folder:
@@ -168,7 +167,7 @@ def decode(prompts: List[Dict[str, Any]], codec: str) -> Dict[str, Tuple[np.ndar
             if result.returncode != 0:
                 raise RuntimeError(f"ffmpeg failed to decode G.722 prompts: {result.stderr.strip()}")
             for k, p in enumerate(batch):
-                audio, rate = read_wav(f"{folder}/{k}.wav")
+                audio, rate = read_file(f"{folder}/{k}.wav")
                 out[p["name"]] = (audio[0], rate)
     return out
 
@@ -427,7 +426,7 @@ def build(
     for clip in clips:
         made = make_clip(seed, clip["split"], clip["index"], clip["seconds"], source_rate, pools[clip["split"]], audio)
         pair = np.stack([made["input"], made["target"]])
-        pair = resample(pair.astype(np.float32), source_rate, sample_rate)
+        pair = resample(pair.astype(np.float32), source_rate, sample_rate, "VHQ")
         frames = int(round(clip["seconds"] * sample_rate))
         pair = pair[:, :frames]
         if pair.shape[1] < frames:

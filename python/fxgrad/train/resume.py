@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import rng_state, set_rng_state
-from ..render import contexts, parameter_units
+from ..data import contexts
+from ..params import parameter_units
 from .errors import TrainingError
 from .files import CHECKPOINT
 

@@ -20,7 +20,7 @@ from torch import nn
 from .._files import PathLike, atomic_write_bytes
 from ..config import Config
 from ..data import FrameStreamer, PairedAudioDataset
-from ..render import parameter_units, plain_values
+from ..params import parameter_units, plain_values
 from . import seeds
 from .build import build_chain, build_loss, checked_layer, prepare_data, spsa_layer
 from .distributed import World

@@ -1,0 +1,93 @@
+"""A trained model: a checkpoint's encoder and chain, made ready to predict a clip's per-frame
+settings and render it with them.
+
+A trained model renders a clip as in training, but on one fresh lane: the clip is cut into
+frames of N samples; each frame's context window (W samples centred on it, zeros outside the
+clip, :func:`fxgrad.data.contexts`) goes through the encoder, and the chain processes the frames
+in order with each frame's predicted parameters (:func:`fxgrad.render.render_automation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ._device import usable_device
+from ._files import PathLike
+from .checkpoint import load_checkpoint
+from .data import contexts
+from .encoder import Encoder
+from .host import Chain
+from .render import frame_count, render_automation
+
+
+@dataclass
+class TrainedModel:
+    """A checkpoint made usable: the encoder (eval mode), the chain configuration and the
+    per-parameter mask of a progressive run (masked parameters are held at ``defaults``)."""
+
+    encoder: Encoder
+    chain_config: Dict[str, Any]
+    names: List[str]
+    defaults: np.ndarray
+    active: np.ndarray
+    frame_size: int
+    sample_rate: int
+    channels: int
+    checkpoint: Dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "cpu") -> "TrainedModel":
+        device = usable_device(device) if isinstance(device, str) else device
+        state = load_checkpoint(path)
+        encoder = Encoder(**state["encoder"])
+        encoder.load_state_dict(state["model"])
+        encoder.to(device).eval()
+        chain = state["chain"]
+        return cls(
+            encoder=encoder,
+            chain_config=chain,
+            names=list(state["parameters"]),
+            defaults=np.asarray(state["defaults"], np.float32),
+            active=np.asarray(state["active"], bool),
+            frame_size=int(state["encoder"]["frame_size"]),
+            sample_rate=int(round(float(chain["sample_rate"]))),
+            channels=int(chain["channels"]),
+            checkpoint=state,
+            device=device,
+        )
+
+    def new_chain(self) -> Chain:
+        """A fresh chain (new plugin instances) as the model was trained with."""
+        return Chain.from_config(self.chain_config)
+
+    def plugin_names(self) -> List[str]:
+        """The chain's plugins by the last part of their identifier (file, URI or name)."""
+        names = []
+        for entry in self.chain_config["plugins"]:
+            text = entry["plugin"] if isinstance(entry, dict) else str(entry)
+            names.append(text.rstrip("/").rsplit("/", 1)[-1])
+        return names
+
+    @torch.no_grad()
+    def predict(self, audio: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(frames, P) normalised parameters for a (C, samples) clip."""
+        signal = torch.as_tensor(np.asarray(audio, np.float32))
+        frames = frame_count(signal.shape[-1], self.frame_size)
+        out = []
+        for start in range(0, frames, batch):
+            stop = min(frames, start + batch)
+            windows = contexts(signal, self.frame_size, self.encoder.context, start, stop).to(self.device)
+            out.append(self.encoder(windows).cpu())
+        theta = torch.cat(out).numpy()
+        return np.where(self.active[None, :], theta, self.defaults[None, :]).astype(np.float32)
+
+    def render(self, audio: np.ndarray, chain: Optional[Chain] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(output (C, samples), thetas (frames, P))`` for a (C, samples) clip."""
+        thetas = self.predict(audio)
+        chain = chain if chain is not None else self.new_chain()
+        return render_automation(chain, audio, thetas, self.frame_size), thetas
