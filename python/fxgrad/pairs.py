@@ -116,10 +116,10 @@ def build_pairs(
     clip_samples = None if clip_seconds is None else int(round(clip_seconds * sample_rate))
     lengths = (clip_samples, max(1, int(round(min_seconds * sample_rate))), length_tolerance)
     splits = assign_splits(len(sources), valid, test, seed)
-    clips, notes = _read_clips(sources, splits, sample_rate, channels, lengths, progress)
+    clips, skipped = _read_clips(sources, splits, sample_rate, channels, lengths, progress)
     if not clips:
         raise ValueError("no clip was made (files shorter than --min-seconds?)")
-    notes = [f"{source}: shorter than --min-seconds {min_seconds:g}; skipped" for source in notes]
+    notes = [f"{source}: shorter than --min-seconds {min_seconds:g}; skipped" for source in skipped]
     thetas = None
     if rendering is not None:
         thetas = np.tile(np.asarray(rendering.get_learned(), np.float32), (len(clips), 1))
