@@ -252,7 +252,7 @@ def rule_settings(mix: np.ndarray, sample_rate: int) -> Tuple[List[PluginSpec], 
     sits COMP_DEPTH_DB under the mix's loud passages (95th percentile of 400 ms RMS), the EQ pulls
     the long-term balance towards a reference tilt, and the maximiser drives the result to
     TARGET_LUFS."""
-    from ..losses import integrated_loudness
+    from ..metrics import integrated_loudness
 
     x = np.asarray(mix, np.float64).reshape(-1)
     window = int(0.4 * sample_rate)
