@@ -141,6 +141,15 @@ def test_python_dash_m_fxgrad_runs_the_cli():
         assert command in result.stdout
 
 
+def test_python_dash_m_fxgrad_cli_is_the_same_command():
+    helps = [
+        subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
+        for module in ("fxgrad", "fxgrad.cli")
+    ]
+    assert [h.returncode for h in helps] == [0, 0]
+    assert helps[0].stdout == helps[1].stdout
+
+
 def test_ctrl_c_during_training_writes_a_checkpoint_then_resume_continues(tmp_path):
     raw = tiny_raw(tmp_path, train={"steps": 100000, "steps_per_epoch": 100000, "checkpoint_every": 100000})
     config = write_config(tmp_path, raw, "long.yaml")

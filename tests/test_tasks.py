@@ -112,7 +112,7 @@ def test_mastering_engineer_settings_follow_the_mix():
     bright one, a quieter (more dynamic) mix more maximiser drive, and both land near the
     loudness target."""
     from fxgrad.metrics import integrated_loudness
-    from fxgrad.tasks import mastering
+    from fxgrad.tasks import mastering_engineers as mastering
     from fxgrad.tasks._common import render_chain
 
     rand = np.random.default_rng(0)

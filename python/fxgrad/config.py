@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
-PathLike = Union[str, os.PathLike]
+from ._files import PathLike
+from .configfile import load_config
 
 
 class ConfigError(ValueError):
@@ -175,26 +176,12 @@ class Config:
         """Read and validate a config file; ``overrides`` are ``"dotted.key=value"`` strings
         (values parsed as YAML) applied on top."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"no such config file: {path}")
         try:
-            text = path.read_text()
-            if path.suffix.lower() == ".json":
-                import json
-
-                raw = json.loads(text)
-            elif path.suffix.lower() == ".toml":
-                try:
-                    import tomllib
-                except ImportError:  # Python < 3.11
-                    import tomli as tomllib
-                raw = tomllib.loads(text)
-            else:
-                raw = yaml.safe_load(text)
+            raw = load_config(path, default_format="yaml")
+        except FileNotFoundError as error:
+            raise ConfigError(str(error)) from None
         except Exception as error:
             raise ConfigError(f"{path}: cannot parse: {error}") from error
-        if raw is None:
-            raw = {}
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
         raw = apply_overrides(dict(raw), overrides, str(path))
@@ -258,13 +245,10 @@ class Config:
         )
 
     def _check(self) -> None:
-        def positive(value, key):
-            if value is None or value <= 0:
-                raise ConfigError(f"{key} must be > 0, got {value}")
-
-        positive(self.sample_rate, "sample_rate")
-        positive(self.channels, "channels")
-        positive(self.frame_size, "frame_size")
+        """The checks no single key's type can express, in the order of the sections."""
+        _positive(self.sample_rate, "sample_rate")
+        _positive(self.channels, "channels")
+        _positive(self.frame_size, "frame_size")
         if self.frame_size % self.block_size:
             raise ConfigError(
                 f"chain.block_size ({self.block_size}) must divide frame_size ({self.frame_size}): "
@@ -278,76 +262,91 @@ class Config:
             check_backbone_options(self.encoder.backbone, self.encoder.options)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"encoder.options: {error}") from None
-        if not self.chain.plugins:
-            raise ConfigError("chain.plugins must list at least one plugin")
-        for k, entry in enumerate(self.chain.plugins):
-            if isinstance(entry, Mapping):
-                extra = set(entry) - {"plugin", "select"}
-                if "plugin" not in entry or extra:
-                    raise ConfigError(
-                        f"chain.plugins[{k}] must be an identifier or a mapping with 'plugin' (and optional "
-                        f"'select'), got keys {sorted(entry)}"
-                    )
-            elif not isinstance(entry, str):
-                raise ConfigError(f"chain.plugins[{k}] must be a string or mapping, got {type(entry).__name__}")
-        positive(self.spsa.lanes, "spsa.lanes")
-        positive(self.spsa.eps, "spsa.eps")
-        positive(self.spsa.perturbations, "spsa.perturbations")
-        for key in ("workers", "max_faults", "max_faults_per_minute"):
-            if getattr(self.spsa, key) < 0:
+        _check_chain(self.chain)
+        _check_spsa(self.spsa)
+        _check_train(self.train)
+        _check_data(self.data)
+        _positive(self.fit_static.steps, "fit_static.steps")
+        _positive(self.fit_static.lr, "fit_static.lr")
+
+
+# ---------------------------------------------------------------------- the sections' checks
+
+
+def _positive(value, key: str) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _check_chain(chain: ChainSection) -> None:
+    if not chain.plugins:
+        raise ConfigError("chain.plugins must list at least one plugin")
+    for k, entry in enumerate(chain.plugins):
+        if isinstance(entry, Mapping):
+            extra = set(entry) - {"plugin", "select"}
+            if "plugin" not in entry or extra:
                 raise ConfigError(
-                    f"spsa.{key} must be >= 0 (0: {'automatic' if key == 'workers' else 'no limit'}), "
-                    f"got {getattr(self.spsa, key)}"
+                    f"chain.plugins[{k}] must be an identifier or a mapping with 'plugin' (and optional "
+                    f"'select'), got keys {sorted(entry)}"
                 )
-        if self.spsa.timeout_s is not None:
-            positive(self.spsa.timeout_s, "spsa.timeout_s")
-        t = self.train
-        positive(t.steps, "train.steps")
-        positive(t.steps_per_epoch, "train.steps_per_epoch")
-        positive(t.lr, "train.lr")
-        positive(t.checkpoint_every, "train.checkpoint_every")
-        positive(t.log_every, "train.log_every")
-        if t.grad_clip is not None:
-            positive(t.grad_clip, "train.grad_clip")
-        if not 0 < t.plateau_factor < 1:
-            raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
-        for key in (
-            "pretrain_steps",
-            "progressive_steps",
-            "early_stopping",
-            "plateau_patience",
-            "resume_warmup_frames",
-        ):
-            if getattr(t, key) < 0:
-                raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
-        if t.max_seconds is not None:
-            positive(t.max_seconds, "train.max_seconds")
-        if t.resume_preroll < 0:
-            raise ConfigError(f"train.resume_preroll must be >= 0 seconds, got {t.resume_preroll}")
-        d = self.data
-        if d.train is None and d.synthetic is None:
+        elif not isinstance(entry, str):
+            raise ConfigError(f"chain.plugins[{k}] must be a string or mapping, got {type(entry).__name__}")
+
+
+def _check_spsa(spsa: SpsaSection) -> None:
+    _positive(spsa.lanes, "spsa.lanes")
+    _positive(spsa.eps, "spsa.eps")
+    _positive(spsa.perturbations, "spsa.perturbations")
+    for key in ("workers", "max_faults", "max_faults_per_minute"):
+        if getattr(spsa, key) < 0:
             raise ConfigError(
-                "data needs 'train' (a folder with input/ and target/, or {input, target}) or 'synthetic'"
+                f"spsa.{key} must be >= 0 (0: {'automatic' if key == 'workers' else 'no limit'}), "
+                f"got {getattr(spsa, key)}"
             )
-        if d.train is not None and d.synthetic is not None:
-            raise ConfigError("data takes either 'train' (with optional valid/test) or 'synthetic', not both")
-        for key in ("train", "valid", "test"):
-            value = getattr(d, key)
-            if value is not None:
-                setattr(d, key, _pairs(value, f"data.{key}"))
-        if not 0 <= d.valid_split < 1:
-            raise ConfigError(f"data.valid_split must be in [0, 1), got {d.valid_split}")
-        if d.synthetic is not None:
-            s = d.synthetic
-            positive(s.train_clips, "data.synthetic.train_clips")
-            positive(s.seconds, "data.synthetic.seconds")
-            positive(s.knot_seconds, "data.synthetic.knot_seconds")
-            if s.valid_clips < 0 or s.test_clips < 0:
-                raise ConfigError("data.synthetic.valid_clips and test_clips must be >= 0")
-            if not s.hidden:
-                raise ConfigError("data.synthetic.hidden must give every learned parameter's hidden automation")
-        positive(self.fit_static.steps, "fit_static.steps")
-        positive(self.fit_static.lr, "fit_static.lr")
+    if spsa.timeout_s is not None:
+        _positive(spsa.timeout_s, "spsa.timeout_s")
+
+
+def _check_train(t: TrainSection) -> None:
+    _positive(t.steps, "train.steps")
+    _positive(t.steps_per_epoch, "train.steps_per_epoch")
+    _positive(t.lr, "train.lr")
+    _positive(t.checkpoint_every, "train.checkpoint_every")
+    _positive(t.log_every, "train.log_every")
+    if t.grad_clip is not None:
+        _positive(t.grad_clip, "train.grad_clip")
+    if not 0 < t.plateau_factor < 1:
+        raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
+    for key in ("pretrain_steps", "progressive_steps", "early_stopping", "plateau_patience", "resume_warmup_frames"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    if t.max_seconds is not None:
+        _positive(t.max_seconds, "train.max_seconds")
+    if t.resume_preroll < 0:
+        raise ConfigError(f"train.resume_preroll must be >= 0 seconds, got {t.resume_preroll}")
+
+
+def _check_data(d: DataSection) -> None:
+    """Also turns each split into a :class:`PairsSection`."""
+    if d.train is None and d.synthetic is None:
+        raise ConfigError("data needs 'train' (a folder with input/ and target/, or {input, target}) or 'synthetic'")
+    if d.train is not None and d.synthetic is not None:
+        raise ConfigError("data takes either 'train' (with optional valid/test) or 'synthetic', not both")
+    for key in ("train", "valid", "test"):
+        value = getattr(d, key)
+        if value is not None:
+            setattr(d, key, _pairs(value, f"data.{key}"))
+    if not 0 <= d.valid_split < 1:
+        raise ConfigError(f"data.valid_split must be in [0, 1), got {d.valid_split}")
+    if d.synthetic is not None:
+        s = d.synthetic
+        _positive(s.train_clips, "data.synthetic.train_clips")
+        _positive(s.seconds, "data.synthetic.seconds")
+        _positive(s.knot_seconds, "data.synthetic.knot_seconds")
+        if s.valid_clips < 0 or s.test_clips < 0:
+            raise ConfigError("data.synthetic.valid_clips and test_clips must be >= 0")
+        if not s.hidden:
+            raise ConfigError("data.synthetic.hidden must give every learned parameter's hidden automation")
 
 
 def _pairs(value: Any, key: str) -> PairsSection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import copyreg
-import json
 import numbers
 import os
 from pathlib import Path
@@ -12,11 +11,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _native
 from ._checks import integer
+from ._files import PathLike
+from .configfile import load_config
 
 # Plugin instances must go before JUCE does, whatever order the interpreter frees objects in.
 atexit.register(_native.shutdown)
-
-PathLike = Union[str, os.PathLike]
 
 #: Prefix that names one of fxgrad's own effects in place of a path or URI, e.g. ``fxgrad:Gain``.
 OWN_PREFIX = "fxgrad:"
@@ -277,25 +276,3 @@ class Chain(_native.Chain):
             else:
                 plugins.append(load(entry, **options))
         return cls(plugins, config.get("learned"), config.get("pinned"))
-
-
-def load_config(path: PathLike) -> Dict[str, Any]:
-    """Read a JSON, YAML or TOML file into a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such config file: {path}")
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return json.loads(text)
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(text) or {}
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib
-        return tomllib.loads(text)
-    raise ValueError(f"config {path} must be .json, .yaml/.yml or .toml")

@@ -267,7 +267,7 @@ class IsolatedChain(_Isolated):
     with the :class:`fxgrad.Chain` API (``process``, ``reset``, ``set_learned``...)."""
 
     def __init__(self, config: Any, timeout_s: Optional[float] = None):
-        from .host import load_config
+        from .configfile import load_config
 
         if not isinstance(config, dict):
             config = load_config(config)

@@ -16,13 +16,14 @@ synthesised breaths and lip smacks -> the clean speech), ``mastering`` (OpenMSX 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence
 
+from .._files import PathLike
 from ._common import AUDIO_FORMATS, FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
 
 TASKS = ("tube_amp", "breath_removal", "mastering")
@@ -30,21 +31,19 @@ TASKS = ("tube_amp", "breath_removal", "mastering")
 __all__ = ["TASKS", "SIZES", "build", "main", "add_build_arguments", "run_build", "SourceMissingError", "load_manifest"]
 
 
+def _one_of(value: Any, choices, name: str, plural: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; the {plural} are: {', '.join(choices)}")
+
+
 def _module(task: str):
-    if task == "tube_amp":
-        from . import tube_amp as module
-    elif task == "breath_removal":
-        from . import breath_removal as module
-    elif task == "mastering":
-        from . import mastering as module
-    else:
-        raise ValueError(f"unknown task {task!r}; the tasks are: {', '.join(TASKS)}")
-    return module
+    _one_of(task, TASKS, "task", "tasks")
+    return importlib.import_module(f".{task}", __name__)
 
 
 def build(
     task: str,
-    out_dir: Union[str, os.PathLike],
+    out_dir: PathLike,
     seed: int = 0,
     size: str = "full",
     sample_rate: int = 22050,
@@ -78,14 +77,11 @@ def build(
     options: Dict[str, Any] = {}
     if task == "mastering":
         options["engineer"] = engineer or "random"
-        if options["engineer"] not in module.ENGINEERS:
-            raise ValueError(f"unknown engineer {engineer!r}; the engineers are: {', '.join(module.ENGINEERS)}")
+        _one_of(options["engineer"], module.ENGINEERS, "engineer", "engineers")
     elif engineer is not None:
         raise ValueError(f"engineer applies to the mastering task only, not to {task!r}")
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; the sizes are: {', '.join(SIZES)}")
-    if audio_format not in AUDIO_FORMATS:
-        raise ValueError(f"unknown audio_format {audio_format!r}; the formats are: {', '.join(AUDIO_FORMATS)}")
+    _one_of(size, SIZES, "size", "sizes")
+    _one_of(audio_format, AUDIO_FORMATS, "audio_format", "formats")
     suffix = AUDIO_FORMATS[audio_format]
     sample_rate = int(sample_rate)
     if not 8000 <= sample_rate <= 96000:
@@ -100,40 +96,55 @@ def build(
         "version": FORMAT_VERSION,
         **options,
     }
-    manifest_path = out / "manifest.json"
-    if not force and manifest_path.is_file():
-        try:
-            existing = json.loads(manifest_path.read_text())
-        except ValueError:
-            existing = {}
-        if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing, suffix):
-            if progress:
-                print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild", file=sys.stderr)
-            return existing
+    existing = None if force else _built_already(out, key, suffix)
+    if existing is not None:
+        if progress:
+            print(f"{out}: already holds {task} (seed {seed}, {size}); pass force=True to rebuild", file=sys.stderr)
+        return existing
     clear_outputs(out)
     started = time.perf_counter()
-    body = module.build(out, int(seed), size, sample_rate, progress, suffix, **options)
+    manifest = _manifest(key, module.build(out, int(seed), size, sample_rate, progress, suffix, **options), suffix)
+    # the build time is left out so that the same seed gives the same manifest
+    write_json(out / "manifest.json", manifest)
+    if progress:
+        counts, seconds = manifest["clips_per_split"], manifest["seconds_per_split"]
+        print(
+            f"{task}: {sum(counts.values())} clips, {sum(seconds.values()) / 60:.1f} min of audio in {out} "
+            f"({time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
+    return manifest
+
+
+def _built_already(out: Path, key: Dict[str, Any], suffix: str) -> Optional[Dict[str, Any]]:
+    """The manifest in ``out`` when it describes this very data set (``key``) and every clip it
+    lists is there, else None."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        existing = json.loads(manifest_path.read_text())
+    except ValueError:
+        existing = {}
+    if all(existing.get(k) == v for k, v in key.items()) and _complete(out, existing, suffix):
+        return existing
+    return None
+
+
+def _manifest(key: Dict[str, Any], body: Dict[str, Any], suffix: str) -> Dict[str, Any]:
+    """The manifest of a data set: what identifies it (``key``), counts per split, and what the
+    task's builder returned (``body``: sources, hidden processing, clips)."""
     counts = {split: sum(1 for c in body["clips"] if c["split"] == split) for split in SPLITS}
     seconds = {split: round(sum(c["seconds"] for c in body["clips"] if c["split"] == split), 3) for split in SPLITS}
-    manifest = {
+    return {
         **key,
         "channels": 1,
-        "format": ("WAV float32" if audio_format == "wav" else "FLAC 16-bit")
+        "format": ("WAV float32" if key["audio_format"] == "wav" else "FLAC 16-bit")
         + f", mono; input/NAME{suffix} pairs with target/NAME{suffix}",
         "clips_per_split": counts,
         "seconds_per_split": seconds,
         **body,
     }
-    # the build time is left out so that the same seed gives the same manifest
-    write_json(manifest_path, manifest)
-    if progress:
-        total = sum(seconds.values())
-        print(
-            f"{task}: {sum(counts.values())} clips, {total / 60:.1f} min of audio in {out} "
-            f"({time.perf_counter() - started:.1f} s)",
-            file=sys.stderr,
-        )
-    return manifest
 
 
 def _complete(out: Path, manifest: Dict[str, Any], suffix: str) -> bool:
@@ -144,7 +155,7 @@ def _complete(out: Path, manifest: Dict[str, Any], suffix: str) -> bool:
     return bool(manifest.get("clips"))
 
 
-def load_manifest(out_dir: Union[str, os.PathLike]) -> Dict[str, Any]:
+def load_manifest(out_dir: PathLike) -> Dict[str, Any]:
     return json.loads((Path(out_dir) / "manifest.json").read_text())
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
-PathLike = Union[str, Path]
+from .._files import PathLike
 
 #: The General MIDI percussion channel (0-based).
 DRUM_CHANNEL = 9
@@ -102,6 +102,12 @@ def _encode_varlen(value: int) -> bytes:
     return bytes(reversed(out))
 
 
+#: What :func:`read` collects from the tracks: ``(tick, track, order, kind, payload)`` with kind
+#: ``"tempo"`` (microseconds per quarter,), ``"name"`` (the track name,) or ``"chan"`` (status,
+#: channel, data bytes).
+_Raw = Tuple[int, int, int, str, tuple]
+
+
 def read(path: PathLike) -> Song:
     """Read a type 0 or 1 Standard MIDI File (metrical time division) into parts."""
     data = Path(path).read_bytes()
@@ -113,8 +119,7 @@ def read(path: PathLike) -> Song:
     if fmt not in (0, 1):
         raise MidiError(f"{path}: MIDI file type {fmt} is not supported")
     pos = 8 + length
-    # (tick, track, order, kind, payload); kind "tempo" or "chan" or "name"
-    raw: List[Tuple[int, int, int, str, tuple]] = []
+    raw: List[_Raw] = []
     for track in range(ntracks):
         while data[pos : pos + 4] != b"MTrk":
             if pos + 8 > len(data):
@@ -123,40 +128,51 @@ def read(path: PathLike) -> Song:
         size = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
         pos += 8
         end = min(pos + size, len(data))
-        tick, running, order = 0, 0, 0
-        while pos < end:
-            delta, pos = _varlen(data, pos)
-            tick += delta
-            byte = data[pos]
-            if byte == 0xFF:
-                kind = data[pos + 1]
-                n, pos = _varlen(data, pos + 2)
-                payload = data[pos : pos + n]
-                pos += n
-                if kind == 0x51 and n == 3:
-                    raw.append((tick, track, order, "tempo", (int.from_bytes(payload, "big"),)))
-                elif kind == 0x03:
-                    raw.append((tick, track, order, "name", (payload.decode("latin-1").strip(),)))
-                elif kind == 0x2F:
-                    break
-            elif byte in (0xF0, 0xF7):
-                n, pos = _varlen(data, pos + 1)
-                pos += n
-            else:
-                if byte & 0x80:
-                    running = byte
-                    pos += 1
-                elif not running:
-                    raise MidiError(f"{path}: data byte without status in track {track}")
-                count = _DATA_BYTES.get(running & 0xF0)
-                if count is None:
-                    raise MidiError(f"{path}: unexpected status byte {running:#x}")
-                values = tuple(data[pos : pos + count])
-                pos += count
-                raw.append((tick, track, order, "chan", (running & 0xF0, running & 0x0F, values)))
-            order += 1
+        raw += _track_events(data, pos, end, track, path)
         pos = end
-    # tempo map -> seconds
+    return Song(str(path), _parts(raw, _tempo_map(raw, division)))
+
+
+def _track_events(data: bytes, pos: int, end: int, track: int, path: PathLike) -> List[_Raw]:
+    """The tempo changes, name and channel messages of the track chunk ``data[pos:end]``."""
+    raw: List[_Raw] = []
+    tick, running, order = 0, 0, 0
+    while pos < end:
+        delta, pos = _varlen(data, pos)
+        tick += delta
+        byte = data[pos]
+        if byte == 0xFF:
+            kind = data[pos + 1]
+            n, pos = _varlen(data, pos + 2)
+            payload = data[pos : pos + n]
+            pos += n
+            if kind == 0x51 and n == 3:
+                raw.append((tick, track, order, "tempo", (int.from_bytes(payload, "big"),)))
+            elif kind == 0x03:
+                raw.append((tick, track, order, "name", (payload.decode("latin-1").strip(),)))
+            elif kind == 0x2F:
+                break
+        elif byte in (0xF0, 0xF7):
+            n, pos = _varlen(data, pos + 1)
+            pos += n
+        else:
+            if byte & 0x80:
+                running = byte
+                pos += 1
+            elif not running:
+                raise MidiError(f"{path}: data byte without status in track {track}")
+            count = _DATA_BYTES.get(running & 0xF0)
+            if count is None:
+                raise MidiError(f"{path}: unexpected status byte {running:#x}")
+            values = tuple(data[pos : pos + count])
+            pos += count
+            raw.append((tick, track, order, "chan", (running & 0xF0, running & 0x0F, values)))
+        order += 1
+    return raw
+
+
+def _tempo_map(raw: List[_Raw], division: int) -> Callable[[int], float]:
+    """Ticks -> seconds under the file's tempo changes (120 bpm until the first)."""
     tempos = sorted((t, o, v[0]) for t, tr, o, k, v in raw if k == "tempo")
     tempos = [(t, us) for t, _, us in tempos]
 
@@ -169,6 +185,12 @@ def read(path: PathLike) -> Song:
             last_tick, us = t, new_us
         return time + (tick - last_tick) * us / 1e6 / division
 
+    return seconds
+
+
+def _parts(raw: List[_Raw], seconds: Callable[[int], float]) -> List[Part]:
+    """The channel messages grouped by (track, channel), in time order; parts without a note are
+    left out."""
     names: Dict[int, str] = {}
     parts: Dict[Tuple[int, int], List[Event]] = {}
     for tick, track, order, kind, payload in raw:
@@ -186,7 +208,7 @@ def read(path: PathLike) -> Song:
             continue
         programs = [e.data[0] for e in events if e.status == 0xC0]
         result.append(Part(track, channel, names.get(track, ""), programs[0] if programs else 0, events))
-    return Song(str(path), result)
+    return result
 
 
 def write(path: PathLike, events: Iterable[Event]) -> None:

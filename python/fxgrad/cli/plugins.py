@@ -1,0 +1,187 @@
+"""``fxgrad scan``, ``info`` and ``check``: the installed plugins, one plugin's parameters, and
+probing plugins before training with them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ._output import fmt_number, native_chatter
+
+
+def add_scan(commands) -> None:
+    p = commands.add_parser("scan", help="list installed plugins (LV2, VST3, VST2, LADSPA and fxgrad's own)")
+    p.add_argument("paths", nargs="*", help="extra folders or plugin files to scan")
+    p.add_argument("--format", help="only this format (lv2, vst3, vst2, ladspa)")
+    p.add_argument("--all", action="store_true", help="also the plugins fxgrad cannot host (MIDI/control only)")
+    p.add_argument("--no-own", action="store_true", help="leave out fxgrad's own effects")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin libraries' own messages")
+    p.set_defaults(run=cmd_scan)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    import fxgrad
+
+    from .._text import format_table
+
+    for path in args.paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    with native_chatter(args.verbose):
+        infos = fxgrad.scan(args.paths, include_own=not args.no_own, include_unsupported=True)
+    if args.format:
+        infos = [i for i in infos if i.format.lower() == args.format.lower()]
+    hidden = [] if args.all else [i for i in infos if i.unsupported]
+    infos = [i for i in infos if args.all or not i.unsupported]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "format": i.format,
+                        "name": i.name,
+                        "vendor": i.vendor,
+                        "identifier": i.identifier,
+                        "inputs": i.num_inputs,
+                        "outputs": i.num_outputs,
+                        "unsupported": i.unsupported,
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    rows = [
+        [
+            i.format,
+            i.name,
+            i.vendor,
+            i.identifier,
+            f"{i.num_inputs}/{i.num_outputs}",
+            f"not hostable: {i.unsupported}" if i.unsupported else "",
+        ]
+        for i in infos
+    ]
+    print(format_table(["format", "name", "vendor", "identifier", "ins/outs", "notes"], rows, align="llllll"))
+    print(
+        f"{len(infos)} plugin(s)"
+        + (f"; {len(hidden)} that fxgrad cannot host (no audio output) left out: --all lists them" if hidden else "")
+    )
+    return 0
+
+
+def add_info(commands) -> None:
+    p = commands.add_parser("info", help="show a plugin's parameters")
+    p.add_argument("plugin", help="LV2 URI, bundle, VST3, VST2 or LADSPA library, PATH#SELECTOR or fxgrad:NAME")
+    p.add_argument("--select", help="which plugin of a bundle/library holding several")
+    p.add_argument("--sample-rate", type=float, default=44100.0)
+    p.add_argument("--block-size", type=int, default=1024)
+    p.add_argument("--channels", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the plugin library's own messages")
+    p.set_defaults(run=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import fxgrad
+
+    from .._text import format_table
+
+    with native_chatter(args.verbose):
+        plugin = fxgrad.load(
+            args.plugin,
+            sample_rate=args.sample_rate,
+            block_size=args.block_size,
+            channels=args.channels,
+            plugin=args.select or "",
+        )
+    parameters = plugin.parameters
+    if args.json:
+        print(json.dumps(_info_json(plugin, parameters), indent=2))
+        return 0
+    print(f"{plugin.name} ({plugin.format}) by {plugin.vendor or 'unknown vendor'}")
+    print(f"  identifier: {plugin.identifier}")
+    print(
+        f"  latency: {plugin.latency_samples} samples at {args.sample_rate:g} Hz; "
+        f"DSP snapshot: {'yes' if plugin.has_dsp_snapshot else 'no'}"
+    )
+    rows = [_parameter_row(p) for p in parameters]
+    print(
+        format_table(
+            ["id", "name", "unit", "min", "max", "default", "log", "steps/choices", "notes"], rows, align="lllrrrlll"
+        )
+    )
+    print(f"{len(parameters)} parameter(s)")
+    return 0
+
+
+def _info_json(plugin, parameters) -> Dict[str, Any]:
+    """What ``fxgrad info --json`` prints."""
+    return {
+        "name": plugin.name,
+        "vendor": plugin.vendor,
+        "format": plugin.format,
+        "identifier": plugin.identifier,
+        "latency_samples": plugin.latency_samples,
+        "dsp_snapshot": plugin.has_dsp_snapshot,
+        "parameters": [
+            {
+                "index": p.index,
+                "id": p.id,
+                "name": p.name,
+                "unit": p.unit,
+                "min": p.minimum,
+                "max": p.maximum,
+                "default": p.default,
+                "normalized_default": p.normalized_default,
+                "log": p.logarithmic,
+                "steps": p.steps,
+                "choices": [[v, label] for v, label in p.choices],
+                "automatable": p.automatable,
+                "bypass": p.is_bypass,
+            }
+            for p in parameters
+        ],
+    }
+
+
+def _parameter_row(p) -> List[str]:
+    """One parameter's row of the ``fxgrad info`` table."""
+    if p.choices:
+        steps = " | ".join(f"{value:g}={label.strip() or repr(label)}" for value, label in p.choices)
+    elif p.is_toggle:
+        steps = "toggle"
+    elif p.steps:
+        steps = str(p.steps)
+    else:
+        steps = ""
+    notes = []
+    if p.is_bypass:
+        notes.append("bypass")
+    if p.is_trigger:
+        notes.append("trigger")
+    if not p.automatable:
+        notes.append("not automatable")
+    return [
+        p.id,
+        p.name,
+        p.unit,
+        fmt_number(p.minimum),
+        fmt_number(p.maximum),
+        fmt_number(p.default),
+        "yes" if p.logarithmic else "",
+        steps,
+        ", ".join(notes),
+    ]
+
+
+def add_check(commands) -> None:
+    from .. import check
+
+    p = commands.add_parser("check", help="probe plugins in sandboxed processes: load, render, state, determinism")
+    check.add_arguments(p)
+    p.set_defaults(run=check.run_command)
