@@ -8,6 +8,8 @@
 
 namespace fxgrad::bindings {
 
+using namespace pybind11::literals;
+
 namespace {
 FloatArray render (BatchRenderer& r, const py::handle& thetaIn, const py::handle& audioIn)
 {
@@ -37,11 +39,7 @@ FloatArray render (BatchRenderer& r, const py::handle& thetaIn, const py::handle
 py::dict stats (const BatchRenderer& r)
 {
     const auto s = r.stats();
-    py::dict d;
-    d["dsp_seconds"] = s.dspSeconds;
-    d["wall_seconds"] = s.wallSeconds;
-    d["renders"] = s.renders;
-    return d;
+    return py::dict ("dsp_seconds"_a = s.dspSeconds, "wall_seconds"_a = s.wallSeconds, "renders"_a = s.renders);
 }
 } // namespace
 

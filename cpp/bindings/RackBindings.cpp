@@ -11,6 +11,8 @@
 
 namespace fxgrad::bindings {
 
+using namespace pybind11::literals;
+
 namespace {
 std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
                                 const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed,
@@ -88,14 +90,8 @@ void resetLanes (Rack& r, const py::handle& maskIn, const py::object& prerollIn)
 py::dict stats (const Rack& r)
 {
     const auto s = r.stats();
-    py::dict d;
-    d["dsp_seconds"] = s.dspSeconds;
-    d["wall_seconds"] = s.wallSeconds;
-    d["evaluations"] = s.evaluations;
-    d["faults"] = s.faults;
-    d["restarts"] = s.restarts;
-    d["recovery_seconds"] = s.recoverySeconds;
-    return d;
+    return py::dict ("dsp_seconds"_a = s.dspSeconds, "wall_seconds"_a = s.wallSeconds, "evaluations"_a = s.evaluations,
+                     "faults"_a = s.faults, "restarts"_a = s.restarts, "recovery_seconds"_a = s.recoverySeconds);
 }
 
 py::dict faultDict (const Chain& chain, const FaultReport& report)
@@ -103,16 +99,6 @@ py::dict faultDict (const Chain& chain, const FaultReport& report)
     static const char* const phases[] = { "idle", "forward", "replay", "evaluate", "reset" };
     const auto& plugins = chain.plugins();
     const auto& f = report.fault;
-    py::dict d;
-    d["kind"] = faultKindName (f.kind);
-    d["detail"] = f.detail;
-    d["step"] = report.step;
-    d["lanes"] = f.lanes;
-    d["lane"] = f.lane;
-    d["phase"] = f.phase >= 0 && f.phase <= 4 ? phases[f.phase] : "unknown";
-    d["evaluation"] = f.evaluation;
-    d["plugin_index"] = f.plugin;
-    d["plugin"] = f.plugin >= 0 && f.plugin < (int) plugins.size() ? plugins[(size_t) f.plugin]->info().name : std::string();
     py::dict normalized, plain;
     const auto& learned = chain.learned();
     for (size_t i = 0; i < report.theta.size() && i < learned.size(); ++i) {
@@ -120,9 +106,11 @@ py::dict faultDict (const Chain& chain, const FaultReport& report)
         normalized[py::str (name)] = report.theta[i];
         plain[py::str (name)] = plugins[(size_t) learned[i].plugin]->plainFor (learned[i].parameter, report.theta[i]);
     }
-    d["normalized"] = normalized;
-    d["plain"] = plain;
-    return d;
+    const auto plugin = f.plugin >= 0 && f.plugin < (int) plugins.size() ? plugins[(size_t) f.plugin]->info().name : std::string();
+    return py::dict ("kind"_a = faultKindName (f.kind), "detail"_a = f.detail, "step"_a = report.step, "lanes"_a = f.lanes,
+                     "lane"_a = f.lane, "phase"_a = f.phase >= 0 && f.phase <= 4 ? phases[f.phase] : "unknown",
+                     "evaluation"_a = f.evaluation, "plugin_index"_a = f.plugin, "plugin"_a = plugin,
+                     "normalized"_a = normalized, "plain"_a = plain);
 }
 
 py::list takeFaults (Rack& r)
