@@ -1,11 +1,13 @@
 #include "Ipc.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,6 +23,23 @@ namespace {
 [[noreturn]] void failErrno (const std::string& what)
 {
     fail (ErrorKind::Value, what + ": " + std::strerror (errno));
+}
+
+/** Moves `n` bytes by calls of `step (done)` (a send or recv of what is left after `done`),
+    again when a signal interrupts one; false when the other end is gone or `step` gives 0. */
+template <typename Step>
+bool transferAll (size_t n, Step step)
+{
+    size_t done = 0;
+    while (done < n) {
+        const auto r = step (done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        done += (size_t) r;
+    }
+    return true;
 }
 
 size_t pageRound (size_t bytes)
@@ -126,18 +145,47 @@ bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double sec
     return word.load (std::memory_order_acquire) != expected;
 }
 
-bool sendAll (int fd, const std::string& bytes)
+bool sendMessage (int fd, const std::string& message)
 {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-        const auto n = send (fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        sent += (size_t) n;
-    }
-    return true;
+    wire::Writer framed;
+    framed.put (message);
+    const auto& bytes = framed.bytes;
+    return transferAll (bytes.size(), [&] (size_t sent) {
+        return send (fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    });
+}
+
+Received receiveMessage (int fd, std::string& message, size_t maxBytes, std::chrono::steady_clock::time_point until)
+{
+    using Clock = std::chrono::steady_clock;
+    bool timedOut = false;
+    // Waits until there is something to read; false once the deadline has passed. Polls in
+    // slices of a second at most, so that a far deadline needs no care about overflow.
+    const auto readable = [&] {
+        for (;;) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds> (until - Clock::now()).count();
+            if (left <= 0) {
+                timedOut = true;
+                return false;
+            }
+            pollfd p { fd, POLLIN, 0 };
+            if (poll (&p, 1, (int) std::min<long long> (left, 1000)) > 0)
+                return true;
+        }
+    };
+    const auto receive = [&] (char* out, size_t n) {
+        return transferAll (n, [&] (size_t got) -> ssize_t { return readable() ? recv (fd, out + got, n - got, 0) : 0; });
+    };
+    uint64_t length = 0;
+    if (! receive (reinterpret_cast<char*> (&length), sizeof length))
+        return timedOut ? Received::TimedOut : Received::Closed;
+    if (length > maxBytes)
+        fail (ErrorKind::Value, "a message of " + std::to_string (length) + " bytes on fxgrad's worker channel (at most "
+              + std::to_string (maxBytes) + " expected)");
+    message.assign (length, '\0');
+    if (! receive (message.data(), length))
+        return timedOut ? Received::TimedOut : Received::Closed;
+    return Received::Message;
 }
 
 size_t Control::bytesFor (const LaneLayout& layout)

@@ -4,6 +4,7 @@
 // wake-ups on words inside it, and the layout of the control block and of the audio buffers.
 // Linux only, like the rest of fxgrad's sandbox.
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -50,8 +51,19 @@ void futexWake (std::atomic<uint32_t>& word);
 bool spinWhile (const std::atomic<uint32_t>& word, uint32_t expected, double seconds);
 constexpr double spinSeconds = 50e-6;
 
-/** Writes all of `bytes` to a socket (no SIGPIPE); false when the other end is gone. */
-bool sendAll (int fd, const std::string& bytes);
+/** The descriptors a worker inherits: the control socket (the start-up messages, and the
+    lifeline: it closes when the parent dies), the control region and the data region. */
+constexpr int workerSocketFd = 3, workerControlFd = 4, workerDataFd = 5;
+
+/** Writes `message`, length first, to a socket (no SIGPIPE); false when the other end is gone. */
+bool sendMessage (int fd, const std::string& message);
+
+enum class Received { Message, Closed, TimedOut };
+
+/** Reads one message that sendMessage() wrote before `until`: Closed on EOF or error, TimedOut
+    when the deadline passed. A message over `maxBytes` fails with ErrorKind::Value. */
+Received receiveMessage (int fd, std::string& message, size_t maxBytes,
+                         std::chrono::steady_clock::time_point until = std::chrono::steady_clock::time_point::max());
 
 enum class Command : uint32_t { Forward = 1, Evaluate, Reset };
 

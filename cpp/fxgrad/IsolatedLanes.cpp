@@ -8,7 +8,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <filesystem>
-#include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -25,8 +24,6 @@ namespace fxgrad {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-// Where a worker finds what it inherits (cpp/worker/main.cpp reads the same numbers).
-constexpr int workerSocketFd = 3, workerControlFd = 4, workerDataFd = 5;
 // Loading a chain's plugins for a share of the lanes; generous, since only a hang at load hits it.
 constexpr double startSeconds = 300.0;
 // How often a waiting parent looks whether a worker died (the futex is not woken by a death).
@@ -75,32 +72,6 @@ std::string locateWorker()
         fail (ErrorKind::FileNotFound, "fxgrad's worker executable is missing (looked for " + candidate.string()
               + "); rebuild with `make build`, or set FXGRAD_WORKER to its path");
     return candidate.string();
-}
-
-/** Reads exactly n bytes before `until`; false on EOF, error or time-out (`timedOut` says which). */
-bool receiveAll (int fd, char* out, size_t n, Clock::time_point until, bool& timedOut)
-{
-    size_t got = 0;
-    while (got < n) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds> (until - Clock::now()).count();
-        if (left <= 0) {
-            timedOut = true;
-            return false;
-        }
-        pollfd p { fd, POLLIN, 0 };
-        const int ready = poll (&p, 1, (int) std::min<long long> (left, 1000));
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready <= 0)
-            continue;
-        const auto r = recv (fd, out + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        got += (size_t) r;
-    }
-    return true;
 }
 
 /** A descriptor numbered 10 or above (CLOEXEC), so that dup2 onto 3..5 in the child always makes
@@ -196,9 +167,9 @@ void IsolatedLanes::spawn (Worker& w)
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, sources[0], workerSocketFd);
-    posix_spawn_file_actions_adddup2 (&actions, sources[1], workerControlFd);
-    posix_spawn_file_actions_adddup2 (&actions, sources[2], workerDataFd);
+    posix_spawn_file_actions_adddup2 (&actions, sources[0], ipc::workerSocketFd);
+    posix_spawn_file_actions_adddup2 (&actions, sources[1], ipc::workerControlFd);
+    posix_spawn_file_actions_adddup2 (&actions, sources[2], ipc::workerDataFd);
     posix_spawn_file_actions_addopen (&actions, 0, "/dev/null", O_RDONLY, 0);
     if (! options.workerLog.empty()) {
         posix_spawn_file_actions_addopen (&actions, 1, options.workerLog.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -238,26 +209,18 @@ void IsolatedLanes::spawn (Worker& w)
     message.put ((uint64_t) w.control.size());
     message.put ((uint64_t) w.data.size());
     message.put (specBytes);
-    wire::Writer framed;
-    framed.put (message.bytes);
-    ipc::sendAll (w.socket, framed.bytes);   // if it fails, awaitStart() reports how the worker died
+    ipc::sendMessage (w.socket, message.bytes);   // if it fails, awaitStart() reports how the worker died
 }
 
 void IsolatedLanes::awaitStart (Worker& w)
 {
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration> (std::chrono::duration<double> (startSeconds));
-    bool timedOut = false;
-    uint64_t length = 0;
     std::string reply;
-    bool ok = receiveAll (w.socket, reinterpret_cast<char*> (&length), sizeof length, until, timedOut);
-    if (ok && length <= (1u << 20)) {
-        reply.resize (length);
-        ok = receiveAll (w.socket, reply.data(), length, until, timedOut);
-    }
+    const auto received = ipc::receiveMessage (w.socket, reply, 1u << 20, until);
     const int loading = w.ctl().loadingPlugin.load();
     const std::string where = loading >= 0 ? " while loading plugin " + std::to_string (loading) + " of the chain" : " while starting";
-    if (! ok) {
-        if (timedOut) {
+    if (received != ipc::Received::Message) {
+        if (received == ipc::Received::TimedOut) {
             stop (w);
             fail (ErrorKind::PluginTimeout, "a worker process gave no sign of life for " + std::to_string ((int) startSeconds) + " s" + where);
         }

@@ -2,50 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <map>
-#include <set>
 
 #include "Errors.h"
 #include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
+#include "Lv2PresetPatch.h"
+#include "ParameterDiscovery.h"
+#include "ParameterText.h"
+#include "StateHeader.h"
 
 namespace fxgrad {
 
 namespace {
-std::string snakeCase (const std::string& text)
-{
-    std::string out;
-    for (unsigned char c : text) {
-        if (std::isalnum (c))
-            out += (char) std::tolower (c);
-        else if (! out.empty() && out.back() != '_')
-            out += '_';
-    }
-    while (! out.empty() && out.back() == '_')
-        out.pop_back();
-    return out.empty() ? "param" : out;
-}
-
-bool looksLikeBypass (const std::string& id, const std::string& name)
-{
-    const auto key = snakeCase (id + " " + name);
-    for (const char* word : { "bypass", "enable", "enabled", "on_off", "power" })
-        if (key.find (word) != std::string::npos)
-            return true;
-    return false;
-}
-
-// Leading number of a plugin's display text ("-12.0 dB" -> -12); NaN when there is none.
-float parseLeadingNumber (const juce::String& text)
-{
-    const auto s = text.trim().toStdString();
-    char* end = nullptr;
-    const float v = std::strtof (s.c_str(), &end);
-    return end == s.c_str() ? std::nanf ("") : v;
-}
-
 // True when any value is NaN or +-Inf. Works on the exponent bits so that it vectorises.
 bool hasNonFinite (const float* data, int64_t n)
 {
@@ -56,92 +26,6 @@ bool hasNonFinite (const float* data, int64_t n)
         any |= (uint32_t) ((bits & 0x7f800000u) == 0x7f800000u);
     }
     return any != 0;
-}
-
-std::string formatNumber (float v)
-{
-    char text[32];
-    std::snprintf (text, sizeof text, "%.9g", (double) v);
-    return text;
-}
-
-// A state is a header naming its plugin and the size and checksum of the plugin's own data,
-// then that data. JUCE's hosts apply whatever they are given (an LV2 plugin resets to its
-// defaults on garbage and crashes on Turtle that is not a preset; a LADSPA one reads as many
-// floats as it has parameters, whatever the size), so setState() checks the header first.
-const std::string stateMagic = "fxgrad-state ";
-constexpr int stateVersion = 1;
-
-uint64_t fnv1a (const std::string& data, size_t from)
-{
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (size_t i = from; i < data.size(); ++i)
-        hash = (hash ^ (unsigned char) data[i]) * 0x100000001b3ull;
-    return hash;
-}
-
-std::string hex (uint64_t value)
-{
-    char text[24];
-    std::snprintf (text, sizeof text, "%016llx", (unsigned long long) value);
-    return text;
-}
-
-// The start of bytes from a blob, printable ASCII (messages become Python str: UTF-8 only).
-std::string preview (const std::string& blob, size_t length = 24)
-{
-    std::string text;
-    for (size_t i = 0; i < std::min (blob.size(), length); ++i) {
-        const unsigned char c = (unsigned char) blob[i];
-        if (c >= 32 && c < 127 && c != '\\') {
-            text += (char) c;
-        } else {
-            char escaped[8];
-            std::snprintf (escaped, sizeof escaped, "\\x%02x", c);
-            text += escaped;
-        }
-    }
-    return text + (blob.size() > length ? "..." : "");
-}
-
-// A plugin's own text for a normalised value. A VST2 plugin displays only its current value
-// (effGetParamDisplay; JUCE's getText formats the number itself): the value is set for the
-// question and put back.
-juce::String displayText (juce::AudioProcessorParameter& p, float normalized, bool currentOnly)
-{
-    if (! currentOnly)
-        return p.getText (normalized, 256);
-    const float current = p.getValue();
-    p.setValue (normalized);
-    const auto text = p.getCurrentValueAsText();
-    p.setValue (current);
-    return text;
-}
-
-// The normalised value whose display reads `plain`. VST2 has no text-to-value call that JUCE
-// makes, so the display is inverted, taken to be monotonic as parameter displays are: the linear
-// guess (exact for linear parameters), else bisection to the closest reading.
-float invertDisplay (juce::AudioProcessorParameter& p, float plain)
-{
-    const auto at = [&p] (float v) { return parseLeadingNumber (displayText (p, v, true)); };
-    const float low = at (0.0f), high = at (1.0f);
-    if (std::isnan (low) || std::isnan (high) || low == high)
-        return std::clamp (plain, 0.0f, 1.0f);   // no number shown: the value is the normalised one
-    const auto error = [&] (float v) { const float shown = at (v); return std::isnan (shown) ? INFINITY : std::abs (shown - plain); };
-    const float guess = std::clamp ((plain - low) / (high - low), 0.0f, 1.0f);
-    if (error (guess) == 0.0f)
-        return guess;
-    const bool rising = high > low;
-    float lo = 0.0f, hi = 1.0f;
-    for (int i = 0; i < 40 && hi - lo > 1e-7f; ++i) {
-        const float mid = 0.5f * (lo + hi);
-        ((at (mid) < plain) == rising ? lo : hi) = mid;
-    }
-    float best = guess;
-    for (const float v : { lo, hi })
-        if (error (v) < error (best))
-            best = v;
-    return best;
 }
 } // namespace
 
@@ -266,7 +150,6 @@ void Plugin::configureChannels()
     if (totalIn < 1)
         fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio input (an instrument or a generator): "
               "fxgrad hosts audio effects, which process the audio they are given");
-    const int c = opts.channels;
 
     // JUCE's LV2 host puts ungrouped sidechain ports (lv2:isSideChain, e.g. ZamComp's) into the
     // main input bus; they count as sidechains here, not as main inputs.
@@ -282,33 +165,9 @@ void Plugin::configureChannels()
         for (int j = 0; j < totalIn; ++j)
             (j < mainIn && ! (known && sideInMain[(size_t) j]) ? mainChannels : sideChannels).push_back (j);
     }
-    const int numMain = (int) mainChannels.size();
-
-    // Main inputs: one-to-one when the counts match, a mono input takes the average of the
-    // stream, otherwise channels repeat cyclically. Other inputs (sidechains) get the main input.
-    inputSources.assign ((size_t) totalIn, {});
-    for (int k = 0; k < numMain; ++k) {
-        auto& sources = inputSources[(size_t) mainChannels[(size_t) k]];
-        if (numMain == 1 && c > 1)
-            for (int s = 0; s < c; ++s)
-                sources.push_back (s);
-        else
-            sources.push_back (k % c);
-    }
-    for (size_t k = 0; k < sideChannels.size(); ++k)
-        inputSources[(size_t) sideChannels[k]] = numMain > 0 ? inputSources[(size_t) mainChannels[k % (size_t) numMain]]
-                                                             : std::vector<int> { (int) k % c };
-
-    // Outputs: one-to-one, a mono output feeds every stream channel, a mono stream takes the
-    // average of the plugin's outputs, otherwise outputs repeat cyclically.
-    outputSources.assign ((size_t) c, {});
-    for (int s = 0; s < c; ++s) {
-        if (c == 1 && mainOut > 1)
-            for (int o = 0; o < mainOut; ++o)
-                outputSources[0].push_back (o);
-        else
-            outputSources[(size_t) s].push_back (s % mainOut);
-    }
+    routing = ChannelRouting::plan (opts.channels, mainChannels, sideChannels, totalIn, mainOut);
+    streamIn.resize ((size_t) opts.channels);
+    streamOut.resize ((size_t) opts.channels);
 
     bufferChannels = std::max (totalIn, totalOut);
     buffer.setSize (bufferChannels, opts.blockSize);
@@ -341,66 +200,11 @@ void Plugin::readParameters()
                                                 opts.sampleRate);
         declared = ladspa->parameters();
     }
-    const auto* bypass = instance->getBypassParameter();
-    std::set<std::string> usedIds;
-
-    for (auto* p : instance->getParameters()) {
-        ParameterInfo info;
-        const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
-        const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
-        const auto port = declared.find (juceId);
-        // LV2 patch parameters and VST3 parameter changes reach the plugin inside a process call.
-        if (juceId.rfind ("des:", 0) == 0 || description.pluginFormatName == "VST3")
-            messageParameters = true;
-        if (port != declared.end()) {
-            info = port->second;
-            if (info.id.empty())
-                info.id = snakeCase (info.name);
-            info.defaultNormalized = info.toNormalized (info.defaultValue);
-        } else {
-            info.name = p->getName (256).toStdString();
-            info.id = snakeCase (info.name);
-            info.unit = p->getLabel().toStdString();
-            info.plainFromText = true;
-            info.isToggle = p->isBoolean();
-            info.steps = p->isDiscrete() || p->isBoolean() ? p->getNumSteps() : 0;
-            // VST2 declares no defaults (JUCE reads them from VSTXML files only): a fresh
-            // instance's values are its defaults.
-            info.defaultNormalized = isVst2() ? p->getValue() : p->getDefaultValue();
-            const auto labels = p->getAllValueStrings();
-            if (p->isDiscrete() && labels.size() > 1)
-                for (int k = 0; k < labels.size(); ++k)
-                    info.choices.emplace_back ((float) k, labels[k].toStdString());
-            const float low = parseLeadingNumber (displayText (*p, 0.0f, isVst2()));
-            const float high = parseLeadingNumber (displayText (*p, 1.0f, isVst2()));
-            if (std::isfinite (low) && std::isfinite (high)) {
-                info.minimum = std::min (low, high);
-                info.maximum = std::max (low, high);
-                const float shown = parseLeadingNumber (displayText (*p, info.defaultNormalized, isVst2()));
-                info.defaultValue = std::isnan (shown) ? info.defaultNormalized : shown;
-            } else if (std::isnan (low) && std::isnan (high)) {
-                // No number shown (choices, switches): the plain value is the normalised one.
-                info.minimum = 0.0f, info.maximum = 1.0f;
-                info.defaultValue = info.defaultNormalized;
-            } else {
-                // A number at one end only, or an infinite one ("-inf dB"): no plain range to
-                // speak of, so the parameter is set in its normalised units.
-                info.plainFromText = false;
-                info.unit.clear();
-                info.minimum = 0.0f, info.maximum = 1.0f;
-                info.defaultValue = info.defaultNormalized;
-            }
-        }
-        info.index = (int) params.size();
-        info.automatable = info.automatable && p->isAutomatable();
-        info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info.id, info.name);
-        if (isLv2() && p == bypass && port != declared.end())
-            invertedParameter = (int) params.size();   // JUCE shows lv2:enabled as "bypass" = 1 - enabled
-        while (! usedIds.insert (info.id).second)
-            info.id += "_";
-        params.push_back (std::move (info));
-        juceParams.push_back (p);
-    }
+    auto found = discoverParameters (*instance, description.pluginFormatName, declared);
+    params = std::move (found.infos);
+    juceParams = std::move (found.handles);
+    messageParameters = found.messageParameters;
+    invertedParameter = found.invertedParameter;
     // JUCE's LADSPA host starts a port at its default but its coordinate at 0 for several kinds
     // of default (a [-12, 36] dB port defaulting to 0 dB reads as -12 dB): set both to the
     // declared default, moving the coordinate first since JUCE ignores a value it already has.
@@ -556,47 +360,18 @@ void Plugin::process (const float* input, int64_t inputStride, float* output, in
                   + std::to_string (ch) + ")");
 
     juce::ScopedNoDenormals noDenormals;
-    const int numIn = (int) inputSources.size();
     for (int64_t offset = 0; offset < numSamples; offset += opts.blockSize) {
         const int n = (int) std::min<int64_t> (opts.blockSize, numSamples - offset);
-        juce::AudioBuffer<float> block (buffer.getArrayOfWritePointers(), bufferChannels, n);
-        for (int j = 0; j < bufferChannels; ++j) {
-            float* dest = block.getWritePointer (j);
-            if (j >= numIn) {
-                std::fill (dest, dest + n, 0.0f);
-                continue;
-            }
-            const auto& sources = inputSources[(size_t) j];
-            std::copy_n (input + sources[0] * inputStride + offset, n, dest);
-            if (sources.size() > 1) {
-                for (size_t k = 1; k < sources.size(); ++k) {
-                    const float* src = input + sources[k] * inputStride + offset;
-                    for (int i = 0; i < n; ++i)
-                        dest[i] += src[i];
-                }
-                const float scale = 1.0f / (float) sources.size();
-                for (int i = 0; i < n; ++i)
-                    dest[i] *= scale;
-            }
+        for (int ch = 0; ch < c; ++ch) {
+            streamIn[(size_t) ch] = input + ch * inputStride + offset;
+            streamOut[(size_t) ch] = output + ch * outputStride + offset;
         }
+        juce::AudioBuffer<float> block (buffer.getArrayOfWritePointers(), bufferChannels, n);
+        mixChannels (routing.inputSources, streamIn.data(), block.getArrayOfWritePointers(), bufferChannels, n);
         p.processBlock (block, midi);
         midi.clear();
         pendingParameters.clear();
-        for (int s = 0; s < c; ++s) {
-            float* dest = output + s * outputStride + offset;
-            const auto& sources = outputSources[(size_t) s];
-            std::copy_n (block.getReadPointer (sources[0]), n, dest);
-            if (sources.size() > 1) {
-                for (size_t k = 1; k < sources.size(); ++k) {
-                    const float* src = block.getReadPointer (sources[k]);
-                    for (int i = 0; i < n; ++i)
-                        dest[i] += src[i];
-                }
-                const float scale = 1.0f / (float) sources.size();
-                for (int i = 0; i < n; ++i)
-                    dest[i] *= scale;
-            }
-        }
+        mixChannels (routing.outputSources, block.getArrayOfReadPointers(), streamOut.data(), c, n);
     }
 
     for (int ch = 0; ch < c; ++ch)
@@ -617,33 +392,19 @@ float Plugin::juceTarget (int index) const
     return params[i].plainFromText ? normalizedValues[i] : juceValueFor (index, plainValues[i], normalizedValues[i]);
 }
 
-std::string Plugin::withPendingPortValues (std::string state) const
+std::vector<std::pair<std::string, float>> Plugin::pendingPortValues() const
 {
-    // JUCE's LV2 host saves the control ports, which receive values set since the last
-    // processBlock only in the next one: write those values into the saved preset, as the port
-    // values JUCE will give the plugin (lilv writes `lv2:symbol "ID" ; pset:value VALUE`).
+    // The port values JUCE will give the plugin in its next run (Lv2PresetPatch.h).
+    std::vector<std::pair<std::string, float>> values;
     for (const int index : pendingParameters) {
         const auto& info = params[(size_t) index];
         if (info.plainFromText)
             continue;
         const float f = std::clamp (juceValueFor (index, plainValues[(size_t) index], normalizedValues[(size_t) index]), 0.0f, 1.0f);
-        const float portValue = index == invertedParameter ? plainValues[(size_t) index]
-                                                           : info.minimum + (info.maximum - info.minimum) * f;
-        const std::string key = "lv2:symbol \"" + info.id + "\"";
-        const auto at = state.find (key);
-        auto value = at == std::string::npos ? at : state.find ("pset:value", at);
-        if (value == std::string::npos || state.find ("lv2:symbol", at + key.size()) < value)
-            continue;
-        value = state.find_first_not_of (" \t\r\n", value + std::strlen ("pset:value"));
-        const auto end = state.find_first_of (" \t\r\n;],", value);
-        if (value == std::string::npos || end == std::string::npos)
-            continue;
-        auto text = formatNumber (portValue);
-        if (text.find_first_of (".en") == std::string::npos)
-            text += ".0";
-        state.replace (value, end - value, text);
+        values.emplace_back (info.id, index == invertedParameter ? plainValues[(size_t) index]
+                                                                 : info.minimum + (info.maximum - info.minimum) * f);
     }
-    return state;
+    return values;
 }
 
 void Plugin::reset()
@@ -681,6 +442,11 @@ void Plugin::reset()
 
 std::string Plugin::getState() const
 {
+    return wrapState (stateOwner (description, pluginInfo), pluginData());
+}
+
+std::string Plugin::pluginData() const
+{
     const auto lock = lockForUse();
     // Values set since the last run have not reached a patch-parameter plugin yet.
     flushParameterMessages();
@@ -691,75 +457,23 @@ std::string Plugin::getState() const
     live().getStateInformation (block);
     std::string state (static_cast<const char*> (block.getData()), block.getSize());
     if (isLv2() && ! pendingParameters.empty())
-        state = withPendingPortValues (std::move (state));
-    return wrapState (state);
-}
-
-std::string Plugin::wrapState (const std::string& data) const
-{
-    return stateMagic + std::to_string (stateVersion) + "\n" + stateOwner() + "\n" + std::to_string (data.size()) + " "
-           + hex (fnv1a (data, 0)) + "\n" + data;
-}
-
-std::string Plugin::pluginData() const
-{
-    const auto blob = getState();
-    size_t at = 0;
-    for (int line = 0; line < 3; ++line)
-        at = blob.find ('\n', at) + 1;
-    return blob.substr (at);
+        state = withPortValues (std::move (state), pendingPortValues());
+    return state;
 }
 
 void Plugin::loadPluginData (const std::string& data)
 {
-    setState (wrapState (data));
-}
-
-std::string Plugin::stateOwner() const
-{
-    // LV2 plugins are their URI wherever the bundle lies; others their name and unique id.
-    std::string owner = description.pluginFormatName.toStdString() + " "
-                        + (isLv2() ? pluginInfo.identifier : pluginInfo.name + " " + hex ((uint32_t) description.uniqueId));
-    std::replace (owner.begin(), owner.end(), '\n', ' ');
-    return owner;
+    setState (wrapState (stateOwner (description, pluginInfo), data));
 }
 
 size_t Plugin::checkedStateData (const std::string& blob) const
 {
-    const auto describeMe = [&] { return "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")"; };
-    if (blob.compare (0, stateMagic.size(), stateMagic) != 0)
-        fail (ErrorKind::Value, "load_state: not a plugin state from fxgrad (Plugin.state gives one): "
-              + std::to_string (blob.size()) + " bytes starting '" + preview (blob) + "'");
-    const auto line = [&] (size_t from) {
-        const auto end = blob.find ('\n', from);
-        if (end == std::string::npos)
-            fail (ErrorKind::Value, "load_state: the state's header is cut short (" + std::to_string (blob.size()) + " bytes)");
-        return std::make_pair (blob.substr (from, end - from), end + 1);
-    };
-    const auto [version, ownerAt] = line (stateMagic.size());
-    if (version != std::to_string (stateVersion))
-        fail (ErrorKind::Value, "load_state: state format version '" + preview (version) + "'; this fxgrad reads version "
-              + std::to_string (stateVersion));
-    const auto [owner, sizeAt] = line (ownerAt);
-    if (owner != stateOwner())
-        fail (ErrorKind::Value, "load_state: the state belongs to another plugin (" + preview (owner, 200) + "), not to "
-              + describeMe());
-    const auto [sizeAndSum, dataAt] = line (sizeAt);
-    unsigned long long declared = 0;
-    char checksum[17] = {};
-    if (std::sscanf (sizeAndSum.c_str(), "%llu %16[0-9a-f]", &declared, checksum) != 2
-        || sizeAndSum != std::to_string (declared) + " " + checksum)
-        fail (ErrorKind::Value, "load_state: the state's header is damaged ('" + preview (sizeAndSum) + "')");
-    const auto actual = blob.size() - dataAt;
-    if (actual != declared)
-        fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is " + (actual < declared ? "truncated" : "too long")
-              + ": its header declares " + std::to_string (declared) + " bytes of plugin data, " + std::to_string (actual)
-              + " follow");
-    if (hex (fnv1a (blob, dataAt)) != checksum)
-        fail (ErrorKind::Value, "load_state: the state for " + describeMe() + " is corrupted: its data do not match its checksum");
+    const auto plugin = "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")";
+    const size_t dataAt = checkStateHeader (blob, stateOwner (description, pluginInfo), plugin);
     // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.
+    const auto actual = blob.size() - dataAt;
     if (description.pluginFormatName == "LADSPA" && actual != (size_t) numParameters() * sizeof (float))
-        fail (ErrorKind::Value, "load_state: a LADSPA state for " + describeMe() + " holds " + std::to_string (numParameters())
+        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (numParameters())
               + " floats, this one " + std::to_string (actual) + " bytes");
     return dataAt;
 }

@@ -5,8 +5,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "ChannelRouting.h"
 #include "Host.h"
 #include "Parameter.h"
 
@@ -103,14 +105,12 @@ private:
     bool isVst2() const { return description.pluginFormatName == "VST"; }
     void flushParameterMessages() const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
-    std::string stateOwner() const;
-    std::string wrapState (const std::string& data) const;
     size_t checkedStateData (const std::string& blob) const;
     float juceValueFor (int index, float plain, float normalized) const;
     void store (int index, float plain, float normalized);
     float juceTarget (int index) const;
     void markPending (int index);
-    std::string withPendingPortValues (std::string lv2State) const;
+    std::vector<std::pair<std::string, float>> pendingPortValues() const;
 
     std::shared_ptr<Host> host;
     Source loadedFrom;
@@ -132,8 +132,9 @@ private:
     std::vector<int> pendingParameters;
 
     int bufferChannels = 0;
-    std::vector<std::vector<int>> inputSources;    // per plugin input: stream channels averaged
-    std::vector<std::vector<int>> outputSources;   // per stream channel: plugin outputs averaged
+    ChannelRouting routing;
+    std::vector<const float*> streamIn;            // per stream channel, within one block of process()
+    std::vector<float*> streamOut;
     mutable juce::AudioBuffer<float> buffer;       // scratch, guarded by the mutex
     mutable juce::MidiBuffer midi;
     mutable std::recursive_mutex mutex;            // one caller at a time per instance

@@ -1,8 +1,10 @@
 // fxgrad-worker: the process that isolated lanes run in (cpp/fxgrad/IsolatedLanes.h). Started by
-// the rack with three inherited descriptors: 3 the control socket (start-up message, and the
-// lifeline: it closes when the parent dies), 4 the control region and 5 the data region (both
-// shared memory, Ipc.h). It builds its share of the lanes from the chain's spec, answers "ready",
+// the rack with three inherited descriptors (ipc::workerSocketFd and the others, Ipc.h): the
+// control socket (start-up message, and the lifeline: it closes when the parent dies), the
+// control region and the data region (both shared memory). It builds its share of the lanes from the chain's spec, answers "ready",
 // then executes commands until it is killed or its parent goes away.
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <poll.h>
@@ -20,21 +22,7 @@
 using namespace fxgrad;
 
 namespace {
-constexpr int socketFd = 3, controlFd = 4, dataFd = 5;
-
-bool readAll (int fd, char* out, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        const auto r = read (fd, out + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        got += (size_t) r;
-    }
-    return true;
-}
+using ipc::workerSocketFd;
 
 void reply (int32_t status, int32_t kind, const std::string& text)
 {
@@ -42,9 +30,7 @@ void reply (int32_t status, int32_t kind, const std::string& text)
     message.put (status);
     message.put (kind);
     message.put (text);
-    wire::Writer framed;
-    framed.put (message.bytes);
-    if (! ipc::sendAll (socketFd, framed.bytes))
+    if (! ipc::sendMessage (workerSocketFd, message.bytes))
         _exit (0);   // the parent is gone
 }
 
@@ -52,13 +38,23 @@ void reply (int32_t status, int32_t kind, const std::string& text)
 void watchParent()
 {
     std::thread ([] {
-        pollfd p { socketFd, POLLRDHUP, 0 };
+        pollfd p { workerSocketFd, POLLRDHUP, 0 };
         for (;;) {
             p.revents = 0;
             if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0)
                 _exit (0);
         }
     }).detach();
+}
+
+/** A failed command: the parent raises `kind` with `what` (cut to the message field). */
+void reportFailure (ipc::Control& c, ErrorKind kind, const char* what)
+{
+    c.status = 1;
+    c.errorKind = (int32_t) kind;
+    const size_t n = std::min (std::strlen (what), sizeof c.message);
+    std::memcpy (c.message, what, n);
+    c.messageBytes = n;
 }
 
 void execute (ipc::Control& c, ipc::SharedMemory& data, const LaneLayout& layout, Lanes& lanes)
@@ -95,17 +91,9 @@ void execute (ipc::Control& c, ipc::SharedMemory& data, const LaneLayout& layout
             c.messageBytes = text.size();
         }
     } catch (const Error& e) {
-        c.status = 1;
-        c.errorKind = (int32_t) e.kind;
-        const size_t n = std::min (std::strlen (e.what()), sizeof c.message);
-        std::memcpy (c.message, e.what(), n);
-        c.messageBytes = n;
+        reportFailure (c, e.kind, e.what());
     } catch (const std::exception& e) {
-        c.status = 1;
-        c.errorKind = (int32_t) ErrorKind::Value;
-        const size_t n = std::min (std::strlen (e.what()), sizeof c.message);
-        std::memcpy (c.message, e.what(), n);
-        c.messageBytes = n;
+        reportFailure (c, ErrorKind::Value, e.what());
     }
     c.stats = lanes.stats();
 }
@@ -122,11 +110,8 @@ int main (int argc, char** argv)
     setrlimit (RLIMIT_CORE, &noCore);
     watchParent();
 
-    uint64_t length = 0;
-    if (! readAll (socketFd, reinterpret_cast<char*> (&length), sizeof length))
-        return 0;
-    std::string message (length, '\0');
-    if (! readAll (socketFd, message.data(), length))
+    std::string message;
+    if (ipc::receiveMessage (workerSocketFd, message, SIZE_MAX) != ipc::Received::Message)
         return 0;
 
     ipc::SharedMemory control, data;
@@ -140,8 +125,8 @@ int main (int argc, char** argv)
         const auto controlBytes = r.get<uint64_t>();
         const auto dataBytes = r.get<uint64_t>();
         const auto spec = ChainSpec::deserialize (r.get<std::string>());
-        control = ipc::SharedMemory::adopt (controlFd, controlBytes);
-        data = ipc::SharedMemory::adopt (dataFd, dataBytes);
+        control = ipc::SharedMemory::adopt (ipc::workerControlFd, controlBytes);
+        data = ipc::SharedMemory::adopt (ipc::workerDataFd, dataBytes);
         auto& c = *static_cast<ipc::Control*> (control.data());
         prototype = spec.build (&c.loadingPlugin);
         lanes = std::make_unique<LocalLanes> (*prototype, layout, threads, c.activity());

@@ -7,6 +7,11 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 
+# The names Rack takes for its options, in the order the native table lists them.
+STRATEGIES: Tuple[str, ...]  # ("lockstep", "replay", "snapshot")
+ESTIMATORS: Tuple[str, ...]  # ("two-sided", "one-sided", "fd")
+ISOLATIONS: Tuple[str, ...]  # ("none", "process")
+
 class PluginError(RuntimeError):
     """Base of the errors that a plugin's own behaviour causes."""
 
@@ -74,6 +79,7 @@ class Plugin:
     latency_samples: int
     has_dsp_snapshot: bool
     state: bytes  # a header naming the plugin, the size and checksum of its data, then the data
+    plugin_data: bytes  # the plugin's own state data, without fxgrad's header (what presets carry)
     def parameter_index(self, name: str) -> int: ...
     def set(self, name: Union[str, int], value: float, normalized: bool = False) -> None:
         """Set a parameter in plain units (or normalised [0, 1]); raises KeyError for an unknown
@@ -83,6 +89,8 @@ class Plugin:
         """Process (channels, samples) float32 audio; stateful across calls; releases the GIL."""
     def reset(self) -> None:
         """Clear DSP state: the instance behaves as a fresh one with the current parameters."""
+    def load_plugin_data(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Apply a preset's state data (as ``plugin_data`` gives) to this plugin."""
     def load_state(self, state: Union[bytes, bytearray, memoryview]) -> None:
         """Restore a ``state`` of this plugin (any instance, any options); ValueError, leaving the
         plugin as it was, for anything else (arbitrary bytes, another plugin's state, a truncated

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from . import _native
 from ._files import PathLike
 from .configfile import load_config
 
@@ -93,8 +94,8 @@ class SpsaSection:
     lanes: int = 16
     eps: float = 0.01
     perturbations: int = 1
-    strategy: str = field(default="lockstep", metadata=_choices("lockstep", "replay", "snapshot"))
-    estimator: str = field(default="two-sided", metadata=_choices("two-sided", "one-sided", "fd"))
+    strategy: str = field(default="lockstep", metadata=_choices(*_native.STRATEGIES))
+    estimator: str = field(default="two-sided", metadata=_choices(*_native.ESTIMATORS))
     replay_samples: Optional[int] = None
     threads: Optional[int] = None
     isolation: str = field(default="process", metadata=_choices("process", "none"))

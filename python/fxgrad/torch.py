@@ -18,9 +18,10 @@ from . import _native
 from ._checks import available_memory, cores, format_bytes, integer, resident_bytes, thread_headroom
 from .host import Chain
 
-STRATEGIES = ("lockstep", "replay", "snapshot")
-ESTIMATORS = ("two-sided", "one-sided", "fd")
-ISOLATIONS = ("none", "process")
+# The option names come from the native rack's one table of them (cpp/bindings/Names.h).
+STRATEGIES = _native.STRATEGIES
+ESTIMATORS = _native.ESTIMATORS
+ISOLATIONS = _native.ISOLATIONS
 
 #: The smallest SPSA step: 256 float32 steps (ulps) of any normalised value in [0, 1], so that
 #: theta +- eps survives rounding within 0.4 %; a smaller step rounds to theta itself, and the

@@ -1,0 +1,133 @@
+// Plugin (one hosted instance), and what a scan or a load reports: PluginInfo, ParameterInfo.
+#include "Arguments.h"
+#include "Bindings.h"
+
+#include "fxgrad/Errors.h"
+#include "fxgrad/Plugin.h"
+
+namespace fxgrad::bindings {
+
+namespace {
+int parameterIndex (const Plugin& plugin, const py::handle& key)
+{
+    if (py::isinstance<py::str> (key))
+        return plugin.findParameter (key.cast<std::string>());
+    if (PyBool_Check (key.ptr()) || ! PyIndex_Check (key.ptr()))
+        fail (ErrorKind::Type, "a parameter is named by its id/name (str) or index (int), got " + std::string (py::repr (key)));
+    return plugin.requireIndex (integerArgument (key, "a parameter index"));
+}
+
+std::string pluginInfoRepr (const PluginInfo& i)
+{
+    return "<PluginInfo " + i.format + " '" + i.name + "' by " + i.vendor + " (" + i.identifier + "), "
+           + std::to_string (i.numInputs) + " in / " + std::to_string (i.numOutputs) + " out>";
+}
+
+std::string parameterRepr (const ParameterInfo& p)
+{
+    std::string text = "<Parameter " + p.id + " '" + p.name + "' [" + std::to_string (p.minimum) + ", " + std::to_string (p.maximum) + "]";
+    if (! p.unit.empty())
+        text += " " + p.unit;
+    return text + " default=" + std::to_string (p.defaultValue) + ">";
+}
+
+std::string pluginRepr (const Plugin& p)
+{
+    return "<Plugin " + p.info().format + " '" + p.info().name + "' by " + p.info().vendor + ", "
+           + std::to_string (p.numParameters()) + " parameters, " + std::to_string (p.options().channels)
+           + " ch at " + std::to_string ((int) p.options().sampleRate) + " Hz>";
+}
+
+std::shared_ptr<Plugin> load (const std::string& identifier, double sampleRate, const py::handle& blockSizeIn,
+                              const py::handle& channelsIn, const std::string& hint)
+{
+    const auto blockSize = integerArgument (blockSizeIn, "block_size");
+    const auto channels = integerArgument (channelsIn, "channels");
+    Plugin::checkOptions (sampleRate, blockSize, channels);
+    PluginOptions options { sampleRate, (int) blockSize, (int) channels };
+    ReleaseGil release;
+    return Plugin::load (identifier, options, hint);
+}
+
+void bindInfo (py::module_& m)
+{
+    py::class_<PluginInfo> (m, "PluginInfo")
+        .def_readonly ("format", &PluginInfo::format)
+        .def_readonly ("name", &PluginInfo::name)
+        .def_readonly ("vendor", &PluginInfo::vendor)
+        .def_readwrite ("identifier", &PluginInfo::identifier)   // fxgrad.scan names the own effects fxgrad:NAME
+        .def_readonly ("unique_id", &PluginInfo::uniqueId)
+        .def_readonly ("num_inputs", &PluginInfo::numInputs)
+        .def_readonly ("num_outputs", &PluginInfo::numOutputs)
+        .def_readonly ("unsupported", &PluginInfo::unsupported)
+        .def ("__repr__", &pluginInfoRepr);
+
+    py::class_<ParameterInfo> (m, "ParameterInfo")
+        .def_readonly ("index", &ParameterInfo::index)
+        .def_readonly ("id", &ParameterInfo::id)
+        .def_readonly ("name", &ParameterInfo::name)
+        .def_readonly ("unit", &ParameterInfo::unit)
+        .def_readonly ("minimum", &ParameterInfo::minimum)
+        .def_readonly ("maximum", &ParameterInfo::maximum)
+        .def_readonly ("default", &ParameterInfo::defaultValue)
+        .def_readonly ("normalized_default", &ParameterInfo::defaultNormalized)
+        .def_property_readonly ("logarithmic", [] (const ParameterInfo& p) { return p.scale == Scale::Logarithmic; })
+        .def_readonly ("steps", &ParameterInfo::steps)
+        .def_readonly ("is_toggle", &ParameterInfo::isToggle)
+        .def_readonly ("is_integer", &ParameterInfo::isInteger)
+        .def_readonly ("automatable", &ParameterInfo::automatable)
+        .def_readonly ("is_bypass", &ParameterInfo::isBypass)
+        .def_readonly ("is_trigger", &ParameterInfo::isTrigger)
+        .def_readonly ("choices", &ParameterInfo::choices)
+        .def ("__repr__", &parameterRepr);
+}
+} // namespace
+
+void bindPlugin (py::module_& m)
+{
+    bindInfo (m);
+
+    py::class_<Plugin, std::shared_ptr<Plugin>> (m, "Plugin", py::dynamic_attr())
+        .def_static ("load", &load, py::arg ("identifier"), py::arg ("sample_rate"), py::arg ("block_size"),
+                     py::arg ("channels"), py::arg ("hint") = "")
+        .def_property_readonly ("info", &Plugin::info)
+        .def_property_readonly ("name", [] (const Plugin& p) { return p.info().name; })
+        .def_property_readonly ("vendor", [] (const Plugin& p) { return p.info().vendor; })
+        .def_property_readonly ("format", [] (const Plugin& p) { return p.info().format; })
+        .def_property_readonly ("identifier", [] (const Plugin& p) { return p.info().identifier; })
+        .def_property_readonly ("sample_rate", [] (const Plugin& p) { return p.options().sampleRate; })
+        .def_property_readonly ("block_size", [] (const Plugin& p) { return p.options().blockSize; })
+        .def_property_readonly ("channels", [] (const Plugin& p) { return p.options().channels; })
+        .def_property_readonly ("parameters", &Plugin::parameters)
+        .def_property_readonly ("latency_samples", &Plugin::latencySamples)
+        .def_property_readonly ("has_dsp_snapshot", &Plugin::hasDspSnapshot)
+        .def ("parameter_index", &Plugin::findParameter, py::arg ("name"))
+        .def ("set", [] (Plugin& p, const py::handle& key, float value, bool normalized) {
+                const int index = parameterIndex (p, key);
+                normalized ? p.setNormalized (index, value) : p.setPlain (index, value);
+            }, py::arg ("name"), py::arg ("value"), py::arg ("normalized") = false)
+        .def ("get", [] (const Plugin& p, const py::handle& key, bool normalized) {
+                const int index = parameterIndex (p, key);
+                return normalized ? p.getNormalized (index) : p.getPlain (index);
+            }, py::arg ("name"), py::arg ("normalized") = false)
+        .def ("process", [] (Plugin& p, const py::handle& audio) { return processAudio (p, p.options().channels, audio); },
+              py::arg ("audio"))
+        .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
+        .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
+        .def_property_readonly ("plugin_data", [] (const Plugin& p) { return toBytes (p.pluginData()); },
+                                "The plugin's own state data, without fxgrad's header (what presets carry).")
+        .def ("load_plugin_data", [] (Plugin& p, const py::handle& blob) {
+                const std::string data = bytesArgument (blob, "data");
+                ReleaseGil release;
+                p.loadPluginData (data);
+            }, py::arg ("data"), "Apply a preset's state data (as `plugin_data` gives) to this plugin.")
+        .def ("load_state", [] (Plugin& p, const py::handle& blob) {
+                const std::string data = bytesArgument (blob, "state");
+                ReleaseGil release;
+                p.setState (data);
+            }, py::arg ("state"))
+        .def ("__repr__", &pluginRepr)
+        .def ("clone", [] (const Plugin& p) { ReleaseGil release; return p.clone(); });
+}
+
+} // namespace fxgrad::bindings
