@@ -10,9 +10,10 @@ clip (no encoder, no generalisation) it finds:
   directly by SPSA through the same rack the trainer uses: lanes = clips, each lane streamed its
   clip's frames in order from a reset (one frame per rack step, as the trainer does), the config's
   training loss on each frame (zero-padded ends masked), Adam on per-clip logits at control points
-  every ``resolution_ms`` (frames between two blend them linearly), a cosine learning rate over
-  ``passes`` passes over every clip. A pass renders each clip continuously with the values it
-  then updates, so its loss is the loss of a whole trajectory; each clip keeps its best pass.
+  (frames between two blend them linearly), a cosine learning rate over ``passes`` passes over
+  every clip; coarse to fine, the points' spacing halved stage by stage from about 1.6 s down to
+  ``resolution_ms``. A pass renders each clip continuously with the values it then updates, so
+  its loss is the loss of a whole trajectory; each clip keeps its best pass of all stages.
 
 Both are then rendered through fresh plugins and scored like ``fxgrad evaluate`` (MFCC cosine
 distance, MRSTFT error, loudness error), with the cost in seconds, rack steps and frame renders.
@@ -51,6 +52,10 @@ CMA_SCREEN_PER_PARAMETER = 30
 #: CMA-ES generations, settings per generation (each renders the whole clip once) and initial
 #: step in normalised units (a fifth of each parameter's range).
 CMA_ITERATIONS, CMA_POPULATION, CMA_SIGMA = 12, 16, 0.2
+#: The per-frame search starts with control points at most this far apart and halves their
+#: spacing stage by stage down to ``resolution_ms``: SPSA finds slow moves far more reliably on a
+#: coarse grid, and a finer stage only keeps what lowers a clip's loss.
+COARSEST_MS = 1600.0
 #: The cosine schedule ends at this fraction of the learning rate (as ``fit_static``'s).
 FINAL_LR_FRACTION = 0.02
 
@@ -59,9 +64,9 @@ def run_oracle(
     config: Union[Config, PathLike],
     data_folder: Optional[PathLike] = None,
     max_clips: Optional[int] = None,
-    passes: int = 30,
+    passes: int = 15,
     lr: float = 0.05,
-    resolution_ms: float = 200.0,
+    resolution_ms: float = 100.0,
     static: str = "auto",
     out: Optional[PathLike] = None,
     seed: Optional[int] = None,
@@ -76,13 +81,16 @@ def run_oracle(
             trajectories of synthetic data); default: the config's test split (synthetic data
             generated first when needed).
         max_clips: the first clips by name (default: all); each is one lane.
-        passes: passes of the per-frame optimisation over every clip (and of the static one with
-            ``static="spsa"``); each control point gets an update from each frame it shapes.
+        passes: passes over every clip in each stage of the per-frame optimisation (and of the
+            static one with ``static="spsa"``); each control point gets an update from each frame
+            it shapes.
         lr: Adam's learning rate on the logits, decayed by a cosine to ``FINAL_LR_FRACTION`` of it.
-        resolution_ms: spacing of the per-frame automation's control points (frames between
-            them blend linearly; rounded to whole frames; 0: every frame its own). Finer is not
-            better with SPSA: a frame's gradient misses its effect on later frames through the
-            plugins' state, and fine grids oscillate (``docs/oracle.md`` has the figures).
+        resolution_ms: the finest spacing of the per-frame automation's control points (frames
+            between two blend them linearly; rounded to whole frames; 0: every frame its own).
+            The search runs coarse to fine, from about ``COARSEST_MS`` down to this, each stage
+            from the best trajectory so far: SPSA on every frame alone oscillates, as a frame's
+            gradient misses its effect on later frames through the plugins' state
+            (``docs/oracle.md`` has the figures).
         static: ``"cma"``, ``"spsa"`` or ``"auto"`` (CMA-ES for 2 to ``CMA_MAX_PARAMETERS``).
         out: the JSON written (atomically); default ``RUN_DIR/oracle.json``.
         seed: seeds the SPSA perturbations and CMA-ES (default: the config's seed); the result
@@ -135,12 +143,16 @@ def _settings(config: Config, max_clips, passes, lr, resolution_ms, static, seed
         raise ValueError(
             f"passes must be >= 1, lr > 0 and resolution_ms >= 0, got {passes!r}, {lr!r}, {resolution_ms!r}"
         )
+    frame_ms = config.frame_size / config.sample_rate * 1e3
+    stages = [max(1, round(resolution_ms / frame_ms))]
+    while stages[0] * 2 * frame_ms <= COARSEST_MS:
+        stages.insert(0, stages[0] * 2)
     return {
         "max_clips": max_clips,
         "passes": int(passes),
         "lr": float(lr),
         "resolution_ms": float(resolution_ms),
-        "spacing_frames": max(1, round(resolution_ms * 1e-3 * config.sample_rate / config.frame_size)),
+        "stages_frames": stages,
         "static": static,
         "seed": config.seed if seed is None else int(seed),
         "loss": config.loss.type,
@@ -168,7 +180,14 @@ def _optimise(
         cost["static"] = stream.take_cost()
     cost["static"]["seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    trajectories = stream.optimise(static_thetas, passes, lr, "oracle per-frame", settings["spacing_frames"])[0]
+    trajectories, losses = static_thetas, np.full(len(dataset), math.inf)
+    for spacing in settings["stages_frames"]:  # coarse to fine, each stage from the best so far
+        ms = spacing * config.frame_size / config.sample_rate * 1e3
+        found, found_losses = stream.optimise(trajectories, passes, lr, f"oracle per-frame ({ms:.0f} ms)", spacing)
+        if trajectories.ndim == 2:
+            trajectories = found
+        better = found_losses < losses
+        trajectories[better], losses[better] = found[better], found_losses[better]
     cost["per-frame"] = {**stream.take_cost(), "seconds": time.perf_counter() - clock}
     cost["total"] = {"faults": stream.faults}
     return static_thetas, trajectories, stream.frames, cost
@@ -212,6 +231,7 @@ class _Stream:
         self.frames = [math.ceil(dataset.num_samples(i) / size) for i in range(len(dataset))]
         self.faults = 0
         self._steps = 0
+        self._blend: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
         self._evaluations = int(layer.rack.stats()["evaluations"])
 
     def take_cost(self) -> Dict[str, float]:
@@ -225,8 +245,9 @@ class _Stream:
     def optimise(
         self, start: np.ndarray, passes: int, lr: float, desc: str, spacing: int = 0
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """Optimise from ``start`` (clips, P): one static setting per clip (``spacing = 0``), or
-        a trajectory per clip with control points every ``spacing`` frames, all starting there.
+        """Optimise from ``start``: one static setting per clip (``spacing = 0``; ``start``
+        (clips, P)), or a trajectory per clip with control points every ``spacing`` frames,
+        starting from ``start`` (clips, P) or (clips, frames, P) at the points' frames.
 
         Returns ``(settings, losses)``: static, the (clips, P) settings after the last pass and
         that pass's mean frame loss per clip; per frame, the (clips, frames, P) trajectory of each
@@ -235,10 +256,12 @@ class _Stream:
 
         lanes, frames = len(self.dataset), max(self.frames)
         logit = torch.logit(torch.from_numpy(np.asarray(start, np.float32)).clamp(0.01, 0.99))
-        # One tensor per control point (Adam leaves a tensor alone while it has no gradient) or,
-        # static, one per clip (so a clip that has ended gets no update from Adam's momentum).
-        count = math.ceil((frames - 1) / spacing) + 1 if spacing else lanes
-        tensors = [nn.Parameter(logit.clone() if spacing else logit[m].clone()) for m in range(count)]
+        self._blend = _control_points(frames, spacing) if spacing else None  # see _pass
+        if spacing:  # one tensor per control point: Adam leaves a tensor alone while it has no gradient
+            pieces = [logit[:, int(k)] if logit.dim() == 3 else logit for k in self._blend[0]]
+        else:  # one per clip: a clip that has ended gets no update from Adam's momentum
+            pieces = list(logit)
+        tensors = [nn.Parameter(piece.clone()) for piece in pieces]
         optimizer = torch.optim.Adam(tensors, lr=lr)
         best = np.zeros((lanes, frames, start.shape[-1]), np.float32)
         best_loss = np.full(lanes, math.inf)
@@ -247,7 +270,7 @@ class _Stream:
             cosine = 0.5 * (1 + math.cos(math.pi * index / passes))
             for group in optimizer.param_groups:
                 group["lr"] = lr * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * cosine)
-            used, losses = self._pass(tensors, optimizer, spacing, f"{desc} pass {index + 1}", bar)
+            used, losses = self._pass(tensors, optimizer, f"{desc} pass {index + 1}", bar)
             better = losses < best_loss
             best[better], best_loss[better] = used[better], losses[better]
             bar.set_postfix_str(f"loss {np.nanmean(np.where(np.isfinite(losses), losses, np.nan)):.4g}", refresh=False)
@@ -256,7 +279,7 @@ class _Stream:
             return best, best_loss
         return torch.sigmoid(torch.stack([t.detach() for t in tensors])).numpy(), losses
 
-    def _pass(self, tensors, optimizer, spacing: int, where: str, bar) -> Tuple[np.ndarray, np.ndarray]:
+    def _pass(self, tensors, optimizer, where: str, bar) -> Tuple[np.ndarray, np.ndarray]:
         """One pass over every clip; returns the (clips, frames, P) values rendered and each
         clip's mean frame loss (inf for a clip whose plugins faulted: its render broke off)."""
         lanes, frames = len(self.dataset), max(self.frames)
@@ -266,11 +289,10 @@ class _Stream:
         for k, batch in enumerate(streamer):  # every lane starts its clip at step 0
             if bool(batch.reset.any()):
                 self.layer.reset_lanes(batch.reset)
-            if spacing:
-                point, offset = divmod(k, spacing)
-                blend = offset / spacing
-                after = tensors[min(point + 1, len(tensors) - 1)]
-                theta = torch.sigmoid(tensors[point] * (1 - blend) + after * blend if blend else tensors[point])
+            if self._blend is not None:
+                point, blend = int(self._blend[1][k]), float(self._blend[2][k])
+                mixed = tensors[point] * (1 - blend) + tensors[point + 1] * blend if blend else tensors[point]
+                theta = torch.sigmoid(mixed)
             else:
                 theta = torch.sigmoid(torch.stack(tensors))
             output = self.layer(batch.frame, theta)
@@ -286,7 +308,7 @@ class _Stream:
             require_finite_loss(loss, output, batch.target, self.config, f"{where}, frame {k + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if not spacing:
+            if self._blend is None:
                 for m in set(range(lanes)) - set(active):
                     tensors[m].grad = None
             optimizer.step()
@@ -298,6 +320,16 @@ class _Stream:
             self.faults += len(self.layer.take_faults())
             bar.update(1)
         return used, totals / np.asarray(self.frames)
+
+
+def _control_points(frames: int, spacing: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Control points at every ``spacing``-th of ``frames`` frames and at the last: their frames,
+    and for each frame the point before it and its blend (0 to 1) towards the next one."""
+    positions = np.unique(np.minimum(np.arange(0, frames + spacing, spacing), frames - 1))
+    k = np.arange(frames)
+    point = np.clip(np.searchsorted(positions, k, side="right") - 1, 0, max(len(positions) - 2, 0))
+    span = np.maximum(positions[np.minimum(point + 1, len(positions) - 1)] - positions[point], 1)
+    return positions, point, np.clip((k - positions[point]) / span, 0.0, 1.0)
 
 
 def _frames_loss(loss_fn: nn.Module, output: np.ndarray, target: np.ndarray, frame_size: int) -> float:
@@ -447,7 +479,8 @@ def report(result: Dict[str, Any], evaluation: Optional[Dict[str, Any]] = None) 
     renders = sum(cost[stage]["frame_renders"] for stage in ("static", "per-frame", "render"))
     parts = [
         f"static ({settings['static']}) {cost['static']['seconds']:.1f} s",
-        f"per-frame ({settings['passes']} passes) {cost['per-frame']['seconds']:.1f} s",
+        f"per-frame ({len(settings['stages_frames'])} stages x {settings['passes']} passes) "
+        f"{cost['per-frame']['seconds']:.1f} s",
         f"{cost['static']['rack_steps'] + cost['per-frame']['rack_steps']:,} rack steps",
         f"{renders:,} frame renders",
     ]
