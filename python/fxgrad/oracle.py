@@ -180,12 +180,12 @@ def _optimise(
         cost["static"] = stream.take_cost()
     cost["static"]["seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    trajectories, losses = static_thetas, np.full(len(dataset), math.inf)
+    # A clip whose plugins faulted in every pass keeps its static setting.
+    trajectories = np.repeat(static_thetas[:, None, :], max(stream.frames), axis=1)
+    losses = np.full(len(dataset), math.inf)
     for spacing in settings["stages_frames"]:  # coarse to fine, each stage from the best so far
         ms = spacing * config.frame_size / config.sample_rate * 1e3
         found, found_losses = stream.optimise(trajectories, passes, lr, f"oracle per-frame ({ms:.0f} ms)", spacing)
-        if trajectories.ndim == 2:
-            trajectories = found
         better = found_losses < losses
         trajectories[better], losses[better] = found[better], found_losses[better]
     cost["per-frame"] = {**stream.take_cost(), "seconds": time.perf_counter() - clock}
