@@ -37,10 +37,14 @@ from torch import nn
 from ._files import PathLike, atomic_write_bytes
 from ._text import format_table
 from .config import Config
-from .data import FrameStreamer, PairedAudioDataset
-from .evaluate import METRIC_TITLES, METRICS, _split_folders, metrics
-from .render import contexts, plain_values, read_parameter_csv, render_automation
-from .train import build_chain, build_loss, frame_loss, prepare_data, require_finite_loss, spsa_layer
+from .data import FrameStreamer, PairedAudioDataset, contexts
+from .evaluate import METRIC_TITLES, METRICS, metrics
+from .folders import split_folders
+from .losses import frame_loss
+from .params import plain_values, read_parameter_csv
+from .render import render_automation
+from .train import build_chain, build_loss, prepare_data, spsa_layer
+from .train.step import require_finite_loss
 
 SYSTEMS = ("oracle static", "oracle per-frame")
 STATIC_METHODS = ("auto", "cma", "spsa")
@@ -205,7 +209,7 @@ def _clips(
         inputs, targets, params = Path(splits.test.input), Path(splits.test.target), splits.params.get("test")
         text = str(inputs.parent)
     else:
-        inputs, targets, params = _split_folders(data_folder)
+        inputs, targets, params = split_folders(data_folder)
         text = str(data_folder)
     options = dict(length_tolerance=config.data.length_tolerance, cache_size=0)
     every = PairedAudioDataset(inputs, targets, config.sample_rate, config.channels, **options)
@@ -375,7 +379,7 @@ def _static_cma(
 
     from tqdm import tqdm
 
-    from .match import optimise_cma
+    from .optimise import optimise_cma
 
     chain, threads = build_chain(config), config.spsa.threads or os.cpu_count() or 1
     size, count = config.frame_size, len(start)
