@@ -123,3 +123,17 @@ def test_the_share_of_the_reachable_improvement():
     text = report(oracle, evaluation)
     assert "share of the reachable improvement" in text and "MFCC cos dist 80%" in text and "MRSTFT err 50%" in text
     assert "best static" in text and "34 frame renders" in text and "2 stages x 30 passes" in text
+
+
+def test_fxgrad_oracle_command(tmp_path, data_dir, capsys):
+    """`fxgrad oracle CONFIG DATA --max-clips N --out FILE` runs the oracle and prints its report."""
+    from fxgrad.cli import main
+
+    out = tmp_path / "oracle.json"
+    command = ["oracle", str(DEMO), str(data_dir / "test"), "--max-clips", "1", "--passes", "1"]
+    command += ["--resolution-ms", "1500", "--out", str(out), "--no-progress"]
+    command += ["--set", f"output_dir={tmp_path / 'run'}", "--set", "spsa.isolation=none", "--set", "spsa.threads=1"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "oracle on 1 clips" in printed and "oracle per-frame" in printed and f"saved to {out}" in printed
+    assert set(json.loads(out.read_text())["systems"]) == set(SYSTEMS)

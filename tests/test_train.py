@@ -510,3 +510,26 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
         assert system in out
     assert "model vs best static settings" in out and "parameter error" in out
     assert (run / "evaluation.json").is_file()
+
+    # Smoothing: a zero-length one leaves the automation as it is; auto chooses on the run's
+    # validation clips (not the test clips) and reports each candidate's score.
+    plain = json.loads((run / "evaluation.json").read_text())["systems"]["model"]
+    assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "one-pole:0", "--no-progress"]) == 0
+    smoothed = json.loads((run / "evaluation.json").read_text())["systems"]["model, smoothed"]
+    assert smoothed == plain
+    capsys.readouterr()
+    assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "auto", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    valid_dir = Path(raw["data"]["synthetic"]["folder"]) / "valid"
+    assert f"smoothing on {valid_dir} (MRSTFT err): none " in out and "one-pole:200" in out and "chosen: " in out
+    assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "cubic:10"]) != 0
+    assert "fxgrad: error: smoothing kind must be one of" in capsys.readouterr().err
+
+    # apply --smooth: the written automation moves less from frame to frame.
+    def variation(csv_path):
+        rows = np.loadtxt(csv_path, delimiter=",", skiprows=1)
+        return np.abs(np.diff(rows[:, -2:], axis=0)).sum()
+
+    smooth_out = tmp_path / "out" / "smoothed.wav"
+    assert main(["apply", str(run / CHECKPOINT), str(clip), str(smooth_out), "--smooth", "one-pole:300"]) == 0
+    assert variation(smooth_out.with_suffix(".params.csv")) < variation(output.with_suffix(".params.csv"))

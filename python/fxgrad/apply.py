@@ -11,6 +11,7 @@ from .audio import conversions, read_audio, read_header, resample, write_audio
 from .model import TrainedModel
 from .params import read_parameter_csv, write_parameter_csv
 from .plot import plot_render
+from .smoothing import Smoothing
 
 
 def apply_file(
@@ -23,6 +24,7 @@ def apply_file(
     reference_params: Optional[PathLike] = None,
     device: str = "cpu",
     source_rate: bool = False,
+    smoothing: Optional[Smoothing] = None,
 ) -> Dict[str, Any]:
     """Render ``input_path`` through the model's chain with its predicted automation.
 
@@ -32,6 +34,9 @@ def apply_file(
     input file's rate; the parameter CSV (default: ``output_path`` with ``.params.csv`` in place
     of its extension, ``song_out.wav`` -> ``song_out.params.csv``) and the plot (default: with
     ``.png``).
+
+    ``smoothing`` (:class:`fxgrad.smoothing.Smoothing`) smooths the predicted parameters over
+    time before they are rendered, written and plotted.
 
     Returns ``{"audio", "params", "plot"}`` (paths), ``"sample_rate"`` (Hz of the written audio),
     ``"input_rate"`` (Hz of the input file), ``"channels"`` and ``"conversions"`` (sentences;
@@ -56,7 +61,7 @@ def apply_file(
             target = target[:, :length]
     reference = read_parameter_csv(reference_params, model.names) if reference_params else None
     chain = model.new_chain()
-    output, thetas = model.render(audio, chain)
+    output, thetas = model.render(audio, chain, smoothing)
     plugins = model.plugin_names()
     plot_render(
         plot_path,

@@ -3,6 +3,8 @@
 Every clip of the evaluation set is rendered four ways and compared with its target:
 
 - ``model``: the chain with the model's per-frame automation (:class:`fxgrad.model.TrainedModel`);
+- ``model, smoothed``: the same automation smoothed over time (with ``smoothing``; its setting
+  chosen on the validation split by :func:`choose_smoothing_on`, never on the clips evaluated);
 - ``unprocessed``: the input itself;
 - ``plugin defaults``: the chain at its preset values;
 - ``best static``: the chain at the single setting :func:`fxgrad.train.fit_static` found on the
@@ -29,12 +31,17 @@ from .folders import split_folders
 from .metrics import loudness_error_db, mfcc_cosine_distance, mrstft_error
 from .model import TrainedModel
 from .params import read_parameter_csv
-from .render import render_static
+from .render import render_automation, render_static
+from .smoothing import Smoothing, choose_smoothing
 from .train.static import load_static
 
 METRICS = ("mfcc_cosine", "mrstft", "loudness_lu")
 METRIC_TITLES = {"mfcc_cosine": "MFCC cos dist", "mrstft": "MRSTFT err", "loudness_lu": "loudness err (LU)"}
-SYSTEMS = ("model", "best static", "plugin defaults", "unprocessed")
+SMOOTHED = "model, smoothed"
+SYSTEMS = ("model", SMOOTHED, "best static", "plugin defaults", "unprocessed")
+#: The settings ``--smooth auto`` tries on the validation clips (``None``: no smoothing, first so
+#: that it wins ties).
+SMOOTHING_CANDIDATES = (None, "one-pole:20", "one-pole:50", "one-pole:100", "one-pole:200", "median:50", "median:150")
 
 
 def metrics(output: np.ndarray, target: np.ndarray, sample_rate: int) -> Dict[str, float]:
@@ -59,8 +66,11 @@ def evaluate(
     output: Optional[PathLike] = None,
     progress: bool = True,
     device: str = "cpu",
+    smoothing: Optional[Smoothing] = None,
 ) -> Dict[str, Any]:
-    """Evaluate ``checkpoint`` on the clips in ``data`` (a folder with input/ and target/).
+    """Evaluate ``checkpoint`` on the clips in ``data`` (a folder with input/ and target/);
+    with ``smoothing``, the model's automation is also rendered smoothed (system
+    ``"model, smoothed"``).
 
     Returns ``{"systems": {system: {metric: mean}}, "clips": [...], "parameter_mae": ...}`` and
     writes it as JSON to ``output`` (default: ``evaluation.json`` beside the checkpoint).
@@ -78,12 +88,17 @@ def evaluate(
     # fit-static settings holds those, not the defaults.
     plugin_defaults = np.asarray(chain.get_learned(), np.float32)
     clips: List[Dict[str, Any]] = []
-    errors: Dict[str, List[float]] = {"model": [], "best static": [], "plugin defaults": []}
+    errors: Dict[str, List[float]] = {"model": [], SMOOTHED: [], "best static": [], "plugin defaults": []}
     for index in tqdm(range(count), desc="evaluate", unit="clip", disable=not progress, leave=False):
         audio, target = (t.numpy() for t in dataset[index])
         rendered: Dict[str, np.ndarray] = {}
         chain.reset()
         rendered["model"], thetas = model.render(audio, chain)
+        trajectories = {"model": thetas}
+        if smoothing is not None:
+            trajectories[SMOOTHED] = model.predict(audio, smoothing=smoothing)
+            chain.reset()
+            rendered[SMOOTHED] = render_automation(chain, audio, trajectories[SMOOTHED], model.frame_size)
         if static_theta is not None:
             chain.reset()
             rendered["best static"] = render_static(chain, audio, static_theta, model.frame_size)
@@ -99,8 +114,11 @@ def evaluate(
                 hidden = read_parameter_csv(hidden_path, model.names)
                 frames = min(len(hidden), len(thetas))
                 hidden = hidden[:frames]
-                row["parameter_mae"] = {"model": np.abs(thetas[:frames] - hidden).mean(axis=0).tolist()}
-                errors["model"].append(np.abs(thetas[:frames] - hidden).mean(axis=0))
+                row["parameter_mae"] = {}
+                for system, trajectory in trajectories.items():
+                    error = np.abs(trajectory[:frames] - hidden).mean(axis=0)
+                    row["parameter_mae"][system] = error.tolist()
+                    errors[system].append(error)
                 errors["plugin defaults"].append(np.abs(plugin_defaults[None] - hidden).mean(axis=0))
                 if static_theta is not None:
                     errors["best static"].append(np.abs(static_theta[None] - hidden).mean(axis=0))
@@ -115,6 +133,7 @@ def evaluate(
         "systems": summary,
         "parameters": model.names,
         "static": str(static_path) if static_theta is not None else None,
+        "smoothing": None if smoothing is None else str(smoothing),
     }
     if errors["model"]:
         result["parameter_mae"] = {s: np.mean(v, axis=0).tolist() for s, v in errors.items() if v}
@@ -122,6 +141,65 @@ def evaluate(
     atomic_write_bytes(out_path, json.dumps(result, indent=2).encode())
     result["path"] = out_path
     return result
+
+
+def choose_smoothing_on(
+    checkpoint: PathLike,
+    valid: PathLike,
+    candidates=SMOOTHING_CANDIDATES,
+    metric: str = "mrstft",
+    max_clips: Optional[int] = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple:
+    """The smoothing of the model's automation with the lowest mean ``metric`` on the clips of
+    ``valid`` (the validation split: choosing on the test clips would fit the choice to them).
+    Returns ``(best Smoothing or None, {candidate: mean metric})``."""
+    from tqdm import tqdm
+
+    model = TrainedModel.from_checkpoint(checkpoint, device)
+    inputs, targets, _ = split_folders(valid)
+    dataset = PairedAudioDataset(inputs, targets, model.sample_rate, model.channels, cache_size=0)
+    count = len(dataset) if max_clips is None else min(len(dataset), max_clips)
+    clips = [tuple(t.numpy() for t in dataset[i]) for i in range(count)]
+    predicted = [model.predict(audio) for audio, _ in clips]  # once; each candidate smooths it
+    chain = model.new_chain()
+
+    def score(setting: Optional[Smoothing]) -> float:
+        values = []
+        for (audio, target), thetas in zip(clips, predicted):
+            if setting is not None:
+                thetas = setting.apply(thetas, model.frame_size, model.sample_rate)
+                thetas = np.where(model.active[None, :], thetas, model.defaults[None, :]).astype(np.float32)
+            chain.reset()
+            values.append(
+                metrics(render_automation(chain, audio, thetas, model.frame_size), target, model.sample_rate)[metric]
+            )
+        return float(np.nanmean(values))
+
+    bar = tqdm(list(candidates), desc="smoothing on validation", unit="setting", disable=not progress, leave=False)
+    return choose_smoothing(bar, score)
+
+
+def validation_folder(checkpoint: PathLike) -> Path:
+    """The validation split a checkpoint's run used: its ``data.valid`` input folder's parent,
+    or the ``valid`` folder of its synthetic data (a :class:`FileNotFoundError` if it had none)."""
+    from .config import Config
+
+    config = Config.from_dict(TrainedModel.from_checkpoint(checkpoint).checkpoint["config"])
+    if config.data.synthetic is not None:
+        folder = Path(config.data.synthetic.folder) if config.data.synthetic.folder else config.run_dir / "data"
+        candidate = folder / "valid"
+    elif config.data.valid is not None:
+        candidate = Path(config.data.valid.input).parent
+    else:
+        candidate = None
+    if candidate is None or not candidate.is_dir():
+        raise FileNotFoundError(
+            f"{checkpoint}: its run had no validation folder to choose the smoothing on "
+            f"({candidate or 'no data.valid'}); pass --valid DIR or --smooth KIND:MS"
+        )
+    return candidate
 
 
 METRIC_UNITS = {"mfcc_cosine": "", "mrstft": "", "loudness_lu": " LU"}
@@ -160,11 +238,13 @@ def format_margin(metric: str, model_value: float, baseline_value: float, scale:
     return f"{margin(model_value, baseline_value):+.1f}%"
 
 
-def margins(systems: Dict[str, Dict[str, float]], baseline: str = "best static") -> Dict[str, str]:
-    """:func:`format_margin` of the model over ``baseline`` for every metric, scaled by the
+def margins(
+    systems: Dict[str, Dict[str, float]], baseline: str = "best static", model: str = "model"
+) -> Dict[str, str]:
+    """:func:`format_margin` of ``model`` over ``baseline`` for every metric, scaled by the
     unprocessed input's errors."""
     scale = systems.get("unprocessed", {})
-    return {m: format_margin(m, systems["model"][m], systems[baseline][m], scale.get(m, math.nan)) for m in METRICS}
+    return {m: format_margin(m, systems[model][m], systems[baseline][m], scale.get(m, math.nan)) for m in METRICS}
 
 
 def report(result: Dict[str, Any]) -> str:
@@ -179,9 +259,13 @@ def report(result: Dict[str, Any]) -> str:
         format_table(["system", *[METRIC_TITLES[m] for m in METRICS]], rows),
     ]
     if "best static" in systems:
-        texts = margins(systems)
-        gains = ", ".join(f"{METRIC_TITLES[m]} {texts[m]}" for m in METRICS)
-        lines.append(f"model vs best static settings: {gains} (positive = model better)")
+        for model in ("model", SMOOTHED):
+            if model not in systems:
+                continue
+            texts = margins(systems, model=model)
+            gains = ", ".join(f"{METRIC_TITLES[m]} {texts[m]}" for m in METRICS)
+            smoothing = f" ({result['smoothing']})" if model == SMOOTHED else ""
+            lines.append(f"{model}{smoothing} vs best static settings: {gains} (positive = model better)")
         if any(t.endswith(" abs") for t in texts.values()):
             lines.append(
                 f"(abs: the absolute difference, where the best static error is under {NEAR_ZERO:.0%} of "

@@ -22,6 +22,7 @@ from .data import contexts
 from .encoder import Encoder
 from .host import Chain
 from .render import frame_count, render_automation
+from .smoothing import Smoothing
 
 
 @dataclass
@@ -74,8 +75,9 @@ class TrainedModel:
         return names
 
     @torch.no_grad()
-    def predict(self, audio: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(frames, P) normalised parameters for a (C, samples) clip."""
+    def predict(self, audio: np.ndarray, batch: int = 64, smoothing: Optional[Smoothing] = None) -> np.ndarray:
+        """(frames, P) normalised parameters for a (C, samples) clip, smoothed over time with
+        ``smoothing`` (:mod:`fxgrad.smoothing`) when given."""
         signal = torch.as_tensor(np.asarray(audio, np.float32))
         frames = frame_count(signal.shape[-1], self.frame_size)
         out = []
@@ -84,10 +86,14 @@ class TrainedModel:
             windows = contexts(signal, self.frame_size, self.encoder.context, start, stop).to(self.device)
             out.append(self.encoder(windows).cpu())
         theta = torch.cat(out).numpy()
+        if smoothing is not None:
+            theta = smoothing.apply(theta, self.frame_size, self.sample_rate)
         return np.where(self.active[None, :], theta, self.defaults[None, :]).astype(np.float32)
 
-    def render(self, audio: np.ndarray, chain: Optional[Chain] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def render(
+        self, audio: np.ndarray, chain: Optional[Chain] = None, smoothing: Optional[Smoothing] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
         """``(output (C, samples), thetas (frames, P))`` for a (C, samples) clip."""
-        thetas = self.predict(audio)
+        thetas = self.predict(audio, smoothing=smoothing)
         chain = chain if chain is not None else self.new_chain()
         return render_automation(chain, audio, thetas, self.frame_size), thetas

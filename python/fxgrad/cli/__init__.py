@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         training.add_train,
         training.add_fit_static,
         training.add_evaluate,
+        training.add_oracle,
         rendering.add_apply,
         rendering.add_render,
         rendering.add_match,

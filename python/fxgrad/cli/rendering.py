@@ -27,12 +27,18 @@ def add_apply(commands) -> None:
     )
     p.add_argument("--plot", help="PNG (default: OUTPUT with .png for its extension)")
     p.add_argument("--reference-params", help="a parameter CSV to draw beside the predicted curves")
+    p.add_argument(
+        "--smooth",
+        metavar="KIND:MS",
+        help="smooth the predicted parameters over time: one-pole:MS or median:MS (see fxgrad evaluate --smooth)",
+    )
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=cmd_apply)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from ..apply import apply_file
+    from ..smoothing import Smoothing
 
     paths = apply_file(
         args.checkpoint,
@@ -44,6 +50,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         reference_params=args.reference_params,
         device=args.device,
         source_rate=args.source_rate,
+        smoothing=Smoothing.parse(args.smooth) if args.smooth else None,
     )
     for sentence in paths["conversions"]:
         print(f"input:      {sentence} (the model's format)")

@@ -116,6 +116,13 @@ def add_evaluate(commands) -> None:
     p.add_argument("--max-clips", type=int)
     p.add_argument("--out", help="results JSON (default: evaluation.json beside the checkpoint)")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--smooth",
+        metavar="KIND:MS|auto",
+        help="also render the model's automation smoothed over time: one-pole:MS (zero-phase, time constant) "
+        "or median:MS (window); auto: the setting with the lowest MRSTFT error on the validation clips",
+    )
+    p.add_argument("--valid", help="validation folder for --smooth auto (default: the run's validation split)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -131,8 +138,67 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         output=args.out,
         progress=not args.no_progress,
         device=args.device,
+        smoothing=_smoothing(args),
     )
     print(report(result))
+    print(f"saved to {result['path']}")
+    return 0
+
+
+def _smoothing(args: argparse.Namespace):
+    """The ``--smooth`` of ``evaluate``: none, a given setting, or (auto) the one the validation
+    clips prefer, with every candidate's score printed."""
+    if not args.smooth:
+        return None
+    from ..smoothing import Smoothing
+
+    if args.smooth != "auto":
+        return Smoothing.parse(args.smooth)
+    from ..evaluate import choose_smoothing_on, validation_folder
+
+    valid = args.valid or validation_folder(args.checkpoint)
+    best, scores = choose_smoothing_on(args.checkpoint, valid, device=args.device, progress=not args.no_progress)
+    listed = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+    print(f"smoothing on {valid} (MRSTFT err): {listed}; chosen: {best or 'none'}")
+    return best
+
+
+def add_oracle(commands) -> None:
+    p = commands.add_parser("oracle", help="the chain's ceiling on clips: the best static and per-frame settings")
+    p.add_argument("config", help="the training config (chain, loss, frame size)")
+    p.add_argument("data", nargs="?", help="folder with input/ and target/ (default: the config's test split)")
+    p.add_argument("--max-clips", type=int, help="the first N clips by name (default: all; each is one lane)")
+    p.add_argument("--passes", type=int, default=15, help="passes over each clip per coarse-to-fine stage (15)")
+    p.add_argument("--resolution-ms", type=float, default=100.0, help="finest control-point spacing (100 ms)")
+    p.add_argument("--static", choices=("auto", "cma", "spsa"), default="auto", help="the per-clip static search")
+    p.add_argument("--evaluation", help="an `fxgrad evaluate` JSON of the same clips: adds its rows and the share")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--out", help="results JSON (default: RUN_DIR/oracle.json)")
+    p.add_argument("--seed", type=int, help="default: the config's seed")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_oracle)
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import Config
+    from ..oracle import report, run_oracle
+
+    config = Config.load(args.config, args.set or ())
+    result = run_oracle(
+        config,
+        args.data,
+        max_clips=args.max_clips,
+        passes=args.passes,
+        resolution_ms=args.resolution_ms,
+        static=args.static,
+        out=args.out,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    evaluation = json.loads(open(args.evaluation).read()) if args.evaluation else None
+    print(report(result, evaluation))
     print(f"saved to {result['path']}")
     return 0
 
