@@ -91,37 +91,23 @@ def evaluate(
     errors: Dict[str, List[float]] = {"model": [], SMOOTHED: [], "best static": [], "plugin defaults": []}
     for index in tqdm(range(count), desc="evaluate", unit="clip", disable=not progress, leave=False):
         audio, target = (t.numpy() for t in dataset[index])
-        rendered: Dict[str, np.ndarray] = {}
-        chain.reset()
-        rendered["model"], thetas = model.render(audio, chain)
-        trajectories = {"model": thetas}
-        if smoothing is not None:
-            trajectories[SMOOTHED] = model.predict(audio, smoothing=smoothing)
-            chain.reset()
-            rendered[SMOOTHED] = render_automation(chain, audio, trajectories[SMOOTHED], model.frame_size)
-        if static_theta is not None:
-            chain.reset()
-            rendered["best static"] = render_static(chain, audio, static_theta, model.frame_size)
-        chain.reset()
-        rendered["plugin defaults"] = render_static(chain, audio, plugin_defaults, model.frame_size)
-        rendered["unprocessed"] = audio
-        row: Dict[str, Any] = {"clip": dataset.names[index]}
-        for system, out in rendered.items():
-            row[system] = metrics(out, target, model.sample_rate)
-        if params is not None:
-            hidden_path = params / f"{dataset.names[index]}.csv"
-            if hidden_path.is_file():
-                hidden = read_parameter_csv(hidden_path, model.names)
-                frames = min(len(hidden), len(thetas))
-                hidden = hidden[:frames]
-                row["parameter_mae"] = {}
-                for system, trajectory in trajectories.items():
-                    error = np.abs(trajectory[:frames] - hidden).mean(axis=0)
+        baselines = {"best static": static_theta, "plugin defaults": plugin_defaults}
+        row, trajectories = _render_clip(model, chain, audio, target, baselines, smoothing)
+        row = {"clip": dataset.names[index], **row}
+        hidden_path = params / f"{dataset.names[index]}.csv" if params is not None else None
+        if hidden_path is not None and hidden_path.is_file():
+            hidden = read_parameter_csv(hidden_path, model.names)
+            frames = min(len(hidden), len(trajectories["model"]))
+            trajectories.update({name: theta[None] for name, theta in baselines.items() if theta is not None})
+            row["parameter_mae"] = {}
+            for system, trajectory in trajectories.items():
+                # A static setting is compared with the whole hidden trajectory, a predicted
+                # one with the frames both have.
+                error = np.abs(trajectory - hidden if system in baselines else trajectory[:frames] - hidden[:frames])
+                error = error.mean(axis=0)
+                errors[system].append(error)
+                if system in ("model", SMOOTHED):
                     row["parameter_mae"][system] = error.tolist()
-                    errors[system].append(error)
-                errors["plugin defaults"].append(np.abs(plugin_defaults[None] - hidden).mean(axis=0))
-                if static_theta is not None:
-                    errors["best static"].append(np.abs(static_theta[None] - hidden).mean(axis=0))
         clips.append(row)
 
     systems = [s for s in SYSTEMS if s in clips[0]]
@@ -141,6 +127,32 @@ def evaluate(
     atomic_write_bytes(out_path, json.dumps(result, indent=2).encode())
     result["path"] = out_path
     return result
+
+
+def _render_clip(
+    model: TrainedModel,
+    chain,
+    audio: np.ndarray,
+    target: np.ndarray,
+    baselines: Dict[str, Any],
+    smoothing: Optional[Smoothing],
+) -> tuple:
+    """One clip rendered by every system (each from the chain's reset state) and scored:
+    ``({system: metrics}, {"model" (and "model, smoothed"): thetas (frames, P)})``."""
+    rendered: Dict[str, np.ndarray] = {}
+    chain.reset()
+    rendered["model"], thetas = model.render(audio, chain)
+    trajectories = {"model": thetas}
+    if smoothing is not None:
+        trajectories[SMOOTHED] = model.predict(audio, smoothing=smoothing)
+        chain.reset()
+        rendered[SMOOTHED] = render_automation(chain, audio, trajectories[SMOOTHED], model.frame_size)
+    for name, theta in baselines.items():
+        if theta is not None:
+            chain.reset()
+            rendered[name] = render_static(chain, audio, theta, model.frame_size)
+    rendered["unprocessed"] = audio
+    return {system: metrics(out, target, model.sample_rate) for system, out in rendered.items()}, trajectories
 
 
 def choose_smoothing_on(
