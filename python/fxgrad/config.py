@@ -269,6 +269,7 @@ class Config:
         _check_data(self.data)
         _positive(self.fit_static.steps, "fit_static.steps")
         _positive(self.fit_static.lr, "fit_static.lr")
+        _positive(self.fit_static.log_every, "fit_static.log_every")
 
 
 # ---------------------------------------------------------------------- the sections' checks

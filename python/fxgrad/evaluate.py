@@ -287,12 +287,19 @@ def report(result: Dict[str, Any]) -> str:
         lines.append(
             "no best-static baseline: run `fxgrad fit-static CONFIG` (writes static.json beside the checkpoint)"
         )
-    if "parameter_mae" in result:
-        names = result["parameters"]
-        rows = [
-            [system, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
-            for system, values in result["parameter_mae"].items()
-        ]
-        lines.append("parameter error against the hidden trajectory (mean absolute, normalised units):")
-        lines.append(format_table(["system", *names, "mean"], rows))
-    return "\n".join(lines)
+    return "\n".join(lines + parameter_error_lines(result))
+
+
+def parameter_error_lines(result: Dict[str, Any]) -> List[str]:
+    """The table of each system's mean absolute parameter error against the hidden trajectory
+    (synthetic data), as lines of text; none when ``result`` has no ``parameter_mae``."""
+    if "parameter_mae" not in result:
+        return []
+    rows = [
+        [system, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
+        for system, values in result["parameter_mae"].items()
+    ]
+    return [
+        "parameter error against the hidden trajectory (mean absolute, normalised units):",
+        format_table(["system", *result["parameters"], "mean"], rows),
+    ]

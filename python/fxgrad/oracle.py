@@ -38,7 +38,7 @@ from ._files import PathLike, atomic_write_bytes
 from ._text import format_table
 from .config import Config
 from .data import FrameStreamer, PairedAudioDataset, contexts
-from .evaluate import METRIC_TITLES, METRICS, metrics
+from .evaluate import METRIC_TITLES, METRICS, metrics, parameter_error_lines
 from .folders import split_folders
 from .losses import frame_loss
 from .params import plain_values, read_parameter_csv
@@ -471,14 +471,7 @@ def report(result: Dict[str, Any], evaluation: Optional[Dict[str, Any]] = None) 
             lines.append(f"(the evaluation covers {len(evaluation['clips'])} clips, the oracle {len(result['clips'])})")
         texts = ", ".join(f"{METRIC_TITLES[m]} {v:.0%}" for m, v in shares(evaluation, result).items())
         lines.append(f"model's share of the reachable improvement (best static -> oracle per-frame): {texts}")
-    if "parameter_mae" in result:
-        names = result["parameters"]
-        mae = [
-            [s, *[f"{v:.3f}" for v in values], f"{np.mean(values):.3f}"]
-            for s, values in result["parameter_mae"].items()
-        ]
-        lines.append("parameter error against the hidden trajectory (mean absolute, normalised units):")
-        lines.append(format_table(["system", *names, "mean"], mae))
+    lines += parameter_error_lines(result)
     cost, settings = result["cost"], result["settings"]
     renders = sum(cost[stage]["frame_renders"] for stage in ("static", "per-frame", "render"))
     parts = [
