@@ -14,7 +14,6 @@ verifies: a file changed after it was written (a flipped bit in a weight) is ref
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -22,12 +21,10 @@ from typing import Any, Dict, Union
 import numpy as np
 import torch
 
-from ._files import atomic_write
+from ._files import PathLike, atomic_write
 
 FORMAT = "fxgrad-checkpoint"
 VERSION = 2  # 2: with "checksum"; version 1 files (written before checksums) load unverified
-
-PathLike = Union[str, os.PathLike]
 
 
 class CheckpointError(ValueError):

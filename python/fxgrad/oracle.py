@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -44,6 +43,7 @@ from .losses import frame_loss
 from .params import plain_values, read_parameter_csv
 from .render import render_automation
 from .train import build_chain, build_loss, prepare_data, spsa_layer
+from .train.build import plugin_threads
 from .train.step import require_finite_loss
 
 SYSTEMS = ("oracle static", "oracle per-frame")
@@ -172,7 +172,7 @@ def _optimise(
     (each from its clip's static setting), the clips' frame counts and the cost of each stage."""
     seed, passes, lr = settings["seed"], settings["passes"], settings["lr"]
     defaults = np.asarray(chain.get_learned(), np.float32)
-    threads = config.spsa.threads or os.cpu_count() or 1
+    threads = plugin_threads(config)
     stream = _Stream(spsa_layer(chain, config, len(dataset), threads, seed), dataset, loss_fn, config, progress)
     cost: Dict[str, Dict[str, float]] = {}
     clock = time.perf_counter()
@@ -381,7 +381,7 @@ def _static_cma(
 
     from .optimise import optimise_cma
 
-    chain, threads = build_chain(config), config.spsa.threads or os.cpu_count() or 1
+    chain, threads = build_chain(config), plugin_threads(config)
     size, count = config.frame_size, len(start)
     settings, renders = [], 0
     for index in tqdm(range(len(dataset)), desc="oracle static (CMA-ES)", unit="clip", disable=not progress):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -105,6 +106,13 @@ def build_loss(config: Config) -> nn.Module:
     if section.type == "mrstft":
         return MultiResolutionSTFTLoss(section.fft_sizes, section.hop_sizes, section.win_lengths)
     return PointwiseLoss(section.type)
+
+
+def plugin_threads(config: Config, world: Optional[World] = None) -> int:
+    """The native threads a rack of this process gets: ``spsa.threads``, or by default this
+    machine's cores shared by the processes ``torchrun`` started on it."""
+    local = (world or World()).local_world_size
+    return int(config.spsa.threads or max(1, (os.cpu_count() or 1) // local))
 
 
 def spsa_layer(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,7 +21,7 @@ from ..config import Config
 from ..data import FrameStreamer, PairedAudioDataset
 from ..params import parameter_units, plain_values
 from . import seeds
-from .build import build_chain, build_loss, checked_layer, prepare_data, spsa_layer
+from .build import build_chain, build_loss, checked_layer, plugin_threads, prepare_data, spsa_layer
 from .distributed import World
 from .faults import FaultLog
 from .files import PLUGIN_LOG, STATIC
@@ -60,7 +59,7 @@ def fit_static(
     chain = build_chain(config)
     lanes = config.fit_static.lanes or config.spsa.lanes
     run_dir = Path(output).parent if output else config.run_dir
-    threads = config.spsa.threads or os.cpu_count() or 1
+    threads = plugin_threads(config)
     layer = checked_layer(  # before any data is generated
         run_dir,
         lambda: spsa_layer(chain, config, lanes, threads, seeds.static_layer(config.seed), run_dir / PLUGIN_LOG),

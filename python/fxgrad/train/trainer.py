@@ -18,7 +18,6 @@ module of :mod:`fxgrad.train`.
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -32,7 +31,7 @@ from ..config import Config, ConfigError
 from ..data import FrameStreamer, PairedAudioDataset
 from ..encoder import Encoder
 from . import resume, seeds
-from .build import build_chain, build_loss, checked_layer, prepare_data, render_layer, spsa_layer
+from .build import build_chain, build_loss, checked_layer, plugin_threads, prepare_data, render_layer, spsa_layer
 from .distributed import (
     average_gradients,
     broadcast_module,
@@ -120,7 +119,7 @@ class Trainer:
         self.defaults = self._starting_settings(config.train.start_from)
         self.groups = [int(name.partition(".")[0]) for name in self.names]
         self.stages = sorted(set(self.groups))
-        self.threads = int(config.spsa.threads or max(1, (os.cpu_count() or 1) // self.world.local_world_size))
+        self.threads = plugin_threads(config, self.world)
         self.plugin_log = None if plugin_output else self.run_dir / PLUGIN_LOG
         from tqdm import tqdm
 
