@@ -44,7 +44,7 @@ from .params import plain_values, read_parameter_csv
 from .render import render_automation
 from .train import build_chain, build_loss, prepare_data, spsa_layer
 from .train.build import plugin_threads
-from .train.step import require_finite_loss
+from .train.step import FrameStep
 
 SYSTEMS = ("oracle static", "oracle per-frame")
 STATIC_METHODS = ("auto", "cma", "spsa")
@@ -231,6 +231,7 @@ class _Stream:
 
     def __init__(self, layer, dataset: PairedAudioDataset, loss_fn: nn.Module, config: Config, progress: bool):
         self.layer, self.dataset, self.loss_fn, self.config, self.progress = layer, dataset, loss_fn, config, progress
+        self.step = FrameStep(layer, loss_fn, config, torch.device("cpu"))
         size = config.frame_size
         self.frames = [math.ceil(dataset.num_samples(i) / size) for i in range(len(dataset))]
         self.faults = 0
@@ -291,34 +292,23 @@ class _Stream:
         totals = np.zeros(lanes)
         streamer = FrameStreamer(self.dataset, lanes, self.config.frame_size, self.config.frame_size, shuffle=False)
         for k, batch in enumerate(streamer):  # every lane starts its clip at step 0
-            if bool(batch.reset.any()):
-                self.layer.reset_lanes(batch.reset)
             if self._blend is not None:
                 point, blend = int(self._blend[1][k]), float(self._blend[2][k])
                 mixed = tensors[point] * (1 - blend) + tensors[point + 1] * blend if blend else tensors[point]
                 theta = torch.sigmoid(mixed)
             else:
                 theta = torch.sigmoid(torch.stack(tensors))
-            output = self.layer(batch.frame, theta)
-            active = (batch.active & ~self.layer.faulted).nonzero().squeeze(1).tolist()
-            # Each clip's own loss (summed, so each lane's gradient is its clip's alone): the
-            # trainer's batch mean for the per-frame losses, and a loss like MRSTFT that is not a
-            # mean over items does not couple clips that have nothing to do with one another.
-            per_lane = [
-                frame_loss(self.loss_fn, output[m : m + 1], batch.target[m : m + 1], batch.valid_samples[m : m + 1])
-                for m in active
-            ]
-            loss = torch.stack(per_lane).sum() if per_lane else output.sum() * 0.0
-            require_finite_loss(loss, output, batch.target, self.config, f"{where}, frame {k + 1}")
+            # Each clip's own loss, summed: each lane's gradient is its clip's alone.
+            loss, per_lane = self.step.per_lane(batch, theta, f"{where}, frame {k + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self._blend is None:
-                for m in set(range(lanes)) - set(active):
+                for m in set(range(lanes)) - set(per_lane):
                     tensors[m].grad = None
             optimizer.step()
             self._steps += 1
             used[:, k] = theta.detach().numpy()
-            for m, value in zip(active, per_lane):
+            for m, value in per_lane.items():
                 totals[m] += float(value.detach())
             totals[self.layer.faulted.numpy()] = math.inf
             self.faults += len(self.layer.take_faults())

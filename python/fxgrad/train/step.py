@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -63,6 +63,22 @@ class FrameStep:
         loss = frame_loss(self.loss_fn, output, target, valid)
         require_finite_loss(loss, output, target, self.config, where)
         return StepResult(loss, output, healthy_mean(self.layer, loss) if lanes is None else float(loss.detach()))
+
+    def per_lane(
+        self, batch: StreamBatch, theta: torch.Tensor, where: str
+    ) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        """Each lane's own frame loss, for lanes still streaming a clip whose plugins did not
+        fault (the oracle: every lane optimises its own clip, and a loss like MRSTFT that is not
+        a mean over items must not couple them). Returns their sum (differentiable; zero when
+        no lane counts) and ``{lane: loss}``."""
+        output = self.render(batch.frame, theta, batch.reset)
+        target = batch.target.to(self.device)
+        lanes = (batch.active & ~self.layer.faulted).nonzero().squeeze(1).tolist()
+        valid = batch.valid_samples
+        losses = {m: frame_loss(self.loss_fn, output[m : m + 1], target[m : m + 1], valid[m : m + 1]) for m in lanes}
+        total = torch.stack(list(losses.values())).sum() if losses else output.sum() * 0.0
+        require_finite_loss(total, output, target, self.config, where)
+        return total, losses
 
 
 def spsa_settings(config: Config) -> str:
