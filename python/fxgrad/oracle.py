@@ -44,6 +44,7 @@ from .params import plain_values, read_parameter_csv
 from .render import render_automation
 from .train import build_chain, build_loss, prepare_data, spsa_layer
 from .train.build import plugin_threads
+from .train.static import load_static
 from .train.step import FrameStep
 
 SYSTEMS = ("oracle static", "oracle per-frame")
@@ -72,6 +73,7 @@ def run_oracle(
     lr: float = 0.05,
     resolution_ms: float = 100.0,
     static: str = "auto",
+    start: Optional[PathLike] = None,
     out: Optional[PathLike] = None,
     seed: Optional[int] = None,
     progress: bool = True,
@@ -96,6 +98,9 @@ def run_oracle(
             gradient misses its effect on later frames through the plugins' state
             (``docs/oracle.md`` has the figures).
         static: ``"cma"``, ``"spsa"`` or ``"auto"`` (CMA-ES for 2 to ``CMA_MAX_PARAMETERS``).
+        start: a ``fit-static`` JSON (the training set's best static setting) both searches
+            start from instead of the chain's defaults; with many parameters a clip's own search
+            from the defaults may not even reach the training set's setting in its budget.
         out: the JSON written (atomically); default ``RUN_DIR/oracle.json``.
         seed: seeds the SPSA perturbations and CMA-ES (default: the config's seed); the result
             is the same for the same seed, whatever the thread or worker count.
@@ -113,7 +118,9 @@ def run_oracle(
     if static == "auto":
         settings["static"] = "cma" if 2 <= chain.num_parameters <= CMA_MAX_PARAMETERS else "spsa"
     loss_fn = build_loss(config)
-    static_thetas, trajectories, frames, cost = _optimise(config, chain, loss_fn, dataset, settings, progress)
+    first = np.asarray(chain.get_learned(), np.float32) if start is None else load_static(start, list(chain.learned))
+    settings["start"] = None if start is None else str(start)
+    static_thetas, trajectories, frames, cost = _optimise(config, chain, loss_fn, dataset, settings, first, progress)
 
     clock = time.perf_counter()
     rows, errors = _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames, progress)
@@ -166,12 +173,18 @@ def _settings(config: Config, max_clips, passes, lr, resolution_ms, static, seed
 
 
 def _optimise(
-    config: Config, chain, loss_fn: nn.Module, dataset: PairedAudioDataset, settings: Dict[str, Any], progress: bool
+    config: Config,
+    chain,
+    loss_fn: nn.Module,
+    dataset: PairedAudioDataset,
+    settings: Dict[str, Any],
+    defaults: np.ndarray,
+    progress: bool,
 ) -> Tuple[np.ndarray, np.ndarray, List[int], Dict[str, Dict[str, float]]]:
-    """Both oracles of every clip: (clips, P) static settings, (clips, frames, P) trajectories
-    (each from its clip's static setting), the clips' frame counts and the cost of each stage."""
+    """Both oracles of every clip, from the setting ``defaults``: (clips, P) static settings,
+    (clips, frames, P) trajectories (each from its clip's static setting), the clips' frame
+    counts and the cost of each stage."""
     seed, passes, lr = settings["seed"], settings["passes"], settings["lr"]
-    defaults = np.asarray(chain.get_learned(), np.float32)
     threads = plugin_threads(config)
     stream = _Stream(spsa_layer(chain, config, len(dataset), threads, seed), dataset, loss_fn, config, progress)
     cost: Dict[str, Dict[str, float]] = {}

@@ -4,6 +4,7 @@ static baseline, evaluating a checkpoint, and the whole tour on generated audio.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._output import fmt_number, native_chatter
 
@@ -171,6 +172,10 @@ def add_oracle(commands) -> None:
     p.add_argument("--passes", type=int, default=15, help="passes over each clip per coarse-to-fine stage (15)")
     p.add_argument("--resolution-ms", type=float, default=100.0, help="finest control-point spacing (100 ms)")
     p.add_argument("--static", choices=("auto", "cma", "spsa"), default="auto", help="the per-clip static search")
+    p.add_argument(
+        "--start",
+        help="a fit-static JSON both searches start from (default: the config's train.start_from, if a file)",
+    )
     p.add_argument("--evaluation", help="an `fxgrad evaluate` JSON of the same clips: adds its rows and the share")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--out", help="results JSON (default: RUN_DIR/oracle.json)")
@@ -186,6 +191,9 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     from ..oracle import report, run_oracle
 
     config = Config.load(args.config, args.set or ())
+    start = args.start
+    if start is None and config.train.start_from != "defaults" and Path(config.train.start_from).is_file():
+        start = config.train.start_from
     result = run_oracle(
         config,
         args.data,
@@ -193,6 +201,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         passes=args.passes,
         resolution_ms=args.resolution_ms,
         static=args.static,
+        start=start,
         out=args.out,
         seed=args.seed,
         progress=not args.no_progress,
