@@ -12,7 +12,8 @@ import torch
 
 from fxgrad.config import Config
 from fxgrad.evaluate import METRICS
-from fxgrad.oracle import SYSTEMS, reachable_share, report, run_oracle, shares
+from fxgrad.oracle import SYSTEMS, run_oracle
+from fxgrad.oracle_report import reachable_share, report, shares
 from fxgrad.train import prepare_data
 
 torch.set_num_threads(1)

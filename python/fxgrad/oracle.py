@@ -34,10 +34,9 @@ import torch
 from torch import nn
 
 from ._files import PathLike, atomic_write_bytes
-from ._text import format_table
 from .config import Config
 from .data import FrameStreamer, PairedAudioDataset, contexts
-from .evaluate import METRIC_TITLES, METRICS, metrics, parameter_error_lines
+from .evaluate import METRICS, metrics
 from .folders import split_folders
 from .losses import frame_loss
 from .params import plain_values, read_parameter_csv
@@ -123,12 +122,13 @@ def run_oracle(
     static_thetas, trajectories, frames, cost = _optimise(config, chain, loss_fn, dataset, settings, first, progress)
 
     clock = time.perf_counter()
-    rows, errors = _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames, progress)
-    cost["render"] = {"frame_renders": 2 * sum(frames), "seconds": time.perf_counter() - clock}
+    rows, errors = _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames, first, progress)
+    cost["render"] = {"frame_renders": 4 * sum(frames), "seconds": time.perf_counter() - clock}
     cost["total"]["seconds"] = time.perf_counter() - started
-    for row, theta in zip(rows, static_thetas):
-        row["static_normalised"] = [float(v) for v in theta]
-        row["static_plain"] = [float(v) for v in plain_values(chain, theta[None])[0]]
+    for row in rows:
+        row["static_plain"] = [
+            float(v) for v in plain_values(chain, np.asarray([row["static_normalised"]], np.float32))[0]
+        ]
     result: Dict[str, Any] = {
         "config": config.source,
         "data": data_text,
@@ -400,9 +400,13 @@ def _static_cma(
     return np.stack(settings), int(renders)
 
 
-def _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames, progress):
+def _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames, start, progress):
     """Render both systems of every clip through fresh plugins (``fxgrad evaluate``'s way) and
-    score them; returns the clip rows and, with hidden trajectories, the parameter errors."""
+    score them; returns the clip rows and, with hidden trajectories, the parameter errors.
+
+    An oracle is never worse than where it started, by the rendered loss: a clip's static
+    setting falls back to ``start`` and its automation to its static setting when the search
+    ended worse (SPSA's noise on one clip can carry it away)."""
     from tqdm import tqdm
 
     chain = build_chain(config)
@@ -411,18 +415,27 @@ def _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames
     errors: Dict[str, List[np.ndarray]] = {s: [] for s in SYSTEMS}
     for index in tqdm(range(len(dataset)), desc="oracle render", unit="clip", disable=not progress, leave=False):
         audio, target = (t.numpy() for t in dataset[index])
-        thetas = {
-            "oracle static": np.tile(static_thetas[index], (frames[index], 1)),
-            "oracle per-frame": trajectories[index, : frames[index]],
+        count = frames[index]
+        static, output, loss = _best_render(
+            config,
+            loss_fn,
+            chain,
+            audio,
+            target,
+            [np.tile(static_thetas[index], (count, 1)), np.tile(start, (count, 1))],
+        )
+        automation, automated, automated_loss = _best_render(
+            config, loss_fn, chain, audio, target, [trajectories[index, :count], static]
+        )
+        thetas = {"oracle static": static, "oracle per-frame": automation}
+        row: Dict[str, Any] = {"clip": dataset.names[index], "frames": count}
+        row["oracle static"] = {**metrics(output, target, config.sample_rate), "loss": loss}
+        row["oracle per-frame"] = {**metrics(automated, target, config.sample_rate), "loss": automated_loss}
+        row["fell_back"] = {
+            "static": not np.array_equal(static[0], static_thetas[index]),
+            "per-frame": automation is static,
         }
-        row: Dict[str, Any] = {"clip": dataset.names[index], "frames": frames[index]}
-        for system, values in thetas.items():
-            chain.reset()
-            output = render_automation(chain, audio, values, config.frame_size)
-            row[system] = {
-                **metrics(output, target, config.sample_rate),
-                "loss": _frames_loss(loss_fn, output, target, config.frame_size),
-            }
+        row["static_normalised"] = [float(v) for v in static[0]]
         hidden_path = params / f"{dataset.names[index]}.csv" if params is not None else None
         if hidden_path is not None and hidden_path.is_file():
             hidden = read_parameter_csv(hidden_path, names)
@@ -436,55 +449,14 @@ def _score(config, loss_fn, dataset, params, static_thetas, trajectories, frames
     return rows, {s: v for s, v in errors.items() if v}
 
 
-def reachable_share(model: float, static: float, oracle: float) -> float:
-    """The share of the reachable improvement the model achieved on one metric (lower is
-    better): ``(static - model) / (static - oracle)``; 1 = the oracle's, 0 = no better than the
-    static setting, negative = worse. NaN when the oracle does not improve on the static setting."""
-    reachable = static - oracle
-    if not all(math.isfinite(v) for v in (model, static, oracle)) or reachable <= 0:
-        return math.nan
-    return (static - model) / reachable
-
-
-def shares(
-    evaluation: Dict[str, Any], oracle: Dict[str, Any], static: str = "best static", ceiling: str = "oracle per-frame"
-) -> Dict[str, float]:
-    """:func:`reachable_share` per metric from an ``fxgrad evaluate`` result (``model`` and
-    ``static``) and an oracle result (``ceiling``); both should cover the same clips."""
-    model, base, top = evaluation["systems"]["model"], evaluation["systems"][static], oracle["systems"][ceiling]
-    return {m: reachable_share(model[m], base[m], top[m]) for m in METRICS}
-
-
-def report(result: Dict[str, Any], evaluation: Optional[Dict[str, Any]] = None) -> str:
-    """The oracle as text: metric means per system (beside an evaluation's rows when given, and
-    the model's share of the reachable improvement), parameter errors and the cost."""
-    columns = ["system", *[METRIC_TITLES[m] for m in METRICS], f"loss ({result['settings']['loss']})"]
-    rows = []
-    systems = dict(evaluation["systems"]) if evaluation else {}
-    systems.update(result["systems"])
-    for system, values in systems.items():
-        loss = values.get("loss")
-        rows.append([system, *[f"{values[m]:.4f}" for m in METRICS], "" if loss is None else f"{loss:.4f}"])
-    lines = [
-        f"oracle on {len(result['clips'])} clips from {result['data']} (lower is better)",
-        format_table(columns, rows),
-    ]
-    if evaluation and "best static" in evaluation["systems"]:
-        if len(evaluation["clips"]) != len(result["clips"]):
-            lines.append(f"(the evaluation covers {len(evaluation['clips'])} clips, the oracle {len(result['clips'])})")
-        texts = ", ".join(f"{METRIC_TITLES[m]} {v:.0%}" for m, v in shares(evaluation, result).items())
-        lines.append(f"model's share of the reachable improvement (best static -> oracle per-frame): {texts}")
-    lines += parameter_error_lines(result)
-    cost, settings = result["cost"], result["settings"]
-    renders = sum(cost[stage]["frame_renders"] for stage in ("static", "per-frame", "render"))
-    parts = [
-        f"static ({settings['static']}) {cost['static']['seconds']:.1f} s",
-        f"per-frame ({len(settings['stages_frames'])} stages x {settings['passes']} passes) "
-        f"{cost['per-frame']['seconds']:.1f} s",
-        f"{cost['static']['rack_steps'] + cost['per-frame']['rack_steps']:,} rack steps",
-        f"{renders:,} frame renders",
-    ]
-    lines.append(f"cost: {cost['total']['seconds']:.1f} s in all; " + "; ".join(parts))
-    if cost["total"]["faults"]:
-        lines.append(f"plugin faults: {cost['total']['faults']} (a faulted clip's pass is not kept)")
-    return "\n".join(lines)
+def _best_render(config, loss_fn, chain, audio, target, candidates) -> tuple:
+    """The first candidate trajectory (frames, P) of those with the lowest rendered loss, with its
+    output and loss."""
+    best = None
+    for values in candidates:
+        chain.reset()
+        output = render_automation(chain, audio, values, config.frame_size)
+        loss = _frames_loss(loss_fn, output, target, config.frame_size)
+        if best is None or loss < best[2]:
+            best = (values, output, loss)
+    return best

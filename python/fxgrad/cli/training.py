@@ -188,7 +188,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     import json
 
     from ..config import Config
-    from ..oracle import report, run_oracle
+    from ..oracle import run_oracle
+    from ..oracle_report import report
 
     config = Config.load(args.config, args.set or ())
     start = args.start
