@@ -144,7 +144,7 @@ def _render_clip(
     rendered["model"], thetas = model.render(audio, chain)
     trajectories = {"model": thetas}
     if smoothing is not None:
-        trajectories[SMOOTHED] = model.predict(audio, smoothing=smoothing)
+        trajectories[SMOOTHED] = model.smoothed(thetas, smoothing)  # the same prediction, smoothed
         chain.reset()
         rendered[SMOOTHED] = render_automation(chain, audio, trajectories[SMOOTHED], model.frame_size)
     for name, theta in baselines.items():
@@ -180,9 +180,7 @@ def choose_smoothing_on(
     def score(setting: Optional[Smoothing]) -> float:
         values = []
         for (audio, target), thetas in zip(clips, predicted):
-            if setting is not None:
-                thetas = setting.apply(thetas, model.frame_size, model.sample_rate)
-                thetas = np.where(model.active[None, :], thetas, model.defaults[None, :]).astype(np.float32)
+            thetas = model.smoothed(thetas, setting)
             chain.reset()
             values.append(
                 metrics(render_automation(chain, audio, thetas, model.frame_size), target, model.sample_rate)[metric]
@@ -196,9 +194,10 @@ def choose_smoothing_on(
 def validation_folder(checkpoint: PathLike) -> Path:
     """The validation split a checkpoint's run used: its ``data.valid`` input folder's parent,
     or the ``valid`` folder of its synthetic data (a :class:`FileNotFoundError` if it had none)."""
+    from .checkpoint import load_checkpoint
     from .config import Config
 
-    config = Config.from_dict(TrainedModel.from_checkpoint(checkpoint).checkpoint["config"])
+    config = Config.from_dict(load_checkpoint(checkpoint)["config"])
     if config.data.synthetic is not None:
         folder = Path(config.data.synthetic.folder) if config.data.synthetic.folder else config.run_dir / "data"
         candidate = folder / "valid"

@@ -85,10 +85,16 @@ class TrainedModel:
             stop = min(frames, start + batch)
             windows = contexts(signal, self.frame_size, self.encoder.context, start, stop).to(self.device)
             out.append(self.encoder(windows).cpu())
-        theta = torch.cat(out).numpy()
+        return self.smoothed(torch.cat(out).numpy(), smoothing)
+
+    def smoothed(self, thetas: np.ndarray, smoothing: Optional[Smoothing]) -> np.ndarray:
+        """(frames, P) normalised parameters smoothed over time with ``smoothing`` (none: as
+        they are), the parameters a progressive run had not released held at ``defaults``.
+        Each parameter is smoothed on its own, so smoothing :meth:`predict`'s output equals
+        predicting with the smoothing."""
         if smoothing is not None:
-            theta = smoothing.apply(theta, self.frame_size, self.sample_rate)
-        return np.where(self.active[None, :], theta, self.defaults[None, :]).astype(np.float32)
+            thetas = smoothing.apply(thetas, self.frame_size, self.sample_rate)
+        return np.where(self.active[None, :], thetas, self.defaults[None, :]).astype(np.float32)
 
     def render(
         self, audio: np.ndarray, chain: Optional[Chain] = None, smoothing: Optional[Smoothing] = None
