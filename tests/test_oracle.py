@@ -132,9 +132,10 @@ def test_fxgrad_oracle_command(tmp_path, data_dir, capsys):
 
     out = tmp_path / "oracle.json"
     command = ["oracle", str(DEMO), str(data_dir / "test"), "--max-clips", "1", "--passes", "1"]
-    command += ["--resolution-ms", "1500", "--out", str(out), "--no-progress"]
+    command += ["--resolution-ms", "1500", "--lr", "0.02", "--out", str(out), "--no-progress"]
     command += ["--set", f"output_dir={tmp_path / 'run'}", "--set", "spsa.isolation=none", "--set", "spsa.threads=1"]
     assert main(command) == 0
     printed = capsys.readouterr().out
     assert "oracle on 1 clips" in printed and "oracle per-frame" in printed and f"saved to {out}" in printed
-    assert set(json.loads(out.read_text())["systems"]) == set(SYSTEMS)
+    result = json.loads(out.read_text())
+    assert set(result["systems"]) == set(SYSTEMS) and result["settings"]["lr"] == 0.02

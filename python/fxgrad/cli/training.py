@@ -171,6 +171,12 @@ def add_oracle(commands) -> None:
     p.add_argument("--max-clips", type=int, help="the first N clips by name (default: all; each is one lane)")
     p.add_argument("--passes", type=int, default=15, help="passes over each clip per coarse-to-fine stage (15)")
     p.add_argument("--resolution-ms", type=float, default=100.0, help="finest control-point spacing (100 ms)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="Adam's learning rate of the SPSA searches (0.05); smaller for chains with many parameters",
+    )
     p.add_argument("--static", choices=("auto", "cma", "spsa"), default="auto", help="the per-clip static search")
     p.add_argument(
         "--start",
@@ -201,6 +207,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         max_clips=args.max_clips,
         passes=args.passes,
         resolution_ms=args.resolution_ms,
+        lr=args.lr,
         static=args.static,
         start=start,
         out=args.out,
