@@ -246,3 +246,32 @@ def test_unknown_task_and_size(tmp_path):
         tasks.build("reverb", tmp_path)
     with pytest.raises(ValueError, match="tiny"):
         tasks.build("tube_amp", tmp_path, size="huge")
+
+
+def test_medium_keeps_the_small_held_out_clips_and_adds_training_material():
+    # medium exists so that a longer run is scored on the very clips a small run was: the plans
+    # (notes, prompts, songs, clip positions) of valid and test match, training has 2.5-3x more
+    from fxgrad.tasks import breath_removal, mastering, tube_amp
+
+    try:
+        songs, _ = mastering.find_songs()
+    except SourceMissingError as error:
+        pytest.skip(f"mastering: {error}")
+    plans = {
+        "tube_amp": lambda size: tube_amp.plan(0, size),
+        "breath_removal": lambda size: breath_removal.plan(0, size),
+        "mastering": lambda size: [
+            {"split": split, "song": path.name, "clips": count} for split, path, count in mastering.plan(songs, 0, size)
+        ],
+    }
+    for task, plan in plans.items():
+        small, medium = plan("small"), plan("medium")
+        for split in ("valid", "test"):
+            assert [c for c in medium if c["split"] == split] == [c for c in small if c["split"] == split], task
+        count = {
+            size: sum(c.get("clips", 1) for c in p if c["split"] == "train")
+            for size, p in (("small", small), ("medium", medium))
+        }
+        assert 2.5 * count["small"] <= count["medium"] <= 3 * count["small"], (task, count)
+    training_songs = {c["song"] for c in plans["mastering"]("medium") if c["split"] == "train"}
+    assert training_songs == {p.name for p in mastering.song_splits(songs)["train"]}

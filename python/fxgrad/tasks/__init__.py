@@ -59,6 +59,7 @@ def build(
         out_dir: receives ``{train,valid,test}/{input,target}/*.wav`` and ``manifest.json``.
         seed: every random choice derives from it.
         size: ``"tiny"`` (a few 2-s clips, for tests), ``"small"`` (about 8 minutes of audio),
+            ``"medium"`` (small's valid and test clips, 2.5-3 times its training audio),
             ``"full"`` (30-45 minutes, for the device machine).
         sample_rate: Hz of the written files (sources are rendered or resampled to it).
         progress: a tqdm progress bar on stderr.
@@ -169,7 +170,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--size",
         choices=SIZES,
         default="full",
-        help="tiny: a few 2-s clips (tests); small: about 8 min (quick runs); full: 35-45 min",
+        help="tiny: a few 2-s clips (tests); small: about 8 min (quick runs); medium: small's valid and test "
+        "clips, 2.5-3x its training audio; full: 35-45 min",
     )
     parser.add_argument("--sample-rate", type=int, default=22050)
     parser.add_argument(

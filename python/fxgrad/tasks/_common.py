@@ -23,7 +23,7 @@ from .._files import PathLike, atomic_write_bytes
 from ..audio import read_file
 
 SPLITS = ("train", "valid", "test")
-SIZES = ("tiny", "small", "full")
+SIZES = ("tiny", "small", "medium", "full")
 #: Bumped whenever a builder's output changes for the same seed and size.
 FORMAT_VERSION = 1
 

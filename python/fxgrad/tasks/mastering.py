@@ -72,6 +72,13 @@ SIZES = {
         "seconds": (5.0, 9.0),
         "window": ("random", 60.0),
     },
+    # small's valid and test clips; every training song (25), five clips each
+    "medium": {
+        "songs": {"train": None, "valid": 3, "test": 3},
+        "clips": {"train": 5, "valid": 2, "test": 2},
+        "seconds": (5.0, 9.0),
+        "window": ("random", 60.0),
+    },
     "full": {
         "songs": {"train": None, "valid": None, "test": None},
         "clips": {"train": None, "valid": None, "test": None},
