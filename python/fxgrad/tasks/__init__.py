@@ -220,7 +220,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|full]
+    """``python -m fxgrad.tasks build TASK OUT_DIR [--seed N] [--size tiny|small|medium|full]
     [--sample-rate HZ] [--format wav|flac] [--engineer random|rules] [--force] [--quiet]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fxgrad.tasks", description="Build the DeepAFx task data sets.")
     commands = parser.add_subparsers(dest="command", required=True)
