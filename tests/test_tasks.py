@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from fxgrad import tasks
-from fxgrad.tasks import SourceMissingError
+from fxgrad.tasks import SourceMissingError, breath_removal, mastering, tube_amp
 
 RATE = 22050
 
@@ -251,8 +251,6 @@ def test_unknown_task_and_size(tmp_path):
 def test_medium_keeps_the_small_held_out_clips_and_adds_training_material():
     # medium exists so that a longer run is scored on the very clips a small run was: the plans
     # (notes, prompts, songs, clip positions) of valid and test match, training has 2.5-3x more
-    from fxgrad.tasks import breath_removal, mastering, tube_amp
-
     try:
         songs, _ = mastering.find_songs()
     except SourceMissingError as error:

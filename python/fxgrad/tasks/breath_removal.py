@@ -65,7 +65,7 @@ SIZES = {
     "tiny": {"clips": {"train": 2, "valid": 1, "test": 1}, "seconds": (2.0, 2.0)},
     "small": {"clips": split_counts(80), "seconds": (4.0, 8.0)},
     # small's valid and test clips, three times its training clips
-    "medium": {"clips": {"train": 192, "valid": 8, "test": 8}, "seconds": (4.0, 8.0)},
+    "medium": {"clips": {**split_counts(80), "train": 3 * split_counts(80)["train"]}, "seconds": (4.0, 8.0)},
     "full": {"clips": split_counts(360), "seconds": (4.0, 8.0)},
 }
 
