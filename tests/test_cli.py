@@ -4,6 +4,7 @@ Ctrl-C during training writing a checkpoint before exiting."""
 import copy
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -169,7 +170,9 @@ def test_ctrl_c_during_training_writes_a_checkpoint_then_resume_continues(tmp_pa
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err
-    assert "SIGINT received at train step" in err and "resume with: fxgrad train" in err
+    assert "SIGINT received at train step" in err
+    # the hint repeats the command line as given (its --output and --set name the run), plus --resume
+    assert f"resume with: {shlex.join(['fxgrad', 'train', str(config), '--no-progress', '--resume'])}" in err
     state = load_checkpoint(Path(raw["output_dir"]) / "checkpoint.pt")
     assert state["step"] >= 3
     rows = log.read_text().splitlines()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import traceback
 from typing import Optional, Sequence
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resume_command(argv: Sequence[str]) -> str:
+    """The command line that continues an interrupted run: the one given, with ``--resume``. Its
+    ``--output`` and ``--set`` options name the run folder and the config the checkpoint holds,
+    so they must come back as they were."""
+    return shlex.join(["fxgrad", *(a for a in argv if a != "--resume"), "--resume"])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if train is not None and isinstance(interrupt, train.TrainingInterrupted):
             print(f"fxgrad: {interrupt}", file=sys.stderr)
             if getattr(args, "config", None):
-                print(f"resume with: fxgrad {args.command} {args.config} --resume", file=sys.stderr)
+                print(f"resume with: {resume_command(sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
         else:
             print("fxgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
