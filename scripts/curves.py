@@ -14,8 +14,6 @@ is the regression to the start setting, another quantity.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -24,21 +22,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from fxgrad._files import atomic_write_bytes  # noqa: E402
+from fxgrad.plot import _pyplot, _save  # noqa: E402
+from fxgrad.train import LOG, read_log  # noqa: E402
 
 
-def read_log(run: Path):
-    """(steps, training losses), (epoch-end steps, validation losses) of ``run``/log.csv."""
-    path = run / "log.csv"
+def curves(run: Path):
+    """(steps, training losses), (epoch-end steps, validation losses) of ``run``'s log."""
+    path = run / LOG
     if not path.is_file():
         raise SystemExit(f"curves: {path} does not exist (is {run} an fxgrad train run folder?)")
     train, valid = [], []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["phase"] == "train" and row["loss"]:
-                train.append((int(row["step"]), float(row["loss"])))
-            elif row["phase"] == "epoch" and row["valid_loss"]:
-                valid.append((int(row["step"]), float(row["valid_loss"])))
+    for row in read_log(path):
+        if row["phase"] == "train" and row["loss"]:
+            train.append((int(row["step"]), float(row["loss"])))
+        elif row["phase"] == "epoch" and row["valid_loss"]:
+            valid.append((int(row["step"]), float(row["valid_loss"])))
     if not train:
         raise SystemExit(f"curves: {path} has no training rows yet")
     return np.array(train).T, (np.array(valid).T if valid else np.empty((2, 0)))
@@ -47,13 +45,9 @@ def read_log(run: Path):
 def moving_mean(steps: np.ndarray, values: np.ndarray, window: int):
     """The mean of ``values`` over the last ``window`` steps, at each logged step from the first
     full window on (the log holds every n-th step, so the window is counted in steps)."""
-    out_steps, out = [], []
-    for step in steps:
-        inside = (steps > step - window) & (steps <= step)
-        if step - steps[0] + 1 >= window:
-            out_steps.append(step)
-            out.append(values[inside].mean())
-    return np.array(out_steps), np.array(out)
+    ends = steps[steps - steps[0] + 1 >= window]
+    means = [values[(steps > end - window) & (steps <= end)].mean() for end in ends]
+    return ends, np.array(means)
 
 
 def main(argv=None) -> int:
@@ -67,14 +61,9 @@ def main(argv=None) -> int:
     if args.window < 1:
         parser.error("--window must be at least 1")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    figure, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for run in args.runs:
-        (steps, losses), (epochs, valid) = read_log(run)
+        (steps, losses), (epochs, valid) = curves(run)
         line = left.plot(*moving_mean(steps, losses, args.window), label=run.name, linewidth=1.2)[0]
         right.plot(epochs, valid, marker="o", markersize=3, linewidth=1, color=line.get_color(), label=run.name)
     if args.static is not None:
@@ -87,13 +76,7 @@ def main(argv=None) -> int:
         axis.grid(alpha=0.3)
     left.set_ylabel("loss")
     left.legend(fontsize=7)
-    if args.title:
-        figure.suptitle(args.title, fontsize=10)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(args.out, buffer.getvalue())
+    _save(figure, args.out, dpi=100, title=args.title, palette=False)
     print(f"saved to {args.out}")
     return 0
 
