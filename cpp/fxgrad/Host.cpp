@@ -490,8 +490,27 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
           + ", and LV2 bundles: a folder with a manifest.ttl)");
 }
 
-std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::PluginDescription& description,
-                                                              double sampleRate, int blockSize)
+void InstanceDeleter::operator() (juce::AudioPluginInstance* instance) const
+{
+    struct Deletion {
+        juce::AudioPluginInstance* instance;
+        bool done = false;
+    } deletion { instance };
+    if (auto* messages = juce::MessageManager::getInstanceWithoutCreating())
+        messages->callFunctionOnMessageThread (
+            [] (void* context) -> void* {
+                auto* d = static_cast<Deletion*> (context);
+                delete d->instance;
+                d->done = true;
+                return nullptr;
+            },
+            &deletion);
+    // A message loop that has quit runs nothing (interpreter exit, after shutdown()).
+    if (! deletion.done)
+        delete instance;
+}
+
+InstancePtr Host::instantiate (const juce::PluginDescription& description, double sampleRate, int blockSize)
 {
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     // JUCE's LADSPA host instantiates every plugin at 44100 Hz, whatever rate is asked for (its
@@ -507,7 +526,7 @@ std::unique_ptr<juce::AudioPluginInstance> Host::instantiate (const juce::Plugin
                   + description.fileOrIdentifier.toStdString() + "): " + reason);
     }
     juce::String error;
-    auto instance = formats->createPluginInstance (description, sampleRate, blockSize, error);
+    auto instance = InstancePtr (formats->createPluginInstance (description, sampleRate, blockSize, error).release());
     if (instance == nullptr)
         fail (ErrorKind::PluginLoad, "could not instantiate " + description.pluginFormatName.toStdString() + " plugin '"
               + description.name.toStdString() + "' (" + description.fileOrIdentifier.toStdString() + "): "

@@ -40,6 +40,18 @@ public:
     virtual void releaseInstances() = 0;
 };
 
+/** Deletes a plugin instance on JUCE's message thread. JUCE's VST3 instance runs a 60 Hz timer
+    there (its parameter dispatcher, which flushes values into the edit controller), its VST2 and
+    LV2 instances async updaters (LV2 also a timer that the last instance frees). Deleted on another thread,
+    an instance terminates its controller on the message thread and then frees those members on
+    the deleting thread while their callback may be running on the message thread (JUCE unlocks
+    its timer list around each callback): a crash now and then, in a thread Python does not
+    know, some time after a plugin was freed. On the message thread no callback runs meanwhile. */
+struct InstanceDeleter {
+    void operator() (juce::AudioPluginInstance*) const;
+};
+using InstancePtr = std::unique_ptr<juce::AudioPluginInstance, InstanceDeleter>;
+
 class Host {
 public:
     /** The live host, created on first use. Throws ErrorKind::Closed after shutdown(), and
@@ -62,8 +74,7 @@ public:
     juce::PluginDescription resolve (const std::string& identifierOrPath, const std::string& hint);
 
     /** A new instance, prepared for processing. Thread-safe. */
-    std::unique_ptr<juce::AudioPluginInstance> instantiate (const juce::PluginDescription&,
-                                                            double sampleRate, int blockSize);
+    InstancePtr instantiate (const juce::PluginDescription&, double sampleRate, int blockSize);
 
     Lv2Metadata& lv2Metadata() { return *lv2; }
 

@@ -117,7 +117,7 @@ private:
     juce::PluginDescription description;
     PluginOptions opts;
     PluginInfo pluginInfo;
-    std::unique_ptr<juce::AudioPluginInstance> instance;
+    InstancePtr instance;
     std::vector<ParameterInfo> params;
     std::vector<juce::AudioProcessorParameter*> juceParams;
     std::vector<float> plainValues, normalizedValues;
