@@ -133,10 +133,13 @@ def test_mastering_engineer_settings_follow_the_mix():
     assert settings["bursts"][1]["maximiser_drive_db"] > settings["white"][1]["maximiser_drive_db"] + 1
 
 
-def test_mastering_engineers(tmp_path):
-    manifest = _build_or_skip("mastering", tmp_path / "rules", 0, engineer="rules")
-    assert manifest["engineer"] == "rules" and manifest["hidden"]["engineer"] == "rules"
-    assert all("engineer" in song and song["engineer"]["maximiser_drive_db"] > 0 for song in manifest["songs"])
+def test_mastering_engineers(built, tmp_path):
+    default = json.loads((built("mastering")["a"] / "manifest.json").read_text())
+    assert default["engineer"] == "rules" and default["hidden"]["engineer"] == "rules"
+    assert all("engineer" in song and song["engineer"]["maximiser_drive_db"] > 0 for song in default["songs"])
+    drawn = _build_or_skip("mastering", tmp_path / "random", 0, engineer="random")
+    assert drawn["engineer"] == "random" and all("eq_shapes" in song for song in drawn["songs"])
+    assert [song["chain"] for song in drawn["songs"]] != [song["chain"] for song in default["songs"]]
     with pytest.raises(ValueError, match="unknown engineer 'expert'"):
         tasks.build("mastering", tmp_path / "x", size="tiny", engineer="expert", progress=False)
     with pytest.raises(ValueError, match="mastering task only"):

@@ -66,8 +66,9 @@ def build(
         force: rebuild even when ``out_dir`` already holds this very data set.
         audio_format: ``"wav"`` (float32, the reference) or ``"flac"`` (16-bit, 3-8 times
             smaller: for carrying a data set to another machine).
-        engineer: mastering only: who sets the hidden chain per song, ``"random"`` (the
-            default: every setting drawn) or ``"rules"`` (chosen from the mix by fixed rules).
+        engineer: mastering only: who sets the hidden chain per song, ``"rules"`` (the
+            default: chosen from the mix by fixed rules, so a model of the mix can learn them)
+            or ``"random"`` (every setting drawn per song, whatever the mix: a control).
 
     Raises:
         SourceMissingError: a source or tool is not installed (the message names the apt
@@ -77,7 +78,7 @@ def build(
     module = _module(task)
     options: Dict[str, Any] = {}
     if task == "mastering":
-        options["engineer"] = engineer or "random"
+        options["engineer"] = engineer or module.DEFAULT_ENGINEER
         _one_of(options["engineer"], module.ENGINEERS, "engineer", "engineers")
     elif engineer is not None:
         raise ValueError(f"engineer applies to the mastering task only, not to {task!r}")
@@ -184,8 +185,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--engineer",
         choices=("random", "rules"),
-        help="mastering: the hidden chain's settings per song drawn at random (default) or "
-        "chosen from the mix by fixed rules",
+        help="mastering: the hidden chain's settings per song chosen from the mix by fixed rules "
+        "(default) or drawn at random, whatever the mix (a control no model can learn)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT_DIR already holds this data set")
     parser.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")

@@ -5,8 +5,8 @@ Songs are the OpenMSX MIDI arrangements (the OpenTTD music set). Each song is sp
 one after the other, a GM reset between them), then mixed with random gains and pans and
 normalised to -12 dBFS peak: the unmastered mix. The target is the whole mix through a
 mastering chain of other plugins, ZamComp -> ZamGEQ31 -> ZaMaximX2, with settings an "engineer"
-sets per song (:mod:`.mastering_engineers`): drawn at random (``engineer="random"``) or chosen from
-what the mix sounds like by fixed rules (``"rules"``); recorded in the
+sets per song (:mod:`.mastering_engineers`): chosen from what the mix sounds like by fixed rules
+(``engineer="rules"``, the default) or drawn at random (``"random"``); recorded in the
 manifest; latency removed. Clips are non-overlapping excerpts of the songs, the
 same excerpt of mix and master. Songs are split into train/valid/test by name (the same split
 whatever the seed).
@@ -42,6 +42,7 @@ from ._common import (
     write_wav,
 )
 from .mastering_engineers import CHAIN, ENGINEER_NOTES, random_settings, rule_settings
+from .mastering_engineers import DEFAULT_ENGINEER as DEFAULT_ENGINEER  # what tasks.build picks without one
 from .mastering_engineers import ENGINEERS as ENGINEERS  # what tasks.build checks --engineer against
 
 MIDI_DIRS_ENV = "FXGRAD_MIDI_DIR"
@@ -185,7 +186,7 @@ def make_song(
     soundfont: Source,
     sample_rate: int,
     folder: Path,
-    engineer: str = "random",
+    engineer: str = DEFAULT_ENGINEER,
 ) -> Dict[str, Any]:
     """One song's ``count`` clips (mix and master) with what the manifest records of it."""
     spec = SIZES[size]
@@ -306,7 +307,7 @@ def build(
     sample_rate: int,
     progress: bool,
     suffix: str = ".wav",
-    engineer: str = "random",
+    engineer: str = DEFAULT_ENGINEER,
 ) -> Dict[str, Any]:
     files, source = find_songs()
     soundfont = find_soundfont(size)

@@ -15,6 +15,9 @@ CHAIN = ("urn:zamaudio:ZamComp", "urn:zamaudio:ZamGEQ31", "urn:zamaudio:ZaMaximX
 #: Who sets the mastering chain per song: "random" draws every setting (random_settings),
 #: "rules" chooses them from the mix (rule_settings).
 ENGINEERS = ("random", "rules")
+#: The default: what a model of the mix can learn. The random engineer's draws are independent
+#: of the mix, so no model of it closes the gap to them (docs/results.md): a control.
+DEFAULT_ENGINEER = "rules"
 #: The "rules" engineer: loudness target, ceiling, compression depth, EQ.
 TARGET_LUFS = -14.0
 MAXIM_CEILING_DB = -0.3
