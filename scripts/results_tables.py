@@ -11,7 +11,6 @@ EVAL_DIR holds TASK-ENCODER.json from `fxgrad evaluate`. The page's text between
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -21,18 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from fxgrad._files import atomic_write_bytes  # noqa: E402
 from fxgrad.evaluate import METRIC_TITLES, METRICS, margin  # noqa: E402
+from fxgrad.train import LOG, read_log  # noqa: E402
 
 ENCODERS = {"inception": "Inception", "mobilenetv2": "MobileNetV2"}
 BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 
 
-def _log(run: Path):
-    with open(run / "log.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def training_row(run: Path, encoder: str, machine: str) -> str:
-    rows = _log(run)
+    rows = read_log(run / LOG)
     pretrain = [r for r in rows if r["phase"] == "pretrain"]
     train = [r for r in rows if r["phase"] == "train"]
     epochs = [r for r in rows if r["phase"] == "epoch" and r["valid_loss"]]
@@ -91,7 +86,7 @@ def task_tables(title: str, task: str, runs: Path, evals: Path, machine: str) ->
     ]
     for enc in found:
         run = runs / f"{task}-{enc}"
-        if (run / "log.csv").is_file():
+        if (run / LOG).is_file():
             lines.append(training_row(run, ENCODERS[enc], machine))
     return "\n".join(lines) + "\n"
 
