@@ -46,7 +46,7 @@ print(time.perf_counter() - start)
 """
 
 
-def churn(identifier: str, cycles: int) -> tuple[float | None, str]:
+def churn(identifier: str, cycles: int) -> tuple[float, str]:
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", CHILD, identifier, str(cycles)], capture_output=True, text=True)
     if run.returncode == 0:
