@@ -58,7 +58,9 @@ def table(evaluations, oracle, title: str) -> str:
     verdicts = []
     for system in models:
         mean, std = seed_rows(evaluations, system)
-        name = system if system == "model" else f"{system} ({', '.join(e['smoothing'] for e in evaluations)})"
+        # each seed's smoothing was chosen on the validation clips; name each choice once
+        chosen = dict.fromkeys(e["smoothing"] for e in evaluations)
+        name = system if system == "model" else f"{system} ({', '.join(chosen)})"
         lines.append(f"| {name} | " + " | ".join(f"{a:.4f} ± {s:.4f}" for a, s in zip(mean, std)) + " |")
         shares = [reachable_share(a, b, c) for a, b, c in zip(mean, static, ceiling)]
         lines.append(f"| {system}: share of the reachable improvement | " + " | ".join(map(_share, shares)) + " |")
