@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from .._files import PathLike
 from ._common import AUDIO_FORMATS, FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
+from .mastering_engineers import ENGINEERS
 
 TASKS = ("tube_amp", "breath_removal", "mastering")
 
@@ -184,7 +185,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     parser.add_argument(
         "--engineer",
-        choices=("random", "rules"),
+        choices=ENGINEERS,
         help="mastering: the hidden chain's settings per song chosen from the mix by fixed rules "
         "(default) or drawn at random, whatever the mix (a control no model can learn)",
     )
