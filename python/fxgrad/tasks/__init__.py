@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from .._files import PathLike
 from ._common import AUDIO_FORMATS, FORMAT_VERSION, SIZES, SPLITS, SourceMissingError, clear_outputs, write_json
-from .mastering_engineers import ENGINEERS
+from .mastering_engineers import DEFAULT_ENGINEER, ENGINEERS
 
 TASKS = ("tube_amp", "breath_removal", "mastering")
 
@@ -79,8 +79,8 @@ def build(
     module = _module(task)
     options: Dict[str, Any] = {}
     if task == "mastering":
-        options["engineer"] = engineer or module.DEFAULT_ENGINEER
-        _one_of(options["engineer"], module.ENGINEERS, "engineer", "engineers")
+        options["engineer"] = engineer or DEFAULT_ENGINEER
+        _one_of(options["engineer"], ENGINEERS, "engineer", "engineers")
     elif engineer is not None:
         raise ValueError(f"engineer applies to the mastering task only, not to {task!r}")
     _one_of(size, SIZES, "size", "sizes")

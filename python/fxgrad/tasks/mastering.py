@@ -41,9 +41,7 @@ from ._common import (
     undb,
     write_wav,
 )
-from .mastering_engineers import CHAIN, ENGINEER_NOTES, random_settings, rule_settings
-from .mastering_engineers import DEFAULT_ENGINEER as DEFAULT_ENGINEER  # what tasks.build picks without one
-from .mastering_engineers import ENGINEERS as ENGINEERS  # what tasks.build checks --engineer against
+from .mastering_engineers import CHAIN, DEFAULT_ENGINEER, ENGINEER_NOTES, random_settings, rule_settings
 
 MIDI_DIRS_ENV = "FXGRAD_MIDI_DIR"
 MIDI_DIRS = ("/usr/share/games/openttd/baseset/openmsx",)
