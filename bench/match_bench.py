@@ -4,9 +4,9 @@ ZaMaximX2 (the VST3 bundles in /usr/lib/vst3), with fxgrad's batched renders aga
 driven as ST-ITO drives it: a multiprocessing.Pool of one process per core, each holding its own
 instances, rendering one candidate setting per task.
 
-Both sides run the same CMA-ES loop (``fxgrad.optimise.optimise_cma``: the ``cma`` package,
+Both sides run the same CMA-ES loop (``fxgrad.match.optimise.optimise_cma``: the ``cma`` package,
 population 32, sigma0 0.1, bounds [0, 1], same seed) on the same audio with the same loss
-(``fxgrad.match_loss.MatchLoss``, computed in the parent for both), from the plugins' defaults, towards
+(``fxgrad.match.loss.MatchLoss``, computed in the parent for both), from the plugins' defaults, towards
 a reference rendered from the same input at hidden settings. Per side it prints seconds per
 iteration (all of it, and the rendering alone), the best loss reached, renders per second and,
 for fxgrad, the plugins' DSP bound: threads / (DSP seconds of one render on one idle thread).
@@ -102,8 +102,8 @@ def is_setting(p) -> bool:
 
 
 def material(seconds: float, rate: int, seed: int) -> np.ndarray:
-    """Stereo synthetic notes (fxgrad.synth), -> float32 (2, N)."""
-    from fxgrad.synth import make_source
+    """Stereo synthetic notes (fxgrad.data.synth), -> float32 (2, N)."""
+    from fxgrad.data.synth import make_source
 
     audio, _ = make_source(np.random.default_rng(seed), seconds, rate, channels=2)
     return np.ascontiguousarray(audio, np.float32)
@@ -111,9 +111,9 @@ def material(seconds: float, rate: int, seed: int) -> np.ndarray:
 
 def run(args) -> Dict[str, object]:
     import fxgrad
-    from fxgrad.batch import render_stats
-    from fxgrad.match_loss import MatchLoss
-    from fxgrad.optimise import optimise_cma
+    from fxgrad.host.batch import render_stats
+    from fxgrad.match.loss import MatchLoss
+    from fxgrad.match.optimise import optimise_cma
 
     paths = [str(VST3 / f"{name}.vst3") for name in CHAIN]
     for path in paths:

@@ -41,9 +41,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from fxgrad._text import format_table
+    from fxgrad.base.text import format_table
     from fxgrad.config import Config
-    from fxgrad.evaluate import evaluate, report
+    from fxgrad.evaluation.evaluate import evaluate, report
     from fxgrad.train import BEST, CHECKPOINT, Trainer, fit_static
 
     torch.set_num_threads(1)

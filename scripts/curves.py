@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from fxgrad.plot import _pyplot, _save  # noqa: E402
+from fxgrad.io.plot import _pyplot, _save  # noqa: E402
 from fxgrad.train import LOG, read_log  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from fxgrad._files import atomic_write_bytes  # noqa: E402
-from fxgrad.evaluate import METRIC_TITLES, METRICS, margin  # noqa: E402
+from fxgrad.base.files import atomic_write_bytes  # noqa: E402
+from fxgrad.evaluation.evaluate import METRIC_TITLES, METRICS, margin  # noqa: E402
 from fxgrad.train import LOG, read_log  # noqa: E402
 
 ENCODERS = {"inception": "Inception", "mobilenetv2": "MobileNetV2"}

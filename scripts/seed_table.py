@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from fxgrad.evaluate import METRIC_TITLES, METRICS, SMOOTHED  # noqa: E402
-from fxgrad.oracle_report import reachable_share  # noqa: E402
+from fxgrad.evaluation.evaluate import METRIC_TITLES, METRICS, SMOOTHED  # noqa: E402
+from fxgrad.evaluation.oracle_report import reachable_share  # noqa: E402
 
 BASELINES = ("unprocessed", "plugin defaults", "best static")
 

@@ -1,12 +1,19 @@
-"""fxgrad.audio, the package's one reader and writer, and fxgrad.folders, its one folder pairing:
+"""fxgrad.data.audio, the package's one reader and writer, and fxgrad.base.folders, its one folder pairing:
 the channel policy, resampling, what the reader says it did, and pairing by name."""
 
 import numpy as np
 import pytest
 import soundfile
 
-from fxgrad.audio import channel_change, conversions, read_audio, read_file, resample, write_audio
-from fxgrad.folders import pair_by_name, pair_paths, split_folders
+from fxgrad.base.folders import pair_by_name, pair_paths, split_folders
+from fxgrad.data.audio import (
+    channel_change,
+    conversions,
+    read_audio,
+    read_file,
+    resample,
+    write_audio,
+)
 
 RATE = 8000
 

@@ -616,7 +616,7 @@ def test_a_gradient_that_is_not_finite_stops_the_step_naming_the_settings(tmp_pa
         trainer.fit()
     for key, value in trainer.encoder.named_parameters():
         assert torch.equal(value, before[key]), key
-    from fxgrad.checkpoint import load_checkpoint
+    from fxgrad.train.checkpoint import load_checkpoint
 
     saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert saved["step"] == 2 and all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fxgrad
-from fxgrad.batch import renderer
+from fxgrad.host.batch import renderer
 
 ZAM_EQ2_VST3 = Path("/usr/lib/vst3/ZamEQ2.vst3")
 ZAM_COMP_VST3 = Path("/usr/lib/vst3/ZamComp.vst3")

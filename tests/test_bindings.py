@@ -1,5 +1,5 @@
 """The native module's surface: its type stubs match what it binds, and the rack's option names
-have one source (the native table) that fxgrad.torch, fxgrad.config and the rack all use."""
+have one source (the native table) that fxgrad.torch, fxgrad.config.schema and the rack all use."""
 
 import ast
 import dataclasses
@@ -45,7 +45,7 @@ def test_stubs_name_what_the_module_binds():
 
 
 def test_option_names_come_from_the_native_table():
-    import fxgrad.config as config
+    import fxgrad.config.schema as config
     import fxgrad.torch as fxtorch
 
     assert _native.STRATEGIES == ("lockstep", "replay", "snapshot")

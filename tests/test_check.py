@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fxgrad import check
 from fxgrad.cli import main
+from fxgrad.host import check
 
 FIXTURE = Path(__file__).parent / "fixtures" / "misbehaving_ladspa.c"
 ZAMCOMP = "urn:zamaudio:ZamComp"
@@ -104,7 +104,7 @@ def _workers_of(parent_pid):
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if f"\nPPid:\t{parent_pid}\n" in text and b"--worker" in cmdline:
+        if f"\nPPid:\t{parent_pid}\n" in text and b"fxgrad.host.check_worker" in cmdline:
             found.append(int(status.parent.name))
     return found
 

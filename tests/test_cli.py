@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from fxgrad.checkpoint import load_checkpoint
 from fxgrad.cli import main
+from fxgrad.train.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import tiny_raw  # noqa: E402

@@ -1,4 +1,4 @@
-"""The one config reader (fxgrad.configfile): JSON, YAML and TOML files read alike by training
+"""The one config reader (fxgrad.base.configfile): JSON, YAML and TOML files read alike by training
 configs and chain files, with the errors each caller has always given."""
 
 import json
@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 import fxgrad
+from fxgrad.base.configfile import load_config
 from fxgrad.config import Config, ConfigError
-from fxgrad.configfile import load_config
 
 CHAIN = {"plugins": ["fxgrad:Gain"], "learned": ["0.gain_db"], "sample_rate": 22050, "block_size": 256, "channels": 1}
 TOML = """\

@@ -5,7 +5,7 @@ import pytest
 import soundfile
 import torch
 
-from fxgrad.data import FrameStreamer, PairedAudioDataset
+from fxgrad.data.stream import FrameStreamer, PairedAudioDataset
 
 RATE = 8000
 FRAME = 64

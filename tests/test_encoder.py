@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fxgrad.encoder import (
+from fxgrad.nn.encoder import (
     MOBILENETV2_SETTINGS,
     Encoder,
     InceptionBackbone,

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from fxgrad.losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss, STFTLoss, frame_loss
-from fxgrad.metrics import (
+from fxgrad.nn.losses import (
+    DelayInvariantLoss,
+    MultiResolutionSTFTLoss,
+    PointwiseLoss,
+    STFTLoss,
+    frame_loss,
+)
+from fxgrad.nn.metrics import (
     integrated_loudness,
     k_weighting_filters,
     loudness_error_db,

@@ -12,11 +12,11 @@ import yaml
 
 import fxgrad
 from fxgrad.cli import main
-from fxgrad.identifiability import identifiability
-from fxgrad.match_loss import MatchLoss
-from fxgrad.params import read_parameter_csv, write_parameter_csv
-from fxgrad.render import render_automation
-from fxgrad.synth import make_source
+from fxgrad.data.synth import make_source
+from fxgrad.host.render import render_automation
+from fxgrad.io.params import read_parameter_csv, write_parameter_csv
+from fxgrad.match.identifiability import identifiability
+from fxgrad.match.loss import MatchLoss
 
 torch.set_num_threads(1)
 
@@ -111,7 +111,7 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
     # Presets from the settings file by the presets verb load back to the same sound.
     assert main(["presets", str(out / "settings.json"), str(tmp_path / "daw")]) == 0
     fresh = fxgrad.Chain.from_config(CHAIN)
-    from fxgrad.presets import load_preset
+    from fxgrad.io.presets import load_preset
 
     for plugin, bundle in zip(fresh.plugins, sorted((tmp_path / "daw").iterdir())):
         load_preset(plugin, bundle)

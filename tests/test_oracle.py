@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from fxgrad.config import Config
-from fxgrad.evaluate import METRICS
-from fxgrad.oracle import SYSTEMS, run_oracle
-from fxgrad.oracle_report import reachable_share, report, shares
+from fxgrad.evaluation.evaluate import METRICS
+from fxgrad.evaluation.oracle import SYSTEMS, run_oracle
+from fxgrad.evaluation.oracle_report import reachable_share, report, shares
 from fxgrad.train import prepare_data
 
 torch.set_num_threads(1)

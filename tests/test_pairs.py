@@ -11,7 +11,7 @@ import yaml
 import fxgrad
 from fxgrad.cli import main
 from fxgrad.config import Config
-from fxgrad.data import PairedAudioDataset
+from fxgrad.data.stream import PairedAudioDataset
 from fxgrad.train import prepare_data
 
 

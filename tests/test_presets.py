@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fxgrad
-from fxgrad.presets import (
+from fxgrad.io.presets import (
     PresetError,
     load_preset,
     read_vstpreset,

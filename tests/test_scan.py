@@ -7,6 +7,7 @@ import json
 import pytest
 
 import fxgrad
+from fxgrad.host.plugins import OWN_EFFECTS
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,12 @@ def test_every_format_s_identifiers_load_in_a_fresh_process(scans, run_python):
         by_format[info.format].append(info.identifier)
     assert {"LV2", "VST3", "VST2", "LADSPA"} <= set(by_format)
     own = [i for ids in by_format.values() for i in ids if i.startswith("fxgrad:")]
-    assert sorted(own) == sorted(
-        [f"fxgrad:{e}" for e in fxgrad.host.OWN_EFFECTS] + [f"fxgrad:{e}/vst3" for e in fxgrad.host.OWN_EFFECTS]
-    )
+    assert sorted(own) == sorted([f"fxgrad:{e}" for e in OWN_EFFECTS] + [f"fxgrad:{e}/vst3" for e in OWN_EFFECTS])
     shared = [i for i in by_format["LADSPA"] if "#" in i]
     assert "/usr/lib/ladspa/caps.so#Compress" in shared
     # A few of each format, every own effect, and every library-with-several form; loaded by a
     # process that has not scanned (the URIs of the own effects too).
-    chosen = own + [f"https://fxgrad.org/plugins/{e}" for e in fxgrad.host.OWN_EFFECTS] + shared[:10]
+    chosen = own + [f"https://fxgrad.org/plugins/{e}" for e in OWN_EFFECTS] + shared[:10]
     for fmt in ("LV2", "VST3", "VST2", "LADSPA"):
         others = [i for i in by_format[fmt] if not i.startswith("fxgrad:")]
         chosen += others[:: max(1, len(others) // 8)]

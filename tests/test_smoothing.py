@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from fxgrad.smoothing import KINDS, Smoothing, choose_smoothing, smooth
+from fxgrad.nn.smoothing import KINDS, Smoothing, choose_smoothing, smooth
 
 HOP, RATE = 1024, 22050  # one frame = 46.4 ms
 

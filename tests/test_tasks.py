@@ -1,4 +1,4 @@
-"""The task data builders (fxgrad.tasks): tiny data sets of the three DeepAFx tasks, built from
+"""The task data builders (fxgrad.data.tasks): tiny data sets of the three DeepAFx tasks, built from
 the real sources installed by apt, checked for pairing, alignment, the hidden processing, the
 breath regions, reproducibility and clear errors when a source is missing."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from fxgrad import tasks
-from fxgrad.tasks import SourceMissingError, breath_removal, mastering, tube_amp
+from fxgrad.data import tasks
+from fxgrad.data.tasks import SourceMissingError, breath_removal, mastering, tube_amp
 
 RATE = 22050
 
@@ -84,7 +84,7 @@ def test_layout_pairs_and_alignment(built, task):
         # plugin latencies are 44-480 samples; filters' phase leaves a few samples at most
         assert _best_lag(x, y) == pytest.approx(0, abs=8), f"{clip['name']}: target not aligned with input"
     # the trainer's loader takes the folders as they are
-    from fxgrad.data import PairedAudioDataset
+    from fxgrad.data.stream import PairedAudioDataset
 
     dataset = PairedAudioDataset(folder / "train" / "input", folder / "train" / "target", RATE)
     assert len(dataset) == manifest["clips_per_split"]["train"]
@@ -111,9 +111,9 @@ def test_mastering_engineer_settings_follow_the_mix():
     """The hidden mastering settings are a function of the mix: a dark mix gets more treble than a
     bright one, a quieter (more dynamic) mix more maximiser drive, and both land near the
     loudness target."""
-    from fxgrad.metrics import integrated_loudness
-    from fxgrad.tasks import mastering_engineers as mastering
-    from fxgrad.tasks._common import render_chain
+    from fxgrad.data.tasks import mastering_engineers as mastering
+    from fxgrad.data.tasks._common import render_chain
+    from fxgrad.nn.metrics import integrated_loudness
 
     rand = np.random.default_rng(0)
     white = rand.standard_normal(RATE * 6)
@@ -212,7 +212,7 @@ def test_flac_output_matches_the_wav_one(built, tmp_path):
                 tmp_path / "flac" / clip["split"] / role / f"{clip['name']}.flac", dtype="float64"
             )
             assert rate == RATE and np.max(np.abs(wav - flac)) <= 1 / 32768 + 1e-9
-    from fxgrad.data import PairedAudioDataset
+    from fxgrad.data.stream import PairedAudioDataset
 
     assert len(PairedAudioDataset(tmp_path / "flac" / "train" / "input", tmp_path / "flac" / "train" / "target", RATE))
 

@@ -16,10 +16,17 @@ import pytest
 import torch
 import yaml
 
-from fxgrad import checkpoint as checkpoint_module
-from fxgrad.checkpoint import CheckpointError, load_checkpoint
 from fxgrad.config import Config
-from fxgrad.train import CHECKPOINT, Trainer, TrainingError, TrainingInterrupted, build_chain, read_log
+from fxgrad.train import (
+    CHECKPOINT,
+    Trainer,
+    TrainingError,
+    TrainingInterrupted,
+    build_chain,
+    read_log,
+)
+from fxgrad.train import checkpoint as checkpoint_module
+from fxgrad.train.checkpoint import CheckpointError, load_checkpoint
 
 torch.set_num_threads(1)
 
@@ -375,7 +382,7 @@ def test_start_from_static_settings_pretrains_to_them_and_holds_unreleased_plugi
     assert theta[:, 1].eq(0.15).all()  # the second plugin is not released yet: held at the static value
     assert abs(float(theta[:, 0].mean()) - 0.8) < 0.05
     # Evaluation's "plugin defaults" are the plugins' defaults, not the run's starting settings.
-    from fxgrad.evaluate import evaluate
+    from fxgrad.evaluation.evaluate import evaluate
 
     result = evaluate(config.run_dir / CHECKPOINT, Path(data_dir) / "test", static=static, progress=False)
     assert result["systems"]["plugin defaults"] != result["systems"]["best static"]
@@ -427,7 +434,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, data_dir, pipeline):
 
 
 def test_evaluation_margins_are_absolute_where_the_baseline_is_near_zero():
-    from fxgrad.evaluate import margins, report
+    from fxgrad.evaluation.evaluate import margins, report
 
     systems = {
         "model": {"mfcc_cosine": 0.002, "mrstft": 0.30, "loudness_lu": 0.95},

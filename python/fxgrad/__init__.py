@@ -2,8 +2,8 @@
 
 The host (:func:`load`, :func:`scan`, :class:`Chain`) loads LV2, VST3, VST2 and LADSPA plugins
 headless and runs them on numpy audio shaped (channels, samples). The PyTorch layer lives in
-:mod:`fxgrad.torch`; losses, encoder and data streaming in :mod:`fxgrad.losses`,
-:mod:`fxgrad.encoder` and :mod:`fxgrad.data`, which work without the native extension.
+:mod:`fxgrad.torch`; losses, encoder and data streaming in :mod:`fxgrad.nn.losses`,
+:mod:`fxgrad.nn.encoder` and :mod:`fxgrad.data.stream`, which work without the native extension.
 """
 
 import importlib
@@ -13,15 +13,15 @@ __version__ = "0.1.0"
 # The host names load the native extension on first use, so the pure-PyTorch modules import
 # (and their tests run) without it.
 _HOST_NAMES = {
-    "Chain": "fxgrad.host",
-    "load": "fxgrad.host",
-    "own_plugin_path": "fxgrad.host",
-    "own_plugins": "fxgrad.host",
-    "scan": "fxgrad.host",
-    "load_config": "fxgrad.host",
-    "IsolatedPlugin": "fxgrad.isolated",
-    "IsolatedChain": "fxgrad.isolated",
-    "render_batch": "fxgrad.batch",
+    "Chain": "fxgrad.host.plugins",
+    "load": "fxgrad.host.loading",
+    "own_plugin_path": "fxgrad.host.plugins",
+    "own_plugins": "fxgrad.host.plugins",
+    "scan": "fxgrad.host.plugins",
+    "load_config": "fxgrad.host.plugins",
+    "IsolatedPlugin": "fxgrad.host.isolated",
+    "IsolatedChain": "fxgrad.host.isolated",
+    "render_batch": "fxgrad.host.batch",
     "ParameterInfo": "fxgrad._native",
     "Plugin": "fxgrad._native",
     "PluginInfo": "fxgrad._native",

@@ -15,8 +15,15 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import available_memory, cores, format_bytes, integer, resident_bytes, thread_headroom
-from .host import Chain
+from .base.checks import (
+    available_memory,
+    cores,
+    format_bytes,
+    integer,
+    resident_bytes,
+    thread_headroom,
+)
+from .host.plugins import Chain
 
 # The option names come from the native rack's one table of them (cpp/bindings/Names.h).
 STRATEGIES = _native.STRATEGIES

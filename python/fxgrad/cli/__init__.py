@@ -15,7 +15,11 @@
 
 The verbs live beside their options, by group: :mod:`.plugins` (scan, info, check),
 :mod:`.training` (train, fit-static, evaluate, demo), :mod:`.rendering` (apply, render, match,
-presets), :mod:`.data` (data build, data pairs). See docs/training.md and docs/matching.md.
+presets), :mod:`.data` (data build, data pairs); :mod:`.demo` is the demo's run. See
+docs/training.md and docs/matching.md.
+
+Layers, lowest first (each imports only from the layers before it): base, host, torch, nn, io,
+config, data, train, match, evaluation, **cli**: this one may use them all.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = bool(os.environ.get("FXGRAD_DEBUG"))
-    from ..config import ConfigError  # not .checkpoint: scan and info need no torch
+    from ..config.schema import ConfigError  # not .checkpoint: scan and info need no torch
 
     # torch is imported only by the commands that need it: `fxgrad scan` and `fxgrad info` run
     # (and start quickly) without it.

@@ -1,12 +1,12 @@
 """``fxgrad data build`` and ``data pairs``: the DeepAFx tasks' data sets, and a training folder
-from your own files (their options and commands live in :mod:`fxgrad.tasks` and
-:mod:`fxgrad.pairs`)."""
+from your own files (their options and commands live in :mod:`fxgrad.data.tasks` and
+:mod:`fxgrad.data.pairs`)."""
 
 from __future__ import annotations
 
 
 def add_data(commands) -> None:
-    from .. import pairs, tasks
+    from ..data import pairs, tasks
 
     p = commands.add_parser("data", help="build data sets: the DeepAFx tasks' (build) or from your own files (pairs)")
     data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

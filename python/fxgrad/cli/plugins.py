@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -25,7 +27,7 @@ def add_scan(commands) -> None:
 def cmd_scan(args: argparse.Namespace) -> int:
     import fxgrad
 
-    from .._text import format_table
+    from ..base.text import format_table
 
     for path in args.paths:
         if not Path(path).exists():
@@ -89,7 +91,7 @@ def add_info(commands) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     import fxgrad
 
-    from .._text import format_table
+    from ..base.text import format_table
 
     with native_chatter(args.verbose):
         plugin = fxgrad.load(
@@ -180,8 +182,89 @@ def _parameter_row(p) -> List[str]:
 
 
 def add_check(commands) -> None:
-    from .. import check
-
     p = commands.add_parser("check", help="probe plugins in sandboxed processes: load, render, state, determinism")
-    check.add_arguments(p)
-    p.set_defaults(run=check.run_command)
+    _check_arguments(p)
+    p.set_defaults(run=cmd_check)
+
+
+def _check_arguments(parser) -> None:
+    """The options of ``fxgrad check``."""
+    from ..host.check import DEFAULT_TIMEOUT_S
+
+    parser.add_argument(
+        "plugins",
+        nargs="*",
+        metavar="PLUGIN",
+        help="what `fxgrad.load` takes (a URI, a path, PATH#SELECTOR, fxgrad:NAME); "
+        "default: every plugin `fxgrad scan --all` lists",
+    )
+    parser.add_argument("--format", help="only plugins of this format (lv2, vst3, vst2, ladspa)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds a plugin may take before it counts as hung (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--jobs", type=int, help="worker processes (default: the CPU count, at most 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and the random settings")
+    parser.add_argument("--sample-rate", type=float, default=44100.0)
+    parser.add_argument("--block-size", type=int, default=512)
+    parser.add_argument("--channels", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="machine-readable output (results and summary)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``fxgrad check``: one line per plugin as it finishes, then a summary per format. Exit status
+    0 when every plugin is ok, 1 otherwise."""
+    from ..base.text import format_table
+    from ..host.check import STATUSES, Target, check, describe, scan_targets, summarize
+
+    started = time.monotonic()
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout:g}")
+    if args.plugins:
+        targets = [Target(p) for p in args.plugins]
+    else:
+        targets = scan_targets()
+    if args.format:
+        wanted = args.format.upper()
+        targets = [t for t in targets if not t.format or t.format == wanted]
+    bar = None
+    if not args.no_progress and sys.stderr.isatty() and len(targets) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(targets), unit="plugin", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(result: Dict[str, Any]) -> None:
+        if not args.json:
+            (bar.write if bar is not None else print)(describe(result))
+        if bar is not None:
+            bar.set_postfix_str(result.get("name") or result["identifier"], refresh=False)
+            bar.update()
+
+    try:
+        results = check(
+            targets,
+            jobs=args.jobs,
+            timeout_s=args.timeout,
+            seed=args.seed,
+            sample_rate=args.sample_rate,
+            block_size=args.block_size,
+            channels=args.channels,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarize(results)
+    seconds = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"results": results, "summary": summary, "seconds": round(seconds, 1)}, indent=2))
+    else:
+        rows = [[fmt, row["total"], *(row[s] for s in STATUSES)] for fmt, row in summary.items()]
+        print()
+        print(format_table(["format", "plugins", *STATUSES], rows, align="lrrrrr"))
+        print(f"{len(results)} plugin(s) checked in {seconds:.0f} s")
+    return 0 if all(r["status"] == "ok" for r in results) else 1

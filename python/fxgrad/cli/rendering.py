@@ -37,8 +37,8 @@ def add_apply(commands) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ..apply import apply_file
-    from ..smoothing import Smoothing
+    from ..evaluation.apply import apply_file
+    from ..nn.smoothing import Smoothing
 
     paths = apply_file(
         args.checkpoint,
@@ -66,7 +66,7 @@ def _csv_automation(path: str, sample_rate: float):
     as ``apply`` writes it (``time_s``, then ``NAME [norm]`` columns)."""
     import csv
 
-    from ..params import read_parameter_csv
+    from ..io.params import read_parameter_csv
 
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -107,9 +107,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..audio import read_audio, write_audio
-    from ..chainfile import chain_config, load_chain, set_plain
-    from ..render import render_automation
+    from ..config.chainfile import chain_config, load_chain, set_plain
+    from ..data.audio import read_audio, write_audio
+    from ..host.render import render_automation
 
     learned, thetas, frame = None, None, None
     if args.params:
@@ -145,7 +145,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def add_match(commands) -> None:
-    from ..match import DEFAULT_BUDGET, LOSSES, METHODS
+    from ..match.search import DEFAULT_BUDGET, LOSSES, METHODS
 
     p = commands.add_parser(
         "match", help="find the chain settings that make INPUT sound like REFERENCE (docs/matching.md)"
@@ -178,7 +178,7 @@ def add_match(commands) -> None:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from ..match import match_files, match_report
+    from ..match.search import match_files, match_report
 
     with native_chatter(args.verbose):
         result = match_files(
@@ -212,8 +212,8 @@ def add_presets(commands) -> None:
 def cmd_presets(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..host import Chain
-    from ..presets import write_presets
+    from ..host.plugins import Chain
+    from ..io.presets import write_presets
 
     settings = json.loads(Path(args.settings).read_text())
     if not {"chain", "parameters", "normalised"} <= set(settings):

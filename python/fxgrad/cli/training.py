@@ -11,7 +11,11 @@ from ._output import fmt_number, native_chatter
 
 def _config_options(p) -> None:
     """The config argument and options that train and fit-static share."""
-    p.add_argument("config", help="YAML/JSON/TOML training config (see configs/ and docs/training.md)")
+    p.add_argument(
+        "config",
+        help="YAML/JSON/TOML training config, or the name of a shipped one (demo, tube_amp, breath_removal, "
+        "mastering, ...; see docs/training.md)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -23,7 +27,7 @@ def _config_options(p) -> None:
 
 
 def _load_config(args: argparse.Namespace):
-    from ..config import Config
+    from ..config.schema import Config
 
     config = Config.load(args.config, args.set or ())
     if getattr(args, "output", None):
@@ -82,7 +86,7 @@ def add_fit_static(commands) -> None:
 
 
 def cmd_fit_static(args: argparse.Namespace) -> int:
-    from .._text import format_table
+    from ..base.text import format_table
     from ..train import fit_static
 
     config = _load_config(args)
@@ -97,7 +101,7 @@ def cmd_fit_static(args: argparse.Namespace) -> int:
         f"saved to {result['path']}"
     )
     if args.identifiability_clips > 0:
-        from ..identifiability import fit_static_identifiability, identifiability_table
+        from ..match.identifiability import fit_static_identifiability, identifiability_table
 
         with native_chatter(False):
             report = fit_static_identifiability(config, result, clips=args.identifiability_clips)
@@ -129,7 +133,7 @@ def add_evaluate(commands) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate, report
+    from ..evaluation.evaluate import evaluate, report
 
     result = evaluate(
         args.checkpoint,
@@ -151,11 +155,11 @@ def _smoothing(args: argparse.Namespace):
     clips prefer, with every candidate's score printed."""
     if not args.smooth:
         return None
-    from ..smoothing import Smoothing
+    from ..nn.smoothing import Smoothing
 
     if args.smooth != "auto":
         return Smoothing.parse(args.smooth)
-    from ..evaluate import choose_smoothing_on, validation_folder
+    from ..evaluation.evaluate import choose_smoothing_on, validation_folder
 
     valid = args.valid or validation_folder(args.checkpoint)
     best, scores = choose_smoothing_on(args.checkpoint, valid, device=args.device, progress=not args.no_progress)
@@ -193,9 +197,9 @@ def add_oracle(commands) -> None:
 def cmd_oracle(args: argparse.Namespace) -> int:
     import json
 
-    from ..config import Config
-    from ..oracle import run_oracle
-    from ..oracle_report import report
+    from ..config.schema import Config
+    from ..evaluation.oracle import run_oracle
+    from ..evaluation.oracle_report import report
 
     config = Config.load(args.config, args.set or ())
     start = args.start
@@ -222,7 +226,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 def add_demo(commands) -> None:
     p = commands.add_parser("demo", help="generate audio, train, evaluate and render (a few minutes on 2 cores)")
-    p.add_argument("--config", help="demo config (default configs/demo.yaml)")
+    p.add_argument("--config", help="demo config (default: the shipped demo.yaml)")
     p.add_argument("--output", help="run folder (default runs/demo)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--no-progress", action="store_true")
@@ -230,7 +234,7 @@ def add_demo(commands) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from .demo import run_demo
 
     return run_demo(
         config_path=args.config, output=args.output, overrides=args.set or (), progress=not args.no_progress

@@ -9,10 +9,10 @@ from typing import Callable, Dict, Optional
 
 from torch import nn
 
-from ..config import Config, ConfigError, PairsSection
-from ..data import PairedAudioDataset
-from ..host import Chain
-from ..losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss
+from ..config.schema import Config, ConfigError, PairsSection
+from ..data.stream import PairedAudioDataset
+from ..host.plugins import Chain
+from ..nn.losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss
 from ..torch import PluginLayer
 from .distributed import World
 from .errors import TrainingError
@@ -59,7 +59,7 @@ def prepare_data(config: Config, world: Optional[World] = None, progress: bool =
 
 def _synthetic_splits(config: Config, world: World, progress: bool) -> Dict[str, PairsSection]:
     """Generates the synthetic data set (rank 0; the others wait) and names its splits' folders."""
-    from ..synth import generate
+    from ..data.synth import generate
 
     s = config.data.synthetic
     folder = Path(s.folder) if s.folder else config.run_dir / "data"

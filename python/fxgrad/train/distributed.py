@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, List
 import torch
 import torch.distributed as dist
 
-from .._device import usable_device
+from ..base.device import usable_device
 from .errors import TrainingError
 
 

@@ -1,26 +1,27 @@
 """One phase of a run (pretraining or training), step after step: records, log rows, the progress
-bar, epochs, checkpoints and every way the phase can stop."""
+bar, epochs, checkpoints and every way the phase can stop.
+
+``trainer`` is the :class:`~fxgrad.train.trainer.Trainer` this works for; it is not imported
+here, since the trainer imports this module (the import graph has no cycle).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .. import _native
 from .errors import TrainingError, TrainingInterrupted
 from .files import CHECKPOINT
 from .pipelined import PipelinedSteps
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 
 class PhaseLoop:
     """Runs ``phase`` ("pretrain" or "train") of ``trainer`` to its step count, an early stop,
     the time budget or a requested stop (which raises :class:`TrainingInterrupted`)."""
 
-    def __init__(self, trainer: "Trainer", phase: str):
+    def __init__(self, trainer: Any, phase: str):
         self.trainer = trainer
         self.phase = phase
         t = trainer.config.train

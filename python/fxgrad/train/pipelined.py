@@ -1,24 +1,25 @@
 """Pipelined training steps: the plugins of step t run in a worker thread while the encoder
 computes the parameters of step t + 1 (from the weights before step t's update: one step of
-staleness). See ``train.pipeline`` in docs/training.md."""
+staleness). See ``train.pipeline`` in docs/training.md.
+
+``trainer`` is the :class:`~fxgrad.train.trainer.Trainer` this works for; it is not imported
+here, since the trainer imports this module (the import graph has no cycle).
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 
 from .distributed import average_gradients
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 
 class PipelinedSteps:
     """An iterator of step records (``loss``, ``grad_norm``, ``faults``) for ``trainer``."""
 
-    def __init__(self, trainer: "Trainer"):
+    def __init__(self, trainer: Any):
         self.trainer = trainer
         self.persistent_buffers = set(trainer.encoder.state_dict().keys())
         self.cuda = trainer.device.type == "cuda"

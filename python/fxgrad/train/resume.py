@@ -2,24 +2,24 @@
 
 Third-party plugins cannot hand over their DSP state, so a resumed run gets new plugin instances:
 :func:`warm_lanes` renders each lane's recent input through them before training continues.
+
+``trainer`` is the :class:`~fxgrad.train.trainer.Trainer` this works for; it is not imported
+here, since the trainer imports this module (the import graph has no cycle).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
 
-from ..checkpoint import rng_state, set_rng_state
-from ..data import contexts
-from ..params import parameter_units
+from ..data.stream import contexts
+from ..io.params import parameter_units
+from .checkpoint import rng_state, set_rng_state
 from .errors import TrainingError
 from .files import CHECKPOINT
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 # Keys a resumed run may change; anything else must match the checkpoint's config.
 RESUMABLE = {
@@ -37,7 +37,7 @@ RESUMABLE = {
 STRUCTURAL_TRAIN = {"steps_per_epoch", "pretrain_steps", "progressive_steps", "pipeline"}
 
 
-def state_dict(trainer: "Trainer") -> Dict[str, Any]:
+def state_dict(trainer: Any) -> Dict[str, Any]:
     """Everything a checkpoint holds (collective under DDP: every rank must call it)."""
     per_rank = trainer.world.gather(
         {
@@ -75,12 +75,12 @@ def state_dict(trainer: "Trainer") -> Dict[str, Any]:
     }
 
 
-def data_fingerprints(trainer: "Trainer") -> Dict[str, Any]:
+def data_fingerprints(trainer: Any) -> Dict[str, Any]:
     valid = trainer.splits.valid
     return {"train": trainer.splits.train.fingerprint(), "valid": valid.fingerprint() if valid is not None else None}
 
 
-def check_compatible(trainer: "Trainer", state: Dict[str, Any]) -> None:
+def check_compatible(trainer: Any, state: Dict[str, Any]) -> None:
     """Raise :class:`TrainingError` unless ``state`` can be resumed by this trainer: the same
     config where a run cannot change, the same clips (folders may move), the same process count."""
     differences = incompatible(state["config"], trainer.config.to_dict())
@@ -104,7 +104,7 @@ def check_compatible(trainer: "Trainer", state: Dict[str, Any]) -> None:
         )
 
 
-def restore(trainer: "Trainer", state: Dict[str, Any]) -> None:
+def restore(trainer: Any, state: Dict[str, Any]) -> None:
     """Continue from ``state`` (checked first), then warm the new plugin instances up."""
     check_compatible(trainer, state)
     trainer.encoder.load_state_dict(state["model"])
@@ -148,7 +148,7 @@ def incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> L
     return out
 
 
-def warm_lanes(trainer: "Trainer") -> None:
+def warm_lanes(trainer: Any) -> None:
     """After a resume: the lanes' plugin instances are new, so every lane part-way through a
     clip is reset and warmed up on the ``train.resume_preroll`` seconds of that clip's input
     preceding its position (zeros before the clip's start; rounded up to a multiple of the
@@ -189,7 +189,7 @@ def warm_lanes(trainer: "Trainer") -> None:
             buffer.copy_(saved[name])
 
 
-def _prerolls(trainer: "Trainer", samples: int) -> tuple:
+def _prerolls(trainer: Any, samples: int) -> tuple:
     """Which lanes are part-way through a clip, the ``samples`` of input before each one's
     position (M, C, samples), and each such lane's clip audio and frame position."""
     config, dataset, state = trainer.config, trainer.splits.train, trainer.stream_state()

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .._files import atomic_write_bytes
+from ..base.files import atomic_write_bytes
 from .files import LOG
 
 

@@ -16,12 +16,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._files import PathLike, atomic_write_bytes
-from ..config import Config
-from ..data import FrameStreamer, PairedAudioDataset
-from ..params import parameter_units, plain_values
+from ..base.files import PathLike, atomic_write_bytes
+from ..config.schema import Config
+from ..data.stream import FrameStreamer, PairedAudioDataset
+from ..io.params import parameter_units, plain_values
 from . import seeds
-from .build import build_chain, build_loss, checked_layer, plugin_threads, prepare_data, spsa_layer
+from .build import (
+    build_chain,
+    build_loss,
+    checked_layer,
+    plugin_threads,
+    prepare_data,
+    spsa_layer,
+)
 from .distributed import World
 from .faults import FaultLog
 from .files import PLUGIN_LOG, STATIC

@@ -14,9 +14,9 @@ from typing import Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from ..config import Config
-from ..data import StreamBatch
-from ..losses import frame_loss
+from ..config.schema import Config
+from ..data.stream import StreamBatch
+from ..nn.losses import frame_loss
 from ..torch import PluginLayer
 from .errors import TrainingError
 from .faults import healthy_mean, healthy_samples
@@ -33,7 +33,7 @@ class StepResult:
 
 
 class FrameStep:
-    """Renders a :class:`~fxgrad.data.StreamBatch` through ``layer`` with parameters ``theta``
+    """Renders a :class:`~fxgrad.data.stream.StreamBatch` through ``layer`` with parameters ``theta``
     (M, P) in [0, 1] and compares it with the batch's target by ``loss_fn`` on ``device``."""
 
     def __init__(self, layer: PluginLayer, loss_fn: nn.Module, config: Config, device: torch.device):

@@ -25,13 +25,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._files import FolderLock, FolderLocked, atomic_write_bytes
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import Config, ConfigError
-from ..data import FrameStreamer, PairedAudioDataset
-from ..encoder import Encoder
+from ..base.files import FolderLock, FolderLocked, atomic_write_bytes
+from ..config.schema import Config, ConfigError
+from ..data.stream import FrameStreamer, PairedAudioDataset
+from ..nn.encoder import Encoder
 from . import resume, seeds
-from .build import build_chain, build_loss, checked_layer, plugin_threads, prepare_data, render_layer, spsa_layer
+from .build import (
+    build_chain,
+    build_loss,
+    checked_layer,
+    plugin_threads,
+    prepare_data,
+    render_layer,
+    spsa_layer,
+)
+from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import (
     average_gradients,
     broadcast_module,
@@ -54,7 +62,7 @@ Callback = Callable[["Trainer", Dict[str, Any]], None]
 
 
 class Trainer:
-    """Trains an :class:`~fxgrad.encoder.Encoder` to drive a chain of real plugins.
+    """Trains an :class:`~fxgrad.nn.encoder.Encoder` to drive a chain of real plugins.
 
     Args:
         config: a validated :class:`~fxgrad.config.Config`.

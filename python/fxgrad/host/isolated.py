@@ -1,0 +1,280 @@
+"""One plugin (or chain) in a child process, for use outside training: a plugin that crashes or
+hangs raises :class:`fxgrad.PluginCrashedError` / :class:`fxgrad.PluginTimeoutError` here instead
+of ending this process, and :meth:`IsolatedPlugin.reload` brings up a fresh instance.
+
+Training isolates its lanes natively (``PluginLayer(..., isolation="process")``, worker
+processes sharing memory with the rack); this is the convenient form for one object at a time,
+e.g. probing a plugin you do not trust in a notebook::
+
+    plugin = fxgrad.load("/path/to/Unknown.vst3", isolated=True)
+    try:
+        y = plugin.process(x)
+    except fxgrad.PluginCrashedError as error:
+        print(error)          # "... died by SIGSEGV while processing ..."
+        plugin.reload()
+
+Calls and their results cross a pipe (numpy arrays pickled): fine for interactive use, not for
+a training loop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .. import _native
+
+DEFAULT_TIMEOUT_S = 30.0
+"""Deadline of one call (a load, a process call...) before the child counts as hung."""
+
+_METHOD = "<fxgrad.host.isolated: a method>"  # what an attribute read answers for a method
+
+
+def _serve(connection, build: Dict[str, Any]) -> None:
+    """The child: build the object, then run calls until the pipe closes."""
+    from . import plugins
+
+    try:
+        if build["kind"] == "plugin":
+            target: Any = plugins.load_in_process(build["identifier"], **build["options"])
+        else:
+            target = plugins.Chain.from_config(build["config"])
+    except BaseException as error:  # reported to the parent, which raises it
+        connection.send(("error", error))
+        return
+    connection.send(("ok", _describe(target)))
+    while True:
+        try:
+            method, args, kwargs = connection.recv()
+        except EOFError:
+            return
+        try:
+            if method == "__getattr__":
+                value = getattr(target, args[0])
+                if callable(value):
+                    value = _METHOD
+            elif method == "__setattr__":
+                setattr(target, args[0], args[1])
+                value = None
+            else:
+                value = getattr(target, method)(*args, **kwargs)
+            if isinstance(value, (_native.Plugin, _native.Chain)):
+                raise TypeError(f"{method} returns a native object, which cannot leave the isolated process")
+            connection.send(("ok", value))
+        except BaseException as error:
+            connection.send(("error", error))
+
+
+def _describe(target: Any) -> Dict[str, Any]:
+    """What the parent caches: names and parameters do not change."""
+    if isinstance(target, _native.Plugin):
+        return {"name": target.name, "parameters": [_parameter_dict(p) for p in target.parameters]}
+    return {"name": " -> ".join(p.name for p in target.plugins), "learned": list(target.learned)}
+
+
+def _parameter_dict(p: _native.ParameterInfo) -> Dict[str, Any]:
+    return {
+        key: getattr(p, key)
+        for key in (
+            "index",
+            "id",
+            "name",
+            "unit",
+            "minimum",
+            "maximum",
+            "default",
+            "normalized_default",
+            "logarithmic",
+            "steps",
+            "is_toggle",
+            "is_integer",
+            "automatable",
+            "is_bypass",
+            "choices",
+        )
+    }
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(code).name
+    except ValueError:
+        return f"signal {code}"
+
+
+class _Isolated:
+    """A proxy: attribute reads and method calls run on the object in the child."""
+
+    def __init__(self, build: Dict[str, Any], timeout_s: Optional[float]):
+        object.__setattr__(self, "_build", build)
+        object.__setattr__(self, "_timeout_s", float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S))
+        if not self._timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        object.__setattr__(self, "_process", None)
+        self._start()
+
+    # ---------------------------------------------------------------- the child
+
+    def _start(self) -> None:
+        # spawn, not fork: a forked child would inherit this process's plugin host and threads.
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve,
+            args=(theirs, self._build),
+            daemon=True,
+            name=f"fxgrad-isolated-{self._build.get('identifier', 'chain')}",
+        )
+        process.start()
+        theirs.close()
+        object.__setattr__(self, "_process", process)
+        object.__setattr__(self, "_connection", mine)
+        object.__setattr__(self, "_description", self._receive("loading"))
+
+    def _receive(self, doing: str) -> Any:
+        connection, process = self._connection, self._process
+        if not connection.poll(self._timeout_s):
+            process.kill()
+            process.join()
+            raise _native.PluginTimeoutError(
+                f"{self._what()} did not answer within {self._timeout_s:g} s while {doing}; its process was killed "
+                "(call reload() for a fresh instance, or pass a larger timeout_s)"
+            )
+        try:
+            status, value = connection.recv()
+        except (EOFError, ConnectionError, OSError):
+            process.join(5)
+            code = process.exitcode
+            how = f"died by {_signal_name(-code)}" if code is not None and code < 0 else f"exited with status {code}"
+            raise _native.PluginCrashedError(
+                f"{self._what()} {how} while {doing} (call reload() for a fresh instance)"
+            ) from None
+        if status == "error":
+            raise value
+        return value
+
+    def _what(self) -> str:
+        name = getattr(self, "_description", None)
+        label = name["name"] if name else self._build.get("identifier", "the chain")
+        return f"isolated plugin '{label}'"
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        process = self._process
+        if process is None or not process.is_alive():
+            code = None if process is None else process.exitcode
+            raise _native.PluginCrashedError(
+                f"{self._what()} is not running (exit code {code}); call reload() for a fresh instance"
+            )
+        try:
+            self._connection.send((method, args, kwargs))
+        except (BrokenPipeError, ConnectionError, OSError):
+            pass  # it died; _receive says how
+        return self._receive(f"calling {method}")
+
+    def reload(self) -> None:
+        """Stops the child (if it still runs) and starts a fresh instance, loaded as before."""
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        """Ends the child process."""
+        process = self._process
+        if process is not None:
+            if process.is_alive():
+                process.kill()
+            process.join()
+            self._connection.close()
+            object.__setattr__(self, "_process", None)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- the object's API
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self._call("__getattr__", name)
+        if isinstance(value, str) and value == _METHOD:
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._call("__setattr__", name, value)
+
+
+class IsolatedPlugin(_Isolated):
+    """A plugin in a child process with the :class:`fxgrad.Plugin` API (``set``, ``get``,
+    ``process``, ``reset``, ``state``, ``load_state``, ``latency_samples``...). Made by
+    ``fxgrad.load(..., isolated=True)``.
+
+    Args:
+        identifier, sample_rate, block_size, channels, plugin: as :func:`fxgrad.load`.
+        timeout_s: deadline of each call in seconds (default 30).
+    """
+
+    def __init__(
+        self,
+        identifier: str,
+        sample_rate: float = 44100,
+        block_size: int = 1024,
+        channels: int = 2,
+        plugin: str = "",
+        timeout_s: Optional[float] = None,
+    ):
+        super().__init__(
+            {
+                "kind": "plugin",
+                "identifier": os.fspath(identifier),
+                "options": dict(sample_rate=sample_rate, block_size=block_size, channels=channels, plugin=plugin),
+            },
+            timeout_s,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._description["name"]
+
+    @property
+    def parameters(self) -> List[Dict[str, Any]]:
+        """The parameters as dicts (the fields of :class:`fxgrad.ParameterInfo`)."""
+        return self._description["parameters"]
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        """(channels, samples) float32 -> processed audio; raises PluginCrashedError /
+        PluginTimeoutError when the plugin crashes or hangs."""
+        return self._call("process", audio)
+
+    def __repr__(self) -> str:
+        return f"<IsolatedPlugin {self.name}>"
+
+
+class IsolatedChain(_Isolated):
+    """A chain in a child process, from a chain config (as :meth:`fxgrad.Chain.from_config`),
+    with the :class:`fxgrad.Chain` API (``process``, ``reset``, ``set_learned``...)."""
+
+    def __init__(self, config: Any, timeout_s: Optional[float] = None):
+        from ..base.configfile import load_config
+
+        if not isinstance(config, dict):
+            config = load_config(config)
+        super().__init__({"kind": "chain", "config": config}, timeout_s)
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        return self._call("process", audio)
+
+    def __repr__(self) -> str:
+        return f"<IsolatedChain {self._description['name']}>"

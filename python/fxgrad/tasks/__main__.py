@@ -1,8 +1,0 @@
-"""``python -m fxgrad.tasks build TASK OUT_DIR ...``: build a task's data set (as ``fxgrad data
-build``; see :func:`fxgrad.tasks.main`)."""
-
-import sys
-
-from . import main
-
-sys.exit(main())
