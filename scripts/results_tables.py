@@ -1,6 +1,6 @@
-"""Write the tables of docs/results.md from `fxgrad evaluate` JSON files and the runs' logs.
+"""Write the tables of a task's results page from `fxgrad evaluate` JSON files and the runs' logs.
 
-    python scripts/results_tables.py --section TITLE:TASK:RUNS_DIR:EVAL_DIR:MACHINE [...] [--page docs/results.md]
+    python scripts/results_tables.py --section TITLE:TASK:RUNS_DIR:EVAL_DIR:MACHINE [...] --page docs/results/TASK.md
 
 Each section is one task's runs: RUNS_DIR holds one folder per run, named TASK-ENCODER (log.csv,
 config.yaml, and the trainer's output as train.log inside it or TASK-ENCODER.log beside it);
@@ -94,7 +94,7 @@ def task_tables(title: str, task: str, runs: Path, evals: Path, machine: str) ->
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--section", action="append", required=True, metavar="TITLE:TASK:RUNS_DIR:EVAL_DIR:MACHINE")
-    parser.add_argument("--page", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--page", type=Path, required=True, help="the task's page, docs/results/TASK.md")
     args = parser.parse_args(argv)
     sections = []
     for section in args.section:

@@ -1,8 +1,10 @@
-// The host itself: scanning plugin files and shutting the host down at interpreter exit.
+// The host itself: scanning plugin files, what plugins print, and shutting the host down at
+// interpreter exit.
 #include "Bindings.h"
 #include "ReleaseGil.h"
 
 #include "fxgrad/Host.h"
+#include "fxgrad/PluginOutput.h"
 
 namespace fxgrad::bindings {
 
@@ -12,6 +14,11 @@ void bindHost (py::module_& m)
             ReleaseGil release;
             return Host::get()->scan (paths);
         }, py::arg ("paths"));
+    m.def ("set_output_capture", &setOutputCapture, py::arg ("enabled"),
+           "Capture what plugins print to stdout/stderr while they are scanned, created or freed "
+           "(off by default).");
+    m.def ("take_plugin_output", &takeCapturedOutput,
+           "The lines plugins printed while captured, since the last call, oldest first.");
     m.def ("shutdown", [] { ReleaseGil release; Host::shutdown(); },
            "Releases every plugin instance and stops the host (called at interpreter exit).");
 }

@@ -10,6 +10,7 @@
 #include "Errors.h"
 #include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
+#include "PluginOutput.h"
 #include "Process.h"
 
 namespace fxgrad {
@@ -145,8 +146,10 @@ std::shared_ptr<Host> Host::get()
         fail (ErrorKind::Closed, "the fxgrad plugin host has been shut down (interpreter exit)");
     if (liveHost != nullptr)
         liveHost->requireCreatingProcess();
-    if (liveHost == nullptr)
+    if (liveHost == nullptr) {
+        OutputCapture capture;   // lilv reports on the installed bundles as it loads them
         liveHost.reset (new Host());
+    }
     return liveHost;
 }
 
@@ -306,6 +309,7 @@ std::vector<std::string> Host::loadLv2Bundle (const fs::path& bundle)
 
 std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
 {
+    OutputCapture capture;   // taken before loadMutex, always: one order, no deadlock
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     std::vector<PluginInfo> result;
     juce::FileSearchPath vst3Paths, ladspaPaths;
@@ -394,6 +398,7 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
 
 juce::PluginDescription Host::resolve (const std::string& identifierOrPath, const std::string& hint)
 {
+    OutputCapture capture;   // describing a VST2 or VST3 file opens it; before loadMutex, always
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     if (identifierOrPath.empty())
         fail (ErrorKind::Value, "empty plugin identifier");
@@ -496,6 +501,7 @@ void InstanceDeleter::operator() (juce::AudioPluginInstance* instance) const
         juce::AudioPluginInstance* instance;
         bool done = false;
     } deletion { instance };
+    OutputCapture capture;   // DPF-built VST3s complain as JUCE releases their parts
     if (auto* messages = juce::MessageManager::getInstanceWithoutCreating())
         messages->callFunctionOnMessageThread (
             [] (void* context) -> void* {
@@ -512,6 +518,7 @@ void InstanceDeleter::operator() (juce::AudioPluginInstance* instance) const
 
 InstancePtr Host::instantiate (const juce::PluginDescription& description, double sampleRate, int blockSize)
 {
+    OutputCapture capture;   // taken before loadMutex, always: one order, no deadlock
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     // JUCE's LADSPA host instantiates every plugin at 44100 Hz, whatever rate is asked for (its
     // instance has no sample rate yet when it calls instantiate()): another rate would run wrong.

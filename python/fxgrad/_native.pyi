@@ -178,4 +178,10 @@ class BatchRenderer:
     def reset_stats(self) -> None: ...
 
 def scan(paths: Sequence[str]) -> List[PluginInfo]: ...
+def set_output_capture(enabled: bool) -> None:
+    """Capture what plugins print to stdout/stderr while they are scanned, created or freed."""
+
+def take_plugin_output() -> List[str]:
+    """The lines plugins printed while captured, since the last call, oldest first."""
+
 def shutdown() -> None: ...

@@ -4,6 +4,7 @@ stderr chatter kept off the terminal."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -16,9 +17,19 @@ def fmt_number(value: float) -> str:
 @contextlib.contextmanager
 def native_chatter(show: bool):
     """Plugin libraries (lilv, LADSPA modules, JUCE) write diagnostics straight to the stderr
-    file descriptor while scanning/loading; hide them unless asked (--verbose)."""
+    file descriptor while processing; hide them unless asked (--verbose), which also shows what
+    the host captured while plugins were scanned, created or freed (the ``fxgrad.plugins`` log)."""
     if show:
-        yield
+        from ..host.plugins import PLUGIN_OUTPUT as logger
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("plugin output: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
         return
     sys.stderr.flush()
     saved = os.dup(2)

@@ -131,7 +131,8 @@ class Pool:
 
     def _spawn(self) -> _Worker:
         log = tempfile.NamedTemporaryFile(prefix="fxgrad-check-", suffix=".log", delete=False)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Plugins' output goes to the worker's log, where the probe reads it back.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", FXGRAD_PLUGIN_OUTPUT="show")
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = subprocess.Popen(

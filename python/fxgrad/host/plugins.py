@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import copyreg
+import logging
 import numbers
 import os
 from pathlib import Path
@@ -14,8 +15,27 @@ from ..base.checks import integer
 from ..base.configfile import load_config
 from ..base.files import PathLike
 
-# Plugin instances must go before JUCE does, whatever order the interpreter frees objects in.
-atexit.register(_native.shutdown)
+#: What plugins print while fxgrad scans, creates or frees them (lilv's reports on bundles, a DPF
+#: plugin's "asked to delete component while audio processor still active"): the native host
+#: captures it and it is logged here, at INFO, never printed unasked. ``fxgrad -v`` shows it;
+#: ``FXGRAD_PLUGIN_OUTPUT=show`` leaves it on stdout/stderr (``fxgrad check``'s workers, whose
+#: output goes to their log).
+PLUGIN_OUTPUT = logging.getLogger("fxgrad.plugins")
+_native.set_output_capture(os.environ.get("FXGRAD_PLUGIN_OUTPUT") != "show")
+
+
+def log_plugin_output() -> None:
+    """Send what plugins printed while captured to :data:`PLUGIN_OUTPUT`."""
+    for line in _native.take_plugin_output():
+        PLUGIN_OUTPUT.info(line)
+
+
+@atexit.register
+def _shutdown() -> None:
+    """Plugin instances must go before JUCE does, whatever order the interpreter frees objects in."""
+    _native.shutdown()
+    log_plugin_output()
+
 
 #: Prefix that names one of fxgrad's own effects in place of a path or URI, e.g. ``fxgrad:Gain``.
 OWN_PREFIX = "fxgrad:"
@@ -98,7 +118,10 @@ def load_in_process(
     """:func:`fxgrad.load` in this process (its arguments and errors; see
     :func:`fxgrad.host.loading.load`)."""
     source, sample_rate, block_size, channels = checked_arguments(identifier, sample_rate, block_size, channels, plugin)
-    loaded = _native.Plugin.load(source, float(sample_rate), block_size, channels, plugin)
+    try:
+        loaded = _native.Plugin.load(source, float(sample_rate), block_size, channels, plugin)
+    finally:
+        log_plugin_output()
     loaded._source = os.fspath(identifier)
     loaded._hint = plugin
     return loaded
@@ -157,7 +180,11 @@ def scan(
     if include_own:
         extra += [str(f) for f in _own_plugin_folders() if f.is_dir()]
     seen, result = set(), []
-    for info in _native.scan(extra):
+    try:
+        found = _native.scan(extra)
+    finally:
+        log_plugin_output()
+    for info in found:
         key = (info.format, info.unique_id)
         if key in seen or (info.unsupported and not include_unsupported):
             continue
