@@ -55,5 +55,8 @@ def test_plugins_without_audio_output_are_marked_and_left_out_by_default(scans):
     assert "no audio output" in midi_only.unsupported and midi_only.identifier not in hosted
     xfade = everything["http://gareus.org/oss/lv2/xfade"]
     assert "connects none of its audio ports" in xfade.unsupported
+    # Generators load nowhere either (load refuses what has no audio input), so scan marks them.
+    for generator in ("/usr/lib/ladspa/caps.so#White", "http://gareus.org/oss/lv2/testsignal"):
+        assert "no audio input" in everything[generator].unsupported and generator not in hosted
     assert not everything["urn:zamaudio:ZamComp"].unsupported and "urn:zamaudio:ZamComp" in hosted
     assert hosted == {i for i, info in everything.items() if not info.unsupported}

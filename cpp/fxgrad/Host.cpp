@@ -270,8 +270,12 @@ PluginInfo Host::describe (const juce::PluginDescription& d)
     info.numOutputs = d.numOutputChannels;
     if (const auto entry = ladspaEntry (d))
         info.numInputs = entry->audioInputs, info.numOutputs = entry->audioOutputs;
+    // The same two tests Plugin::configureChannels makes at load, so that what scan lists loads.
     if (info.numOutputs < 1)
         info.unsupported = "no audio output (a MIDI or control plugin): fxgrad hosts audio effects";
+    else if (info.numInputs < 1)
+        info.unsupported = "no audio input (an instrument or a generator): fxgrad hosts audio effects, "
+                           "which process the audio they are given";
     return info;
 }
 

@@ -147,7 +147,9 @@ void Plugin::configureChannels()
     const int totalOut = p.getTotalNumOutputChannels();
     if (mainOut < 1)
         fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio output: fxgrad hosts audio effects");
-    if (totalIn < 1)
+    // JUCE gives a LADSPA generator the default stereo input bus, which enableAllBuses() turns on
+    // though no port reads it; the descriptor's port count (in pluginInfo) is the plugin's own.
+    if (totalIn < 1 || (pluginInfo.format == "LADSPA" && pluginInfo.numInputs < 1))
         fail (ErrorKind::PluginLoad, "plugin '" + pluginInfo.name + "' has no audio input (an instrument or a generator): "
               "fxgrad hosts audio effects, which process the audio they are given");
 

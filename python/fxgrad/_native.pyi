@@ -39,7 +39,7 @@ class PluginInfo:
     unique_id: str
     num_inputs: int  # audio inputs over all buses (sidechains included)
     num_outputs: int
-    unsupported: str  # why fxgrad cannot host it (no audio output); "" when it can
+    unsupported: str  # why fxgrad cannot host it (no audio output or input); "" when it can
 
 class ParameterInfo:
     """A parameter in plain units, with fxgrad's normalised [0, 1] mapping."""

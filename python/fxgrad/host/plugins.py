@@ -174,8 +174,9 @@ def scan(
     effects (as ``fxgrad:NAME``), and the given ``paths`` (folders searched recursively, or plugin
     bundles/files). Each ``identifier`` loads with :func:`load` as it is.
 
-    Plugins fxgrad cannot host (no audio output: MIDI or control plugins) are left out unless
-    ``include_unsupported``; their ``unsupported`` says why."""
+    Plugins fxgrad cannot host (no audio output or no audio input: MIDI or control plugins,
+    instruments, generators) are left out unless ``include_unsupported``; their ``unsupported``
+    says why."""
     extra = [os.fspath(p) for p in (paths or [])]
     if include_own:
         extra += [str(f) for f in _own_plugin_folders() if f.is_dir()]
