@@ -156,7 +156,10 @@ def load_vstpreset(plugin, path: PathLike) -> None:
     expected = vst3_class_id(plugin)
     if preset.class_id != expected:
         raise PresetError(f"{path} is for the VST3 class {preset.class_id}, but '{plugin.name}' is {expected}")
-    plugin.load_vst3_preset(data)
+    try:
+        plugin.load_vst3_preset(data)
+    except ValueError as error:
+        raise PresetError(f"{path}: {error}") from None
 
 
 # ---------------------------------------------------------------------------- .fxp / .fxb
@@ -297,7 +300,10 @@ def load_lv2_preset(plugin, path: PathLike) -> None:
     """Apply an LV2 preset (a bundle folder or its preset .ttl), as lilv reads it, to a loaded
     LV2 plugin."""
     _require(plugin, "LV2", "an LV2 preset")
-    plugin.load_lv2_preset(str(lv2_preset_file(path).resolve()))
+    try:
+        plugin.load_lv2_preset(str(lv2_preset_file(path).resolve()))
+    except ValueError as error:
+        raise PresetError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------- whole chains
