@@ -30,6 +30,17 @@ _PRESET = "http://lv2plug.in/ns/ext/presets#Preset"
 _LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
 
 
+#: The folders a host searches when LV2_PATH is not set (lilv's own default on Linux, and the
+#: Debian/Ubuntu multiarch folder some packages use).
+STANDARD_LV2_PATH = ("~/.lv2", "/usr/lib/lv2", "/usr/local/lib/lv2", "/usr/lib/x86_64-linux-gnu/lv2")
+
+
+def host_lv2_path(extra: Sequence[PathLike] = ()) -> List[str]:
+    """What a host's lilv searches: ``extra`` first, then LV2_PATH or else the standard folders."""
+    configured = [p for p in os.environ.get("LV2_PATH", "").split(os.pathsep) if p]
+    return [str(p) for p in extra] + [os.path.expanduser(p) for p in (configured or STANDARD_LV2_PATH)]
+
+
 class LilvUnavailable(RuntimeError):
     """liblilv-0.so.0 cannot be loaded (install Debian's liblilv-0-0 or lilv-utils)."""
 
