@@ -78,7 +78,7 @@ class Plugin:
     parameters: List[ParameterInfo]
     latency_samples: int
     has_dsp_snapshot: bool
-    state: bytes  # a header naming the plugin, the size and checksum of its data, then the data (every value set so far)
+    state: bytes  # a header naming the plugin, its data's size and checksum, the data (every value set so far)
     plugin_data: bytes  # the plugin's own state data, without fxgrad's header (what presets carry)
     def parameter_index(self, name: str) -> int: ...
     def set(self, name: Union[str, int], value: float, normalized: bool = False) -> None:
