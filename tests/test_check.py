@@ -104,7 +104,8 @@ def _workers_of(parent_pid):
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if f"\nPPid:\t{parent_pid}\n" in text and b"fxgrad.host.check_worker" in cmdline:
+        workers = (b"fxgrad.host.check_worker", b"fxgrad.io.check_presets")  # `fxgrad check` runs the second
+        if f"\nPPid:\t{parent_pid}\n" in text and any(w in cmdline for w in workers):
             found.append(int(status.parent.name))
     return found
 
@@ -131,3 +132,21 @@ def test_a_hung_worker_goes_with_a_killed_parent(misbehaving):
     assert not any(
         Path(f"/proc/{w}/status").exists() and "State:\tZ" not in Path(f"/proc/{w}/status").read_text() for w in workers
     )
+
+
+def test_the_state_and_preset_probe_reports_round_trips_and_reset(misbehaving):
+    """`fxgrad check`'s worker loads each plugin's state and preset in another process: all
+    round-trip for a Zam VST3 (values set just before saving included) and fxgrad's own LV2;
+    a plugin whose reset() does not clear what it keeps is reported as such."""
+    targets = [check.Target("/usr/lib/vst3/ZamComp.vst3"), check.Target("fxgrad:Compressor")]
+    targets.append(check.Target(f"{misbehaving}#stale"))
+    results = by_identifier(check.check(targets, jobs=2, timeout_s=30.0, worker="fxgrad.io.check_presets"))
+    zam, own, stale = (results[t.identifier] for t in targets)
+    assert (zam["status"], zam["preset_file"], own["preset_file"]) == ("ok", ".vstpreset", ".preset.lv2")
+    for result in (zam, own):
+        assert result["state_other_process"] and result["preset_other_process"] and result["reset_fresh"], result
+    assert own["preset_lilv"] is True and "preset_lilv" not in zam
+    assert stale["status"] == "ok" and stale.get("preset_file") is None and stale["state_other_process"]
+    assert stale["reset_fresh"] is False and "reset() leaves it unlike a fresh instance" in check.describe(stale)
+    table = check.summarize_round_trips(results.values())
+    assert table["VST3"]["preset_other_process"] == "1/1" and table["all"]["reset_fresh"] == "2/3"

@@ -1,131 +1,260 @@
-"""Presets a DAW opens: .vstpreset files for VST3 (fxgrad's own and ZamEQ2) and LV2 preset
-bundles (fxgrad's own and ZamComp), written from a plugin's state, read back by lilv (lv2info
-lists them) and loaded into a fresh instance that then renders bit for bit the same."""
+"""Presets a DAW opens, judged by the hosts' own readers: LV2 preset bundles parsed by lilv (the
+system's liblilv, not fxgrad), and .vstpreset / .fxp files loaded in a fresh host process the
+way JUCE's hosts load them, rendering bit for bit what the plugin rendered, values set just
+before saving (pinned in a chain, or set() a moment before) included."""
 
-import os
-import shutil
+import json
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fxgrad
+from fxgrad.io.lilv import lilv_presets
 from fxgrad.io.presets import (
     PresetError,
     load_preset,
+    parse_fxp,
     read_vstpreset,
     vst3_class_id,
+    write_fxp,
     write_lv2_preset,
     write_presets,
     write_vstpreset,
 )
 
-ZAM_EQ2_VST3 = "/usr/lib/vst3/ZamEQ2.vst3"
-ZAM_COMP_LV2 = "urn:zamaudio:ZamComp"
 OPTIONS = dict(sample_rate=44100, block_size=512, channels=2)
+ZAM_COMP_VST3 = "/usr/lib/vst3/ZamComp.vst3"
+ZAM_COMP_VST2 = "/usr/lib/vst/ZamComp-vst.so"
+LSP_COMP_VST2 = "/usr/lib/vst/lsp-plugins/compressor-stereo.so"
+LSP_COMP_LV2 = "http://lsp-plug.in/plugins/lv2/compressor_stereo"
+LV2_PLUGINS = {
+    "calf": "http://calf.sourceforge.net/plugins/Compressor",
+    "lsp": LSP_COMP_LV2,
+    "zam": "urn:zamaudio:ZamComp",
+    "x42": "http://gareus.org/oss/lv2/fil4#stereo",
+    "guitarix": "http://guitarix.sourceforge.net/plugins/gx_amp_stereo#GUITARIX_ST",
+    "own": "own",
+}
+# DPF's plugins show host-side values (buffer size, sample rate, program) as parameters.
+DPF_INFORMATION = {"buffer_size", "sample_rate", "current_program"}
 
 
-def plugin_for(kind):
-    if kind.startswith("own"):
-        fmt = kind.split()[1]
-        try:
-            return fxgrad.load(str(fxgrad.own_plugin_path("Compressor", fmt)), **OPTIONS)
-        except FileNotFoundError as error:
-            pytest.skip(str(error))
-    if kind == "ZamEQ2 vst3":
-        if not Path(ZAM_EQ2_VST3).is_dir():
-            pytest.skip("zam-plugins (VST3) not installed")
-        return fxgrad.load(ZAM_EQ2_VST3, **OPTIONS)
-    return fxgrad.load(ZAM_COMP_LV2, **OPTIONS)
-
-
-# DPF's VST3 wrapper shows host-side values (buffer size, sample rate, program) and meters as
-# parameters; they are not settings.
-DPF_INFORMATION = {"buffer_size", "sample_rate", "current_program", "gain_reduction", "output_level", "peaks_on"}
+def load(identifier):
+    if identifier == "own":
+        identifier = str(fxgrad.own_plugin_path("Compressor", "lv2"))
+    elif identifier == "own vst3":
+        identifier = str(fxgrad.own_plugin_path("Compressor", "vst3"))
+    if identifier.startswith("/") and not Path(identifier).exists():
+        pytest.skip(f"{identifier} is not installed")
+    return fxgrad.load(identifier, **OPTIONS)
 
 
 def adjust(plugin, seed):
-    """Move every continuous setting to a random in-range value."""
+    """Every setting to a random in-range value (switches included), without processing after."""
     rng = np.random.default_rng(seed)
     for p in plugin.parameters:
-        if p.automatable and not (p.is_bypass or p.choices or p.is_toggle or p.steps or p.id in DPF_INFORMATION):
-            plugin.set(p.index, float(rng.uniform(0.2, 0.8)), normalized=True)
+        if p.automatable and p.maximum > p.minimum and p.id not in DPF_INFORMATION:
+            plugin.set(p.index, float(rng.uniform(0.15, 0.85)), normalized=True)
 
 
-def rendered(plugin, audio):
-    plugin.reset()
-    return plugin.process(audio)
-
-
-@pytest.mark.parametrize("kind", ["own vst3", "ZamEQ2 vst3", "own lv2", "ZamComp lv2"])
-def test_a_preset_loaded_into_a_fresh_instance_renders_the_same(kind, tmp_path, noise):
-    plugin = plugin_for(kind)
-    adjust(plugin, seed=3)
-    audio = noise(channels=2, seconds=0.5, level_db=-8)
-    if plugin.format == "VST3":
-        path = write_vstpreset(plugin, tmp_path / "mine.vstpreset", name="mine")
-    else:
-        path = write_lv2_preset(plugin, tmp_path / "mine.preset.lv2", name="mine")
-    expected = rendered(plugin, audio)
-    fresh = plugin_for(kind)
-    assert not np.array_equal(rendered(fresh, audio), expected)  # the defaults sound different
-    fresh = plugin_for(kind)
-    load_preset(fresh, path)
-    assert np.array_equal(rendered(fresh, audio), expected)
+def reference(plugin, audio):
+    """What a fresh instance at ``plugin``'s settings renders."""
+    fresh = fxgrad.load(plugin.identifier, **OPTIONS)
     for p in plugin.parameters:
-        if p.id in DPF_INFORMATION:
-            continue
-        assert fresh.get(p.index, normalized=True) == pytest.approx(plugin.get(p.index, normalized=True), abs=1e-6), (
-            p.id
+        fresh.set(p.index, plugin.get(p.index, normalized=True), normalized=True)
+    return fresh.process(audio)
+
+
+def lv2_path(folder):
+    return [folder, "/usr/lib/lv2", fxgrad.own_plugin_path("Compressor", "lv2").parent]
+
+
+@pytest.mark.parametrize("family", sorted(LV2_PLUGINS))
+def test_lilv_reads_every_lv2_preset_with_the_values_fxgrad_meant(family, tmp_path):
+    plugin = load(LV2_PLUGINS[family])
+    adjust(plugin, seed=5)
+    write_lv2_preset(plugin, tmp_path / "mine.preset.lv2", name=f"mine {family}")
+    found = [p for p in lilv_presets(plugin.identifier, lv2_path(tmp_path)) if p.label == f"mine {family}"]
+    assert len(found) == 1, [p.label for p in lilv_presets(plugin.identifier, lv2_path(tmp_path))]
+    preset = found[0]
+    assert preset.errors == "" and preset.values is not None
+    ports = [p for p in plugin.parameters if p.id in preset.values]
+    assert ports or preset.properties >= 1  # fxgrad's own keep their parameters in state:state
+    for p in ports:  # JUCE's float mapping minimum + (maximum - minimum) * f moves a value by float steps
+        assert preset.values[p.id] == pytest.approx(
+            plugin.get(p.index), rel=1e-6, abs=1e-6 * (p.maximum - p.minimum)
+        ), p.id
+    if family == "own":
+        assert preset.properties == 1 and not ports[2:]  # enabled and freeWheeling only
+
+
+def test_an_old_bundle_without_prefixes_is_what_lilv_rejects(tmp_path):
+    """The form fxgrad wrote before (no @prefix for pset: and lv2:): lilv loads nothing from it,
+    so the reader above can tell a good preset from a bad one."""
+    plugin = load(LV2_PLUGINS["zam"])
+    bundle = write_lv2_preset(plugin, tmp_path / "old.preset.lv2", name="old")
+    preset_file = bundle / "old.ttl"
+    text = preset_file.read_text()
+    preset_file.write_text("\n".join(line for line in text.splitlines() if not line.startswith("@prefix")))
+    (preset,) = [p for p in lilv_presets(plugin.identifier, lv2_path(tmp_path)) if p.uri.endswith("old.ttl")]
+    assert "failed to expand CURIE" in preset.errors and not preset.values
+
+
+# ---------------------------------------------------------------------------- a fresh host process
+
+FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import fxgrad
+from fxgrad.io.presets import load_preset
+jobs = json.load(open(sys.argv[1]))
+audio = np.load(sys.argv[2])
+for job in jobs:
+    plugin = fxgrad.load(job["identifier"], **job["options"])
+    load_preset(plugin, job["preset"])
+    np.save(job["out"], plugin.process(audio))
+"""
+
+CHAIN = {
+    "plugins": [ZAM_COMP_VST3, ZAM_COMP_VST2, LSP_COMP_VST2, LSP_COMP_LV2],
+    "pinned": {"0.threshold": -30.0, "0.ratio": 10.0, "1.threshold": -24.0, "1.ratio": 6.0},
+    **OPTIONS,
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_renders(tmp_path_factory):
+    """Presets of a chain with pinned values (and of fxgrad's own VST3 and LV2), each plugin
+    given one more value just before saving; a fresh process loads each preset and renders."""
+    folder = tmp_path_factory.mktemp("fresh")
+    for path in CHAIN["plugins"][:3]:
+        if not Path(path).exists():
+            pytest.skip(f"{path} is not installed")
+    chain = fxgrad.Chain.from_config(CHAIN)
+    plugins = list(chain.plugins) + [load("own vst3"), load("own")]
+    for seed, plugin in enumerate(plugins[2:], start=2):
+        adjust(plugin, seed)
+    for plugin in plugins[:2]:  # a moment before saving, on top of the pinned values
+        plugin.set("knee", 3.0)
+    written = write_presets(chain, folder / "presets", "pinned")
+    paths = [w.path for w in written] + [
+        write_vstpreset(plugins[4], folder / "own.vstpreset"),
+        write_lv2_preset(plugins[5], folder / "own.preset.lv2"),
+    ]
+    audio = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32) * 0.3
+    np.save(folder / "audio.npy", audio)
+    jobs = [
+        {"identifier": p.identifier, "options": OPTIONS, "preset": str(path), "out": str(folder / f"{k}.npy")}
+        for k, (p, path) in enumerate(zip(plugins, paths))
+    ]
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(folder / "jobs.json"), str(folder / "audio.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = [reference(p, audio) for p in plugins]
+    defaults = [fxgrad.load(p.identifier, **OPTIONS).process(audio) for p in plugins]
+    rendered = [np.load(job["out"]) for job in jobs]
+    return plugins, paths, expected, defaults, rendered
+
+
+@pytest.mark.parametrize("index", range(6), ids=["zam-vst3", "zam-vst2", "lsp-vst2", "lsp-lv2", "own-vst3", "own-lv2"])
+def test_a_preset_loaded_in_a_fresh_process_renders_the_same(fresh_renders, index):
+    plugins, paths, expected, defaults, rendered = fresh_renders
+    assert not np.array_equal(expected[index], defaults[index])  # the settings are heard
+    assert np.array_equal(rendered[index], expected[index]), (plugins[index].name, paths[index])
+
+
+def test_pinned_values_and_late_sets_are_in_the_presets(fresh_renders):
+    plugins, paths, *_ = fresh_renders
+    assert [p.suffix for p in paths[:3]] == [".vstpreset", ".fxp", ".fxp"]
+    for plugin, path, pinned in zip(plugins[:2], paths[:2], [(-30.0, 10.0), (-24.0, 6.0)]):
+        fresh = fxgrad.load(plugin.identifier, **OPTIONS)
+        load_preset(fresh, path)
+        assert (fresh.get("threshold"), fresh.get("ratio"), fresh.get("knee")) == pytest.approx(
+            (*pinned, 3.0), abs=1e-4
         )
 
 
-@pytest.mark.parametrize("kind", ["own vst3", "ZamEQ2 vst3"])
-def test_vstpreset_layout_follows_steinbergs_format(kind, tmp_path):
-    plugin = plugin_for(kind)
-    path = write_vstpreset(plugin, tmp_path / "p.vstpreset")
+def test_reading_the_state_keeps_values_set_before_it():
+    """A Zam (DPF) VST3 takes parameter changes only with audio: reading its state must neither
+    miss values set since the last block nor make the plugin forget them."""
+    plugin = load(ZAM_COMP_VST3)
+    audio = np.random.default_rng(1).standard_normal((2, 8192)).astype(np.float32) * 0.3
+    plugin.process(audio)
+    plugin.set("threshold", -30.0)
+    plugin.set("ratio", 10.0)
+    state = plugin.state
+    restored = load(ZAM_COMP_VST3)
+    restored.load_state(state)
+    assert (restored.get("threshold"), restored.get("ratio")) == (-30.0, 10.0)
+    expected = reference(plugin, audio)
+    plugin.reset()
+    assert np.array_equal(plugin.process(audio), expected)
+    assert np.array_equal(restored.process(audio), expected)
+    assert np.array_equal(plugin.clone().process(audio), expected)
+
+
+# ---------------------------------------------------------------------------- file layouts
+
+
+@pytest.mark.parametrize("kind", ["own vst3", ZAM_COMP_VST3])
+def test_vstpreset_is_steinbergs_with_a_meta_info_chunk(kind, tmp_path):
+    plugin = load(kind)
+    adjust(plugin, seed=2)
+    path = write_vstpreset(plugin, tmp_path / "p.vstpreset", name="mine")
     data = path.read_bytes()
     assert data[:4] == b"VST3" and struct.unpack_from("<i", data, 4)[0] == 1
-    class_id = data[8:40].decode()
-    assert class_id == vst3_class_id(plugin) and len(class_id) == 32
     (list_at,) = struct.unpack_from("<q", data, 40)
-    assert data[list_at : list_at + 4] == b"List"
     (count,) = struct.unpack_from("<i", data, list_at + 4)
     ids = [data[list_at + 8 + 20 * k : list_at + 12 + 20 * k] for k in range(count)]
-    assert ids[0] == b"Comp" and b"Info" in ids
-    assert len(data) == list_at + 8 + 20 * count
+    assert ids[0] == b"Comp" and ids[-1] == b"Info" and len(data) == list_at + 8 + 20 * count
     preset = read_vstpreset(path)
-    assert b"VstPreset" in preset.meta_info.encode()
-    if kind == "ZamEQ2 vst3":  # DPF's class IDs spell the plugin's code
-        assert class_id == "2046504473616C633251455A00000000"
+    steinberg = plugin.vst3_preset  # Steinberg's PresetFile::savePreset, unchanged
+    assert preset.class_id == vst3_class_id(plugin) == steinberg[8:40].decode()
+    assert preset.component in steinberg and (preset.controller is None or preset.controller in steinberg)
+    assert 'id="MediaName" value="mine"' in preset.meta_info
+    if kind == ZAM_COMP_VST3:  # DPF's class IDs spell the plugin's code; its controller saves nothing
+        assert preset.class_id == "2046504473616C63504D435A00000000" and preset.controller == b""
+
+
+@pytest.mark.parametrize("path, kind", [(ZAM_COMP_VST2, "FxCk"), (LSP_COMP_VST2, "FPCh")])
+def test_fxp_is_in_the_form_the_plugin_declares(path, kind, tmp_path):
+    plugin = load(path)
+    adjust(plugin, seed=4)
+    data = write_fxp(plugin, tmp_path / "p.fxp", name="my setting").read_bytes()
+    assert data[:4] == b"CcnK" and struct.unpack_from(">i", data, 4)[0] == len(data) - 8
+    preset = parse_fxp(data)
+    assert (preset.kind, preset.name, preset.fx_id) == (kind, "my setting", plugin.vst2_program[16:20])
+    if kind == "FxCk":  # every parameter's normalised value, in order (ZamComp snaps its sidechain switch)
+        continuous = [p.index for p in plugin.parameters if p.id != "sidechain"]
+        assert len(preset.values) == len(plugin.parameters) and continuous
+        assert [preset.values[i] for i in continuous] == pytest.approx(
+            [plugin.get(i, normalized=True) for i in continuous], abs=1e-6
+        )
+    else:
+        assert preset.chunk and preset.values is None
 
 
 def test_a_preset_for_another_plugin_is_refused(tmp_path):
-    zam = plugin_for("ZamEQ2 vst3")
-    own = plugin_for("own vst3")
-    path = write_vstpreset(zam, tmp_path / "zam.vstpreset")
+    zam, own = load(ZAM_COMP_VST3), load("own vst3")
     with pytest.raises(PresetError, match="is for the VST3 class"):
-        load_preset(own, path)
-    bundle = write_lv2_preset(plugin_for("ZamComp lv2"), tmp_path / "zc.preset.lv2")
+        load_preset(own, write_vstpreset(zam, tmp_path / "zam.vstpreset"))
+    bundle = write_lv2_preset(load(LV2_PLUGINS["zam"]), tmp_path / "zc.preset.lv2")
     with pytest.raises(PresetError, match="applies to urn:zamaudio:ZamComp"):
-        load_preset(plugin_for("own lv2"), bundle)
+        load_preset(load("own"), bundle)
+    with pytest.raises(PresetError, match="is for the VST2 plugin ID"):
+        load_preset(load(LSP_COMP_VST2), write_fxp(load(ZAM_COMP_VST2), tmp_path / "zam.fxp"))
     (tmp_path / "junk.vstpreset").write_bytes(b"not a preset at all, just some bytes" * 3)
     with pytest.raises(PresetError, match="not a .vstpreset"):
         load_preset(own, tmp_path / "junk.vstpreset")
-
-
-@pytest.mark.skipif(shutil.which("lv2info") is None, reason="lilv-utils (lv2info) not installed")
-def test_lilv_finds_the_lv2_presets_of_a_chain(tmp_path):
-    chain = fxgrad.Chain([plugin_for("own lv2"), plugin_for("ZamComp lv2"), plugin_for("own vst3")])
-    written = write_presets(chain, tmp_path / "presets", "my match")
-    assert [p.format for p in written] == ["LV2", "LV2", "VST3"]
-    assert written[2].path.suffix == ".vstpreset"
-    folders = [str(tmp_path / "presets"), "/usr/lib/lv2", str(fxgrad.own_plugin_path("Compressor").parent)]
-    environment = {**os.environ, "LV2_PATH": os.pathsep.join(folders)}
-    for preset in written[:2]:
-        uri = chain.plugins[preset.plugin].identifier
-        shown = subprocess.run(["lv2info", uri], capture_output=True, text=True, env=environment, timeout=60).stdout
-        presets = shown.split("Presets:", 1)[1].split("Port 0:", 1)[0]
-        assert "my match" in presets, presets
+    (tmp_path / "junk.fxp").write_bytes(b"\0" * 80)
+    with pytest.raises(PresetError, match="not an .fxp"):
+        load_preset(load(ZAM_COMP_VST2), tmp_path / "junk.fxp")

@@ -31,6 +31,18 @@ std::string parameterRepr (const ParameterInfo& p)
     return text + " default=" + std::to_string (p.defaultValue) + ">";
 }
 
+/** The bytes `read` returns, read with the GIL released (a VST3's state may need a second
+    instance of the plugin, which JUCE creates on its message thread). */
+py::bytes withoutGil (const std::function<std::string()>& read)
+{
+    std::string bytes;
+    {
+        ReleaseGil release;
+        bytes = read();
+    }
+    return toBytes (bytes);
+}
+
 std::string pluginRepr (const Plugin& p)
 {
     return "<Plugin " + p.info().format + " '" + p.info().name + "' by " + p.info().vendor + ", "
@@ -113,14 +125,31 @@ void bindPlugin (py::module_& m)
         .def ("process", [] (Plugin& p, const py::handle& audio) { return processAudio (p, p.options().channels, audio); },
               py::arg ("audio"))
         .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
-        .def_property_readonly ("state", [] (const Plugin& p) { return toBytes (p.getState()); })
-        .def_property_readonly ("plugin_data", [] (const Plugin& p) { return toBytes (p.pluginData()); },
+        .def_property_readonly ("state", [] (const Plugin& p) { return withoutGil ([&] { return p.getState(); }); })
+        .def_property_readonly ("plugin_data", [] (const Plugin& p) { return withoutGil ([&] { return p.pluginData(); }); },
                                 "The plugin's own state data, without fxgrad's header (what presets carry).")
         .def ("load_plugin_data", [] (Plugin& p, const py::handle& blob) {
                 const std::string data = bytesArgument (blob, "data");
                 ReleaseGil release;
                 p.loadPluginData (data);
             }, py::arg ("data"), "Apply a preset's state data (as `plugin_data` gives) to this plugin.")
+        .def_property_readonly ("vst3_preset", [] (const Plugin& p) { return withoutGil ([&] { return p.vst3Preset(); }); },
+                                "A VST3's current state as a .vstpreset file, as Steinberg's PresetFile::savePreset writes it.")
+        .def ("load_vst3_preset", [] (Plugin& p, const py::handle& blob) {
+                const std::string file = bytesArgument (blob, "file");
+                ReleaseGil release;
+                p.loadVst3Preset (file);
+            }, py::arg ("file"), "Apply a .vstpreset file's bytes the way JUCE's VST3 host does (Steinberg's reader).")
+        .def_property_readonly ("vst2_program", [] (const Plugin& p) { return toBytes (p.vst2Program()); },
+                                "A VST2's current program as JUCE writes an .fxp ('FPCh' chunk or 'FxCk' values).")
+        .def ("lv2_preset", [] (const Plugin& p, const std::string& fileUri, const std::string& label) {
+                return withoutGil ([&] { return p.lv2Preset (fileUri, label); });
+            }, py::arg ("file_uri"), py::arg ("label"),
+            "The current state as the Turtle of an LV2 preset file to be written at FILE_URI.")
+        .def ("load_lv2_preset", [] (Plugin& p, const std::string& path) {
+                ReleaseGil release;
+                p.loadLv2Preset (path);
+            }, py::arg ("path"), "Apply an LV2 preset file (its .ttl) as lilv reads it.")
         .def ("load_state", [] (Plugin& p, const py::handle& blob) {
                 const std::string data = bytesArgument (blob, "state");
                 ReleaseGil release;

@@ -8,10 +8,8 @@
 #include "Errors.h"
 #include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
-#include "Lv2PresetPatch.h"
 #include "ParameterDiscovery.h"
 #include "ParameterText.h"
-#include "StateHeader.h"
 
 namespace fxgrad {
 
@@ -394,17 +392,27 @@ float Plugin::juceTarget (int index) const
     return params[i].plainFromText ? normalizedValues[i] : juceValueFor (index, plainValues[i], normalizedValues[i]);
 }
 
-std::vector<std::pair<std::string, float>> Plugin::pendingPortValues() const
+std::vector<PortValue> Plugin::portValues() const
 {
-    // The port values JUCE will give the plugin in its next run (Lv2PresetPatch.h).
-    std::vector<std::pair<std::string, float>> values;
-    for (const int index : pendingParameters) {
-        const auto& info = params[(size_t) index];
+    // The port values JUCE gave the plugin, or will give it in its next run (Lv2PresetPatch.h):
+    // JUCE maps its [0, 1] value f to minimum + (maximum - minimum) * f.
+    std::vector<PortValue> values;
+    for (int index = 0; index < numParameters(); ++index) {
+        const auto i = (size_t) index;
+        const auto& info = params[i];
         if (info.plainFromText)
             continue;
-        const float f = std::clamp (juceValueFor (index, plainValues[(size_t) index], normalizedValues[(size_t) index]), 0.0f, 1.0f);
-        values.emplace_back (info.id, index == invertedParameter ? plainValues[(size_t) index]
-                                                                 : info.minimum + (info.maximum - info.minimum) * f);
+        const bool pending = std::find (pendingParameters.begin(), pendingParameters.end(), index) != pendingParameters.end();
+        float port;
+        if (pending && index == invertedParameter) {
+            port = plainValues[i];
+        } else {
+            float f = pending ? juceValueFor (index, plainValues[i], normalizedValues[i]) : juceParams[i]->getValue();
+            if (! pending && index == invertedParameter)
+                f = 1.0f - f;
+            port = info.minimum + (info.maximum - info.minimum) * std::clamp (f, 0.0f, 1.0f);
+        }
+        values.push_back ({ info.id, port, pending });
     }
     return values;
 }
@@ -440,73 +448,6 @@ void Plugin::reset()
     // since the last processBlock, and took its parameters from them: set those again.
     for (const int index : pendingParameters)
         juceParams[(size_t) index]->setValue (juceTarget (index));
-}
-
-std::string Plugin::getState() const
-{
-    return wrapState (stateOwner (description, pluginInfo), pluginData());
-}
-
-std::string Plugin::pluginData() const
-{
-    const auto lock = lockForUse();
-    // Values set since the last run have not reached a patch-parameter plugin yet.
-    flushParameterMessages();
-    juce::MemoryBlock block;
-    std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
-    if (isLv2())
-        world.lock();
-    live().getStateInformation (block);
-    std::string state (static_cast<const char*> (block.getData()), block.getSize());
-    if (isLv2() && ! pendingParameters.empty())
-        state = withPortValues (std::move (state), pendingPortValues());
-    return state;
-}
-
-void Plugin::loadPluginData (const std::string& data)
-{
-    setState (wrapState (stateOwner (description, pluginInfo), data));
-}
-
-size_t Plugin::checkedStateData (const std::string& blob) const
-{
-    const auto plugin = "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")";
-    const size_t dataAt = checkStateHeader (blob, stateOwner (description, pluginInfo), plugin);
-    // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.
-    const auto actual = blob.size() - dataAt;
-    if (description.pluginFormatName == "LADSPA" && actual != (size_t) numParameters() * sizeof (float))
-        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (numParameters())
-              + " floats, this one " + std::to_string (actual) + " bytes");
-    return dataAt;
-}
-
-void Plugin::setState (const std::string& blob)
-{
-    const auto lock = lockForUse();
-    const size_t dataAt = checkedStateData (blob);   // before anything changes
-    // Values set since the last run travel to a patch-parameter plugin in the next one: deliver
-    // them first, or they would land after the restored state and override it.
-    flushParameterMessages();
-    {
-        std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
-        if (isLv2())
-            world.lock();
-        live().setStateInformation (blob.data() + dataAt, (int) (blob.size() - dataAt));
-    }
-    pendingParameters.clear();   // the state's values replace those set before
-    flushParameterMessages();
-    refreshParameterCache();
-}
-
-void Plugin::flushParameterMessages() const
-{
-    // Parameters that travel as LV2 patch messages move in run(), both ways; a run of zero
-    // frames delivers them without touching the audio.
-    if (! messageParameters)
-        return;
-    juce::AudioBuffer<float> empty (buffer.getArrayOfWritePointers(), bufferChannels, 0);
-    live().processBlock (empty, midi);
-    midi.clear();
 }
 
 int Plugin::latencySamples() const

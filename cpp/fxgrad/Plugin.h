@@ -2,6 +2,7 @@
 // One hosted plugin instance: parameters in plain and normalised units, stateful processing of
 // (channels, samples) float32 audio, reset, preset state and latency.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "ChannelRouting.h"
 #include "Host.h"
+#include "Lv2PresetPatch.h"
 #include "Parameter.h"
 
 namespace fxgrad {
@@ -86,6 +88,20 @@ public:
     std::string pluginData() const;
     void loadPluginData (const std::string& data);
 
+    /** A VST3's current state as a .vstpreset file, written by Steinberg's PresetFile::savePreset
+        (the component state, the controller's where it saves one); and such a file applied the
+        way JUCE's VST3 host applies one (PresetFile::loadPreset), ErrorKind::Value if it refuses. */
+    std::string vst3Preset() const;
+    void loadVst3Preset (const std::string& file);
+    /** A VST2's current program as JUCE writes an .fxp: the plugin's program chunk ('FPCh') where
+        it declares programsAreChunks, else its parameter values ('FxCk'). loadPluginData() takes it. */
+    std::string vst2Program() const;
+    /** An LV2's current state as the Turtle of a preset file to be written at `fileUri`, labelled
+        `label` (lv2PresetFile); and a preset file read by lilv and applied. Loading throws
+        ErrorKind::Value for a preset of another plugin or one lilv cannot read. */
+    std::string lv2Preset (const std::string& fileUri, const std::string& label) const;
+    void loadLv2Preset (const std::string& path);
+
     int latencySamples() const;
 
     /** fxgrad's own plugins carry their complete DSP state in their state chunk, so a state
@@ -104,13 +120,16 @@ private:
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
     bool isVst2() const { return description.pluginFormatName == "VST"; }
     void flushParameterMessages() const;
+    bool changesNeedAudio() const;
+    InstancePtr instanceWithPendingChanges() const;
+    std::string readCurrent (const std::function<std::string (juce::AudioPluginInstance&)>& read) const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
     size_t checkedStateData (const std::string& blob) const;
     float juceValueFor (int index, float plain, float normalized) const;
     void store (int index, float plain, float normalized);
     float juceTarget (int index) const;
     void markPending (int index);
-    std::vector<std::pair<std::string, float>> pendingPortValues() const;
+    std::vector<PortValue> portValues() const;
 
     std::shared_ptr<Host> host;
     Source loadedFrom;

@@ -19,7 +19,7 @@ class PluginLoadError(PluginError):
     """A file or URI is not a plugin fxgrad can load, or the plugin failed to instantiate."""
 
 class PluginOutputError(PluginError):
-    """A plugin produced NaN or Inf output (or kept doing so past a rack's fault budget)."""
+    """A plugin produced NaN or Inf output (or kept doing so past a rack's fault budget), or no state."""
 
 class PluginCrashedError(PluginError):
     """An isolated plugin's process died (signal, abort, exit), at load or past the fault budget."""
@@ -78,7 +78,7 @@ class Plugin:
     parameters: List[ParameterInfo]
     latency_samples: int
     has_dsp_snapshot: bool
-    state: bytes  # a header naming the plugin, the size and checksum of its data, then the data
+    state: bytes  # a header naming the plugin, its data's size and checksum, the data (every value set so far)
     plugin_data: bytes  # the plugin's own state data, without fxgrad's header (what presets carry)
     def parameter_index(self, name: str) -> int: ...
     def set(self, name: Union[str, int], value: float, normalized: bool = False) -> None:
@@ -91,6 +91,16 @@ class Plugin:
         """Clear DSP state: the instance behaves as a fresh one with the current parameters."""
     def load_plugin_data(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Apply a preset's state data (as ``plugin_data`` gives) to this plugin."""
+    vst3_preset: bytes  # VST3: the current state as a .vstpreset, by Steinberg's PresetFile::savePreset
+    vst2_program: bytes  # VST2: the current program as JUCE writes an .fxp ('FPCh' chunk or 'FxCk' values)
+    def load_vst3_preset(self, file: Union[bytes, bytearray, memoryview]) -> None:
+        """Apply a .vstpreset file's bytes as JUCE's VST3 host does (Steinberg's PresetFile::loadPreset);
+        ValueError if that reader refuses them (another plugin's preset, a damaged file)."""
+    def lv2_preset(self, file_uri: str, label: str) -> bytes:
+        """LV2: the current state as the Turtle of a preset file to be written at ``file_uri``
+        (the preset is the file itself, ``<>``), as lilv serialises states."""
+    def load_lv2_preset(self, path: str) -> None:
+        """LV2: apply a preset file (.ttl) as lilv reads it; ValueError for another plugin's preset."""
     def load_state(self, state: Union[bytes, bytearray, memoryview]) -> None:
         """Restore a ``state`` of this plugin (any instance, any options); ValueError, leaving the
         plugin as it was, for anything else (arbitrary bytes, another plugin's state, a truncated

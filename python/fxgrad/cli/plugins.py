@@ -211,6 +211,11 @@ def _check_arguments(parser) -> None:
     parser.add_argument("--sample-rate", type=float, default=44100.0)
     parser.add_argument("--block-size", type=int, default=512)
     parser.add_argument("--channels", type=int, default=2)
+    parser.add_argument(
+        "--no-presets",
+        action="store_true",
+        help="skip the state and preset round trip through another process (and the reset check)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output (results and summary)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -219,7 +224,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``fxgrad check``: one line per plugin as it finishes, then a summary per format. Exit status
     0 when every plugin is ok, 1 otherwise."""
     from ..base.text import format_table
-    from ..host.check import STATUSES, Target, check, describe, scan_targets, summarize
+    from ..host.check import (
+        ROUND_TRIPS,
+        STATUSES,
+        Target,
+        check,
+        describe,
+        scan_targets,
+        summarize,
+        summarize_round_trips,
+    )
 
     started = time.monotonic()
     if args.timeout <= 0:
@@ -254,17 +268,24 @@ def cmd_check(args: argparse.Namespace) -> int:
             block_size=args.block_size,
             channels=args.channels,
             progress=progress,
+            worker="fxgrad.host.check_worker" if args.no_presets else "fxgrad.io.check_presets",
         )
     finally:
         if bar is not None:
             bar.close()
-    summary = summarize(results)
+    summary, round_trips = summarize(results), summarize_round_trips(results)
     seconds = time.monotonic() - started
     if args.json:
-        print(json.dumps({"results": results, "summary": summary, "seconds": round(seconds, 1)}, indent=2))
+        output = {"results": results, "summary": summary, "round_trips": round_trips, "seconds": round(seconds, 1)}
+        print(json.dumps(output, indent=2))
     else:
         rows = [[fmt, row["total"], *(row[s] for s in STATUSES)] for fmt, row in summary.items()]
         print()
         print(format_table(["format", "plugins", *STATUSES], rows, align="lrrrrr"))
+        if round_trips:
+            print()
+            rows = [[fmt, *(row[k] for k in ROUND_TRIPS)] for fmt, row in round_trips.items()]
+            headers = ["format", "state, other process", "preset, other process", "lilv reads preset", "reset = fresh"]
+            print(format_table(headers, rows, align="lrrrr"))
         print(f"{len(results)} plugin(s) checked in {seconds:.0f} s")
     return 0 if all(r["status"] == "ok" for r in results) else 1

@@ -201,7 +201,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def add_presets(commands) -> None:
-    p = commands.add_parser("presets", help="DAW presets (.vstpreset, LV2 bundles) from match or fit-static settings")
+    p = commands.add_parser(
+        "presets", help="DAW presets (.vstpreset, .fxp, LV2 bundles) from match or fit-static settings"
+    )
     p.add_argument("settings", help="settings.json of `fxgrad match` or static.json of `fxgrad fit-static`")
     p.add_argument("out_dir")
     p.add_argument("--name", help="preset name (default: the settings file's name)")

@@ -13,7 +13,12 @@ plugin reported as a crash (with the signal's name) or a hang, so a misbehaving 
   which the rack's lanes rely on); ``reset()`` reproduces a fresh instance;
 - state round trip: a fresh instance given the first one's state has its parameter values and
   renders as the fresh ones;
-- latency and DSP-state snapshot support.
+- latency and DSP-state snapshot support;
+- with ``fxgrad check``'s worker (:mod:`fxgrad.io.check_presets`): random settings, the last
+  set just before saving, saved as the state and as the format's preset file, each loaded in a
+  fresh instance in another process and rendered (equal to a fresh instance at those settings,
+  or within the plugin's own run-to-run spread); an LV2 preset read by lilv; and whether
+  ``reset()`` returns the plugin to a fresh instance's sound.
 
 A crash is reported with the stage it happened in and the exact parameter values being rendered,
 so that it can be reproduced (or the parameter pinned or clamped).
@@ -72,13 +77,16 @@ def check(
     block_size: int = 512,
     channels: int = 2,
     progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+    worker: str = "fxgrad.host.check_worker",
 ) -> List[Dict[str, Any]]:
     """Probe every target in worker processes (``jobs`` of them at a time; default: the CPU count,
     at most 4), each within ``timeout_s`` seconds. Returns one dict per target, in order, with
     ``status`` in :data:`STATUSES`, ``message`` unless ok, ``seconds`` (wall time) and what
     :func:`probe` found; crashes and hangs carry ``stage`` and ``settings`` (the plain values
     being rendered) and ``output`` (the plugin's last printed lines). ``progress(result)`` is
-    called as each one finishes."""
+    called as each one finishes. ``worker`` is the module the workers run: this layer's probe, or
+    ``fxgrad.io.check_presets``, which adds the state and preset round trip through another
+    process and reset freshness (what ``fxgrad check`` runs)."""
     jobs = jobs or min(4, os.cpu_count() or 1)
     payloads = [
         {
@@ -109,7 +117,7 @@ def check(
         if progress is not None:
             progress(answer)
 
-    Pool(jobs, timeout_s).run(payloads, done)
+    Pool(jobs, timeout_s, worker).run(payloads, done)
     return [r for r in results if r is not None]
 
 
@@ -122,6 +130,28 @@ def summarize(results: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, int]]:
             row = table.setdefault(key, {**{s: 0 for s in STATUSES}, "total": 0})
             row[r["status"]] += 1
             row["total"] += 1
+    return dict(sorted(table.items(), key=lambda kv: (kv[0] == "all", kv[0])))
+
+
+#: The state/preset probe's findings, in the order the round-trip summary shows them.
+ROUND_TRIPS = ("state_other_process", "preset_other_process", "preset_lilv", "reset_fresh")
+
+
+def summarize_round_trips(results: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, str]]:
+    """Per format (and ``"all"``), for each of :data:`ROUND_TRIPS`: ``"PASSED/CHECKED"`` over
+    the plugins the state/preset probe ran on (a preset is checked where the format has a file,
+    lilv for LV2 only), e.g. ``{"VST3": {"state_other_process": "16/16", ...}, ...}``."""
+    counts: Dict[str, Dict[str, List[int]]] = {}
+    for r in results:
+        if r.get("status") != "ok" or "reset_fresh" not in r:
+            continue
+        for key in (r.get("format") or "?", "all"):
+            row = counts.setdefault(key, {k: [0, 0] for k in ROUND_TRIPS})
+            for k in ROUND_TRIPS:
+                if r.get(k) is not None:
+                    row[k][0] += bool(r[k])
+                    row[k][1] += 1
+    table = {fmt: {k: f"{good}/{checked}" for k, (good, checked) in row.items()} for fmt, row in counts.items()}
     return dict(sorted(table.items(), key=lambda kv: (kv[0] == "all", kv[0])))
 
 
@@ -140,9 +170,15 @@ def describe(result: Dict[str, Any]) -> str:
             ("deterministic", "two instances differ"),
             ("reset_exact", "reset differs from a fresh instance"),
             ("state_exact", "state round trip differs"),
+            ("reset_fresh", "reset() leaves it unlike a fresh instance"),
+            ("state_other_process", "its state loaded in another process sounds different"),
+            ("preset_other_process", f"its {result.get('preset_file')} preset does not round-trip"),
+            ("preset_lilv", "lilv does not read its preset's values"),
         ):
-            if not result.get(key, True):
+            if result.get(key, True) is False:
                 notes.append(problem)
+        if result.get("preset_note"):
+            notes.append(f"({result['preset_note']})")
         if result.get("silent_at_defaults"):
             notes.append("silent at defaults")
         if result.get("retried"):

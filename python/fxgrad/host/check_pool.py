@@ -103,9 +103,10 @@ class Pool:
     _remaining: int
     _done: Callable[[int, Any], None]
 
-    def __init__(self, jobs: int, timeout_s: float):
+    def __init__(self, jobs: int, timeout_s: float, worker: str = "fxgrad.host.check_worker"):
         self.jobs = max(1, jobs)
         self.timeout_s = timeout_s
+        self.worker = worker  # the module a worker runs (``python -m WORKER``)
         self.selector = selectors.DefaultSelector()
         self.workers: List[_Worker] = []
 
@@ -136,7 +137,7 @@ class Pool:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = subprocess.Popen(
-            [sys.executable, "-m", "fxgrad.host.check_worker"],
+            [sys.executable, "-m", self.worker],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -188,9 +188,11 @@ def _send_scan(send: Callable[[Dict[str, Any]], None], task_id: Any, options: Di
     )
 
 
-def serve() -> int:
+def serve(run_probe: Callable[..., Dict[str, Any]] = probe) -> int:
     """Serve tasks from stdin: one JSON object per line, ``{"id", "probe": {...}}`` or
-    ``{"id", "scan": {...}}``; answers go to the original stdout, plugin output to stderr."""
+    ``{"id", "scan": {...}}``; answers go to the original stdout, plugin output to stderr.
+    ``run_probe`` is :func:`probe` or one that adds steps to it (``fxgrad check``'s state and
+    preset probe, :mod:`fxgrad.io.check_presets`)."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what plugins print goes where stderr goes (the parent's log file)
 
@@ -203,7 +205,7 @@ def serve() -> int:
         if "scan" in task:
             _send_scan(send, task["id"], task["scan"])
             continue
-        result = probe(
+        result = run_probe(
             **task["probe"],
             stage=lambda name, settings, plugin, task_id=task["id"]: send(
                 {"id": task_id, "stage": name, "settings": settings, "plugin": plugin}

@@ -1,35 +1,35 @@
 """Presets a DAW opens, written from a loaded plugin's current state (and read back).
 
-* VST3: a ``.vstpreset`` file, Steinberg's preset format: the header (``VST3``, version 1, the
-  32-character class ID of the plugin's audio processor, the offset of the chunk list), the
-  component state (``Comp``) and the edit controller state (``Cont``) as the plugin itself saved
-  them, a ``MetaInfo`` XML (``Info``) and the chunk list (``List``). JUCE's VST3 host keeps both
-  states in its state XML; they go into the file unchanged. DAWs look for them under
-  ``~/.vst3/presets/VENDOR/PLUGIN/``.
+Every value set before a preset is written is in it (the native core hands pending parameter
+changes to the plugin first). Per format (what hosts read is in ``docs/daw.md``):
+
+* VST3: a ``.vstpreset`` file, Steinberg's preset format, as Steinberg's own
+  ``PresetFile::savePreset`` writes it (the header with the 32-character class ID of the
+  plugin's audio processor, the component state ``Comp``, the edit controller's state ``Cont``
+  where the plugin's controller saves one, the chunk list), plus a ``MetaInfo`` XML (``Info``)
+  naming the preset. Loaded the way JUCE's VST3 host loads one (``PresetFile::loadPreset``).
+* VST2: an ``.fxp`` program file as JUCE writes it (big-endian): the plugin's program chunk
+  (``FPCh``) where it declares ``programsAreChunks``, else every parameter's value (``FxCk``),
+  with the byte size and the preset's name filled in. JUCE's reader loads ``.fxp`` and ``.fxb``.
 * LV2: a preset bundle (``NAME.preset.lv2/`` holding ``manifest.ttl`` and the preset's Turtle
   file) with a ``pset:Preset`` that gives every control port's value and the plugin's state
-  (``state:state``), as lilv writes them; Ardour, Carla, jalv and ``lv2info`` find it on
-  ``LV2_PATH`` (e.g. in ``~/.lv2/``).
-* LADSPA has no preset file format, and VST2 plugins cannot be hosted yet (``.fxp``/``.fxb``
-  will follow them); :func:`write_presets` reports those plugins as skipped.
+  (``state:state``), serialised by lilv; loaded as lilv reads it.
+* LADSPA has no preset file format: :func:`write_presets` reports those plugins as skipped.
 
 A preset loaded back (:func:`load_preset`) into a fresh instance reproduces the plugin's output
-bit for bit.
+bit for bit (for a deterministic plugin).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
+import shutil
 import struct
-import subprocess
-import sys
+import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 from xml.etree import ElementTree
 
 import numpy as np
@@ -37,6 +37,8 @@ import numpy as np
 from ..base.files import PathLike, atomic_write_bytes
 
 VSTPRESET_SUFFIX = ".vstpreset"
+FXP_SUFFIX = ".fxp"
+FXB_SUFFIX = ".fxb"
 LV2_PRESET_SUFFIX = ".preset.lv2"
 
 
@@ -44,156 +46,9 @@ class PresetError(ValueError):
     """A preset file that cannot be written for, or loaded into, a plugin (the message says why)."""
 
 
-# ---------------------------------------------------------------------------- JUCE's state blobs
-
-# JUCE's MemoryBlock::toBase64Encoding: "SIZE." then 6-bit groups of the bytes read as one
-# little-endian bit stream, in its own alphabet (not RFC 4648).
-_JUCE_ALPHABET = np.frombuffer(b".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+", np.uint8)
-_JUCE_DECODE = np.full(256, 255, np.uint8)
-_JUCE_DECODE[_JUCE_ALPHABET] = np.arange(64, dtype=np.uint8)
-_JUCE_XML_MAGIC = 0x21324356  # AudioProcessor::copyXmlToBinary
-
-
-def _juce_base64_encode(data: bytes) -> str:
-    size = len(data)
-    chars = (size * 8 + 5) // 6
-    padded = np.zeros(-(-size // 3) * 3, np.uint32)
-    padded[:size] = np.frombuffer(data, np.uint8)
-    groups = padded[0::3] | (padded[1::3] << 8) | (padded[2::3] << 16)  # 24 bits = 4 characters
-    sixes = np.stack([(groups >> shift) & 63 for shift in (0, 6, 12, 18)], axis=1).reshape(-1)[:chars]
-    return f"{size}." + _JUCE_ALPHABET[sixes].tobytes().decode("ascii")
-
-
-def _juce_base64_decode(text: str) -> bytes:
-    size_text, dot, body = text.strip().partition(".")
-    if not dot or not size_text.isdigit():
-        raise PresetError("not JUCE's base64 encoding (no 'SIZE.' prefix)")
-    size = int(size_text)
-    values = _JUCE_DECODE[np.frombuffer(body.encode("ascii"), np.uint8)]
-    values = values[values != 255].astype(np.uint32)
-    values = np.concatenate([values, np.zeros(-len(values) % 4, np.uint32)])
-    groups = values[0::4] | (values[1::4] << 6) | (values[2::4] << 12) | (values[3::4] << 18)
-    data = np.stack([(groups >> shift) & 255 for shift in (0, 8, 16)], axis=1).reshape(-1).astype(np.uint8)
-    if len(data) < size:
-        raise PresetError(f"JUCE base64 data holds {len(data)} bytes, its header says {size}")
-    return data[:size].tobytes()
-
-
-def _juce_vst3_states(blob: bytes) -> Tuple[bytes, Optional[bytes]]:
-    """(component state, controller state or None) from JUCE's VST3 host state."""
-    if len(blob) < 9 or struct.unpack_from("<I", blob)[0] != _JUCE_XML_MAGIC:
-        raise PresetError("the plugin's state is not JUCE's VST3 state XML")
-    length = struct.unpack_from("<I", blob, 4)[0]
-    root = ElementTree.fromstring(blob[8 : 8 + length].rstrip(b"\0"))
-    component = root.find("IComponent")
-    if component is None or not (component.text or "").strip():
-        raise PresetError("the plugin saved no component state")
-    controller = root.find("IEditController")
-    return (
-        _juce_base64_decode(component.text),
-        _juce_base64_decode(controller.text) if controller is not None and controller.text else None,
-    )
-
-
-def _juce_vst3_blob(component: bytes, controller: Optional[bytes]) -> bytes:
-    """JUCE's VST3 host state for the two chunks (what ``Plugin.load_state`` takes)."""
-    xml = "<VST3PluginState><IComponent>" + _juce_base64_encode(component) + "</IComponent>"
-    if controller is not None:
-        xml += "<IEditController>" + _juce_base64_encode(controller) + "</IEditController>"
-    text = ('<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "</VST3PluginState>").encode()
-    return struct.pack("<II", _JUCE_XML_MAGIC, len(text)) + text + b"\0"
-
-
-# ---------------------------------------------------------------------------- VST3 class IDs
-
-
-def _vst3_binary(bundle: Path) -> Path:
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
-    folder = bundle / "Contents" / f"{machine}-linux"
-    found = sorted(folder.glob("*.so")) if folder.is_dir() else []
-    if not found:
-        raise PresetError(f"{bundle} holds no {folder.name}/*.so: not a Linux VST3 bundle for this machine")
-    return found[0]
-
-
-def _print_vst3_classes(binary: str) -> None:
-    """Print the module's factory classes as JSON (run in a child process: see vst3_classes)."""
-    import ctypes
-
-    class ClassInfo(ctypes.Structure):  # Steinberg::PClassInfo
-        _fields_ = [
-            ("cid", ctypes.c_ubyte * 16),
-            ("cardinality", ctypes.c_int32),
-            ("category", ctypes.c_char * 32),
-            ("name", ctypes.c_char * 64),
-        ]
-
-    library = ctypes.CDLL(binary)
-    entry = getattr(library, "ModuleEntry", None)
-    if entry is not None:
-        entry.argtypes, entry.restype = [ctypes.c_void_p], ctypes.c_bool
-        entry(library._handle)
-    get_factory = library.GetPluginFactory
-    get_factory.restype = ctypes.c_void_p
-    factory = get_factory()
-    if not factory:
-        raise SystemExit("GetPluginFactory returned nothing")
-    table = ctypes.cast(ctypes.cast(factory, ctypes.POINTER(ctypes.c_void_p))[0], ctypes.POINTER(ctypes.c_void_p))
-    # IPluginFactory's vtable: queryInterface, addRef, release, getFactoryInfo, countClasses, getClassInfo.
-    count = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(table[4])(factory)
-    class_info = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ClassInfo))(table[5])
-    classes = []
-    for index in range(count):
-        info = ClassInfo()
-        if class_info(factory, index, ctypes.byref(info)) == 0:
-            classes.append(
-                {
-                    "cid": bytes(info.cid).hex().upper(),
-                    "category": info.category.decode(errors="replace"),
-                    "name": info.name.decode(errors="replace"),
-                }
-            )
-    ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(table[2])(factory)
-    print(json.dumps(classes))
-
-
-@lru_cache(maxsize=None)
-def vst3_classes(bundle: str) -> Tuple[Tuple[str, str, str], ...]:
-    """``(class ID, category, name)`` of every class a VST3 bundle's factory declares. The
-    module is opened in a child process, so a plugin's own start-up or shut-down cannot disturb
-    this one."""
-    binary = _vst3_binary(Path(bundle))
-    package_parent = str(Path(__file__).resolve().parents[2])
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from fxgrad.io.presets import _print_vst3_classes; _print_vst3_classes(sys.argv[1])",
-            str(binary),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
-    if done.returncode != 0 or not lines:
-        raise PresetError(f"cannot read the class IDs of {binary}: {done.stderr.strip()[-400:] or 'no output'}")
-    return tuple((c["cid"], c["category"], c["name"]) for c in json.loads(lines[-1]))
-
-
-def vst3_class_id(plugin) -> str:
-    """The 32-character class ID of a loaded VST3 plugin's audio processor, as .vstpreset
-    files carry it."""
-    classes = [c for c in vst3_classes(str(Path(plugin.identifier).resolve())) if c[1] == "Audio Module Class"]
-    if not classes:
-        raise PresetError(f"{plugin.identifier} declares no audio processor class")
-    named = [c for c in classes if c[2] == plugin.name]
-    return (named or classes)[0][0]
+def _require(plugin, fmt: str, what: str) -> None:
+    if plugin.format != fmt:
+        raise PresetError(f"'{plugin.name}' is {plugin.format}, not {fmt}: {what} is for {fmt} plugins")
 
 
 # ---------------------------------------------------------------------------- .vstpreset
@@ -245,61 +100,143 @@ def vstpreset_bytes(preset: VstPreset) -> bytes:
     return header + bytes(body) + listing
 
 
-def read_vstpreset(path: PathLike) -> VstPreset:
-    """Parse a .vstpreset file; raises PresetError when it is not one."""
-    data = Path(path).read_bytes()
+def parse_vstpreset(data: bytes, where: str = "the data") -> VstPreset:
+    """The chunks of a .vstpreset file's bytes; raises PresetError when they are not one."""
     if len(data) < 48 or data[:4] != b"VST3":
-        raise PresetError(f"{path} is not a .vstpreset file (no VST3 header)")
+        raise PresetError(f"{where} is not a .vstpreset file (no VST3 header)")
     class_id = data[8:40].decode("ascii", errors="replace")
     (list_offset,) = struct.unpack_from("<q", data, 40)
     if not 48 <= list_offset <= len(data) - 8 or data[list_offset : list_offset + 4] != b"List":
-        raise PresetError(f"{path}: the chunk list is missing or damaged")
+        raise PresetError(f"{where}: the chunk list is missing or damaged")
     (count,) = struct.unpack_from("<i", data, list_offset + 4)
     chunks = {}
     for k in range(count):
         at = list_offset + 8 + 20 * k
         if at + 20 > len(data):
-            raise PresetError(f"{path}: the chunk list is cut short")
+            raise PresetError(f"{where}: the chunk list is cut short")
         chunk_id = data[at : at + 4]
         offset, size = struct.unpack_from("<qq", data, at + 4)
         if offset < 0 or size < 0 or offset + size > len(data):
-            raise PresetError(f"{path}: chunk {chunk_id!r} lies outside the file")
+            raise PresetError(f"{where}: chunk {chunk_id!r} lies outside the file")
         chunks[chunk_id] = data[offset : offset + size]
     if b"Comp" not in chunks:
-        raise PresetError(f"{path} holds no component state (Comp chunk)")
+        raise PresetError(f"{where} holds no component state (Comp chunk)")
     info = chunks.get(b"Info")
     return VstPreset(class_id, chunks[b"Comp"], chunks.get(b"Cont"), info.decode(errors="replace") if info else None)
 
 
-def write_vstpreset(plugin, path: PathLike, name: Optional[str] = None) -> Path:
-    """Write a loaded VST3 plugin's current state (parameters included) as a .vstpreset.
+def read_vstpreset(path: PathLike) -> VstPreset:
+    """Parse a .vstpreset file; raises PresetError when it is not one."""
+    return parse_vstpreset(Path(path).read_bytes(), str(path))
 
-    The plugin first processes one block of silence: JUCE's VST3 host hands values set since
-    the last block to the plugin only inside a block with audio (DPF's plugins, Zam's, ignore
-    them in an empty one), and the state is the plugin's own. Its DSP state moves on by it."""
-    if plugin.format != "VST3":
-        raise PresetError(f"'{plugin.name}' is {plugin.format}, not VST3: no .vstpreset")
+
+def vst3_class_id(plugin) -> str:
+    """The 32-character class ID of a loaded VST3 plugin's audio processor, as .vstpreset
+    files carry it (from Steinberg's own preset writer)."""
+    _require(plugin, "VST3", "a class ID")
+    return plugin.vst3_preset[8:40].decode("ascii")
+
+
+def write_vstpreset(plugin, path: PathLike, name: Optional[str] = None) -> Path:
+    """Write a loaded VST3 plugin's current state (every value set so far) as a .vstpreset:
+    Steinberg's PresetFile::savePreset output with a MetaInfo chunk naming the preset."""
+    _require(plugin, "VST3", "a .vstpreset")
     path = Path(path)
-    plugin.process(np.zeros((plugin.channels, plugin.block_size), np.float32))
-    component, controller = _juce_vst3_states(plugin.plugin_data)
-    preset = VstPreset(vst3_class_id(plugin), component, controller, _meta_info(plugin, name or path.stem))
+    preset = parse_vstpreset(plugin.vst3_preset, f"the preset of '{plugin.name}'")
+    preset.meta_info = _meta_info(plugin, name or path.stem)
     return atomic_write_bytes(path, vstpreset_bytes(preset))
 
 
 def load_vstpreset(plugin, path: PathLike) -> None:
-    """Apply a .vstpreset to a loaded VST3 plugin (checking that it was written for it)."""
-    if plugin.format != "VST3":
-        raise PresetError(f"'{plugin.name}' is {plugin.format}: a .vstpreset is for VST3 plugins")
-    preset = read_vstpreset(path)
+    """Apply a .vstpreset to a loaded VST3 plugin as JUCE's VST3 host does (checking first that
+    it was written for this plugin)."""
+    _require(plugin, "VST3", "a .vstpreset")
+    data = Path(path).read_bytes()
+    preset = parse_vstpreset(data, str(path))
     expected = vst3_class_id(plugin)
     if preset.class_id != expected:
         raise PresetError(f"{path} is for the VST3 class {preset.class_id}, but '{plugin.name}' is {expected}")
-    plugin.load_plugin_data(_juce_vst3_blob(preset.component, preset.controller))
+    try:
+        plugin.load_vst3_preset(data)
+    except ValueError as error:
+        raise PresetError(f"{path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------- .fxp / .fxb
+
+# fxProgram / fxChunkSet: 'CcnK', byteSize (of what follows it), fxMagic, version, fxID,
+# fxVersion, numParams or numPrograms, a 28-byte name; then the values, or chunkSize and chunk.
+_FX_HEADER = struct.Struct(">4si4siiii28s")
+_FX_MAGICS = {b"FxCk": "parameters", b"FPCh": "program chunk", b"FxBk": "bank", b"FBCh": "bank chunk"}
+
+
+@dataclass
+class Fxp:
+    """The content of an .fxp (or .fxb) file: ``kind`` is its fxMagic (``FxCk``: parameter
+    values, ``FPCh``: a program chunk, ``FxBk``/``FBCh``: banks), ``fx_id`` the plugin's unique
+    ID (four characters), ``values`` the normalised parameter values of an FxCk program,
+    ``chunk`` the opaque data of an FPCh one."""
+
+    kind: str
+    fx_id: bytes
+    fx_version: int
+    count: int
+    name: str
+    values: Optional[List[float]] = None
+    chunk: Optional[bytes] = None
+
+
+def parse_fxp(data: bytes, where: str = "the data") -> Fxp:
+    """Parse an .fxp/.fxb file's bytes; raises PresetError when they are not one."""
+    if len(data) < _FX_HEADER.size or data[:4] != b"CcnK":
+        raise PresetError(f"{where} is not an .fxp/.fxb file (no 'CcnK' header)")
+    _, byte_size, magic, _version, fx_id, fx_version, count, name = _FX_HEADER.unpack_from(data)
+    if magic not in _FX_MAGICS:
+        raise PresetError(f"{where}: unknown fxMagic {magic!r} (expected one of {sorted(_FX_MAGICS)})")
+    preset = Fxp(magic.decode(), struct.pack(">i", fx_id), fx_version, count, name.split(b"\0")[0].decode("latin-1"))
+    body = data[_FX_HEADER.size :]
+    if magic == b"FxCk":
+        if len(body) < 4 * count:
+            raise PresetError(f"{where}: {count} parameter values announced, {len(body) // 4} present")
+        preset.values = list(struct.unpack(f">{count}f", body[: 4 * count]))
+    elif magic == b"FPCh":
+        (size,) = struct.unpack_from(">i", body) if len(body) >= 4 else (-1,)
+        if size < 0 or len(body) < 4 + size:
+            raise PresetError(f"{where}: the program chunk is cut short")
+        preset.chunk = body[4 : 4 + size]
+    return preset
+
+
+def _fx_id(plugin) -> bytes:
+    return plugin.vst2_program[16:20]
+
+
+def write_fxp(plugin, path: PathLike, name: Optional[str] = None) -> Path:
+    """Write a loaded VST2 plugin's current program as an .fxp: JUCE's program data (a chunk
+    where the plugin declares programsAreChunks, else every parameter's value) with the byte
+    size set and ``name`` (default: the file's stem) as the program's name."""
+    _require(plugin, "VST2", "an .fxp")
+    data = bytearray(plugin.vst2_program)
+    parse_fxp(bytes(data), f"the program of '{plugin.name}'")  # what JUCE wrote is an .fxp
+    struct.pack_into(">i", data, 4, len(data) - 8)  # JUCE leaves byteSize 0
+    label = (name or Path(path).stem).encode("latin-1", "replace")[:27]
+    data[28:56] = label.ljust(28, b"\0")
+    return atomic_write_bytes(Path(path), bytes(data))
+
+
+def load_fxp(plugin, path: PathLike) -> None:
+    """Apply an .fxp or .fxb file to a loaded VST2 plugin as JUCE's VST2 host does (checking
+    first that it was written for this plugin)."""
+    _require(plugin, "VST2", "an .fxp/.fxb")
+    data = Path(path).read_bytes()
+    preset = parse_fxp(data, str(path))
+    expected = _fx_id(plugin)
+    if preset.fx_id != expected:
+        raise PresetError(f"{path} is for the VST2 plugin ID {preset.fx_id!r}, but '{plugin.name}' is {expected!r}")
+    plugin.load_plugin_data(data)
 
 
 # ---------------------------------------------------------------------------- LV2 preset bundles
-
-_SAVED_STATE = re.compile(r"<([^<>\s]*/savedState)>")
 
 
 def _slug(text: str) -> str:
@@ -310,43 +247,43 @@ def _turtle_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _plugin_uri(plugin) -> str:
-    if plugin.format != "LV2":
-        raise PresetError(f"'{plugin.name}' is {plugin.format}, not LV2: no LV2 preset")
-    return plugin.identifier  # JUCE's LV2 host identifies a plugin by its URI
-
-
 def write_lv2_preset(plugin, bundle: PathLike, name: Optional[str] = None) -> Path:
     """Write a loaded LV2 plugin's current state as a preset bundle ``bundle`` (a folder, by
-    convention ending in ``.preset.lv2``). Returns the bundle's path."""
+    convention ending in ``.preset.lv2``; one already there is replaced). Returns its path."""
+    _require(plugin, "LV2", "an LV2 preset")
     bundle = Path(bundle)
     if name is None:
         name = bundle.name[: -len(LV2_PRESET_SUFFIX)] if bundle.name.endswith(LV2_PRESET_SUFFIX) else bundle.stem
-    uri = _plugin_uri(plugin)
-    state = plugin.plugin_data.decode()
-    # JUCE's host has lilv write the state as a pset:Preset named PLUGIN/savedState; in the
-    # bundle the preset is the Turtle file itself (<>), as lilv_state_save writes presets.
-    subject = _SAVED_STATE.search(state)
-    if subject is None or "pset:Preset" not in state:
-        raise PresetError(f"the state of '{plugin.name}' is not an LV2 preset document")
-    body = state[: subject.start()] + "<>" + state[subject.end() :]
-    body = body.replace("a pset:Preset", "a pset:Preset ;\n\trdfs:label " + _turtle_string(name), 1)
-    if "@prefix rdfs:" not in body:
-        body = "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n" + body
     preset_file = f"{_slug(name)}.ttl"
+    turtle = plugin.lv2_preset((bundle.resolve() / preset_file).as_uri(), name)
     manifest = (
         "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n"
         "@prefix pset: <http://lv2plug.in/ns/ext/presets#> .\n"
         "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n\n"
-        f"<{preset_file}>\n\ta pset:Preset ;\n\tlv2:appliesTo <{uri}> ;\n"
+        f"<{preset_file}>\n\ta pset:Preset ;\n\tlv2:appliesTo <{plugin.identifier}> ;\n"
         f"\trdfs:label {_turtle_string(name)} ;\n\trdfs:seeAlso <{preset_file}> .\n"
     )
-    atomic_write_bytes(bundle / preset_file, body.encode())
-    atomic_write_bytes(bundle / "manifest.ttl", manifest.encode())
+    # The bundle is made beside its place and moved there whole.
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.", dir=bundle.parent))
+    try:
+        atomic_write_bytes(staging / preset_file, turtle)
+        atomic_write_bytes(staging / "manifest.ttl", manifest.encode())
+        if bundle.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{bundle.name}.old.", dir=bundle.parent))
+            os.replace(bundle, old / bundle.name)
+            os.replace(staging, bundle)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, bundle)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return bundle
 
 
-def _lv2_preset_file(path: Path) -> Path:
+def lv2_preset_file(path: PathLike) -> Path:
+    """The preset's Turtle file of an LV2 preset bundle (or ``path`` itself, a .ttl file)."""
+    path = Path(path)
     if path.is_file():
         return path
     manifest = path / "manifest.ttl"
@@ -360,16 +297,13 @@ def _lv2_preset_file(path: Path) -> Path:
 
 
 def load_lv2_preset(plugin, path: PathLike) -> None:
-    """Apply an LV2 preset (a bundle folder or its preset .ttl) to a loaded LV2 plugin."""
-    uri = _plugin_uri(plugin)
-    preset_file = _lv2_preset_file(Path(path))
-    text = preset_file.read_text()
-    applies = re.search(r"lv2:appliesTo\s+<([^<>]+)>", text)
-    if applies is None or applies.group(1) != uri:
-        raise PresetError(f"{preset_file} applies to {applies.group(1) if applies else 'no plugin'}, not to {uri}")
-    # lilv reads a state string without a base URI: name the preset absolutely.
-    absolute = re.sub(r"<>", "<" + preset_file.resolve().as_uri() + ">", text)
-    plugin.load_plugin_data(absolute.encode())
+    """Apply an LV2 preset (a bundle folder or its preset .ttl), as lilv reads it, to a loaded
+    LV2 plugin."""
+    _require(plugin, "LV2", "an LV2 preset")
+    try:
+        plugin.load_lv2_preset(str(lv2_preset_file(path).resolve()))
+    except ValueError as error:
+        raise PresetError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------- whole chains
@@ -387,50 +321,50 @@ class PresetFile:
     note: str = ""
 
 
+_WRITERS = {
+    "VST3": (VSTPRESET_SUFFIX, write_vstpreset),
+    "VST2": (FXP_SUFFIX, write_fxp),
+    "LV2": (LV2_PRESET_SUFFIX, write_lv2_preset),
+}
+
+
 def preset_path(plugin, folder: PathLike, index: int, name: str) -> Optional[Path]:
-    """Where :func:`write_presets` puts plugin ``index``'s preset in ``folder``."""
-    base = f"{index}-{_slug(plugin.name)}-{_slug(name)}"
-    if plugin.format == "VST3":
-        return Path(folder) / (base + VSTPRESET_SUFFIX)
-    if plugin.format == "LV2":
-        return Path(folder) / (base + LV2_PRESET_SUFFIX)
-    return None
+    """Where :func:`write_presets` puts plugin ``index``'s preset in ``folder`` (None for a
+    format without preset files)."""
+    if plugin.format not in _WRITERS:
+        return None
+    return Path(folder) / f"{index}-{_slug(plugin.name)}-{_slug(name)}{_WRITERS[plugin.format][0]}"
 
 
 def write_presets(chain, folder: PathLike, name: str, theta: Optional[Sequence[float]] = None) -> List[PresetFile]:
     """A preset per plugin of ``chain`` (at its current settings; with ``theta``, the chain's
     learned parameters are set to those normalised values first and stay so) in ``folder``:
-    ``INDEX-PLUGIN-NAME.vstpreset`` for VST3, ``INDEX-PLUGIN-NAME.preset.lv2/`` for LV2."""
+    ``INDEX-PLUGIN-NAME.vstpreset`` for VST3, ``.fxp`` for VST2, ``.preset.lv2/`` for LV2."""
     if theta is not None:
         chain.set_learned(np.ascontiguousarray(theta, dtype=np.float32))
     written = []
     for index, plugin in enumerate(chain.plugins):
         path = preset_path(plugin, folder, index, name)
-        if plugin.format == "VST3":
-            written.append(PresetFile(index, plugin.name, plugin.format, write_vstpreset(plugin, path, name)))
-        elif plugin.format == "LV2":
-            written.append(PresetFile(index, plugin.name, plugin.format, write_lv2_preset(plugin, path, name)))
+        if path is None:
+            note = f"{plugin.format} has no preset file format; the settings are in the JSON"
+            written.append(PresetFile(index, plugin.name, plugin.format, None, note))
         else:
-            written.append(
-                PresetFile(
-                    index,
-                    plugin.name,
-                    plugin.format,
-                    None,
-                    f"{plugin.format} has no preset file format; the settings are in the JSON",
-                )
-            )
+            path = _WRITERS[plugin.format][1](plugin, path, name)
+            written.append(PresetFile(index, plugin.name, plugin.format, path))
     return written
 
 
 def load_preset(plugin, path: PathLike) -> None:
-    """Apply a .vstpreset file or an LV2 preset (bundle or .ttl) to a loaded plugin."""
+    """Apply a .vstpreset, .fxp/.fxb or LV2 preset (bundle or .ttl) file to a loaded plugin."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such preset: {path}")
-    if path.suffix.lower() == VSTPRESET_SUFFIX:
+    suffix = path.suffix.lower()
+    if suffix == VSTPRESET_SUFFIX:
         load_vstpreset(plugin, path)
-    elif path.is_dir() or path.suffix.lower() == ".ttl":
+    elif suffix in (FXP_SUFFIX, FXB_SUFFIX):
+        load_fxp(plugin, path)
+    elif path.is_dir() or suffix == ".ttl":
         load_lv2_preset(plugin, path)
     else:
-        raise PresetError(f"{path}: a preset is a .vstpreset file or an LV2 preset bundle")
+        raise PresetError(f"{path}: a preset is a .vstpreset, .fxp or .fxb file, or an LV2 preset bundle")
