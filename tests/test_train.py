@@ -306,7 +306,7 @@ def test_pipelined_mode_overlaps_plugins_with_the_encoder(tmp_path, data_dir):
     """train.pipeline runs step t's plugins in a worker thread while the encoder computes step
     t+1's parameters. With both sides slowed by sleeps (which release the GIL, as the rack does),
     a pipelined step takes about the longer of the two, not their sum."""
-    delay = 0.08
+    delay = 0.15  # long beside the step's own work, so that a loaded machine does not hide the overlap
 
     def timed(pipeline, folder):
         config = tiny_config(
