@@ -3,14 +3,9 @@ import math
 import pytest
 import torch
 
-from fxgrad.nn.encoder import (
-    MOBILENETV2_SETTINGS,
-    Encoder,
-    InceptionBackbone,
-    LogMelSpectrogram,
-    MobileNetV2Backbone,
-    mel_filterbank,
-)
+from fxgrad.data.stream import FrameStreamer, contexts
+from fxgrad.nn.backbones import MOBILENETV2_SETTINGS, InceptionBackbone, MobileNetV2Backbone, TemporalBackbone
+from fxgrad.nn.encoder import Encoder, LogMelSpectrogram, mel_filterbank
 
 SAMPLE_RATE = 16000
 CONTEXT = 4096
@@ -22,6 +17,7 @@ TINY_BACKBONES = {
         settings=((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2)),
         last_channels=64,
     ),
+    "temporal": dict(channels=(32, 32)),
 }
 
 
@@ -65,9 +61,11 @@ class TestLogMelSpectrogram:
             LogMelSpectrogram()(torch.zeros(2, 1024))
 
 
-@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2"])
+@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2", "temporal"])
 def test_backbones_map_images_to_feature_vectors(backbone):
-    module = {"inception": InceptionBackbone, "mobilenetv2": MobileNetV2Backbone}[backbone]()
+    module = {"inception": InceptionBackbone, "mobilenetv2": MobileNetV2Backbone, "temporal": TemporalBackbone}[
+        backbone
+    ]()
     for frames in (33, 161, 3):  # short, the paper's 40960-sample context, and tiny
         features = module(torch.randn(2, 1, 128, frames))
         assert features.shape == (2, module.out_features)
@@ -82,7 +80,7 @@ def test_mobilenetv2_width_multiplier_and_paper_table():
     assert paper(torch.randn(1, 1, 128, 40)).shape == (1, 1280)
 
 
-@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2"])
+@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2", "temporal"])
 def test_encoder_outputs_parameters_in_unit_range_and_backpropagates(backbone):
     encoder = Encoder(7, sample_rate=SAMPLE_RATE, context=CONTEXT, backbone=backbone, n_mels=64)
     context = torch.randn(4, 2, CONTEXT)
@@ -90,7 +88,7 @@ def test_encoder_outputs_parameters_in_unit_range_and_backpropagates(backbone):
     assert parameters.shape == (4, 7)
     assert ((parameters > 0) & (parameters < 1)).all()
     parameters.square().sum().backward()
-    first_conv = next(m for m in encoder.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv = next(m for m in encoder.backbone.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv1d)))
     assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
     assert encoder.head.weight.grad.abs().sum() > 0
 
@@ -131,7 +129,45 @@ def single_thread():
     torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2"])
+def test_clip_features_are_the_windows_front_end_cut_from_one_spectrogram():
+    """The log-mel computed once per clip, cut per frame, equals the front end of each frame's
+    audio window except in the STFT frames at a window's edges (which see the clip's
+    neighbouring audio, not zero padding); the streamer hands out the same windows, and the
+    encoder takes them in place of audio."""
+    frame, hop = 512, 128
+    encoder = Encoder(2, SAMPLE_RATE, frame, CONTEXT, backbone="temporal", hop=hop, n_mels=32, features="clip")
+    audio = torch.randn(1, 5 * frame + 100, generator=torch.Generator().manual_seed(4)) * 0.1
+    features = encoder.clip_features()
+    clip = features.of_clip(audio)
+    frames = 6  # the last one partial
+    windows = features.windows(clip, 0, frames)
+    reference = encoder.frontend(contexts(audio, frame, CONTEXT, 0, frames))
+    assert windows.shape == reference.shape == (frames, *encoder.mel_shape)
+    edge = encoder.frontend.n_fft // (2 * hop)  # STFT frames whose window crosses the edge
+    torch.testing.assert_close(windows[..., edge + 1 : -edge - 1], reference[..., edge + 1 : -edge - 1])
+    assert not torch.equal(windows, reference)
+
+    class Clip:
+        channels = 1
+
+        def __len__(self):
+            return 1
+
+        def num_samples(self, index):
+            return audio.shape[-1]
+
+        def __getitem__(self, index):
+            return audio, audio
+
+    stream = FrameStreamer(Clip(), 1, frame, CONTEXT, shuffle=False, features=features)
+    streamed = torch.cat([batch.context for batch in stream])
+    torch.testing.assert_close(streamed, windows)
+    assert encoder(windows).shape == (frames, 2)
+    with pytest.raises(ValueError, match="hop"):
+        Encoder(2, SAMPLE_RATE, 500, CONTEXT, hop=hop, features="clip")
+
+
+@pytest.mark.parametrize("backbone", ["inception", "mobilenetv2", "temporal"])
 def test_encoder_learns_a_tones_frequency_and_level(backbone, single_thread):
     torch.manual_seed(0)
     encoder = Encoder(

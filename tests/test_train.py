@@ -228,19 +228,42 @@ def test_keyboard_interrupt_inside_a_step_saves_the_last_complete_step(tmp_path,
 
 
 def test_time_limit_stops_after_the_step_that_passes_it_and_resume_continues(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir, train={"steps": 12, "steps_per_epoch": 100, "max_seconds": 0.5})
+    config = tiny_config(tmp_path, data_dir, train={"steps": 12, "steps_per_epoch": 100, "max_seconds": 2.0})
 
     def slow(trainer, record):
         if record["step"] == 3:
-            time.sleep(0.6)
+            time.sleep(2.1)
 
     summary = Trainer(config, progress=False, callbacks=[slow]).fit()
     assert summary["out_of_time"] and summary["step"] == 3
     assert load_checkpoint(config.run_dir / CHECKPOINT)["step"] == 3
+    # The steps since the last epoch were validated before the run stopped: there is a best.pt.
+    assert summary["best_checkpoint"] is not None and len(summary["history"]) == 1
     longer = tiny_config(tmp_path, data_dir, train={"steps": 12, "steps_per_epoch": 100, "max_seconds": 600})
     summary = Trainer(longer, resume=True, progress=False).fit()
     assert summary["step"] == 12 and not summary["out_of_time"]
     assert [s for s, _ in losses(config.run_dir)] == list(range(1, 13))
+
+
+def test_pretraining_takes_its_share_of_the_time_budget(tmp_path, data_dir):
+    """With train.max_seconds, pretraining stops once it has used train.pretrain_share of it,
+    training gets the rest (less what its closing validation takes) and ends with a best.pt;
+    a resumed run does not go back to pretraining."""
+    train = {"steps": 100000, "steps_per_epoch": 100000, "max_seconds": 3.0, "pretrain_steps": 100000}
+    config = tiny_config(tmp_path, data_dir, train={**train, "pretrain_share": 0.2})
+    started = time.monotonic()
+    summary = Trainer(config, progress=False).fit()
+    assert time.monotonic() - started < 3.0 + 1.5  # set-up, and the step and validation at the end
+    rows = read_log(config.run_dir / "log.csv")
+    pretrained = max(float(r["elapsed_s"]) for r in rows if r["phase"] == "pretrain")
+    assert 0.1 < pretrained < 0.6 + 0.3, pretrained  # its steps (checkpoints come on top), within its 0.6 s
+    assert summary["out_of_time"] and summary["step"] > 0 and summary["best_checkpoint"] is not None
+    pretrain_steps = load_checkpoint(config.run_dir / CHECKPOINT)["pretrain_step"]
+    assert 0 < pretrain_steps < 100000
+    resumed = tiny_config(tmp_path, data_dir, train={**train, "pretrain_share": 0.2, "max_seconds": 1.0})
+    again = Trainer(resumed, resume=True, progress=False).fit()
+    assert load_checkpoint(config.run_dir / CHECKPOINT)["pretrain_step"] == pretrain_steps
+    assert again["step"] > summary["step"]
 
 
 def test_resume_refuses_a_structurally_different_config(tmp_path, data_dir):
@@ -469,6 +492,12 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
     )
     out = capsys.readouterr().out
     assert "input:" not in out and f"{output} (22050 Hz, 1 channel(s))" in out  # nothing converted
+    # By default (auto) the automation is smoothed as the run's validation clips (not the test
+    # clips) prefer: each candidate's score printed, the choice kept beside the checkpoint.
+    valid_dir = Path(raw["data"]["synthetic"]["folder"]) / "valid"
+    assert f"smoothing on {valid_dir} (MRSTFT err): none " in out and "one-pole:200" in out and "chosen: " in out
+    kept = json.loads((run / "checkpoint.smoothing.json").read_text())
+    assert kept["valid"] == str(valid_dir.resolve()) and set(kept["scores"]) >= {"none", "median:150"}
     import soundfile
 
     audio, rate = soundfile.read(output)
@@ -517,9 +546,10 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
         assert system in out
     assert "model vs best static settings" in out and "parameter error" in out
     assert (run / "evaluation.json").is_file()
+    # evaluate uses the choice apply made (and kept), the same way.
+    assert f"smoothing: {kept['chosen']} (chosen on {valid_dir}, kept in " in out
 
-    # Smoothing: a zero-length one leaves the automation as it is; auto chooses on the run's
-    # validation clips (not the test clips) and reports each candidate's score.
+    # Smoothing: a zero-length one leaves the automation as it is; auto again takes the kept choice.
     plain = json.loads((run / "evaluation.json").read_text())["systems"]["model"]
     assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "one-pole:0", "--no-progress"]) == 0
     smoothed = json.loads((run / "evaluation.json").read_text())["systems"]["model, smoothed"]
@@ -527,8 +557,10 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
     capsys.readouterr()
     assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "auto", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    valid_dir = Path(raw["data"]["synthetic"]["folder"]) / "valid"
-    assert f"smoothing on {valid_dir} (MRSTFT err): none " in out and "one-pole:200" in out and "chosen: " in out
+    assert f"smoothing: {kept['chosen']} (chosen on {valid_dir}, kept in " in out
+    assert json.loads((run / "evaluation.json").read_text())["smoothing"] == (
+        None if kept["chosen"] == "none" else kept["chosen"]
+    )
     assert main(["evaluate", str(run / CHECKPOINT), str(test_dir), "--smooth", "cubic:10"]) != 0
     assert "fxgrad: error: smoothing kind must be one of" in capsys.readouterr().err
 
@@ -537,6 +569,7 @@ def test_apply_evaluate_and_fit_static_on_a_tiny_checkpoint(tmp_path, data_dir, 
         rows = np.loadtxt(csv_path, delimiter=",", skiprows=1)
         return np.abs(np.diff(rows[:, -2:], axis=0)).sum()
 
-    smooth_out = tmp_path / "out" / "smoothed.wav"
+    smooth_out, raw_out = tmp_path / "out" / "smoothed.wav", tmp_path / "out" / "raw.wav"
     assert main(["apply", str(run / CHECKPOINT), str(clip), str(smooth_out), "--smooth", "one-pole:300"]) == 0
-    assert variation(smooth_out.with_suffix(".params.csv")) < variation(output.with_suffix(".params.csv"))
+    assert main(["apply", str(run / CHECKPOINT), str(clip), str(raw_out), "--smooth", "none"]) == 0
+    assert variation(smooth_out.with_suffix(".params.csv")) < variation(raw_out.with_suffix(".params.csv"))

@@ -1,5 +1,5 @@
 #pragma once
-// The names Python spells the rack's options with (strategy, estimator, isolation): one table per
+// The names Python spells the rack's options with (strategy, estimator, directions, isolation): one table per
 // C++ enum, the only list of them. The bindings parse strings by it and export it as tuples
 // (_native.STRATEGIES, ...), from which fxgrad.torch and fxgrad.config take their choices.
 #include <pybind11/pybind11.h>
@@ -29,6 +29,12 @@ inline constexpr Named<Estimator> estimatorNames[] = {
     { Estimator::TwoSided, "two-sided" },
     { Estimator::OneSided, "one-sided" },
     { Estimator::FiniteDifference, "fd" },
+};
+
+inline constexpr Named<Directions> directionNames[] = {
+    { Directions::Rademacher, "rademacher" },
+    { Directions::Orthogonal, "orthogonal" },
+    { Directions::Guided, "guided" },
 };
 
 inline constexpr Named<Isolation> isolationNames[] = {

@@ -17,7 +17,8 @@ namespace {
 std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
                                 const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed,
                                 const std::string& isolation, int workers, double timeoutSeconds,
-                                const std::string& workerLog, int64_t maxFaults, int maxFaultsPerMinute)
+                                const std::string& workerLog, int64_t maxFaults, int maxFaultsPerMinute,
+                                const std::string& directions, bool shared, float baseline, int subspace, float guidedShare)
 {
     RackOptions o;
     o.lanes = lanes;
@@ -29,6 +30,11 @@ std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int pe
     o.strategy = parseName (strategyNames, "strategy", strategy);
     o.estimator = parseName (estimatorNames, "estimator", estimator);
     o.isolation = parseName (isolationNames, "isolation", isolation);
+    o.directions = parseName (directionNames, "directions", directions);
+    o.sharedPerturbations = shared;
+    o.baseline = baseline;
+    o.subspace = subspace;
+    o.guidedShare = guidedShare;
     if (workers < 0)
         fail (ErrorKind::Value, "workers must be >= 0 (0: automatic), got " + std::to_string (workers));
     if (! (timeoutSeconds >= 0.0) || ! std::isfinite (timeoutSeconds))
@@ -91,7 +97,9 @@ py::dict stats (const Rack& r)
 {
     const auto s = r.stats();
     return py::dict ("dsp_seconds"_a = s.dspSeconds, "wall_seconds"_a = s.wallSeconds, "evaluations"_a = s.evaluations,
-                     "faults"_a = s.faults, "restarts"_a = s.restarts, "recovery_seconds"_a = s.recoverySeconds);
+                     "faults"_a = s.faults, "restarts"_a = s.restarts, "recovery_seconds"_a = s.recoverySeconds,
+                     "busy_seconds"_a = s.busySeconds, "phase_seconds"_a = s.phaseSeconds,
+                     "handoff_seconds"_a = s.handoffSeconds);
 }
 
 py::dict faultDict (const Chain& chain, const FaultReport& report)
@@ -135,12 +143,15 @@ void bindRack (py::module_& m)
     m.attr ("STRATEGIES") = namesOf (strategyNames);
     m.attr ("ESTIMATORS") = namesOf (estimatorNames);
     m.attr ("ISOLATIONS") = namesOf (isolationNames);
+    m.attr ("DIRECTIONS") = namesOf (directionNames);
 
     py::class_<Rack, std::shared_ptr<Rack>> (m, "Rack")
         .def (py::init (&makeRack), py::arg ("chain"), py::arg ("lanes"), py::arg ("eps"), py::arg ("perturbations"),
               py::arg ("strategy"), py::arg ("estimator"), py::arg ("replay_samples"), py::arg ("threads"), py::arg ("seed"),
               py::arg ("isolation") = "none", py::arg ("workers") = 0, py::arg ("timeout_s") = 0.0,
-              py::arg ("worker_log") = "", py::arg ("max_faults") = 1000, py::arg ("max_faults_per_minute") = 30)
+              py::arg ("worker_log") = "", py::arg ("max_faults") = 1000, py::arg ("max_faults_per_minute") = 30,
+              py::arg ("directions") = "rademacher", py::arg ("shared") = false, py::arg ("baseline") = 0.0f,
+              py::arg ("subspace") = 0, py::arg ("guided_share") = 0.5f)
         .def_property_readonly ("lanes", &Rack::lanes)
         .def_property_readonly ("num_parameters", &Rack::numParameters)
         .def_property_readonly ("channels", &Rack::channels)

@@ -73,6 +73,35 @@ LocalLanes::LocalLanes (const Chain& prototype, const LaneLayout& layoutIn, int 
 
 LocalLanes::~LocalLanes() = default;
 
+void LocalLanes::parallel (int tasks, const std::function<void (int)>& task)
+{
+    // The pool's run, timed: the phase's wall time, each task's, and the hand-offs (from the
+    // call to the first task's start, and from the last task's end to the return), so that the
+    // threads' time splits into DSP, other work in tasks, hand-offs and waiting for the last task.
+    const size_t count = (size_t) std::max (tasks, 0);
+    taskBusy.assign (count, 0.0);
+    taskStart.assign (count, Clock::time_point::max());
+    taskEnd.assign (count, Clock::time_point::min());
+    const auto start = Clock::now();
+    pool->run (tasks, [&] (int t) {
+        const auto begun = Clock::now();
+        task (t);
+        taskEnd[(size_t) t] = Clock::now();
+        taskStart[(size_t) t] = begun;
+        taskBusy[(size_t) t] = std::chrono::duration<double> (taskEnd[(size_t) t] - begun).count();
+    });
+    const auto end = Clock::now();
+    totals.phaseSeconds += std::chrono::duration<double> (end - start).count();
+    for (double b : taskBusy)
+        totals.busySeconds += b;
+    if (count > 0) {
+        const auto first = *std::min_element (taskStart.begin(), taskStart.end());
+        const auto last = *std::max_element (taskEnd.begin(), taskEnd.end());
+        if (first >= start && last <= end)
+            totals.handoffSeconds += std::chrono::duration<double> ((first - start) + (end - last)).count();
+    }
+}
+
 ChainActivity& LocalLanes::activityOf (int lane, int chain)
 {
     return activity[(size_t) lane * (size_t) layout.chainsPerLane() + (size_t) chain];
@@ -140,7 +169,7 @@ void LocalLanes::forward (const float* theta, const float* x, float* y, int64_t 
     const size_t P = (size_t) layout.parameters;
     taskDsp.assign ((size_t) layout.lanes, 0.0);
     std::vector<std::string> laneErrors ((size_t) layout.lanes);
-    pool->run (layout.lanes, [&] (int m) {
+    parallel (layout.lanes, [&] (int m) {
         auto& lane = *laneData[(size_t) m];
         auto& act = activityOf (m, 0);
         const float* laneTheta = theta + (size_t) m * P;
@@ -190,7 +219,7 @@ void LocalLanes::evaluate (const float* thetas, const float* gradY, const uint8_
     taskFrames.assign ((size_t) tasks, 0);
     std::vector<std::string> taskErrors ((size_t) tasks);
 
-    pool->run (tasks, [&] (int task) {
+    parallel (tasks, [&] (int task) {
         const int m = task / evaluators;
         const int slot = task % evaluators;
         if (skip != nullptr && skip[m])
@@ -300,7 +329,7 @@ void LocalLanes::reset (const uint8_t* mask, const float* preroll, int64_t prero
     const size_t prerollFrame = (size_t) layout.channels * (size_t) prerollSamples;
     taskDsp.assign (selected.size(), 0.0);
     std::vector<std::string> laneErrors ((size_t) layout.lanes);
-    pool->run ((int) selected.size(), [&] (int task) {
+    parallel ((int) selected.size(), [&] (int task) {
         const int m = selected[(size_t) task];
         try {
             restart (m, preroll != nullptr ? preroll + (size_t) m * prerollFrame : nullptr, prerollSamples,

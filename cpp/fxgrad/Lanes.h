@@ -6,6 +6,8 @@
 // IsolatedLanes (IsolatedLanes.h), which runs LocalLanes inside worker processes so that a
 // plugin's crash or hang costs the lanes of one worker instead of the whole process.
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -70,6 +72,9 @@ struct LaneFault {
 struct LaneStats {
     double dspSeconds = 0.0;      // time inside the plugins, summed over threads
     int64_t evaluations = 0;      // frames rendered by chains (forward + perturbed + replayed)
+    double busySeconds = 0.0;     // time the threads spent in tasks (DSP, copies, dot products), summed (in-process lanes)
+    double phaseSeconds = 0.0;    // wall time of the parallel phases (in-process lanes)
+    double handoffSeconds = 0.0;  // of that, before the first task starts and after the last ends (in-process lanes)
 };
 
 class Lanes {
@@ -120,6 +125,7 @@ private:
     void restart (int lane, const float* preroll, int64_t prerollSamples, double& dspSeconds);
     void render (Chain&, const float* theta, const float* x, float* y, int64_t n, double& dspSeconds);
     ChainActivity& activityOf (int lane, int chain);
+    void parallel (int tasks, const std::function<void (int)>& task);
     void collect (std::vector<std::string>& laneErrors, FaultKind, std::vector<LaneFault>& faults);
 
     LaneLayout layout;
@@ -132,6 +138,8 @@ private:
     int64_t frameLength = 0;
     std::vector<double> taskDsp;                 // per-task DSP time, summed after
     std::vector<int64_t> taskFrames;
+    std::vector<double> taskBusy;                // per-task wall time, summed after
+    std::vector<std::chrono::steady_clock::time_point> taskStart, taskEnd;
     LaneStats totals;
 };
 

@@ -29,6 +29,13 @@ enum class Estimator {
     FiniteDifference,  // Eq. 1: one coordinate at a time, 2P evaluations (validation)
 };
 
+/** How the K perturbation directions of a lane and step are drawn (SPSA estimators only). */
+enum class Directions {
+    Rademacher,   // DeepAFx: independent +-1 signs; Eq. 2's 1/Delta_i form
+    Orthogonal,   // K mutually orthogonal directions (Gaussian, Gram-Schmidt, norm sqrt(P)); blocks of P for K > P
+    Guided,       // guided ES: a share in the span of the lane's last `subspace` estimates, the rest +-1 signs
+};
+
 struct RackOptions {
     int lanes = 1;
     int perturbations = 1;       // K: perturbations averaged per step
@@ -44,6 +51,11 @@ struct RackOptions {
     std::string workerLog;       // file that receives what plugins print in workers; empty: inherit
     int64_t maxFaults = 1000;    // faults in the rack's lifetime before it raises (0: no limit)
     int maxFaultsPerMinute = 30; // faults within any 60 s before it raises (0: no limit)
+    Directions directions = Directions::Rademacher;
+    bool sharedPerturbations = false; // every lane of a step draws the same directions (lane 0's)
+    float baseline = 0.0f;       // control variate: beta of each lane's running mean of its estimates; 0: none
+    int subspace = 0;            // Guided: the lane's past estimates that span the guiding subspace
+    float guidedShare = 0.5f;    // Guided: the share of the perturbation's energy outside that subspace
 };
 
 struct RackStats {
@@ -53,6 +65,9 @@ struct RackStats {
     int64_t faults = 0;          // faults contained (lanes restarted)
     int64_t restarts = 0;        // worker processes restarted (Process)
     double recoverySeconds = 0.0; // time spent restarting workers
+    double busySeconds = 0.0;    // threads' time in tasks, summed (in-process lanes; 0 isolated)
+    double phaseSeconds = 0.0;   // wall time of the parallel phases (in-process lanes; 0 isolated)
+    double handoffSeconds = 0.0; // of that, waking the pool and returning from it (in-process lanes; 0 isolated)
 };
 
 /** A contained fault as reported to the caller: a LaneFault plus the step and the parameters
@@ -114,7 +129,12 @@ public:
 
 private:
     int evaluationsPerStep() const;
+    bool signForm() const;
+    void drawDirections (int lane, float* out) const;
     void perturbedTheta (int lane, int evaluation, float* out) const;
+    void laneGradient (int lane, float* out);
+    void remember (int lane, const float* estimate);
+    void forget (int lane);
     void record (std::vector<LaneFault>& faults, const float* evaluationThetas);
 
     RackOptions opts;
@@ -127,6 +147,10 @@ private:
     bool recorded = false;
     std::vector<float> frameTheta;               // the last recorded frame's parameters
     std::vector<float> evaluationThetas;         // (M, E, P) perturbed parameters of a vjp
+    std::vector<float> directionsDrawn;          // (M, K, P) this step's directions (SPSA)
+    std::vector<double> baselines;               // (M, P) the control variate's running means
+    std::vector<float> history;                  // (M, subspace, P) Guided: the last estimates, a ring
+    std::vector<int> historyCount;               // (M) estimates in the ring
     std::vector<double> dots, centreDots;        // (M, E) and (M) from the lanes
     std::vector<uint8_t> faulted;
     std::vector<LaneFault> stepFaults;

@@ -1,6 +1,7 @@
 #include "ThreadPool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <pthread.h>
 #include <system_error>
 
@@ -8,6 +9,33 @@
 #include "Process.h"
 
 namespace fxgrad {
+
+namespace {
+// How long an idle thread (or the caller, waiting for the last task) polls before it sleeps.
+// Phases of a step follow each other within this time, so their hand-offs cost no system call
+// and no scheduler wake-up; past it, a thread sleeps and costs nothing.
+constexpr auto spinTime = std::chrono::microseconds (50);
+
+inline void relax()
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+template <typename Done>
+bool spinUntil (Done done)
+{
+    const auto until = std::chrono::steady_clock::now() + spinTime;
+    for (int i = 0;; ++i) {
+        if (done())
+            return true;
+        relax();
+        if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until)
+            return false;
+    }
+}
+} // namespace
 
 ThreadPool::ThreadPool (int numThreads) : ownerProcess (processGeneration())
 {
@@ -42,6 +70,7 @@ void ThreadPool::stop()
     {
         std::lock_guard<std::mutex> lock (mutex);
         stopping = true;
+        ++generation;
     }
     wake.notify_all();
     for (auto& w : workers)
@@ -65,19 +94,22 @@ void ThreadPool::drain()
 void ThreadPool::workerLoop()
 {
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock (mutex);
     for (;;) {
-        wake.wait (lock, [&] { return stopping || generation != seen; });
-        if (stopping)
+        // A new generation: spin briefly, then sleep until run() or stop() publishes one.
+        if (! spinUntil ([&] { return generation.load (std::memory_order_acquire) != seen; })) {
+            std::unique_lock<std::mutex> lock (mutex);
+            wake.wait (lock, [&] { return generation.load (std::memory_order_acquire) != seen; });
+        }
+        seen = generation.load (std::memory_order_acquire);
+        if (stopping.load (std::memory_order_acquire))
             return;
-        seen = generation;
-        lock.unlock();
         drain();
-        lock.lock();
         // run() waits for every worker to finish each generation, so no worker can still be
         // looking at this generation's task when the next one is set up.
-        if (++finishedWorkers == workers.size())
+        if (finishedWorkers.fetch_add (1, std::memory_order_acq_rel) + 1 == workers.size()) {
+            std::lock_guard<std::mutex> lock (mutex);   // pairs with the caller's sleep in run()
             done.notify_one();
+        }
     }
 }
 
@@ -93,15 +125,18 @@ void ThreadPool::run (int numTasks, const std::function<void (int)>& task)
     if (workers.empty() || numTasks == 1) {
         drain();
     } else {
+        finishedWorkers.store (0, std::memory_order_relaxed);
         {
-            std::lock_guard<std::mutex> lock (mutex);
-            finishedWorkers = 0;
-            ++generation;
+            std::lock_guard<std::mutex> lock (mutex);   // a worker about to sleep sees it or is woken
+            generation.fetch_add (1, std::memory_order_release);
         }
         wake.notify_all();
         drain();
-        std::unique_lock<std::mutex> lock (mutex);
-        done.wait (lock, [&] { return finishedWorkers == workers.size(); });
+        const auto all = [&] { return finishedWorkers.load (std::memory_order_acquire) == workers.size(); };
+        if (! spinUntil (all)) {
+            std::unique_lock<std::mutex> lock (mutex);
+            done.wait (lock, all);
+        }
     }
     if (firstError)
         std::rethrow_exception (firstError);

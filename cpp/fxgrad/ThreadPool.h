@@ -1,7 +1,9 @@
 #pragma once
 // A fixed pool of worker threads that runs numbered tasks. The caller's thread works too, so a
 // pool of size T keeps T-1 threads. Tasks are handed out dynamically; callers make results
-// deterministic by writing each task's result to its own slot.
+// deterministic by writing each task's result to its own slot. Idle threads poll for the next
+// run for a few tens of microseconds before they sleep, so that runs in quick succession (a
+// step's phases) are handed over without system calls or scheduler wake-ups.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -40,9 +42,9 @@ private:
     const std::function<void (int)>* current = nullptr;   // guarded by the generation handshake
     int taskCount = 0;
     std::atomic<int> nextTask { 0 };
-    uint64_t generation = 0;
-    size_t finishedWorkers = 0;   // workers done with the current generation
-    bool stopping = false;
+    std::atomic<uint64_t> generation { 0 };      // written under `mutex`, polled without it
+    std::atomic<size_t> finishedWorkers { 0 };   // workers done with the current generation
+    std::atomic<bool> stopping { false };
     std::exception_ptr firstError;
     std::mutex errorMutex;
 };

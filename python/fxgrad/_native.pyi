@@ -11,6 +11,7 @@ FloatArray = npt.NDArray[np.float32]
 STRATEGIES: Tuple[str, ...]  # ("lockstep", "replay", "snapshot")
 ESTIMATORS: Tuple[str, ...]  # ("two-sided", "one-sided", "fd")
 ISOLATIONS: Tuple[str, ...]  # ("none", "process")
+DIRECTIONS: Tuple[str, ...]  # ("rademacher", "orthogonal", "guided")
 
 class PluginError(RuntimeError):
     """Base of the errors that a plugin's own behaviour causes."""
@@ -150,8 +151,14 @@ class Rack:
         worker_log: str = "",
         max_faults: int = 1000,
         max_faults_per_minute: int = 30,
+        directions: str = "rademacher",
+        shared: bool = False,
+        baseline: float = 0.0,
+        subspace: int = 0,
+        guided_share: float = 0.5,
     ) -> None:
-        """isolation "process" runs the lanes in fxgrad-worker processes (cpp/fxgrad/IsolatedLanes.h)."""
+        """isolation "process" runs the lanes in fxgrad-worker processes (cpp/fxgrad/IsolatedLanes.h);
+        directions, shared, baseline, subspace and guided_share shape the SPSA estimate (Rack.h)."""
     lanes: int
     num_parameters: int
     channels: int
@@ -166,7 +173,9 @@ class Rack:
     def perturbation(self, lane: int, k: int = 0) -> List[float]: ...
     def reset_lanes(self, mask: npt.NDArray[np.bool_], preroll: Optional[FloatArray] = None) -> None: ...
     def stats(self) -> Dict[str, float]:
-        """dsp_seconds, wall_seconds, evaluations, faults, restarts, recovery_seconds."""
+        """dsp_seconds, wall_seconds, evaluations, faults, restarts, recovery_seconds, busy_seconds and
+        phase_seconds, handoff_seconds (in-process lanes: threads' time in tasks, wall time of the
+        parallel phases, and of that the time before the first task starts and after the last ends)."""
     def reset_stats(self) -> None: ...
     faulted: npt.NDArray[np.bool_]  # (M,): lanes that faulted since the last forward
     worker_pids: List[int]  # isolation "process": the workers' process ids

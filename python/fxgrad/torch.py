@@ -29,6 +29,7 @@ from .host.plugins import Chain
 STRATEGIES = _native.STRATEGIES
 ESTIMATORS = _native.ESTIMATORS
 ISOLATIONS = _native.ISOLATIONS
+DIRECTIONS = _native.DIRECTIONS
 
 #: The smallest SPSA step: 256 float32 steps (ulps) of any normalised value in [0, 1], so that
 #: theta +- eps survives rounding within 0.4 %; a smaller step rounds to theta itself, and the
@@ -108,6 +109,17 @@ def check_capacity(
             + (f", and {format_bytes(history)} of replay history per lane" if history else "")
             + f"); {format_bytes(available)} of memory is available ({source}): at most {available // per_lane} "
             f"lanes would fit"
+        )
+
+
+def _check_eps(eps) -> None:
+    """Raise ``TypeError`` / ``ValueError`` unless ``eps`` is a number in [``MIN_EPS``, 0.5)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"eps must be a number, got {eps!r}")
+    if not MIN_EPS <= eps < 0.5:
+        raise ValueError(
+            f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
+            f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}"
         )
 
 
@@ -221,6 +233,16 @@ class PluginLayer(nn.Module):
         max_faults, max_faults_per_minute: the fault budget; past it the layer raises
             :class:`fxgrad.PluginCrashedError` (or ``PluginTimeoutError`` / ``PluginOutputError``)
             naming the plugin. 0: no limit.
+        directions: how the K directions of a lane and step are drawn: ``"rademacher"``
+            (DeepAFx: independent +-1 signs), ``"orthogonal"`` (K mutually orthogonal Gaussian
+            directions of norm sqrt(P): K = P gives the exact gradient of a linear chain) or
+            ``"guided"`` (guided ES: ``1 - guided_share`` of the perturbation lies in the span of
+            the lane's last ``subspace`` estimates; the estimate leans towards that span).
+        shared: every lane of a step uses the same directions (lane 0's).
+        baseline: a control variate: each lane keeps the running mean b of its estimates
+            (``b <- baseline b + (1 - baseline) g``) and subtracts what b predicts from each
+            difference before adding b back; unbiased, and less noisy while a lane's gradient
+            changes slowly. 0: none. Lanes that reset (a new clip) or fault start from b = 0.
 
     Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``) costs
     the lanes it hit for one step: they restart from the chain's preset state (treat them as
@@ -257,18 +279,25 @@ class PluginLayer(nn.Module):
         worker_log: Optional[os.PathLike] = None,
         max_faults: int = 1000,
         max_faults_per_minute: int = 30,
+        directions: str = "rademacher",
+        shared: bool = False,
+        baseline: float = 0.0,
+        subspace: int = 0,
+        guided_share: float = 0.5,
     ):
         super().__init__()
         if isinstance(chain, _native.Plugin):
             chain = Chain([chain])
         if not isinstance(chain, _native.Chain):
             raise TypeError(f"chain must be a fxgrad.Chain or Plugin, got {type(chain).__name__}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        if isolation not in ISOLATIONS:
-            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        for name, value, choices in (
+            ("strategy", strategy, STRATEGIES),
+            ("estimator", estimator, ESTIMATORS),
+            ("isolation", isolation, ISOLATIONS),
+            ("directions", directions, DIRECTIONS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         lanes = integer(lanes, "lanes")
         perturbations = integer(perturbations, "perturbations")
         replay_samples = (
@@ -278,13 +307,7 @@ class PluginLayer(nn.Module):
         )
         threads = (os.cpu_count() or 1) if threads is None else integer(threads, "threads")
         seed = integer(seed, "seed")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-            raise TypeError(f"eps must be a number, got {eps!r}")
-        if not MIN_EPS <= eps < 0.5:
-            raise ValueError(
-                f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
-                f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}"
-            )
+        _check_eps(eps)
         for name, value in (("lanes", lanes), ("threads", threads)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -298,6 +321,7 @@ class PluginLayer(nn.Module):
         self.estimator = estimator
         self.eps = float(eps)
         self.perturbations = perturbations
+        self.directions = directions
         self.rack = _native.Rack(
             chain,
             lanes,
@@ -314,6 +338,11 @@ class PluginLayer(nn.Module):
             os.fspath(worker_log) if worker_log else "",
             integer(max_faults, "max_faults"),
             integer(max_faults_per_minute, "max_faults_per_minute"),
+            directions,
+            bool(shared),
+            float(baseline),
+            integer(subspace, "subspace"),
+            float(guided_share),
         )
         self.isolation = isolation
         self._staging = _Staging()
@@ -377,5 +406,6 @@ class PluginLayer(nn.Module):
         return (
             f"lanes={self.lanes}, parameters={self.num_parameters}, strategy={self.strategy!r}, "
             f"estimator={self.estimator!r}, eps={self.eps}, perturbations={self.perturbations}, "
+            f"directions={self.directions!r}, "
             f"threads={self.rack.threads}, isolation={self.isolation!r}"
         )

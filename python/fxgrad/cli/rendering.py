@@ -29,16 +29,19 @@ def add_apply(commands) -> None:
     p.add_argument("--reference-params", help="a parameter CSV to draw beside the predicted curves")
     p.add_argument(
         "--smooth",
-        metavar="KIND:MS",
-        help="smooth the predicted parameters over time: one-pole:MS or median:MS (see fxgrad evaluate --smooth)",
+        metavar="auto|none|KIND:MS",
+        default="auto",
+        help="smooth the predicted parameters over time: auto (default): the setting the run's validation clips "
+        "prefer, as fxgrad evaluate chooses it (kept beside the checkpoint); one-pole:MS, median:MS or none",
     )
+    p.add_argument("--valid", help="validation folder for --smooth auto (default: the run's validation split)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=cmd_apply)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from ..evaluation.apply import apply_file
-    from ..nn.smoothing import Smoothing
+    from .training import smoothing_argument
 
     paths = apply_file(
         args.checkpoint,
@@ -50,7 +53,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         reference_params=args.reference_params,
         device=args.device,
         source_rate=args.source_rate,
-        smoothing=Smoothing.parse(args.smooth) if args.smooth else None,
+        smoothing=smoothing_argument(args),
     )
     for sentence in paths["conversions"]:
         print(f"input:      {sentence} (the model's format)")

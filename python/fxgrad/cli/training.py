@@ -123,9 +123,11 @@ def add_evaluate(commands) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--smooth",
-        metavar="KIND:MS|auto",
-        help="also render the model's automation smoothed over time: one-pole:MS (zero-phase, time constant) "
-        "or median:MS (window); auto: the setting with the lowest MRSTFT error on the validation clips",
+        metavar="auto|none|KIND:MS",
+        default="auto",
+        help="also render the model's automation smoothed over time (system 'model, smoothed'): auto (default): "
+        "the setting with the lowest MRSTFT error on the run's validation clips, chosen once and kept beside the "
+        "checkpoint, as apply uses it; one-pole:MS (zero-phase, time constant) or median:MS (window); none",
     )
     p.add_argument("--valid", help="validation folder for --smooth auto (default: the run's validation split)")
     p.add_argument("--no-progress", action="store_true")
@@ -143,29 +145,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         output=args.out,
         progress=not args.no_progress,
         device=args.device,
-        smoothing=_smoothing(args),
+        smoothing=smoothing_argument(args),
     )
     print(report(result))
     print(f"saved to {result['path']}")
     return 0
 
 
-def _smoothing(args: argparse.Namespace):
-    """The ``--smooth`` of ``evaluate``: none, a given setting, or (auto) the one the validation
-    clips prefer, with every candidate's score printed."""
-    if not args.smooth:
-        return None
-    from ..nn.smoothing import Smoothing
+def smoothing_argument(args: argparse.Namespace):
+    """The ``--smooth`` of ``evaluate`` and ``apply`` (:func:`fxgrad.evaluation.evaluate.resolve_smoothing`)."""
+    from ..evaluation.evaluate import resolve_smoothing
 
-    if args.smooth != "auto":
-        return Smoothing.parse(args.smooth)
-    from ..evaluation.evaluate import choose_smoothing_on, validation_folder
-
-    valid = args.valid or validation_folder(args.checkpoint)
-    best, scores = choose_smoothing_on(args.checkpoint, valid, device=args.device, progress=not args.no_progress)
-    listed = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
-    print(f"smoothing on {valid} (MRSTFT err): {listed}; chosen: {best or 'none'}")
-    return best
+    return resolve_smoothing(
+        args.checkpoint, args.smooth, args.valid, device=args.device, progress=not getattr(args, "no_progress", False)
+    )
 
 
 def add_oracle(commands) -> None:

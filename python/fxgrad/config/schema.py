@@ -80,7 +80,7 @@ class DataSection:
 
 @dataclass
 class EncoderSection:
-    backbone: str = field(default="inception", metadata=_choices("inception", "mobilenetv2"))
+    backbone: str = field(default="inception", metadata=_choices("inception", "mobilenetv2", "temporal"))
     context: int = 40960
     n_fft: int = 1024
     hop: int = 256
@@ -88,6 +88,7 @@ class EncoderSection:
     f_min: float = 0.0
     f_max: Optional[float] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    features: str = field(default="window", metadata=_choices("window", "clip"))
 
 
 @dataclass
@@ -98,6 +99,11 @@ class SpsaSection:
     strategy: str = field(default="lockstep", metadata=_choices(*_native.STRATEGIES))
     estimator: str = field(default="two-sided", metadata=_choices(*_native.ESTIMATORS))
     replay_samples: Optional[int] = None
+    directions: str = field(default="rademacher", metadata=_choices(*_native.DIRECTIONS))
+    shared: bool = False
+    baseline: float = 0.0
+    subspace: int = 0
+    guided_share: float = 0.5
     threads: Optional[int] = None
     isolation: str = field(default="process", metadata=_choices("process", "none"))
     workers: int = 0
@@ -135,6 +141,8 @@ class TrainSection:
     log_every: int = 10
     pretrain_steps: int = 0
     pretrain_lr: float = 1e-3
+    pretrain_share: float = 0.1
+    torch_threads: Optional[int] = None
     start_from: str = "defaults"
     progressive_steps: int = 0
     pipeline: bool = False
@@ -245,6 +253,7 @@ class Config:
             f_min=e.f_min,
             f_max=e.f_max,
             backbone_options=dict(e.options),
+            features=e.features,
         )
 
     def _check(self) -> None:
@@ -326,6 +335,10 @@ def _check_train(t: TrainSection) -> None:
             raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
     if t.max_seconds is not None:
         _positive(t.max_seconds, "train.max_seconds")
+    if not 0 < t.pretrain_share <= 1:
+        raise ConfigError(f"train.pretrain_share must be in (0, 1], got {t.pretrain_share}")
+    if t.torch_threads is not None:
+        _positive(t.torch_threads, "train.torch_threads")
     if t.resume_preroll < 0:
         raise ConfigError(f"train.resume_preroll must be >= 0 seconds, got {t.resume_preroll}")
 

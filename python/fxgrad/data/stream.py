@@ -14,7 +14,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
@@ -185,7 +185,8 @@ class StreamBatch:
 
     Attributes:
         context: (M, C, W) input audio window centred on each lane's frame (the frame starts
-            ``(W - N) // 2`` samples into it), zero outside the clip.
+            ``(W - N) // 2`` samples into it), zero outside the clip; or, from a streamer given
+            ``features``, that window of the clip's features, e.g. (M, 1, n_mels, T) log-mel.
         frame: (M, C, N) input samples the effects process this step.
         target: (M, C, N) target samples for ``frame``.
         reset: bool (M,), True where the lane starts a new clip this step: reset that lane's
@@ -240,6 +241,11 @@ class FrameStreamer:
         seed: seed of the clip order in training mode.
         shuffle: training mode (True) or validation mode (False).
         min_clip_frames: clips with fewer frames (counting a final partial frame) are skipped.
+        features: computes the encoder's input once per clip instead of cutting audio
+            windows: an object with ``of_clip(audio) -> clip features`` and ``window(clip
+            features, frame index) -> the frame's window`` (shaped ``mel_shape``), such as
+            :class:`fxgrad.nn.encoder.ClipFeatures`; a lane computes its clip's features when
+            it takes the clip.
     """
 
     def __init__(
@@ -251,6 +257,7 @@ class FrameStreamer:
         seed: int = 0,
         shuffle: bool = True,
         min_clip_frames: int = 1,
+        features: Optional[Any] = None,
     ) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
@@ -275,6 +282,8 @@ class FrameStreamer:
         self._lane_clip = [-1] * self.lanes
         self._lane_frame = [0] * self.lanes
         self._lane_audio: list[Optional[tuple[Tensor, Tensor]]] = [None] * self.lanes
+        self.features = features
+        self._lane_features: list[Optional[Tensor]] = [None] * self.lanes
 
     def __iter__(self) -> "FrameStreamer":
         return self
@@ -293,7 +302,8 @@ class FrameStreamer:
 
     def __next__(self) -> StreamBatch:
         channels = self.dataset.channels
-        context = torch.zeros(self.lanes, channels, self.context)
+        window_shape = (channels, self.context) if self.features is None else tuple(self.features.mel_shape)
+        context = torch.zeros(self.lanes, *window_shape)
         frame = torch.zeros(self.lanes, channels, self.frame_size)
         target = torch.zeros(self.lanes, channels, self.frame_size)
         reset = torch.zeros(self.lanes, dtype=torch.bool)
@@ -311,11 +321,16 @@ class FrameStreamer:
                 continue
             if self._lane_audio[lane] is None:
                 self._lane_audio[lane] = self.dataset[clip]
+                if self.features is not None:
+                    self._lane_features[lane] = self.features.of_clip(self._lane_audio[lane][0])
             clip_input, clip_target = self._lane_audio[lane]
             start = self._lane_frame[lane] * self.frame_size
             valid_samples[lane] = _copy_window(clip_input, start, frame[lane])
             _copy_window(clip_target, start, target[lane])
-            _copy_window(clip_input, start - self.context_offset, context[lane])
+            if self.features is None:
+                _copy_window(clip_input, start - self.context_offset, context[lane])
+            else:
+                context[lane] = self.features.window(self._lane_features[lane], self._lane_frame[lane])
 
         clip_index = torch.tensor(self._lane_clip, dtype=torch.long)
         if not (clip_index >= 0).any():
@@ -361,6 +376,7 @@ class FrameStreamer:
         self._lane_clip = list(state["lane_clip"])
         self._lane_frame = list(state["lane_frame"])
         self._lane_audio = [None] * self.lanes
+        self._lane_features = [None] * self.lanes
 
 
 def _copy_window(audio: Tensor, start: int, out: Tensor) -> int:

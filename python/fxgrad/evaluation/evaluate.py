@@ -191,6 +191,57 @@ def choose_smoothing_on(
     return choose_smoothing(bar, score)
 
 
+SMOOTHING_DEFAULT = "auto"
+"""What ``evaluate`` and ``apply`` smooth with unless told: the setting the run's validation clips
+prefer (docs/results/method.md: it beat no smoothing on MFCC and MRSTFT error on every task)."""
+
+
+def smoothing_file(checkpoint: PathLike) -> Path:
+    """Where the validation's choice for ``checkpoint`` is kept: ``best.pt`` -> ``best.smoothing.json``."""
+    return Path(checkpoint).with_suffix(".smoothing.json")
+
+
+def resolve_smoothing(
+    checkpoint: PathLike,
+    spec: Optional[str] = SMOOTHING_DEFAULT,
+    valid: Optional[PathLike] = None,
+    device: str = "cpu",
+    progress: bool = True,
+    note=print,
+) -> Optional[Smoothing]:
+    """The smoothing ``spec`` names for ``checkpoint``, one rule for ``evaluate`` and ``apply``:
+    ``"none"`` (or None): none; ``"KIND:MS"``: that; ``"auto"``: the candidate with the lowest
+    MRSTFT error on the validation clips (``valid``, default the run's own split:
+    :func:`validation_folder`), chosen once per checkpoint and kept in :func:`smoothing_file`
+    (made again when the checkpoint or the folder changes). A run without validation clips gets
+    none, with a ``note`` saying so."""
+    if spec is None or spec == "none":
+        return None
+    if spec != "auto":
+        return Smoothing.parse(spec)
+    from ..train.checkpoint import load_checkpoint
+
+    try:
+        folder = Path(valid) if valid else validation_folder(checkpoint)
+    except FileNotFoundError as error:
+        note(f"no smoothing: {error}")
+        return None
+    key = {"checksum": load_checkpoint(checkpoint).get("checksum"), "valid": str(folder.resolve())}
+    cache = smoothing_file(checkpoint)
+    if cache.is_file():
+        kept = json.loads(cache.read_text())
+        if all(kept.get(k) == v for k, v in key.items()):
+            chosen = kept["chosen"]
+            note(f"smoothing: {chosen} (chosen on {folder}, kept in {cache})")
+            return None if chosen == "none" else Smoothing.parse(chosen)
+    best, scores = choose_smoothing_on(checkpoint, folder, device=device, progress=progress)
+    listed = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+    note(f"smoothing on {folder} (MRSTFT err): {listed}; chosen: {best or 'none'}")
+    record = {**key, "metric": "mrstft", "scores": scores, "chosen": str(best) if best else "none"}
+    atomic_write_bytes(cache, json.dumps(record, indent=2).encode())
+    return best
+
+
 def validation_folder(checkpoint: PathLike) -> Path:
     """The validation split a checkpoint's run used: its ``data.valid`` input folder's parent,
     or the ``valid`` folder of its synthetic data (a :class:`FileNotFoundError` if it had none)."""

@@ -1,6 +1,7 @@
 """The nn layer: what learns and what measures, on tensors and arrays, with no plugin in it.
 
-The parameter encoder (:mod:`.encoder`: log-mel front end, CNN backbone, sigmoid head), the
+The parameter encoder (:mod:`.encoder`: log-mel front end, once per window or per clip; the CNN
+backbones of :mod:`.backbones`; sigmoid head), the
 training losses (:mod:`.losses`), the evaluation metrics (:mod:`.metrics`: MFCC distance,
 multi-resolution STFT error, loudness) and the smoothing of predicted parameter trajectories
 (:mod:`.smoothing`).

@@ -1,18 +1,25 @@
 """The parameter encoder: audio context window -> effect parameters in [0, 1].
 
 A fixed log-mel front end feeds a batch-normalised spectrogram to a CNN backbone (Inception-
-style or MobileNetV2, trained from scratch), whose pooled features go through a dense layer and
-a sigmoid, as in DeepAFx.
+style or MobileNetV2, trained from scratch, as in DeepAFx; or a compact temporal CNN for CPUs),
+whose pooled features go through a dense layer and a sigmoid.
+
+The front end is fixed, so it can run once per clip instead of once per frame
+(:class:`ClipFeatures`): consecutive frames' context windows overlap by all but one frame (about
+80x with DeepAFx's 1.86 s windows), and each frame's window of the clip's log-mel is a slice.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from .backbones import BACKBONES
 
 
 def _hz_to_mel(frequency: Tensor) -> Tensor:
@@ -134,210 +141,77 @@ class LogMelSpectrogram(nn.Module):
         return torch.log(mel_power + 1e-6).unsqueeze(1)
 
 
-class ConvNormActivation(nn.Sequential):
-    """Conv2d (no bias) -> BatchNorm2d -> activation (ReLU, ReLU6, or none), 'same' padding."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 1,
-        stride: int = 1,
-        groups: int = 1,
-        activation: Optional[type[nn.Module]] = nn.ReLU,
-    ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding=kernel_size // 2,
-                groups=groups,
-                bias=False,
-            ),
-            nn.BatchNorm2d(out_channels),
-        ]
-        if activation is not None:
-            layers.append(activation(inplace=True))
-        super().__init__(*layers)
+FEATURES = ("window", "clip")
+"""Where the encoder's front end runs: on each context window (DeepAFx) or once per clip."""
 
 
-class InceptionBlock(nn.Module):
-    """Four parallel branches concatenated on channels: 1x1, 1x1->3x3, 1x1->5x5, maxpool->1x1.
+class ClipFeatures:
+    """A clip's log-mel spectrogram computed once, and each frame's window of it.
 
-    Each branch has ``branch_channels`` outputs (the 3x3/5x5 branches reduce to half of that
-    first), so the block outputs ``4 * branch_channels`` channels at the input's resolution.
-    """
-
-    def __init__(self, in_channels: int, branch_channels: int) -> None:
-        super().__init__()
-        reduced = max(branch_channels // 2, 1)
-        self.branch_1x1 = ConvNormActivation(in_channels, branch_channels)
-        self.branch_3x3 = nn.Sequential(
-            ConvNormActivation(in_channels, reduced),
-            ConvNormActivation(reduced, branch_channels, kernel_size=3),
-        )
-        self.branch_5x5 = nn.Sequential(
-            ConvNormActivation(in_channels, reduced),
-            ConvNormActivation(reduced, branch_channels, kernel_size=5),
-        )
-        self.branch_pool = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
-            ConvNormActivation(in_channels, branch_channels),
-        )
-        self.out_channels = 4 * branch_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat(
-            [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x), self.branch_pool(x)],
-            dim=1,
-        )
-
-
-class InceptionBackbone(nn.Module):
-    """Inception-style CNN: strided stem, inception blocks with 2x2 max pooling between them,
-    global average pooling.
+    The window of frame ``k`` covers the same samples as the audio context window
+    (:func:`fxgrad.data.stream.contexts`: it starts ``(W - N) // 2`` samples before the frame,
+    zeros outside the clip) and has the same shape as :class:`LogMelSpectrogram` of that window,
+    (1, n_mels, 1 + W // hop). The spectra differ only in the STFT frames within ``n_fft / 2``
+    of a window's edges, which here see the clip's neighbouring audio instead of zero padding.
 
     Args:
-        in_channels: channels of the input image (1 for a spectrogram).
-        stem_channels: outputs of the stem's 3x3 stride-2 convolution.
-        block_channels: output channels of each inception block, each divisible by 4.
+        frontend: the encoder's :class:`LogMelSpectrogram` (a copy is kept on the CPU).
+        frame_size: N, samples per frame; a multiple of the front end's hop.
+        context: W, samples per window; ``(W - N) // 2`` must be a multiple of the hop too.
 
-    Shapes:
-        (B, in_channels, mels, frames) -> (B, out_features), ``out_features =
-        block_channels[-1]``.
+    Shapes: :meth:`of_clip` (C, samples) -> (n_mels, T) for the whole clip; :meth:`window`
+    (n_mels, T), frame index -> (1, n_mels, 1 + W // hop); :meth:`windows` frames
+    ``start..stop`` -> (stop - start, 1, n_mels, 1 + W // hop).
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        stem_channels: int = 16,
-        block_channels: Sequence[int] = (32, 64, 128),
-    ) -> None:
-        super().__init__()
-        if not block_channels or any(c <= 0 or c % 4 for c in block_channels):
-            raise ValueError(f"block_channels must be non-empty positive multiples of 4, got {block_channels}")
-        # ceil_mode keeps at least one row/column however small the spectrogram is.
-        layers: list[nn.Module] = [
-            ConvNormActivation(in_channels, stem_channels, kernel_size=3, stride=2),
-            nn.MaxPool2d(2, ceil_mode=True),
-        ]
-        channels = stem_channels
-        for index, width in enumerate(block_channels):
-            if index:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            block = InceptionBlock(channels, width // 4)
-            layers.append(block)
-            channels = block.out_channels
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.layers = nn.Sequential(*layers)
-        self.out_features = channels
+    def __init__(self, frontend: "LogMelSpectrogram", frame_size: int, context: int) -> None:
+        hop = frontend.hop
+        offset = (context - frame_size) // 2
+        if frame_size % hop or offset % hop:
+            raise ValueError(
+                f"features computed once per clip need the hop ({hop}) to divide frame_size ({frame_size}) and the "
+                f"context's lead (context - frame_size) // 2 = {offset}"
+            )
+        self.frontend = copy.deepcopy(frontend).cpu()
+        self.frame_size = int(frame_size)
+        self.context = int(context)
+        self.offset = offset
+        self.hop = hop
+        self.stride = frame_size // hop  # STFT frames per frame
+        self.length = 1 + context // hop  # STFT frames per window
+        self.mel_shape = (1, int(self.frontend.filterbank.shape[0]), self.length)
+        """The shape of one window, (1, n_mels, 1 + W // hop)."""
 
-    def forward(self, image: Tensor) -> Tensor:
-        return self.layers(image)
+    @torch.no_grad()
+    def of_clip(self, audio: Tensor) -> Tensor:
+        """(n_mels, T) log-mel of the clip padded so that every frame's window lies inside it."""
+        channels, samples = audio.shape
+        frames = max(1, -(-samples // self.frame_size))
+        total = (frames - 1) * self.frame_size + self.context  # the padded clip's length
+        padded = torch.nn.functional.pad(audio.float(), (self.offset, max(0, total - self.offset - samples)))
+        return self.frontend(padded[None])[0, 0]
 
+    def window(self, features: Tensor, frame: int) -> Tensor:
+        """(1, n_mels, 1 + W // hop): frame ``frame``'s window of :meth:`of_clip`'s output."""
+        start = frame * self.stride
+        return features[None, :, start : start + self.length]
 
-def _round_channels(channels: float, divisor: int = 8) -> int:
-    """Round to a multiple of ``divisor`` without going more than 10% below (as MobileNetV2)."""
-    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * channels else rounded
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expansion -> 3x3 depthwise -> linear 1x1 projection, with a
-    residual connection when the shape is unchanged."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
-        super().__init__()
-        hidden = in_channels * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers.append(ConvNormActivation(in_channels, hidden, activation=nn.ReLU6))
-        layers += [
-            ConvNormActivation(hidden, hidden, kernel_size=3, stride=stride, groups=hidden, activation=nn.ReLU6),
-            ConvNormActivation(hidden, out_channels, activation=None),
-        ]
-        self.layers = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.layers(x) if self.use_residual else self.layers(x)
+    def windows(self, features: Tensor, start: int, stop: int) -> Tensor:
+        """(stop - start, 1, n_mels, 1 + W // hop): the windows of frames ``start..stop``."""
+        span = features[:, start * self.stride : (stop - 1) * self.stride + self.length]
+        return span.unfold(-1, self.length, self.stride).permute(1, 0, 2).unsqueeze(1).contiguous()
 
 
-# (expansion t, output channels c, repeats n, first stride s) per stage.
-MOBILENETV2_SETTINGS = (
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-)
-"""The original MobileNetV2 table (use with ``stem_channels=32, last_channels=1280``)."""
-
-MOBILENETV2_SMALL_SETTINGS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2))
-"""A shallower, narrower table for CPU training (the :class:`MobileNetV2Backbone` default)."""
-
-
-class MobileNetV2Backbone(nn.Module):
-    """MobileNetV2 feature extractor (no pretrained weights) with global average pooling.
-
-    Args:
-        in_channels: channels of the input image (1 for a spectrogram).
-        width_multiplier: scales every layer's channel count (rounded to multiples of 8).
-        settings: stages as (expansion, channels, repeats, first stride) tuples.
-        stem_channels: outputs of the 3x3 stride-2 stem, before the width multiplier.
-        last_channels: outputs of the final 1x1 convolution, before the width multiplier
-            (which only ever widens it, as in MobileNetV2).
-
-    Shapes:
-        (B, in_channels, mels, frames) -> (B, out_features).
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        width_multiplier: float = 1.0,
-        settings: Sequence[tuple[int, int, int, int]] = MOBILENETV2_SMALL_SETTINGS,
-        stem_channels: int = 16,
-        last_channels: int = 256,
-    ) -> None:
-        super().__init__()
-        if width_multiplier <= 0:
-            raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
-        if not settings:
-            raise ValueError("settings must list at least one stage")
-        channels = _round_channels(stem_channels * width_multiplier)
-        layers: list[nn.Module] = [ConvNormActivation(in_channels, channels, 3, stride=2, activation=nn.ReLU6)]
-        for expansion, stage_channels, repeats, first_stride in settings:
-            out_channels = _round_channels(stage_channels * width_multiplier)
-            for repeat in range(repeats):
-                stride = first_stride if repeat == 0 else 1
-                layers.append(InvertedResidual(channels, out_channels, stride, expansion))
-                channels = out_channels
-        self.out_features = _round_channels(last_channels * max(1.0, width_multiplier))
-        layers += [
-            ConvNormActivation(channels, self.out_features, activation=nn.ReLU6),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        ]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, image: Tensor) -> Tensor:
-        return self.layers(image)
-
-
-BACKBONES = {"inception": InceptionBackbone, "mobilenetv2": MobileNetV2Backbone}
+_ENCODER_SET = ("in_channels", "n_mels")
+"""Backbone arguments the :class:`Encoder` sets (``n_mels`` for backbones that take it)."""
 
 
 def check_backbone_options(backbone: str, options: Optional[dict]) -> None:
     """Raise ``ValueError`` for an unknown backbone, or options it does not take (naming those
-    it does); ``in_channels`` is the encoder's to set."""
+    it does); ``in_channels`` and ``n_mels`` are the encoder's to set."""
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
-    accepted = [name for name in inspect.signature(BACKBONES[backbone]).parameters if name != "in_channels"]
+    accepted = [name for name in inspect.signature(BACKBONES[backbone]).parameters if name not in _ENCODER_SET]
     unknown = sorted(set(options or {}) - set(accepted))
     if unknown:
         raise ValueError(
@@ -357,13 +231,17 @@ class Encoder(nn.Module):
             recorded for callers, and ``context`` must be at least this long.
         context: W, the samples of the input window (40960 in DeepAFx; a demo on CPU can use
             e.g. 8192).
-        backbone: ``"inception"`` or ``"mobilenetv2"``.
+        backbone: ``"inception"``, ``"mobilenetv2"`` or ``"temporal"``.
         n_fft, hop, n_mels, f_min, f_max: log-mel settings (see :class:`LogMelSpectrogram`).
         backbone_options: keyword arguments for the backbone class (e.g. ``block_channels``
-            or ``width_multiplier``); ``in_channels`` is set here.
+            or ``width_multiplier``); ``in_channels`` (and ``n_mels``) are set here.
+        features: ``"window"`` (the front end runs on each context window, as DeepAFx) or
+            ``"clip"`` (once per clip, :class:`ClipFeatures`; callers then pass log-mel windows
+            from :meth:`clip_features`). Recorded so that inference cuts its inputs as training did.
 
     Shapes:
-        (B, C, context) linear amplitude -> (B, P) in [0, 1].
+        (B, C, context) linear amplitude, or (B, 1, n_mels, 1 + context // hop) log-mel windows
+        (the front end's output) -> (B, P) in [0, 1].
     """
 
     def __init__(
@@ -379,24 +257,50 @@ class Encoder(nn.Module):
         f_min: float = 0.0,
         f_max: Optional[float] = None,
         backbone_options: Optional[dict] = None,
+        features: str = "window",
     ) -> None:
         super().__init__()
         if num_parameters < 1:
             raise ValueError(f"num_parameters must be >= 1, got {num_parameters}")
         if frame_size < 1 or context < frame_size:
             raise ValueError(f"need 1 <= frame_size <= context, got frame_size={frame_size}, context={context}")
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
         check_backbone_options(backbone, backbone_options)
         self.num_parameters = int(num_parameters)
         self.sample_rate = int(sample_rate)
         self.frame_size = int(frame_size)
         self.context = int(context)
+        self.features = features
         self.frontend = LogMelSpectrogram(sample_rate, n_fft, hop, n_mels, f_min, f_max)
         self.input_norm = nn.BatchNorm2d(1)
-        self.backbone = BACKBONES[backbone](in_channels=1, **(backbone_options or {}))
+        options = dict(backbone_options or {})
+        if "n_mels" in inspect.signature(BACKBONES[backbone]).parameters:
+            options["n_mels"] = n_mels
+        self.backbone = BACKBONES[backbone](in_channels=1, **options)
         self.head = nn.Linear(self.backbone.out_features, self.num_parameters)
+        self.mel_shape = (1, int(n_mels), 1 + self.context // self.frontend.hop)
+        if features == "clip":
+            self.clip_features()  # refuses a frame size or context the hop does not divide
+
+    def stream_features(self) -> Optional[ClipFeatures]:
+        """What a frame streamer computes once per clip for this encoder: :meth:`clip_features`
+        with ``features="clip"``, else none (the streamer cuts audio windows)."""
+        return self.clip_features() if self.features == "clip" else None
+
+    def clip_features(self) -> ClipFeatures:
+        """The front end as :class:`ClipFeatures` (once per clip) for this encoder's windows."""
+        return ClipFeatures(self.frontend, self.frame_size, self.context)
 
     def forward(self, context: Tensor) -> Tensor:
-        if context.ndim != 3 or context.shape[-1] != self.context:
-            raise ValueError(f"context must be shaped (batch, channels, {self.context}), got {tuple(context.shape)}")
-        features = self.backbone(self.input_norm(self.frontend(context)))
+        if context.ndim == 4 and tuple(context.shape[1:]) == self.mel_shape:
+            image = context  # log-mel windows, the front end already applied
+        elif context.ndim == 3 and context.shape[-1] == self.context:
+            image = self.frontend(context)
+        else:
+            raise ValueError(
+                f"context must be shaped (batch, channels, {self.context}) (audio) or "
+                f"(batch, {', '.join(map(str, self.mel_shape))}) (log-mel windows), got {tuple(context.shape)}"
+            )
+        features = self.backbone(self.input_norm(image))
         return torch.sigmoid(self.head(features))

@@ -115,6 +115,22 @@ def plugin_threads(config: Config, world: Optional[World] = None) -> int:
     return int(config.spsa.threads or max(1, (os.cpu_count() or 1) // local))
 
 
+#: Machines with at most this many cores run a CPU encoder on one thread by default: with two
+#: threads on a busy 2-core machine the demo's encoder ran 10-20x slower than with one
+#: (OpenMP waits on a core another process holds), and 1.3x faster only when the machine was idle.
+SMALL_MACHINE_CORES = 4
+
+
+def encoder_threads(config: Config) -> int:
+    """Torch's threads for an encoder on the CPU: ``train.torch_threads``, or by default one on
+    a machine of :data:`SMALL_MACHINE_CORES` cores or fewer, else torch's own choice."""
+    if config.train.torch_threads:
+        return int(config.train.torch_threads)
+    import torch
+
+    return 1 if (os.cpu_count() or 1) <= SMALL_MACHINE_CORES else torch.get_num_threads()
+
+
 def spsa_layer(
     chain: Chain,
     config: Config,
@@ -134,6 +150,11 @@ def spsa_layer(
         s.estimator,
         s.replay_samples,
         seed=seed,
+        directions=s.directions,
+        shared=s.shared,
+        baseline=s.baseline,
+        subspace=s.subspace,
+        guided_share=s.guided_share,
         **_isolation(config, threads, worker_log),
     )
 

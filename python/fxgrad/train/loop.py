@@ -31,6 +31,8 @@ class PhaseLoop:
         self.smoothed: Optional[float] = None
         self.last_saved = self.position
         self.bar = None
+        # This call's steps: their count and summed seconds (whole step, inside the plugins).
+        self.timed = [0, 0.0, 0.0]
 
     @property
     def position(self) -> int:
@@ -79,7 +81,7 @@ class PhaseLoop:
         """One step and what follows it; True when the phase stops here."""
         trainer = self.trainer
         started = time.perf_counter()
-        plugins_before = trainer.layer.rack.stats()["wall_seconds"]
+        before = trainer.layer.rack.stats()
         try:
             record = next(steps)
         except _native.PluginError as error:
@@ -90,11 +92,14 @@ class PhaseLoop:
         duration = time.perf_counter() - started
         trainer.elapsed += duration
         optimiser = trainer.pretrain_optimizer if self.phase == "pretrain" else trainer.optimizer
+        after = trainer.layer.rack.stats()
         record.update(
             phase=self.phase,
             step=self.position,
             step_s=duration,
-            plugins_s=trainer.layer.rack.stats()["wall_seconds"] - plugins_before,
+            plugins_s=after["wall_seconds"] - before["wall_seconds"],
+            dsp_s=after["dsp_seconds"] - before["dsp_seconds"],
+            renders=after["evaluations"] - before["evaluations"],
             lr=optimiser.param_groups[0]["lr"],
         )
         self._account(record)
@@ -117,14 +122,26 @@ class PhaseLoop:
             callback(trainer, record)
         if len(self.window) >= trainer.config.train.log_every or record["step"] == self.total:
             self._flush()
+        self.timed[0] += 1
+        self.timed[1] += record["step_s"]
+        self.timed[2] += record["plugins_s"]
+        if self.phase == "train":
+            trainer.budget.mean_step_s = self.timed[1] / self.timed[0]
         if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"loss {self.smoothed or math.nan:.4g}  lr {record['lr']:.2g}  {record['step_s'] * 1e3:.0f} ms/step "
-                f"(plugins {record['plugins_s'] * 1e3:.0f} ms)"
-                + (f"  faults {trainer.faults.count}" if trainer.faults.count else ""),
-                refresh=False,
-            )
+            self.bar.set_postfix_str(self.postfix(record), refresh=False)
             self.bar.update(1)
+
+    def postfix(self, record: Dict[str, Any]) -> str:
+        """The bar's figures: the smoothed loss, the learning rate, the last step's time and the
+        mean step time of this call, and how the mean step splits between the plugins (the
+        rack's calls) and everything else (encoder, loss, optimiser, data)."""
+        count, step_s, plugins_s = self.timed
+        mean_ms, plugins_ms = 1e3 * step_s / count, 1e3 * plugins_s / count
+        return (
+            f"loss {self.smoothed or math.nan:.4g}  lr {record['lr']:.2g}  step: last {record['step_s'] * 1e3:.0f} ms, "
+            f"mean {mean_ms:.0f} ms = plugins {plugins_ms:.0f} + encoder & rest {mean_ms - plugins_ms:.0f} ms"
+            + (f"  faults {self.trainer.faults.count}" if self.trainer.faults.count else "")
+        )
 
     def _flush(self) -> None:
         if self.trainer.log is not None:
@@ -152,12 +169,9 @@ class PhaseLoop:
                 trainer.run_dir / CHECKPOINT,
             )
         if trainer.stopped_early or trainer.out_of_time:
-            trainer.note(
-                f"early stopping: no improvement for {trainer.bad_epochs} epochs"
-                if trainer.stopped_early
-                else f"time limit: train.max_seconds={trainer.config.train.max_seconds:g} reached at "
-                f"{self.phase} step {step}"
-            )
+            trainer.note(self._stop_note(step))
+            if trainer.out_of_time and self.phase == "train" and trainer.epoch_loss[1] and not epoch_done:
+                self._end_epoch()  # the steps since the last epoch are validated too: best.pt
             trainer.save()
             self.last_saved = step
             return True
@@ -165,6 +179,14 @@ class PhaseLoop:
             trainer.save()
             self.last_saved = step
         return False
+
+    def _stop_note(self, step: int) -> str:
+        trainer, t = self.trainer, self.trainer.config.train
+        if trainer.stopped_early:
+            return f"early stopping: no improvement for {trainer.bad_epochs} epochs"
+        if self.phase == "pretrain":
+            return f"pretraining stopped at step {step}: its share of train.max_seconds ({t.pretrain_share:g}) is used"
+        return f"time limit: train.max_seconds={t.max_seconds:g} reached at {self.phase} step {step}"
 
     def _stop_on_plugin_error(self, error: _native.PluginError) -> TrainingError:
         """A plugin past its fault budget: the checkpoint of the last complete step is written

@@ -80,11 +80,16 @@ class TrainedModel:
         ``smoothing`` (:mod:`fxgrad.nn.smoothing`) when given."""
         signal = torch.as_tensor(np.asarray(audio, np.float32))
         frames = frame_count(signal.shape[-1], self.frame_size)
+        features = self.encoder.stream_features()  # as the training stream cut its inputs
+        clip = features.of_clip(signal) if features is not None else None
         out = []
         for start in range(0, frames, batch):
             stop = min(frames, start + batch)
-            windows = contexts(signal, self.frame_size, self.encoder.context, start, stop).to(self.device)
-            out.append(self.encoder(windows).cpu())
+            if features is not None:
+                windows = features.windows(clip, start, stop)
+            else:
+                windows = contexts(signal, self.frame_size, self.encoder.context, start, stop)
+            out.append(self.encoder(windows.to(self.device)).cpu())
         return self.smoothed(torch.cat(out).numpy(), smoothing)
 
     def smoothed(self, thetas: np.ndarray, smoothing: Optional[Smoothing]) -> np.ndarray:

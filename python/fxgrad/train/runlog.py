@@ -28,6 +28,7 @@ class RunLog:
         "grad_norm",
         "step_s",
         "plugins_s",
+        "dsp_s",
         "elapsed_s",
         "faults",
     ]
@@ -56,7 +57,7 @@ class RunLog:
         self._handle.flush()
         if self._board is not None:
             step = int(values["step"])
-            for key in ("loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "faults"):
+            for key in ("loss", "valid_loss", "lr", "grad_norm", "step_s", "plugins_s", "dsp_s", "faults"):
                 if values.get(key) is not None:
                     self._board.add_scalar(f"{values['phase']}/{key}", float(values[key]), step)
 
@@ -75,6 +76,7 @@ class RunLog:
             grad_norm=float(np.mean([r["grad_norm"] for r in window])),
             step_s=float(np.mean([r["step_s"] for r in window])),
             plugins_s=float(np.mean([r["plugins_s"] for r in window])),
+            dsp_s=float(np.mean([r.get("dsp_s", 0.0) for r in window])),
             elapsed_s=elapsed_s,
             faults=sum(r.get("faults", 0) for r in window),
         )

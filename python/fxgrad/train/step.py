@@ -86,7 +86,8 @@ def spsa_settings(config: Config) -> str:
     s, t = config.spsa, config.train
     return (
         f"spsa.eps={s.eps:g}, spsa.estimator={s.estimator}, spsa.strategy={s.strategy}, "
-        f"spsa.perturbations={s.perturbations}, train.lr={t.lr:g}, train.grad_clip={t.grad_clip}, "
+        f"spsa.perturbations={s.perturbations}, spsa.directions={s.directions}, spsa.baseline={s.baseline:g}, "
+        f"train.lr={t.lr:g}, train.grad_clip={t.grad_clip}, "
         f"loss.type={config.loss.type}"
     )
 

@@ -30,10 +30,12 @@ from ..config.schema import Config, ConfigError
 from ..data.stream import FrameStreamer, PairedAudioDataset
 from ..nn.encoder import Encoder
 from . import resume, seeds
+from .budget import TimeBudget
 from .build import (
     build_chain,
     build_loss,
     checked_layer,
+    encoder_threads,
     plugin_threads,
     prepare_data,
     render_layer,
@@ -121,6 +123,8 @@ class Trainer:
         self._stop_requested = False
         self.stop_reason = ""
         seeds.seed_everything(config.seed)
+        if self.device.type == "cpu":
+            torch.set_num_threads(encoder_threads(config))
         self.chain = build_chain(config)
         self.names = list(self.chain.learned)
         self.num_parameters = len(self.names)
@@ -174,12 +178,13 @@ class Trainer:
 
     def _build_optimisers(self) -> None:
         t = self.config.train
-        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        fused = self.device.type in ("cpu", "cuda")  # one kernel for all weights: 0.35 -> 0.08 ms (demo, CPU)
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr
         )
         self.pretrain_optimizer = (
-            torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr) if t.pretrain_steps else None
+            torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr, fused=fused) if t.pretrain_steps else None
         )
 
     def _reset_counters(self) -> None:
@@ -190,7 +195,7 @@ class Trainer:
         self.bad_epochs = 0
         self.stopped_early = False
         self.out_of_time = False
-        self._deadline: Optional[float] = None
+        self.budget = TimeBudget(self)
         self.epoch_loss = [0.0, 0]
         self.history: List[Dict[str, Any]] = []
         self.elapsed = 0.0
@@ -239,6 +244,7 @@ class Trainer:
                 seed=seeds.training_stream(self.config.seed, self.world.rank, stream),
                 shuffle=True,
                 min_clip_frames=self.config.data.min_clip_frames,
+                features=self.encoder.stream_features(),
             )
         except ValueError as error:
             raise TrainingError(f"data: {error}") from None
@@ -381,6 +387,7 @@ class Trainer:
             self.config.encoder.context,
             shuffle=False,
             min_clip_frames=self.config.data.min_clip_frames,
+            features=self.encoder.stream_features(),
         )
         was_training = self.encoder.training
         self.encoder.eval()
@@ -405,7 +412,9 @@ class Trainer:
         train_loss = mean_over_ranks(self.epoch_loss[0] / max(self.epoch_loss[1], 1), self.world)
         valid_loss = None
         if self.splits.valid is not None:
+            started = time.monotonic()
             valid_loss = self.world.from_main(self.validate() if self.world.is_main else None)
+            self.budget.validation_s = time.monotonic() - started
         monitor = valid_loss if valid_loss is not None else train_loss  # see best_by
         self.scheduler.step(monitor)
         improved = monitor < self.best
@@ -439,10 +448,10 @@ class Trainer:
     # ------------------------------------------------------------------ the run
 
     def check_stop(self) -> bool:
-        """Whether any rank was asked to stop; also sets :attr:`out_of_time` when any rank has
-        passed ``train.max_seconds`` (one all-reduce for both, so every rank agrees)."""
-        late = self._deadline is not None and time.monotonic() >= self._deadline
-        stop, late = stop_flags(self._stop_requested, late, self.device, self.world)
+        """Whether any rank was asked to stop; also sets :attr:`out_of_time` when any rank has used
+        its phase's time (:class:`~fxgrad.train.budget.TimeBudget`; one all-reduce for both, so
+        every rank agrees)."""
+        stop, late = stop_flags(self._stop_requested, self.budget.late(), self.device, self.world)
         self.out_of_time = self.out_of_time or late
         return stop
 
@@ -450,12 +459,13 @@ class Trainer:
         """Run (or continue) training; returns a summary dict. Raises
         :class:`TrainingInterrupted` after Ctrl-C/SIGTERM once the checkpoint is written."""
         restore = install_stop_handlers(self.request_stop, lambda: self._stop_requested, self.note)
-        limit = self.config.train.max_seconds
-        self._deadline = None if limit is None else time.monotonic() + limit
+        self.budget.restart()
         self.out_of_time = False
         try:
-            if self.pretrain_step < self.config.train.pretrain_steps:
-                PhaseLoop(self, "pretrain").run()
+            if self.pretrain_step < self.config.train.pretrain_steps and self.step == 0:
+                PhaseLoop(self, "pretrain").run()  # until its steps or its share of the time budget
+                self.out_of_time = False
+            self.budget.phase = "train"
             if self.step < self.config.train.steps and not self.stopped_early and not self.out_of_time:
                 PhaseLoop(self, "train").run()
         finally:
