@@ -66,7 +66,7 @@ def run_demo(
 def _run_steps(config, progress: bool, timings: Dict[str, float]) -> Dict[str, Any]:
     """The four steps, each one's seconds in ``timings``; returns what the summary reports."""
     from ..evaluation.apply import apply_file
-    from ..evaluation.evaluate import evaluate
+    from ..evaluation.evaluate import SMOOTHING_DEFAULT, evaluate, resolve_smoothing
     from ..train import BEST, CHECKPOINT, Trainer, fit_static
 
     run_dir = config.run_dir
@@ -93,7 +93,9 @@ def _run_steps(config, progress: bool, timings: Dict[str, float]) -> Dict[str, A
     checkpoint = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT
     test_dir = Path(config.data.synthetic.folder) if config.data.synthetic.folder else run_dir / "data"
     test_dir = test_dir / "test"
-    result = evaluate(checkpoint, test_dir, static=static["path"], progress=progress)
+    # Smoothed as evaluate and apply smooth by default: the setting the validation clips prefer.
+    smoothing = resolve_smoothing(checkpoint, SMOOTHING_DEFAULT, progress=progress)
+    result = evaluate(checkpoint, test_dir, static=static["path"], progress=progress, smoothing=smoothing)
     timings["evaluate"] = time.perf_counter() - mark
 
     print("\n[4/4] rendering a held-out clip with the predicted automation")
@@ -105,6 +107,7 @@ def _run_steps(config, progress: bool, timings: Dict[str, float]) -> Dict[str, A
         run_dir / "demo_output.wav",
         target_path=test_dir / "target" / clip.name,
         reference_params=test_dir / "params" / f"{clip.stem}.csv",
+        smoothing=smoothing,
     )
     timings["render"] = time.perf_counter() - mark
     files = [

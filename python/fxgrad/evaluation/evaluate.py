@@ -41,7 +41,16 @@ SMOOTHED = "model, smoothed"
 SYSTEMS = ("model", SMOOTHED, "best static", "plugin defaults", "unprocessed")
 #: The settings ``--smooth auto`` tries on the validation clips (``None``: no smoothing, first so
 #: that it wins ties).
-SMOOTHING_CANDIDATES = (None, "one-pole:20", "one-pole:50", "one-pole:100", "one-pole:200", "median:50", "median:150")
+SMOOTHING_CANDIDATES = (
+    None,
+    "one-pole:20",
+    "one-pole:50",
+    "one-pole:100",
+    "one-pole:200",
+    "one-pole:400",
+    "median:50",
+    "median:150",
+)
 
 
 def metrics(output: np.ndarray, target: np.ndarray, sample_rate: int) -> Dict[str, float]:
