@@ -24,6 +24,7 @@ DSP-seconds, mean over seeds).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -50,6 +51,8 @@ ESTIMATORS: Dict[str, dict] = {
     "eps-0.001": {"eps": 0.001},
     "half-lanes": {"lanes": 0.5},
     "one-sided-snapshot": {"estimator": "one-sided", "strategy": "snapshot"},
+    "shared-eps-0.001": {"shared": True, "eps": 0.001},
+    "shared-one-sided": {"shared": True, "estimator": "one-sided", "strategy": "snapshot"},
 }
 #: What every task runs with here: an encoder and lane count sized for 2 CPU cores, training from
 #: the chain's defaults (no fit-static), no early stopping; the same for every estimator.
@@ -73,22 +76,39 @@ def renders_per_step(spsa: dict, parameters: int) -> int:
     return 1 + evaluations
 
 
+def task_config(task: str, overrides: List[str]):
+    """The task's config with :data:`COMMON` and ``overrides``; synthetic data (the demo's) in one
+    folder shared by every run of the bench."""
+    from fxgrad.config.schema import Config
+
+    config = Config.load(task, COMMON + overrides)
+    if config.data.synthetic is not None and not config.data.synthetic.folder:
+        config.data.synthetic.folder = str(Path(tempfile.gettempdir()) / f"estimators_{task}_data")
+    return config
+
+
+def prepare(task: str, overrides: List[str]) -> None:
+    """Generates a synthetic task's data once, before runs in parallel would each write it."""
+    from fxgrad.train.build import prepare_data
+
+    config = task_config(task, [f"output_dir={tempfile.mkdtemp(prefix='estimators_')}"] + overrides)
+    if config.data.synthetic is not None:
+        prepare_data(config, progress=False)
+
+
 def run_one(task: str, estimator: str, seed: int, budget: int, evals: int, overrides: List[str]) -> dict:
     """One training run (in this process); returns its curve."""
     import torch
 
-    from fxgrad.config.schema import Config
     from fxgrad.train import Trainer, build_chain
 
     folder = tempfile.mkdtemp(prefix=f"estimators_{task}_")
-    base = Config.load(task, [f"output_dir={folder}/run", f"seed={seed}"] + COMMON + overrides)
+    base = task_config(task, [f"output_dir={folder}/run", f"seed={seed}"] + overrides)
     lanes = TASK_LANES.get(task, base.spsa.lanes)
     spsa = dict(ESTIMATORS[estimator])
     lanes = max(1, int(round(lanes * spsa.pop("lanes", 1.0))))
     settings = [f"spsa.lanes={lanes}"] + [f"spsa.{key}={json.dumps(value)}" for key, value in spsa.items()]
-    config = Config.load(task, [f"output_dir={folder}/run", f"seed={seed}"] + COMMON + overrides + settings)
-    if config.data.synthetic is not None and not config.data.synthetic.folder:
-        config.data.synthetic.folder = str(Path(tempfile.gettempdir()) / f"estimators_{task}_data")
+    config = task_config(task, [f"output_dir={folder}/run", f"seed={seed}"] + overrides + settings)
     parameters = build_chain(config).num_parameters
     s = config.spsa
     per_step = lanes * renders_per_step({"perturbations": s.perturbations, "estimator": s.estimator}, parameters)
@@ -244,9 +264,19 @@ def plot(runs: List[dict], path: str) -> None:
     figure.savefig(path, dpi=110)
 
 
+def run_child(job: dict):
+    """:func:`run_one` in a fresh interpreter: (its result, None) or (None, the end of its stderr)."""
+    command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None, done.stderr[-1500:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="demo", help="a shipped config name (demo, tube_amp, ...) or a config file")
+    p.add_argument("--task", default="demo", help="comma list of shipped config names (demo, tube_amp, ...) or files")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     p.add_argument("--estimators", default=",".join(ESTIMATORS), help=f"comma list of {', '.join(ESTIMATORS)}")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--budget", type=int, default=144_000, help="plugin renders per run (demo: 3000 steps x 48)")
@@ -270,27 +300,41 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     have = {(r["task"], r["estimator"], r["seed"], r["budget"]) for r in done_runs(out)}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for estimator in args.estimators.split(","):
-            if estimator not in ESTIMATORS:
-                p.error(f"unknown estimator {estimator!r}")
-            if (args.task, estimator, seed, args.budget) in have:
+    jobs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:  # seed by seed: a bench cut short has whole seeds
+        for task in args.task.split(","):
+            for estimator in args.estimators.split(","):
+                if estimator not in ESTIMATORS:
+                    p.error(f"unknown estimator {estimator!r}")
+                if (task, estimator, seed, args.budget) not in have:
+                    jobs.append(
+                        dict(
+                            task=task,
+                            estimator=estimator,
+                            seed=seed,
+                            budget=args.budget,
+                            evals=args.evals,
+                            overrides=args.set,
+                        )
+                    )
+    for task in sorted({job["task"] for job in jobs}):
+        prepare(task, args.set)
+    # Runs in parallel (--jobs) each take their own core: pass --set spsa.threads=1 and
+    # --set train.torch_threads=1 so that they do not share one.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(run_child, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job, (result, error) = futures[future], future.result()
+            name = f"{job['task']} {job['estimator']} seed {job['seed']}"
+            if result is None:
+                print(f"{name}: FAILED\n{error}", flush=True)
                 continue
-            job = dict(
-                task=args.task, estimator=estimator, seed=seed, budget=args.budget, evals=args.evals, overrides=args.set
-            )
-            command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                print(f"{args.task} {estimator} seed {seed}: FAILED\n{done.stderr[-1500:]}", flush=True)
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
             with open(out, "a") as handle:
                 handle.write(json.dumps(result) + "\n")
             final = best_so_far(result["curve"])[-1]
             print(
-                f"{args.task} {estimator} seed {seed}: {result['steps']} steps of {result['lanes']} lanes, "
-                f"best valid {final:.5g}, DSP {result['curve'][-1]['dsp_s']:.1f} s, {result['seconds']:.0f} s "
+                f"{name}: {result['steps']} steps of {result['lanes']} lanes, best valid {final:.5g}, "
+                f"DSP {result['curve'][-1]['dsp_s']:.1f} s, {result['seconds']:.0f} s "
                 f"(load {result['load_average']:.1f})",
                 flush=True,
             )
