@@ -245,19 +245,22 @@ def plot(runs: List[dict], path: str) -> None:
     import numpy as np
 
     tasks = sorted({r["task"] for r in runs})
+    colours = plt.get_cmap("tab20")
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     for axis, task in zip(axes[0], tasks):
-        for estimator in ESTIMATORS:
+        for index, estimator in enumerate(ESTIMATORS):
             rows = [r for r in runs if r["task"] == task and r["estimator"] == estimator]
             if not rows:
                 continue
             length = min(len(r["curve"]) for r in rows)
             dsp = np.mean([[p["dsp_s"] for p in r["curve"][:length]] for r in rows], axis=0)
             loss = np.array([best_so_far(r["curve"])[:length] for r in rows])
-            axis.plot(dsp, loss.mean(axis=0), marker=".", label=f"{estimator} ({len(rows)})")
+            style = dict(color="black", linewidth=2.5) if estimator == "deepafx" else dict(color=colours(index))
+            axis.plot(dsp, loss.mean(axis=0), marker=".", label=f"{estimator} ({len(rows)})", **style)
         axis.set_title(f"{task}")
         axis.set_xlabel("plugin DSP-seconds (training rack)")
         axis.set_ylabel("best validation loss so far (mean over seeds)")
+        axis.set_yscale("log")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()
