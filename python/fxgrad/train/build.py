@@ -138,8 +138,10 @@ def spsa_layer(
     threads: int,
     seed: int,
     worker_log: Optional[Path] = None,
+    shared: Optional[bool] = None,
 ) -> PluginLayer:
-    """The one place a training :class:`PluginLayer` is built from the ``spsa`` section."""
+    """The one place a training :class:`PluginLayer` is built from the ``spsa`` section;
+    ``shared`` overrides ``spsa.shared`` (None: the config's)."""
     s = config.spsa
     return PluginLayer(
         chain,
@@ -151,7 +153,7 @@ def spsa_layer(
         s.replay_samples,
         seed=seed,
         directions=s.directions,
-        shared=s.shared,
+        shared=s.shared if shared is None else shared,
         baseline=s.baseline,
         subspace=s.subspace,
         guided_share=s.guided_share,

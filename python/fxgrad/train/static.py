@@ -69,7 +69,11 @@ def fit_static(
     threads = plugin_threads(config)
     layer = checked_layer(  # before any data is generated
         run_dir,
-        lambda: spsa_layer(chain, config, lanes, threads, seeds.static_layer(config.seed), run_dir / PLUGIN_LOG),
+        # Independent directions per lane whatever spsa.shared says: every lane holds the same
+        # setting, so lanes that shared one direction would measure one derivative between them.
+        lambda: spsa_layer(
+            chain, config, lanes, threads, seeds.static_layer(config.seed), run_dir / PLUGIN_LOG, shared=False
+        ),
     )
     train_set = dataset if dataset is not None else prepare_data(config, World(), progress).train
     streamer = FrameStreamer(
