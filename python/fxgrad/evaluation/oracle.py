@@ -48,6 +48,10 @@ from .evaluate import METRICS, metrics
 
 SYSTEMS = ("oracle static", "oracle per-frame")
 STATIC_METHODS = ("auto", "cma", "spsa")
+#: The oracle's gradient whatever the training estimator: two-sided differences with each lane's
+#: own directions, the most accurate SPSA estimate per step, since the oracle seeks each clip's
+#: optimum (a one-sided difference carries an O(eps) bias that a training run averages away).
+ORACLE_SPSA = {"estimator": "two-sided", "shared": False}
 #: ``static="auto"`` uses CMA-ES for 2 to this many parameters: it needs no gradient and finds
 #: the optimum of a few parameters reliably, but its evaluations grow with the dimension.
 CMA_MAX_PARAMETERS = 8
@@ -168,7 +172,7 @@ def _settings(config: Config, max_clips, passes, lr, resolution_ms, static, seed
         "seed": config.seed if seed is None else int(seed),
         "loss": config.loss.type,
         "frame_size": config.frame_size,
-        "spsa": {k: getattr(config.spsa, k) for k in ("eps", "perturbations", "strategy", "estimator")},
+        "spsa": {**{k: getattr(config.spsa, k) for k in ("eps", "perturbations", "strategy")}, **ORACLE_SPSA},
     }
 
 
@@ -186,7 +190,9 @@ def _optimise(
     counts and the cost of each stage."""
     seed, passes, lr = settings["seed"], settings["passes"], settings["lr"]
     threads = plugin_threads(config)
-    stream = _Stream(spsa_layer(chain, config, len(dataset), threads, seed), dataset, loss_fn, config, progress)
+    stream = _Stream(
+        spsa_layer(chain, config, len(dataset), threads, seed, **ORACLE_SPSA), dataset, loss_fn, config, progress
+    )
     cost: Dict[str, Dict[str, float]] = {}
     clock = time.perf_counter()
     if settings["static"] == "cma":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from torch import nn
 
@@ -138,11 +139,11 @@ def spsa_layer(
     threads: int,
     seed: int,
     worker_log: Optional[Path] = None,
-    shared: Optional[bool] = None,
+    **overrides: Any,
 ) -> PluginLayer:
     """The one place a training :class:`PluginLayer` is built from the ``spsa`` section;
-    ``shared`` overrides ``spsa.shared`` (None: the config's)."""
-    s = config.spsa
+    ``overrides`` replace some of its fields (e.g. ``shared=False``)."""
+    s = dataclasses.replace(config.spsa, **overrides)
     return PluginLayer(
         chain,
         lanes,
@@ -153,7 +154,7 @@ def spsa_layer(
         s.replay_samples,
         seed=seed,
         directions=s.directions,
-        shared=s.shared if shared is None else shared,
+        shared=s.shared,
         baseline=s.baseline,
         subspace=s.subspace,
         guided_share=s.guided_share,
