@@ -251,9 +251,11 @@ def test_pretraining_takes_its_share_of_the_time_budget(tmp_path, data_dir):
     a resumed run does not go back to pretraining."""
     train = {"steps": 100000, "steps_per_epoch": 100000, "max_seconds": 3.0, "pretrain_steps": 100000}
     config = tiny_config(tmp_path, data_dir, train={**train, "pretrain_share": 0.2})
-    started = time.monotonic()
-    summary = Trainer(config, progress=False).fit()
-    assert time.monotonic() - started < 3.0 + 1.5  # set-up, and the step and validation at the end
+    trainer = Trainer(config, progress=False)
+    started = time.monotonic()  # the budget counts from fit(), not from the set-up
+    summary = trainer.fit()
+    # The step and validation at the end, and a checkpoint; a busy 2-core machine slows them.
+    assert time.monotonic() - started < 3.0 + 3.0
     rows = read_log(config.run_dir / "log.csv")
     pretrained = max(float(r["elapsed_s"]) for r in rows if r["phase"] == "pretrain")
     assert 0.1 < pretrained < 0.6 + 0.3, pretrained  # its steps (checkpoints come on top), within its 0.6 s
