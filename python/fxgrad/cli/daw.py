@@ -128,6 +128,11 @@ def _report(session, chain, thetas, frame_size, automation: str) -> None:
     for note in session.notes:
         print(f"note:       {note}")
     print(f"open with:  {opening_command(session)}")
+    if rate < 44100:
+        print(
+            "            (below 44.1 kHz, Ardour 7.3 plays a track only with its disk buffering set to small: "
+            "preference Disk I/O Buffering, Small sessions; fxgrad's own runs of Ardour set it)"
+        )
 
 
 def _check(session, chain, audio, thetas, frame_size, model) -> None:

@@ -122,9 +122,14 @@ def write_session(
     samples = audio.shape[1]
     if thetas is not None:
         thetas = np.asarray(thetas, np.float32)
-        frames = -(-samples // int(frame_size or 0)) if frame_size else 0
-        if not frame_size or thetas.shape != (frames, chain.num_parameters):
-            raise ValueError(f"thetas must be shaped (frames, {chain.num_parameters}) for frames of frame_size samples")
+        if not frame_size or int(frame_size) <= 0:
+            raise ValueError("per-frame thetas need frame_size (samples per frame)")
+        frames = -(-samples // int(frame_size))
+        if thetas.shape != (frames, chain.num_parameters):
+            raise ValueError(
+                f"thetas must be shaped ({frames}, {chain.num_parameters}): a row per frame of {frame_size} "
+                f"samples, a column per learned parameter; got {thetas.shape}"
+            )
     if folder.exists():
         raise ValueError(f"{folder} exists: give a new folder for the session")
     folder.parent.mkdir(parents=True, exist_ok=True)
