@@ -182,9 +182,15 @@ master:panner_shell():set_bypassed(true)
 report("routing", tostring(outputs), tostring(track:gain_control():get_value()))
 
 -- A plugin takes some values (LV2 patch properties, VST3 parameter changes) only inside its
--- process call; Ardour runs the track while the transport is stopped, so a few cycles hand every
--- value over before the plugins' own state is saved.
-sleep(SPEC.settle_s)
+-- process call, and a JUCE-built plugin saves the state it holds, not Ardour's controls; Ardour
+-- runs the track while the transport is stopped, so a few cycles hand every value over before
+-- the session (and the plugins' own state) is saved.
+local processed, waited = AudioEngine:processed_samples(), 0
+while AudioEngine:processed_samples() - processed < SPEC.settle_samples do
+  if waited > 30 then fail("Ardour's engine processed no audio in 30 s") end
+  sleep(0.05)
+  waited = waited + 0.05
+end
 
 -- The plugin binaries this process runs, for fxgrad to check that they are the bundles it used.
 local seen = {}

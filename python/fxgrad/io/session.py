@@ -149,7 +149,7 @@ def write_session(
             "rate": int(round(chain.sample_rate)),
             "channels": chain.channels,
             "track": track,
-            "settle_s": 0.5,
+            "settle_samples": 8 * 1024,
             "staging": str(staging),
             "audio_files": files,
             "plugins": plugin_specs(chain, thetas, frame_size or samples, samples, automation),
@@ -159,7 +159,7 @@ def write_session(
         script.write_text(f"SPEC = {lua_table(spec)}\n\n" + _SCRIPT.read_text())
         with ardour_environment(plugins) as environment:
             reports = run_lua(script, environment, timeout_s)
-        session = _checked(reports, partial, name, track, audio, chain, plugins)
+        session = _checked(reports, partial, name, track, audio, chain)
         session.notes = _notes(chain)
         if (staging / PLUGIN_FOLDER).is_dir():
             (staging / PLUGIN_FOLDER).rename(partial / PLUGIN_FOLDER)
@@ -195,7 +195,7 @@ def _stage_audio(staging: Path, files: Sequence[str], audio: np.ndarray, rate: i
         soundfile.write(str(staging / file), channel, rate, subtype="FLOAT", format="WAV")
 
 
-def _checked(reports, folder, name, track, audio, chain, plugins: PluginPaths) -> Session:
+def _checked(reports, folder, name, track, audio, chain) -> Session:
     """The Session that Ardour's reports describe, after checking them against what fxgrad sent."""
     session = Session(folder, name, track, audio.shape[1])
     for fields in reports:
@@ -219,11 +219,11 @@ def _checked(reports, folder, name, track, audio, chain, plugins: PluginPaths) -
             session.values[-1][rest[1]] = float(rest[2])
         elif kind == "library":
             session.libraries.append(Path(rest[0]))
-    _check_bundles(session, chain, plugins)
+    _check_bundles(session, chain)
     return session
 
 
-def _check_bundles(session: Session, chain: Chain, plugins: PluginPaths) -> None:
+def _check_bundles(session: Session, chain: Chain) -> None:
     """Each plugin fxgrad loaded from a bundle or file ran in Ardour from that one: a shared
     object inside it is mapped, and no file of the same name from anywhere else."""
     for plugin in chain.plugins:
@@ -284,7 +284,7 @@ def compare_renders(reference: np.ndarray, exported: np.ndarray, latency_samples
     tiny = np.finfo(np.float64).tiny
     return {
         "max_abs": largest,
-        "max_db": 20 * np.log10(max(largest, tiny) / peak),
-        "error_db": 20 * np.log10(max(float(np.sqrt(np.mean(difference**2))), tiny) / rms),
+        "max_db": float(20 * np.log10(max(largest, tiny) / peak)),
+        "error_db": float(20 * np.log10(max(float(np.sqrt(np.mean(difference**2))), tiny) / rms)),
         "samples": length,
     }

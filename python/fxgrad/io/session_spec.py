@@ -69,26 +69,55 @@ def _values_now(plugin) -> np.ndarray:
     return np.array([plugin.get(k, normalized=n) for k, n in enumerate(normalised)], np.float64)
 
 
-def automation_points(values: np.ndarray, frame_size: int, samples: int, mode: str = "steps") -> Tuple[list, list]:
+def automation_points(
+    values: np.ndarray, frame_size: int, samples: int, mode: str = "steps", earlier: int = 0
+) -> Tuple[list, list]:
     """``(times, values)`` of one parameter's automation: ``values`` (frames,) in the host's
     units, one per frame of ``frame_size`` samples; times in samples from the clip's start,
     none at or past ``samples``. ``steps``: each frame's value at its first and last sample
-    (a run of equal frames at the run's ends only); ``linear``: at each frame's first sample."""
+    (a run of equal frames at the run's ends only); ``linear``: at each frame's first sample.
+
+    ``earlier`` (samples) moves every point that much earlier: Ardour applies a plugin's
+    automation at the latency-compensated time of its output, so a plugin behind ``earlier``
+    samples of latency (its own and its predecessors') takes frame k's value that much before
+    frame k's input reaches it. What falls before 0 is dropped, its value held from 0."""
     if mode not in AUTOMATION_MODES:
         raise ValueError(f"automation must be one of {', '.join(AUTOMATION_MODES)}, got {mode!r}")
     values = np.asarray(values, np.float64)
     starts = np.arange(len(values)) * frame_size
     if mode == "linear":
-        return starts.tolist(), values.tolist()
-    times, points = [], []
-    for k, value in enumerate(values):
-        last = min(int(starts[k]) + frame_size, samples) - 1
-        if k > 0 and value == values[k - 1]:
-            times[-1], points[-1] = last, value  # the run goes on: move its end point
-            continue
-        times += [int(starts[k]), last] if last > starts[k] else [int(starts[k])]
-        points += [value] * (2 if last > starts[k] else 1)
-    return times, points
+        times, points = starts.tolist(), values.tolist()
+    else:
+        times, points = [], []
+        for k, value in enumerate(values):
+            last = min(int(starts[k]) + frame_size, samples) - 1
+            if k > 0 and value == values[k - 1]:
+                times[-1], points[-1] = last, value  # the run goes on: move its end point
+                continue
+            times += [int(starts[k]), last] if last > starts[k] else [int(starts[k])]
+            points += [value] * (2 if last > starts[k] else 1)
+    if earlier <= 0:
+        return times, points
+    kept = [(t - earlier, v) for t, v in zip(times, points) if t >= earlier]
+    held = float(values[min(earlier // frame_size, len(values) - 1)])
+    if not kept or kept[0][0] > 0:
+        kept.insert(0, (0, held))
+    return [t for t, _ in kept], [v for _, v in kept]
+
+
+def _lanes(chain: Chain, thetas: np.ndarray) -> Dict[Tuple[int, int], np.ndarray]:
+    """``{(plugin index, parameter index): (frames,) values in the host's units}`` of the
+    learned parameters for normalised ``thetas`` (frames, P); the chain is left at frame 0."""
+    where = []
+    for name in chain.learned:
+        index, _, parameter = name.partition(".")
+        where.append((int(index), chain.plugins[int(index)].parameter_index(parameter)))
+    per_frame = np.empty((len(thetas), len(where)))
+    for k, theta in enumerate(np.asarray(thetas, np.float32)):
+        chain.set_learned(np.ascontiguousarray(theta))
+        per_frame[k] = [_values_now(chain.plugins[i])[j] for i, j in where]
+    chain.set_learned(np.ascontiguousarray(np.asarray(thetas, np.float32)[0]))
+    return {key: per_frame[:, column] for column, key in enumerate(where)}
 
 
 def plugin_specs(chain: Chain, thetas: Optional[np.ndarray], frame_size: int, samples: int, mode: str):
@@ -96,21 +125,10 @@ def plugin_specs(chain: Chain, thetas: Optional[np.ndarray], frame_size: int, sa
     only those off their defaults: hosts differ in the defaults they read from a LADSPA plugin)
     and, with ``thetas``, the learned parameters' points. A learned or pinned parameter that
     Ardour cannot set is an error; another is reported as skipped."""
-    lanes: Dict[Tuple[int, int], np.ndarray] = {}
-    if thetas is not None:
-        where = []
-        for name in chain.learned:
-            index, _, parameter = name.partition(".")
-            plugin = chain.plugins[int(index)]
-            where.append((int(index), plugin.parameter_index(parameter)))
-        per_frame = np.empty((len(thetas), len(where)))
-        for k, theta in enumerate(np.asarray(thetas, np.float32)):
-            chain.set_learned(np.ascontiguousarray(theta))
-            per_frame[k] = [_values_now(chain.plugins[i])[j] for i, j in where]
-        lanes = {key: per_frame[:, column] for column, key in enumerate(where)}
-        chain.set_learned(np.ascontiguousarray(np.asarray(thetas, np.float32)[0]))
-    specs = []
+    lanes = _lanes(chain, thetas) if thetas is not None else {}
+    specs, latency = [], 0
     for index, plugin in enumerate(chain.plugins):
+        latency += plugin.latency_samples
         named = ardour_plugin(plugin)
         now = _values_now(plugin)
         seen: Dict[str, int] = {}
@@ -133,7 +151,8 @@ def plugin_specs(chain: Chain, thetas: Optional[np.ndarray], frame_size: int, sa
                 if lane is None and info.minimum != info.maximum:  # the plugin's own reading of it
                     entry["shown"] = float(plugin.get(j))
             if lane is not None:
-                entry["times"], entry["points"] = automation_points(lane, frame_size, samples, mode)
+                entry["times"], entry["points"] = automation_points(lane, frame_size, samples, mode, latency)
+                entry["value"] = entry["points"][0]
             values.append(entry)
         specs.append({"name": plugin.name, "type": named.type, "id": named.id, "values": values})
     return specs
