@@ -71,7 +71,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(format_table(["format", "name", "vendor", "identifier", "ins/outs", "notes"], rows, align="llllll"))
     print(
         f"{len(infos)} plugin(s)"
-        + (f"; {len(hidden)} that fxgrad cannot host (no audio output or input) left out: --all lists them" if hidden else "")
+        + (
+            f"; {len(hidden)} that fxgrad cannot host (no audio output or input) left out: --all lists them"
+            if hidden
+            else ""
+        )
     )
     return 0
 
