@@ -66,6 +66,10 @@ def test_steps_hold_each_frame_and_linear_ramps():
     assert times == [0, 199, 200, 299, 300, 349]  # a run of equal frames keeps its two ends only
     assert points == [0.2, 0.2, 0.7, 0.7, 0.1, 0.1]
     assert automation_points(values, 100, 350, "linear") == ([0, 100, 200, 300], values.tolist())
+    # Behind 150 samples of latency: the same curve 150 samples earlier, from its value there.
+    assert automation_points(values, 100, 350, "steps", 150) == ([0, 49, 50, 149, 150, 199], points)
+    times, points = automation_points(values, 100, 350, "linear", 150)
+    assert times == [0, 50, 150] and points == pytest.approx([0.45, 0.7, 0.1])  # 0.45: the ramp at 150
     with pytest.raises(ValueError, match="automation must be one of"):
         automation_points(values, 100, 350, "cubic")
 

@@ -80,7 +80,7 @@ def automation_points(
     ``earlier`` (samples) moves every point that much earlier: Ardour applies a plugin's
     automation at the latency-compensated time of its output, so a plugin behind ``earlier``
     samples of latency (its own and its predecessors') takes frame k's value that much before
-    frame k's input reaches it. What falls before 0 is dropped, its value held from 0."""
+    frame k's input reaches it. The curve then starts at 0 with the value it had at ``earlier``."""
     if mode not in AUTOMATION_MODES:
         raise ValueError(f"automation must be one of {', '.join(AUTOMATION_MODES)}, got {mode!r}")
     values = np.asarray(values, np.float64)
@@ -99,7 +99,7 @@ def automation_points(
     if earlier <= 0:
         return times, points
     kept = [(t - earlier, v) for t, v in zip(times, points) if t >= earlier]
-    held = float(values[min(earlier // frame_size, len(values) - 1)])
+    held = float(np.interp(earlier, times, points))  # the value Ardour would have had there
     if not kept or kept[0][0] > 0:
         kept.insert(0, (0, held))
     return [t for t, _ in kept], [v for _, v in kept]
