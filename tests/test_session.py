@@ -127,7 +127,7 @@ def two_format_chain(tmp_path: Path) -> Path:
 
 
 @needs_ardour
-def test_matched_lv2_and_vst3_chain_exports_as_fxgrad_match_rendered(tmp_path, noise):
+def test_matched_lv2_and_vst3_chain_exports_as_fxgrad_match_rendered(tmp_path, noise, monkeypatch):
     own_plugins_or_skip()
     chain_file = two_format_chain(tmp_path)
     clip = noise(channels=2, seconds=1.0, level_db=-14, sample_rate=22050)
@@ -143,7 +143,8 @@ def test_matched_lv2_and_vst3_chain_exports_as_fxgrad_match_rendered(tmp_path, n
 
     chain = fxgrad.Chain.from_config(settings["chain"])
     chain.set_learned(np.asarray(settings["normalised"], np.float32))
-    session = write_session(tmp_path / "matched", clip, chain)
+    monkeypatch.chdir(tmp_path)
+    session = write_session("matched", clip, chain)  # a relative folder, as on a command line
     export = exported(session.folder, clip.shape[1])
     figures = compare_renders(read(tmp_path / "match" / "output.wav"), export)
     assert figures["max_abs"] <= TOLERANCE, figures

@@ -110,7 +110,9 @@ class PluginPaths:
     links keep the bundles' names, so Ardour finds each one where the link lies."""
 
     def __init__(self, folder: Path):
-        self.folder = Path(folder)
+        # Absolute: lilv takes each LV2_PATH entry as a file URI, and ardour7-lua crashes on a
+        # relative one ("attempt to map invalid URI").
+        self.folder = Path(folder).absolute()
 
     def add(self, fmt: str, bundle: PathLike) -> Path:
         """Link ``bundle`` (a bundle folder or a plugin file) into the format's subfolder."""
