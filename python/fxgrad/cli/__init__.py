@@ -31,7 +31,7 @@ import sys
 import traceback
 from typing import Optional, Sequence
 
-from . import data, plugins, rendering, training
+from . import data, daw, plugins, rendering, training
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         rendering.add_render,
         rendering.add_match,
         rendering.add_presets,
+        daw.add_session,
         training.add_demo,
         data.add_data,
     ):
