@@ -73,13 +73,8 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
                 str(ref),
                 "--chain",
                 str(chain_file),
-                "--budget",
-                "45",
-                "--population",
-                "16",
                 "--out",
                 str(out),
-                "--no-progress",
                 "--threads",
                 "2",
             ]
@@ -89,7 +84,13 @@ def test_match_recovers_hidden_static_settings_and_writes_usable_results(tmp_pat
     printed = capsys.readouterr().out
     settings = json.loads((out / "settings.json").read_text())
     found = np.array(settings["normalised"])
-    assert settings["method"] == "cma" and settings["loss"] == "aligned"
+    assert settings["method"] == "auto" and settings["loss"] == "aligned"
+    # stdout is no terminal here: the search printed progress lines, and the summary splits
+    # the wall time into renders, loss and the rest.
+    assert "match (auto): screen" in printed and "match (auto): CMA-ES" in printed
+    assert f"{settings['renders']} renders, {settings['seconds']:.1f} s in all: renders" in printed
+    assert settings["render_seconds"] + settings["loss_seconds"] < settings["seconds"]
+    assert "why auto:" in printed
     assert np.abs(found - HIDDEN).max() < 0.03, (found, HIDDEN)
     assert settings["final_loss"] < 0.05 * settings["start_loss"]
     for row in settings["identifiability"]["parameters"]:
@@ -236,3 +237,41 @@ def test_style_loss_compares_material_of_other_lengths_by_balance_loudness_and_d
     assert np.isfinite(other) and other > 0
     with pytest.raises(ValueError, match="reference's"):
         MatchLoss(reference, RATE, "aligned")(source(seconds=1.0)[None])
+
+
+def test_match_of_a_segment_renders_the_whole_input_and_moves_a_setting_off_its_range_end(tmp_path):
+    # The makeup gain starts at its range end (0 dB): CMA-ES started there barely moves it;
+    # auto starts away from the ends and finds it.
+    config = {**CHAIN, "learned": ["0.threshold_db", "0.makeup_db"]}
+    chain = fxgrad.Chain.from_config(config)
+    assert chain.get_learned()[1] == 0.0
+    hidden = np.array([0.4, 0.3], np.float32)
+    audio = source(seconds=2.0, seed=3)
+    reference = fxgrad.render_batch(chain, hidden, audio)[0]
+    inp, ref = write(tmp_path / "long.wav", audio), write(tmp_path / "ref.wav", reference)
+    (tmp_path / "chain.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "segment"
+    from fxgrad.match.search import match_files
+
+    result = match_files(
+        inp, ref, tmp_path / "chain.yaml", out, threads=2, progress=False, presets=False, start=0.5, duration=1.0
+    )
+    assert np.abs(np.array(result["normalised"]) - hidden).max() < 0.02, result["normalised"]
+    assert result["segment"] == {"start_s": 0.5, "duration_s": 1.0}
+    output, _ = read(out / "output.wav")
+    assert output.shape == audio.shape  # the whole input, at the settings found
+    with pytest.raises(ValueError, match="past its end"):
+        match_files(inp, ref, tmp_path / "chain.yaml", out, progress=False, start=5.0)
+
+
+def test_the_loss_of_a_population_is_each_items_loss_whatever_the_threads():
+    reference = source(seconds=1.5, seed=1)
+    rng = np.random.default_rng(0)
+    outputs = np.stack([g * reference + 0.01 * rng.standard_normal(reference.shape) for g in np.linspace(0.5, 1.5, 7)])
+    outputs = outputs.astype(np.float32)
+    batched = MatchLoss(reference, RATE, threads=1)(outputs)
+    assert np.array_equal(MatchLoss(reference, RATE, threads=3)(outputs), batched)
+    assert np.array_equal(MatchLoss(reference, RATE)(torch.from_numpy(outputs[2:3])), batched[2:3])
+    assert np.argmin(batched) == 3  # the gain of 1 matches best
+    with pytest.raises(ValueError, match="channel"):
+        MatchLoss(reference, RATE)(np.zeros((2, 2, reference.shape[1]), np.float32))

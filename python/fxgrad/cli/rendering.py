@@ -156,15 +156,23 @@ def add_match(commands) -> None:
     p.add_argument("input", help="audio file, or a folder of them (one setting for all pairs)")
     p.add_argument("reference", help="audio file, or a folder paired with INPUT's by file name")
     p.add_argument("--chain", required=True, help="chain file (plugins, learned, pinned, ...) or a training config")
-    p.add_argument("--method", choices=METHODS, default="cma", help="CMA-ES (default) or fit-static's SPSA")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="auto (default: the strategy bench/match_cases.py found best, docs/matching.md), plain CMA-ES "
+        "from the chain's settings, or fit-static's SPSA",
+    )
     p.add_argument(
         "--budget",
         type=int,
-        help="CMA-ES iterations (default %d) or SPSA steps (default %d)"
-        % (DEFAULT_BUDGET["cma"], DEFAULT_BUDGET["spsa"]),
+        help="the most renders (default %d for auto, %d for cma) or SPSA steps (default %d)"
+        % (DEFAULT_BUDGET["auto"], DEFAULT_BUDGET["cma"], DEFAULT_BUDGET["spsa"]),
     )
-    p.add_argument("--population", type=int, default=32, help="CMA-ES population (default 32)")
-    p.add_argument("--sigma", type=float, default=0.1, help="CMA-ES initial step, normalised (default 0.1)")
+    p.add_argument("--population", type=int, help="CMA-ES population (auto: its own; cma: 32)")
+    p.add_argument("--sigma", type=float, help="CMA-ES initial step, normalised (auto: its own; cma: 0.1)")
+    p.add_argument("--start", type=float, metavar="SECONDS", help="match from this time of INPUT and REFERENCE on")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="match this much of them (from --start)")
     p.add_argument(
         "--loss",
         choices=LOSSES,
@@ -198,6 +206,8 @@ def cmd_match(args: argparse.Namespace) -> int:
             threads=args.threads,
             progress=not args.no_progress,
             presets=not args.no_presets,
+            start=args.start,
+            duration=args.duration,
         )
     print(match_report(result))
     return 0

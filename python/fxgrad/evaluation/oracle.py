@@ -370,12 +370,6 @@ def _population_loss(chain, threads: int, loss_fn: nn.Module, audio, target, siz
     return np.array([_frames_loss(loss_fn, out[:, :samples], target, size) for out in rendered])
 
 
-def _latin_hypercube(rng: np.random.Generator, count: int, dimensions: int) -> np.ndarray:
-    """(count, dimensions) points in [0, 1): one in each of ``count`` equal slices of every axis."""
-    slices = np.stack([rng.permutation(count) for _ in range(dimensions)], axis=1)
-    return (slices + rng.uniform(0, 1, (count, dimensions))) / count
-
-
 def _static_cma(
     config: Config, loss_fn: nn.Module, dataset: PairedAudioDataset, start: np.ndarray, seed: int, progress: bool
 ) -> Tuple[np.ndarray, int]:
@@ -388,7 +382,7 @@ def _static_cma(
 
     from tqdm import tqdm
 
-    from ..match.optimise import optimise_cma
+    from ..match.optimise import latin_hypercube, optimise_cma
 
     chain, threads = build_chain(config), plugin_threads(config)
     size, count = config.frame_size, len(start)
@@ -396,7 +390,7 @@ def _static_cma(
     for index in tqdm(range(len(dataset)), desc="oracle static (CMA-ES)", unit="clip", disable=not progress):
         audio, target = (t.numpy() for t in dataset[index])
         evaluate = partial(_population_loss, chain, threads, loss_fn, audio, target, size)
-        spread = _latin_hypercube(np.random.default_rng([seed, index]), CMA_SCREEN_PER_PARAMETER * count, count)
+        spread = latin_hypercube(np.random.default_rng([seed, index]), CMA_SCREEN_PER_PARAMETER * count, count)
         screen = np.concatenate([np.asarray(start, np.float64)[None], spread])
         screened = evaluate(screen)
         first = screen[int(np.argmin(screened))]

@@ -138,7 +138,12 @@ def identifiability_table(
                 row["status"],
             ]
         )
-        if row["status"] == "barely constrained":
+        if row["status"] == "not at a minimum":
+            warnings.append(
+                f"warning: {row['parameter']} is not at a minimum: a move of ±{report['step']:g} lowers the loss; "
+                "the search stopped short of it: search longer (a larger budget) or from another --seed"
+            )
+        elif row["status"] == "barely constrained":
             warnings.append(
                 f"warning: {row['parameter']} is barely constrained: moving it by ±{report['step']:g} raises "
                 f"the loss by {row['rise']:.3g}, {row['contrast']:.2g}x what is left of it "
