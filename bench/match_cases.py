@@ -238,42 +238,17 @@ def strategies() -> Dict[str, Any]:
     from fxgrad.match.optimise import Plateau
     from fxgrad.match.strategy import AUTO, STITO, Strategy
 
-    plateau = Plateau()  # cma's tolfunhist window: 10 + 30 P / population generations
-    short = Plateau(relative=1e-2)
-    common = {"margin": 0.1, "sigma": 0.2, "plateau": plateau}
+    common = {"margin": 0.1, "sigma": 0.2, "plateau": Plateau()}  # cma's tolfunhist window
     return {
         s.name: s
         for s in [
             STITO,
-            Strategy("cma32x30", population=32, sigma=0.1, iterations=30),
-            Strategy("cma-small", sigma=0.2, plateau=plateau),
-            Strategy("cma-small-inset", **common),
-            Strategy("cma-small-inset-short", **(common | {"plateau": short})),
-            Strategy("screen", screen=4.0, **common),
+            Strategy("cma32x30", population=32, sigma=0.1, iterations=30),  # fxgrad's former default
+            Strategy("cma-inset", **common),
             Strategy("screen-polish", screen=4.0, polish=0.1, **common),
-            Strategy("screen-polish-short", screen=4.0, polish=0.1, **(common | {"plateau": short})),
-            Strategy("screen-sigma0.3-polish", screen=4.0, polish=0.1, **(common | {"sigma": 0.3})),
-            Strategy("pop16-screen-polish", screen=4.0, polish=0.1, population=16, **common),
-            Strategy("ipop", restarts=4, **common),
             Strategy("bipop", restarts=6, bipop=True, **common),
-            Strategy("screen-ipop", screen=4.0, restarts=2, **common),
-            Strategy("multistart", screen=4.0, restarts=4, grow=False, agree=0.01, polish=0.1, **common),
-            Strategy("multistart-ipop", screen=4.0, restarts=4, agree=0.01, polish=0.1, **common),
-            Strategy("multistart-nopolish", screen=4.0, restarts=4, grow=False, agree=0.01, **common),
             Strategy("race4", screen=4.0, race=4, **common),
-            Strategy("race4-polish", screen=4.0, race=4, polish=0.1, **common),
-            Strategy("race4-loose", screen=4.0, race=4, **(common | {"plateau": Plateau(relative=3e-3)})),
-            Strategy("race8", screen=4.0, race=8, **common),
-            Strategy(
-                "multistart-wide",
-                screen=4.0,
-                restarts=4,
-                grow=False,
-                agree=0.01,
-                polish=0.1,
-                **(common | {"sigma": 0.3, "population": 16}),
-            ),
-            AUTO,
+            AUTO,  # a screen, then IPOP: restarts from the screen's next best with twice the population
         ]
     }
 
@@ -292,7 +267,7 @@ def run_search(prepared: Prepared, strategy, seed: int, threads: int, max_render
     search = Search(
         objective, len(prepared.start), max_renders, Progress(progress, f"{prepared.case.name} {strategy.name}")
     )
-    notes = run_strategy(search, strategy, prepared.start, seed, threads)
+    notes = run_strategy(search, strategy, prepared.start, seed)
     seconds = time.perf_counter() - search.began
     return record(prepared, strategy.name, seed, threads, search, seconds, objective.render_seconds, notes) | {
         "loss_seconds": objective.loss_seconds

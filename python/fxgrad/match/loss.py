@@ -13,8 +13,8 @@ import torch
 RESOLUTIONS = (2048, 1024, 512)
 """FFT sizes the aligned loss compares (hop: half of each, so that the Hann windows add up to
 a constant); the first also gives the loudness and the style loss's spectra."""
-ANALYSED_SAMPLES = 1 << 15
-"""Each resolution looks at up to this many samples per channel (2^15: about 0.74 s at 44.1 kHz):
+ANALYSED_SAMPLES = 1 << 14
+"""Each resolution looks at up to this many samples per channel (2^14: about 0.37 s at 44.1 kHz):
 ANALYSED_SAMPLES / n_fft frames, spread evenly over a longer file. The renders cover the
 whole file; the loss's cost stops growing with its length."""
 _FLOOR_POWER = 1e-8
@@ -133,19 +133,34 @@ class MatchLoss:
         # The style loss's 0.4 s loudness needs every frame.
         return frame_hop(samples, n_fft, limit=samples if self.kind == "style" else None)
 
+    def _frames(self, flat: torch.Tensor, n_fft: int) -> torch.Tensor:
+        """(K*C, F, n_fft) windowed frames of (K*C, N) audio, frame f centred on sample f * hop
+        (zero padded past either end). Frames inside the signal are windowed straight from it;
+        only the few at the ends go through a padded copy."""
+        rows, samples = flat.shape
+        hop, half = self._hop(samples, n_fft), n_fft // 2
+        count = samples // hop + 1
+        window = self._windows[n_fft]
+        frames = torch.empty(rows, count, n_fft, device=flat.device)
+        first = -(-half // hop)  # the first frame that starts at or after sample 0
+        last = min(count, (samples - n_fft + half) // hop + 1) if samples >= n_fft else first
+        if last > first:
+            inner = flat[:, first * hop - half :].unfold(-1, n_fft, hop)[:, : last - first]
+            torch.mul(inner, window, out=frames[:, first:last])
+        for f in [*range(min(first, count)), *range(max(last, first), count)]:
+            begin = f * hop - half
+            piece = flat[:, max(0, begin) : begin + n_fft]
+            padded = torch.nn.functional.pad(piece, (max(0, -begin), n_fft - piece.shape[-1] - max(0, -begin)))
+            torch.mul(padded, window, out=frames[:, f])
+        return frames
+
     def _spectra(self, audio: torch.Tensor) -> _Spectra:
         """Spectra of (K, C, N) float32 audio on the loss's device."""
         K, C, N = audio.shape
         magnitudes, logs, frame_power, bands = [], [], None, None
-        margin = max(self._sizes) // 2  # one zero-padded copy serves every resolution
-        padded = torch.empty(K * C, N + 2 * margin + max(self._sizes), device=audio.device)
-        padded[:, :margin] = 0.0
-        padded[:, margin + N :] = 0.0
-        padded[:, margin : margin + N] = audio.reshape(K * C, N)
+        flat = audio.reshape(K * C, N)
         for n_fft in self._sizes:
-            centred = padded[:, margin - n_fft // 2 :]  # frame f starts at f * n_fft / 2: centred on that sample
-            hop = self._hop(N, n_fft)
-            frames = centred.unfold(-1, n_fft, hop)[:, : N // hop + 1] * self._windows[n_fft]  # (K*C, F, n_fft)
+            frames = self._frames(flat, n_fft)
             spectrum = torch.view_as_real(_rfft(frames))
             real, imaginary = spectrum[..., 0], spectrum[..., 1]
             power = (real * real).addcmul_(imaginary, imaginary).clamp_min_(_FLOOR_POWER)  # (K*C, F, bins)
@@ -238,13 +253,18 @@ class MatchLoss:
                 if workers == 1:
                     losses = [self._distances(group) for group in groups]
                 else:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    with ThreadPoolExecutor(workers) as pool:
-                        losses = list(pool.map(self._distances, groups))
+                    losses = list(self._pool(workers).map(self._distances, groups))
         finally:
             torch.set_num_threads(threads)
         return torch.cat(losses).numpy().astype(np.float64) if losses else np.zeros(0)
+
+    def _pool(self, workers: int):
+        """A thread pool of ``workers`` threads, kept between calls (a search makes thousands)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if getattr(self, "_workers", None) != workers:
+            self._executor, self._workers = ThreadPoolExecutor(workers, thread_name_prefix="fxgrad-loss"), workers
+        return self._executor
 
     def _on_gpu(self, outputs: torch.Tensor, step: int) -> np.ndarray:
         losses = []

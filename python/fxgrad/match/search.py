@@ -43,7 +43,7 @@ from .optimise import Objective, optimise_spsa
 
 LOSSES = ("auto", "aligned", "style")
 METHODS = ("auto", "cma", "spsa")
-DEFAULT_BUDGET = {"auto": 4000, "cma": 960, "spsa": 400}
+DEFAULT_BUDGET = {"auto": 3000, "cma": 960, "spsa": 400}
 """The most renders (auto, cma: 30 generations of 32) or SPSA steps when ``--budget`` is not given."""
 _LENGTH_TOLERANCE_S = 0.01
 
@@ -211,18 +211,12 @@ def _search(
     else:
         strategy = Strategy("cma", population=population or 32, sigma=0.1 if sigma is None else sigma)
     search = Search(objective, len(initial), budget, Progress(progress, f"match ({method})"))
-    notes = run_strategy(search, strategy, initial, seed, _threads(threads))
+    notes = run_strategy(search, strategy, initial, seed)
     search.progress.update(
         search.stage, search.renders, search.best_loss, time.perf_counter() - search.began, final=True
     )
     history = [{k: h[k] for k in ("stage", "renders", "best", "median", "seconds")} for h in search.history]
     return search.best_theta.astype(np.float32), len(search.history), history, notes
-
-
-def _threads(threads: Optional[int]) -> int:
-    import os
-
-    return int(threads) if threads else len(os.sched_getaffinity(0))
 
 
 def _settings(chain, theta: np.ndarray, start: np.ndarray, report: Dict[str, Any], history) -> Dict[str, Any]:

@@ -24,9 +24,8 @@ class Strategy:
     * ``screen``: settings spread over the range (a Latin hypercube; ``screen`` per parameter)
       rendered with the start in one batch; CMA-ES begins at the best of them.
     * ``margin``: the start is moved at least this far inside [0, 1] (normalised).
-    * ``population``: CMA-ES's, or None for cma's default 4 + 3 ln P; ``fill_threads``
-      raises it to a multiple of the rendering threads (a generation costs the same wall time
-      up to that many renders).
+    * ``population``: CMA-ES's, or None for cma's default 4 + 3 ln P (never the thread count:
+      a seed gives the same search on any machine).
     * ``sigma``: CMA-ES's initial step; ``iterations``: the most generations of a run (None:
       until cma's own stop); ``plateau``: stop a run that no longer improves.
     * ``restarts``, ``grow``, ``bipop``: after a run stops, up to ``restarts`` more, each from
@@ -43,7 +42,6 @@ class Strategy:
     screen: float = 0.0
     margin: float = 0.0
     population: Optional[int] = None
-    fill_threads: bool = False
     sigma: float = 0.1
     iterations: Optional[int] = None
     plateau: Optional[Plateau] = None
@@ -55,35 +53,24 @@ class Strategy:
     race_rounds: int = 10
     polish: float = 0.0
 
-    def base_population(self, parameters: int, threads: int) -> int:
-        population = self.population or 4 + int(3 * math.log(parameters))
-        if self.fill_threads and threads > 1:
-            population = max(population, threads * math.ceil(population / threads))
-        return int(population)
+    def base_population(self, parameters: int) -> int:
+        return int(self.population or 4 + int(3 * math.log(parameters)))
 
 
 STITO = Strategy("stito", population=32, sigma=0.1, iterations=300)
 """ST-ITO's loop (ISMIR 2024): CMA-ES, population 32, from the chain's settings, up to 300
 generations."""
-AUTO = Strategy(
-    "auto",
-    screen=4.0,
-    margin=0.1,
-    fill_threads=True,
-    sigma=0.2,
-    plateau=Plateau(),
-    polish=0.1,
-)
+AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2)
 """``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md)."""
 AUTO_REASON = "(to be measured)"
 """What the benchmark showed, printed in ``fxgrad match``'s summary."""
 
 
-def run_strategy(search: Search, strategy: Strategy, start: Sequence[float], seed: int, threads: int) -> List[str]:
+def run_strategy(search: Search, strategy: Strategy, start: Sequence[float], seed: int) -> List[str]:
     """Spend ``search``'s renders as ``strategy`` says, from ``start`` (P,); returns one line per
     stage (what it did, why it stopped). The best setting is ``search.best_theta``."""
     rng = np.random.default_rng([int(seed), 0x6D61])
-    population = strategy.base_population(search.parameters, threads)
+    population = strategy.base_population(search.parameters)
     starts, notes = _starts(search, strategy, start, rng)
     if strategy.race > 1:
         search.stage = "CMA-ES race"
