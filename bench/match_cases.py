@@ -506,6 +506,41 @@ def report(rows: List[Dict[str, Any]], tolerance: float = TOLERANCE) -> str:
     return "\n".join(lines)
 
 
+def verdict(rows: List[Dict[str, Any]], tolerance: float = TOLERANCE) -> str:
+    """The issue's figures for ``fxgrad match`` (the default method) against the best known loss
+    and ST-ITO's loop on pedalboard, per thread count: cases within ``tolerance`` of the best,
+    cases worse than ST-ITO's final loss by more than ``tolerance``, the median wall-time ratio
+    over the cases both ran, and the largest share of the tool's wall time its loss took."""
+    best: Dict[tuple, float] = {}
+    for row in rows:
+        key = (row["case"], row["seed"])
+        best[key] = min(best.get(key, np.inf), row["final_loss"])
+    lines = []
+    for threads in sorted({r["threads"] for r in rows}):
+        tool = {r["case"]: r for r in rows if r["method"] == "fxgrad-match" and r["threads"] == threads}
+        stito = {r["case"]: r for r in rows if r["method"] == "stito-pedalboard" and r["threads"] == threads}
+        if not tool:
+            continue
+        within = [c for c, r in tool.items() if r["final_loss"] <= best[(c, r["seed"])] * (1 + tolerance)]
+        both = sorted(set(tool) & set(stito))
+        worse = [c for c in both if tool[c]["final_loss"] > stito[c]["final_loss"] * (1 + tolerance)]
+        ratios = [stito[c]["seconds"] / tool[c]["seconds"] for c in both]
+        share = max(tool.values(), key=lambda r: r["loss_share"])
+        lines.append(
+            f"{threads} threads: fxgrad match within {100 * tolerance:g} % of the best known loss on "
+            f"{len(within)}/{len(tool)} cases ({100 * len(within) / len(tool):.0f} %; not: "
+            f"{', '.join(sorted(set(tool) - set(within))) or 'none'}); more than {100 * tolerance:g} % worse than "
+            f"ST-ITO's loop on {len(worse)}/{len(both)} ({', '.join(worse) or 'none'}); median wall time "
+            f"{np.median([tool[c]['seconds'] for c in both]) if both else float('nan'):.1f} s against ST-ITO's "
+            f"{np.median([stito[c]['seconds'] for c in both]) if both else float('nan'):.1f} s, median ratio "
+            f"{np.median(ratios) if ratios else float('nan'):.2f}x (per case {min(ratios, default=float('nan')):.2f}-"
+            f"{max(ratios, default=float('nan')):.2f}x); the loss took at most {100 * share['loss_share']:.0f} % "
+            f"of the tool's wall time ({share['case']}), median "
+            f"{100 * np.median([r['loss_share'] for r in tool.values()]):.0f} %"
+        )
+    return "\n".join(lines)
+
+
 def case_table(rows: List[Dict[str, Any]], methods: Sequence[str]) -> str:
     """Per case: the best known loss and each method's final loss / best and renders."""
     by_case: Dict[str, Dict[str, Dict[str, Any]]] = {}
@@ -570,6 +605,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(report(rows))
     print()
     print(case_table(rows, sorted({r["method"] for r in rows})))
+    print()
+    print(verdict(rows))
     return 0
 
 
