@@ -248,6 +248,7 @@ def strategies() -> Dict[str, Any]:
             Strategy("screen-polish", screen=4.0, polish=0.1, **common),
             Strategy("bipop", restarts=6, bipop=True, **common),
             Strategy("race4", screen=4.0, race=4, **common),
+            Strategy("auto-r6", screen=4.0, restarts=6, **common),
             AUTO,  # a screen, then IPOP: restarts from the screen's next best with twice the population
         ]
     }

@@ -64,7 +64,7 @@ AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), re
 """``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md)."""
 AUTO_REASON = (
     "on bench/match_cases.py's 25 cases (2 s each, 2 shared cores) it got within 1 % of the best loss any "
-    "method found on 22 (plain CMA-ES 32 x 30, the former default: 4), and on the 8 VST3 cases took a median "
+    "method found on 22 (plain CMA-ES 32 x 30, the former default: 3), and on the 8 VST3 cases took a median "
     "29 s against 97 s for ST-ITO's loop (CMA-ES 32 x 300 over pedalboard in a process pool), within 1 % of "
     "that loop's loss on 7 of them (docs/matching.md)"
 )
