@@ -9,11 +9,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .loss import MatchLoss
+if TYPE_CHECKING:  # the loss needs torch, which fxgrad's host commands never import
+    from .loss import MatchLoss
 
 PROGRESS_SECONDS = 10.0
 """Where stdout is not a terminal, a progress line at most this often."""

@@ -36,7 +36,6 @@ import numpy as np
 from ..base.files import PathLike, atomic_write_bytes
 from ..base.folders import pair_paths
 from .identifiability import identifiability, identifiability_table
-from .loss import MatchLoss
 from .optimise import Objective, optimise_spsa
 
 # torch and the native host load on first use: the CLI's parser reads this module's constants.
@@ -77,6 +76,7 @@ def _read_pairs(pairs: Sequence[Tuple[str, Path, Path]], loss: str, rate: int, c
     trimmed to its shorter file, with its :class:`MatchLoss`; ``whole_inputs``: the inputs
     uncut (rendered at the settings found)."""
     from ..data.audio import read_audio
+    from .loss import MatchLoss  # here: the loss needs torch, which `fxgrad info` never imports
 
     inputs, references, losses, kinds, whole = [], [], [], [], []
     for _name, source, target in pairs:
