@@ -114,10 +114,12 @@ size_t Plugin::checkedStateData (const std::string& blob) const
 {
     const auto plugin = "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")";
     const size_t dataAt = checkStateHeader (blob, stateOwner (description, pluginInfo), plugin);
-    // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.
+    // JUCE's LADSPA host reads one float per control port (outputs too, which are no parameter
+    // of fxgrad's), whatever the size it is given.
     const auto actual = blob.size() - dataAt;
-    if (description.pluginFormatName == "LADSPA" && actual != (size_t) numParameters() * sizeof (float))
-        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (numParameters())
+    const auto ports = (size_t) live().getParameters().size();
+    if (description.pluginFormatName == "LADSPA" && actual != ports * sizeof (float))
+        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (ports)
               + " floats, this one " + std::to_string (actual) + " bytes");
     return dataAt;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -34,15 +35,31 @@ void reply (int32_t status, int32_t kind, const std::string& text)
         _exit (0);   // the parent is gone
 }
 
-/** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended. */
+/** The private temporary folder the parent made for this worker (its TMPDIR); empty if none. */
+std::string temporaryFolder()
+{
+    const char* folder = std::getenv ("TMPDIR");
+    if (folder == nullptr || std::filesystem::path (folder).filename().string().rfind ("fxgrad-worker-", 0) != 0)
+        return {};
+    return folder;
+}
+
+/** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended.
+    The parent removes the worker's temporary folder when it stops the worker; a parent that was
+    killed cannot, so the worker does it on its way out. */
 void watchParent()
 {
     std::thread ([] {
         pollfd p { workerSocketFd, POLLRDHUP, 0 };
         for (;;) {
             p.revents = 0;
-            if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0)
+            if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0) {
+                if (const auto folder = temporaryFolder(); ! folder.empty()) {
+                    std::error_code ignored;
+                    std::filesystem::remove_all (folder, ignored);
+                }
                 _exit (0);
+            }
         }
     }).detach();
 }

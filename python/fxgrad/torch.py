@@ -182,7 +182,16 @@ class _PluginFunction(torch.autograd.Function):
             # (the loss is assumed to average over the batch, as the trainer's does).
             healthy = int((~faulted).sum())
             grad_theta *= len(faulted) / healthy if healthy else 0.0
-        return None, layer._staging.to_device("grad_theta", grad_theta, ctx.theta_like), None
+        out = layer._staging.to_device("grad_theta", grad_theta, ctx.theta_like)
+        if not bool(torch.isfinite(out).all()):
+            # float32 arithmetic in the rack is finite; theta's own dtype may not hold the value.
+            largest = float(np.abs(grad_theta).max())
+            raise ValueError(
+                f"PluginLayer: the gradient for theta is not finite in theta's dtype {ctx.theta_like.dtype} (its "
+                f"largest magnitude is {largest:.3g}; the upstream gradient peaks at {float(grad_y.abs().max()):.3g}): "
+                "check the loss and the input's level (audio is expected within about +-1), or use float32 theta"
+            )
+        return None, out, None
 
 
 class PluginLayer(nn.Module):
@@ -226,8 +235,12 @@ class PluginLayer(nn.Module):
             ``"none"``.
         workers: worker processes with isolation (default: one per four threads, at least one, at most
             one per lane; a fault costs the lanes of one worker for one step).
-        timeout_s: a worker's deadline per call, after which it counts as hung, is killed and
-            restarted (default: 20x the slowest call so far, at least 10 s; 60 s before the first).
+        timeout_s: a worker's deadline per call in seconds, after which it counts as hung, is
+            killed and restarted (default ``fxgrad._native.DEFAULT_TIMEOUT_S``, 30 s). It is
+            absolute: every call gets the same, however long earlier ones took, so n hangs cost
+            at most n times it. A reset with a preroll gets it in proportion to the preroll's
+            length on top. While the layer waits on its workers, this process's signal handlers
+            run (Ctrl-C raises ``KeyboardInterrupt`` within about 10 ms; see :meth:`interrupt`).
         worker_log: file that receives what plugins print in workers (default: this process's
             stderr).
         max_faults, max_faults_per_minute: the fault budget; past it the layer raises
@@ -381,6 +394,12 @@ class PluginLayer(nn.Module):
         if not torch.isfinite(theta).all():
             raise ValueError("theta contains NaN or Inf")
         return _PluginFunction.apply(x, theta, self)
+
+    def interrupt(self) -> None:
+        """Give up on the plugins, from a signal handler: a call still waiting on the isolated
+        workers 0.3 s from now is abandoned (raising ``KeyboardInterrupt``; the workers
+        still busy are stopped), and so is every later call. What the trainer does on Ctrl-C."""
+        self.rack.interrupt()
 
     @property
     def faulted(self) -> torch.Tensor:
