@@ -107,7 +107,7 @@ class SpsaSection:
     threads: Optional[int] = None
     isolation: str = field(default="process", metadata=_choices("process", "none"))
     workers: int = 0
-    timeout_s: Optional[float] = None
+    timeout_s: Optional[float] = _native.DEFAULT_TIMEOUT_S  # absolute, per call; None: the default
     max_faults: int = 1000
     max_faults_per_minute: int = 30
 
@@ -261,6 +261,8 @@ class Config:
         _positive(self.sample_rate, "sample_rate")
         _positive(self.channels, "channels")
         _positive(self.frame_size, "frame_size")
+        if self.chain.block_size is not None:  # 0 would otherwise fall back to frame_size
+            _positive(self.chain.block_size, "chain.block_size")
         if self.frame_size % self.block_size:
             raise ConfigError(
                 f"chain.block_size ({self.block_size}) must divide frame_size ({self.frame_size}): "
@@ -268,6 +270,7 @@ class Config:
             )
         if self.encoder.context < self.frame_size:
             raise ConfigError(f"encoder.context ({self.encoder.context}) must be >= frame_size ({self.frame_size})")
+        _check_encoder(self.encoder)
         from ..nn.encoder import check_backbone_options
 
         try:
@@ -289,6 +292,16 @@ class Config:
 def _positive(value, key: str) -> None:
     if value is None or value <= 0:
         raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _check_encoder(e: EncoderSection) -> None:
+    for key in ("n_fft", "hop", "n_mels"):
+        _positive(getattr(e, key), f"encoder.{key}")
+    if e.n_mels > e.n_fft // 2 + 1:
+        raise ConfigError(
+            f"encoder.n_mels ({e.n_mels}) must be at most n_fft // 2 + 1 = {e.n_fft // 2 + 1} (encoder.n_fft is "
+            f"{e.n_fft}): each mel band needs frequency bins of its own"
+        )
 
 
 def _check_chain(chain: ChainSection) -> None:
