@@ -603,3 +603,61 @@ def test_a_float16_theta_whose_gradient_overflows_raises():
     y = layer(torch.full((1, 2, 256), 1e30), theta)
     with pytest.raises(ValueError, match="not finite in theta's dtype torch.float16"):
         y.sum().backward()
+
+
+# ------------------------------------------------------------------------------- faults at the defaults
+
+FAULTS_AT_DEFAULTS = FIXTURES / "faults_at_defaults.so"  # plugins/fixtures/faults_at_defaults.c
+
+
+def defaults_config(tmp_path, label, pinned=None):
+    """A run through one plugin of the faults-at-defaults library (LADSPA: 44.1 kHz only)."""
+    return {
+        "name": label,
+        "sample_rate": 44100,
+        "channels": 1,
+        "frame_size": 512,
+        "output_dir": str(tmp_path / "run"),
+        "chain": {"plugins": [f"{FAULTS_AT_DEFAULTS}#{label}"], "learned": ["gain"], "pinned": pinned or {}},
+        "data": {"train": str(gain_pairs(tmp_path / "data", clips=3, seconds=0.25, sample_rate=44100))},
+        "encoder": {"context": 1024, "n_fft": 512, "hop": 128, "n_mels": 16, "options": {"stem_channels": 4}},
+        "spsa": {"lanes": 2, "threads": 1, "timeout_s": 2.0},
+        "loss": {"type": "l1"},
+        "train": {"steps": 2, "steps_per_epoch": 2, "tensorboard": False},
+    }
+
+
+@pytest.mark.parametrize(
+    "label,how",
+    [("crash", "died by SIGSEGV"), ("abort", "died by SIGABRT"), ("hang", "did not answer within 2 s")],
+)
+def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(defaults_config(tmp_path, label)))
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "fxgrad", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FXGRAD_PROBE_CACHE": str(tmp_path / "probes.json")},
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1, (result.returncode, result.stderr)  # an error, never a signal
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("fxgrad:")]
+    assert line.startswith(
+        f"fxgrad: error: chain: the chain {how} while processing audio through plugin 0 ('{label}', "
+        f"{FAULTS_AT_DEFAULTS}#{label}) at its preset and pinned settings"
+    ), line
+    assert "Traceback" not in result.stderr and took < 30, took
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_a_pinned_value_that_avoids_a_fault_at_the_defaults_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("FXGRAD_PROBE_CACHE", str(tmp_path / "probes.json"))
+    config = Config.from_dict(defaults_config(tmp_path, "crash", pinned={"safe": 1}))
+    assert Trainer(config, progress=False).fit()["step"] == 2
+    records = json.loads((tmp_path / "probes.json").read_text())
+    assert len(records) == 1  # the probe passed, and is not run again for the same files
+    Trainer(config, overwrite=True, progress=False).close()
+    assert json.loads((tmp_path / "probes.json").read_text()) == records

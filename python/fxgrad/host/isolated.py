@@ -70,6 +70,8 @@ def _serve(connection, build: Dict[str, Any]) -> None:
     try:
         if build["kind"] == "plugin":
             target: Any = plugins.load_in_process(build["identifier"], **build["options"])
+        elif build["kind"] == "probe":
+            target = _probe(connection, build["config"])
         else:
             target = plugins.Chain.from_config(build["config"])
     except BaseException as error:  # reported to the parent, which raises it
@@ -96,6 +98,32 @@ def _serve(connection, build: Dict[str, Any]) -> None:
             connection.send(("ok", value))
         except BaseException as error:
             connection.send(("error", error))
+
+
+def _probe(connection, config: Dict[str, Any]) -> Any:
+    """The child of :func:`probe_chain`: each plugin loaded, then a few blocks of noise through
+    each in turn at the chain's preset and pinned settings, saying before each step what it does
+    (so that a death or a hang names the plugin)."""
+    from . import plugins
+
+    options = {key: config[key] for key in ("sample_rate", "block_size", "channels") if key in config}
+    loaded = []
+    for k, entry in enumerate(config["plugins"]):
+        identifier, select = (entry["plugin"], entry.get("select", "")) if isinstance(entry, dict) else (entry, "")
+        connection.send(("progress", f"loading plugin {k} ({identifier})"))
+        loaded.append(plugins.load_in_process(identifier, plugin=select, **options))
+    chain = plugins.Chain(loaded, config.get("learned"), config.get("pinned"))
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (chain.channels, 4 * chain.block_size)).astype(np.float32)
+    for k, plugin in enumerate(chain.plugins):
+        name = getattr(loaded[k], "_source", plugin.identifier)
+        connection.send(
+            (
+                "progress",
+                f"processing audio through plugin {k} ('{plugin.name}', {name}) at its preset and pinned settings",
+            )
+        )
+        noise = plugin.process(noise)
+    return chain
 
 
 def _describe(target: Any) -> Dict[str, Any]:
@@ -138,6 +166,8 @@ def _signal_name(code: int) -> str:
 class _Isolated:
     """A proxy: attribute reads and method calls run on the object in the child."""
 
+    _advice = " (call reload() for a fresh instance)"  # what an error says to do
+
     def __init__(self, build: Dict[str, Any], timeout_s: Optional[float]):
         object.__setattr__(self, "_build", build)
         object.__setattr__(self, "_timeout_s", float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S))
@@ -175,18 +205,26 @@ class _Isolated:
         object.__setattr__(self, "_description", self._receive("loading"))
 
     def _receive(self, doing: str, timeout_s: Optional[float] = None, started: bool = False) -> Any:
-        """The child's answer; ``started``: the first message, before any plugin code ran."""
+        """The child's answer; ``started``: the first message, before any plugin code ran. A
+        ``progress`` message says what the child does next (and gets a deadline of its own)."""
         connection, process = self._connection, self._process
         timeout_s = self._timeout_s if timeout_s is None else timeout_s
-        if not connection.poll(timeout_s):
-            self._end()
-            raise _native.PluginTimeoutError(
-                f"{self._what()} did not answer within {timeout_s:g} s while {doing}; its process was killed "
-                "(call reload() for a fresh instance, or pass a larger timeout_s)"
-            )
-        try:
-            status, value = connection.recv()
-        except (EOFError, ConnectionError, OSError):
+        status = "progress"
+        while status == "progress":
+            if not connection.poll(timeout_s):
+                self._end()
+                raise _native.PluginTimeoutError(
+                    f"{self._what()} did not answer within {timeout_s:g} s while {doing}; its process was killed"
+                    + self._advice.replace(")", ", or pass a larger timeout_s)")
+                )
+            try:
+                status, value = connection.recv()
+            except (EOFError, ConnectionError, OSError):
+                status = "gone"
+                break
+            if status == "progress":
+                doing = value
+        if status == "gone":
             try:
                 code = process.wait(5)
             except subprocess.TimeoutExpired:
@@ -198,9 +236,7 @@ class _Isolated:
                     f"fxgrad's child process for {self._what()} {how} before it loaded anything (its output above "
                     f"says why; the interpreter was {sys.executable})"
                 ) from None
-            raise _native.PluginCrashedError(
-                f"{self._what()} {how} while {doing} (call reload() for a fresh instance)"
-            ) from None
+            raise _native.PluginCrashedError(f"{self._what()} {how} while {doing}{self._advice}") from None
         if status == "error":
             raise value
         return value
@@ -331,3 +367,19 @@ class IsolatedChain(_Isolated):
 
     def __repr__(self) -> str:
         return f"<IsolatedChain {self._description['name']}>"
+
+
+class _ChainProbe(_Isolated):
+    _advice = ""
+
+    def _what(self) -> str:
+        return "the chain"
+
+
+def probe_chain(config: Dict[str, Any], timeout_s: Optional[float] = None) -> None:
+    """Loads the chain of ``config`` (a chain config dict, as :meth:`fxgrad.Chain.from_config`
+    takes) in a child process and renders a few blocks of noise through each plugin in turn at
+    its preset and pinned settings, each step within ``timeout_s`` (default 30 s). A plugin that
+    crashes, aborts or hangs there raises ``PluginCrashedError`` / ``PluginTimeoutError`` naming
+    it and what it was doing, instead of ending or hanging the caller that loads it next."""
+    _ChainProbe({"kind": "probe", "config": dict(config)}, timeout_s).close()

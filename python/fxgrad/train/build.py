@@ -10,9 +10,11 @@ from typing import Any, Callable, Dict, Optional
 
 from torch import nn
 
+from .. import _native
 from ..config.schema import Config, ConfigError, PairsSection
 from ..data.stream import PairedAudioDataset
 from ..host.plugins import Chain
+from ..host.probes import checked_chain
 from ..nn.losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss
 from ..torch import PluginLayer
 from .distributed import World
@@ -86,8 +88,20 @@ def _synthetic_splits(config: Config, world: World, progress: bool) -> Dict[str,
 
 
 def build_chain(config: Config) -> Chain:
-    """The config's chain, loaded (a :class:`ConfigError` names what in ``chain`` is wrong)."""
+    """The config's chain, loaded (a :class:`ConfigError` names what in ``chain`` is wrong).
+    With isolation, a chain of third-party plugins is first tried in a child process
+    (:mod:`fxgrad.host.probes`): a plugin that crashes, aborts or hangs when loaded or at its
+    preset and pinned settings is a :class:`TrainingError` naming it, within ``spsa.timeout_s``
+    per step, instead of a signal or a hang of this process."""
     try:
+        if config.spsa.isolation == "process":
+            try:
+                checked_chain(config.chain_config(), config.spsa.timeout_s)
+            except (_native.PluginCrashedError, _native.PluginTimeoutError, _native.PluginOutputError) as error:
+                raise TrainingError(
+                    f"chain: {error}; the run was not started (pin a value that avoids it, or leave the plugin out; "
+                    "`fxgrad check PLUGIN` probes a plugin on its own)"
+                ) from None
         chain = Chain.from_config(config.chain_config())
     except FileNotFoundError as error:
         raise TrainingError(f"chain: {error}") from None
