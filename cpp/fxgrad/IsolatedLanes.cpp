@@ -86,13 +86,19 @@ std::string makeTemporaryFolder()
     return pattern;
 }
 
-/** The parent's environment with TMPDIR naming the worker's own folder. */
-std::vector<std::string> workerEnvironment (const std::string& temporaryFolder)
+/** The parent's environment with TMPDIR naming the worker's own folder; in the sandbox, only
+    the variables that say where plugins are and how text is encoded (not the parent's secrets). */
+std::vector<std::string> workerEnvironment (const std::string& temporaryFolder, bool sandbox)
 {
+    static const char* const kept[] = { "LV2_PATH=", "VST3_PATH=", "VST_PATH=", "LXVST_PATH=", "LADSPA_PATH=",
+                                        "HOME=", "LANG=", "LC_ALL=", "LC_NUMERIC=" };
     std::vector<std::string> variables;
-    for (char** v = environ; *v != nullptr; ++v)
-        if (std::strncmp (*v, "TMPDIR=", 7) != 0)
+    for (char** v = environ; *v != nullptr; ++v) {
+        if (std::strncmp (*v, "TMPDIR=", 7) == 0)
+            continue;
+        if (! sandbox || std::any_of (std::begin (kept), std::end (kept), [v] (const char* k) { return std::strncmp (*v, k, std::strlen (k)) == 0; }))
             variables.emplace_back (*v);
+    }
     variables.push_back ("TMPDIR=" + temporaryFolder);
     return variables;
 }
@@ -212,6 +218,23 @@ void IsolatedLanes::abandon (size_t firstUnanswered)
           "stopped (their lanes restart from the preset state on the next call)");
 }
 
+void IsolatedLanes::trustworthy (LaneFault& f, const Worker& w) const
+{
+    // What a worker reports, and its activity records, lie in memory its plugins can write: a
+    // plugin in the sandbox must not make the rack index out of bounds with them.
+    std::vector<int> lanes;
+    for (int m : f.lanes)
+        if (m >= 0 && m < w.layout.lanes)
+            lanes.push_back (w.firstLane + m);
+    f.lanes = std::move (lanes);
+    const bool known = f.lane >= 0 && f.lane < w.layout.lanes && f.phase > ChainActivity::Idle && f.phase <= ChainActivity::Reset;
+    f.lane = known ? w.firstLane + f.lane : -1;
+    if (! known)
+        f.phase = ChainActivity::Idle;
+    if (f.evaluation < 0 || f.evaluation >= w.layout.evaluations)
+        f.evaluation = -1;
+}
+
 void IsolatedLanes::restartLost (std::vector<LaneFault>& faults)
 {
     for (auto& worker : workers) {
@@ -282,8 +305,9 @@ void IsolatedLanes::spawn (Worker& w)
     posix_spawnattr_setsigmask (&attributes, &none);
     posix_spawnattr_setsigdefault (&attributes, &all);
 
-    char* argv[] = { const_cast<char*> (workerPath.c_str()), const_cast<char*> ("--fxgrad-lanes"), nullptr };
-    auto variables = workerEnvironment (w.temporaryFolder);
+    char* argv[] = { const_cast<char*> (workerPath.c_str()), const_cast<char*> ("--fxgrad-lanes"),
+                     options.sandbox ? const_cast<char*> ("--sandbox") : nullptr, nullptr };
+    auto variables = workerEnvironment (w.temporaryFolder, options.sandbox);
     std::vector<char*> envp;
     for (auto& v : variables)
         envp.push_back (v.data());
@@ -454,10 +478,8 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
             collect (w, d, static_cast<char*> (w.data.data()), true);
             if (c.messageBytes > 0)
                 for (auto& f : ipc::deserializeFaults (std::string (c.message, std::min<uint64_t> (c.messageBytes, sizeof c.message)))) {
-                    for (auto& m : f.lanes)
-                        m += w.firstLane;
-                    if (f.lane >= 0)
-                        f.lane += w.firstLane;
+                    f.kind = FaultKind::NonFinite;   // the only kind a worker reports itself
+                    trustworthy (f, w);
                     faults.push_back (std::move (f));
                 }
             continue;
@@ -475,7 +497,7 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
             fault.detail = text;
         }
         for (int m = 0; m < w.layout.lanes; ++m)
-            fault.lanes.push_back (w.firstLane + m);
+            fault.lanes.push_back (m);   // the worker's own numbering, until trustworthy()
         int inFlight = 0;
         for (int m = 0; m < w.layout.lanes; ++m)
             for (int k = 0; k < w.layout.chainsPerLane(); ++k) {
@@ -484,12 +506,13 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
                 if (phase == ChainActivity::Idle)
                     continue;
                 if (inFlight++ == 0) {
-                    fault.lane = w.firstLane + m;
+                    fault.lane = m;
                     fault.phase = phase;
                     fault.evaluation = phase == ChainActivity::Evaluate || phase == ChainActivity::Replay ? a.evaluation.load() : -1;
                     fault.plugin = a.plugin.load();
                 }
             }
+        trustworthy (fault, w);
         if (inFlight > 1)
             fault.detail += "; " + std::to_string (inFlight - 1) + " other render(s) of the worker were in flight";
         collect (w, d, static_cast<char*> (w.data.data()), false);
@@ -504,8 +527,8 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
         recoveryTime += secondsSince (restartStart);
         faults.push_back (std::move (fault));
     }
-    if (errorKind >= 0)
-        fail ((ErrorKind) errorKind, errorText);
+    if (errorKind >= 0)   // a kind the worker wrote: one of ErrorKind's, or a ValueError
+        fail (errorKind <= (int) ErrorKind::Interrupted ? (ErrorKind) errorKind : ErrorKind::Value, errorText);
 }
 
 void IsolatedLanes::forward (const float* theta, const float* x, float* y, int64_t numSamples, bool record,

@@ -37,6 +37,7 @@ struct IsolationOptions {
     int workers = 0;              // 0: one per four threads (at least one, at most one per lane)
     double timeoutSeconds = 0.0;  // deadline per call; 0: defaultCallSeconds
     std::string workerLog;        // the workers' stdout and stderr, opened without following a link; empty: the parent's
+    bool sandbox = false;         // workers in namespaces and a seccomp filter (cpp/worker/Sandbox.h)
     // Polled by the waiting thread about every 10 ms: true abandons the wait at once (the caller
     // raises ErrorKind::Interrupted). Python's bindings run the interpreter's signal handlers here.
     std::function<bool()> interrupted;
@@ -73,6 +74,7 @@ private:
     void awaitStart (Worker&);
     void stop (Worker&);
     void restartLost (std::vector<LaneFault>& faults);
+    void trustworthy (LaneFault&, const Worker&) const;
     bool pastInterruptGrace() const;
     bool shouldAbandon() const;
     [[noreturn]] void abandon (size_t firstUnanswered);

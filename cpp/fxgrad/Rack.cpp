@@ -73,13 +73,14 @@ Rack::Rack (const Chain& chainIn, const RackOptions& options) : opts (options)
     layout.replaySamples = opts.replaySamples;
 
     const int threadCount = opts.threads > 0 ? opts.threads : (int) std::max (1u, std::thread::hardware_concurrency());
-    if (opts.isolation == Isolation::Process) {
+    if (opts.isolation == Isolation::Process || opts.isolation == Isolation::Sandbox) {
         IsolationOptions iso;
         iso.threads = threadCount;
         iso.workers = opts.workers;
         iso.timeoutSeconds = opts.timeoutSeconds;
         iso.workerLog = opts.workerLog;
         iso.interrupted = opts.interrupted;
+        iso.sandbox = opts.isolation == Isolation::Sandbox;
         lanes_ = std::make_unique<IsolatedLanes> (*this->prototype, layout, iso);
     } else {
         lanes_ = std::make_unique<LocalLanes> (*this->prototype, layout, threadCount);

@@ -22,6 +22,7 @@ namespace fxgrad {
 enum class Isolation {
     None,      // lanes in this process
     Process,   // lanes in worker processes (IsolatedLanes.h)
+    Sandbox,   // lanes in worker processes in a sandbox (cpp/worker/Sandbox.h)
 };
 
 enum class Estimator {

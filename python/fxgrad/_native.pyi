@@ -10,7 +10,7 @@ FloatArray = npt.NDArray[np.float32]
 # The names Rack takes for its options, in the order the native table lists them.
 STRATEGIES: Tuple[str, ...]  # ("lockstep", "replay", "snapshot")
 ESTIMATORS: Tuple[str, ...]  # ("two-sided", "one-sided", "fd")
-ISOLATIONS: Tuple[str, ...]  # ("none", "process")
+ISOLATIONS: Tuple[str, ...]  # ("none", "process", "sandbox")
 DIRECTIONS: Tuple[str, ...]  # ("rademacher", "orthogonal", "guided")
 DEFAULT_TIMEOUT_S: float  # an isolated worker's deadline per call when none is given (30 s)
 

@@ -123,6 +123,21 @@ def _check_eps(eps) -> None:
         )
 
 
+def _check_sandbox_paths(chain: _native.Chain) -> None:
+    """Inside the sandbox /tmp is the worker's private folder: a plugin loaded from under /tmp
+    would not be found there, so it is refused here with the reason."""
+    for plugin in chain.plugins:
+        source = plugin.identifier.split("#", 1)[0]  # an absolute path, or a URI
+        if not os.path.exists(source):
+            continue
+        source = os.path.realpath(source)
+        if source == "/tmp" or source.startswith("/tmp/"):
+            raise ValueError(
+                f"plugin '{plugin.name}' lies under /tmp ({source}), which in the sandbox is each worker's private "
+                "folder: install or copy it elsewhere, or use isolation='process'"
+            )
+
+
 class _Staging:
     """Reusable host buffers for moving tensors between a device and the native rack; pinned
     when a CUDA device is involved, so copies run without pageable bounces."""
@@ -229,9 +244,12 @@ class PluginLayer(nn.Module):
             most ``THREADS_PER_CORE`` per core and half the threads the OS still allows).
         seed: perturbations come from a counter-based generator keyed on (seed, step, lane, k):
             gradients are bit-identical for any thread or worker count, isolated or not.
-        isolation: ``"none"`` (lanes in this process) or ``"process"`` (lanes in sandboxed worker
+        isolation: ``"none"`` (lanes in this process), ``"process"`` (lanes in worker
             processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
-            worker for one step, not the process). Outputs and gradients are bit-identical to
+            worker for one step, not the process) or ``"sandbox"`` (the same workers in their
+            own user, mount and network namespaces behind a seccomp filter: no exec, no new
+            sockets, no network, a read-only file system but for a private temporary folder;
+            docs/training.md has the threat model). Outputs and gradients are bit-identical to
             ``"none"``.
         workers: worker processes with isolation (default: one per four threads, at least one, at most
             one per lane; a fault costs the lanes of one worker for one step).
@@ -257,7 +275,7 @@ class PluginLayer(nn.Module):
             difference before adding b back; unbiased, and less noisy while a lane's gradient
             changes slowly. 0: none. Lanes that reset (a new clip) or fault start from b = 0.
 
-    Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``) costs
+    Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``, ``"sandbox"``) costs
     the lanes it hit for one step: they restart from the chain's preset state (treat them as
     lanes that start a new clip), their output of that step is zero, their gradient is zero and
     the others' are rescaled so the batch mean is over healthy lanes. :attr:`faulted` says which
@@ -329,6 +347,8 @@ class PluginLayer(nn.Module):
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
+        if isolation == "sandbox":
+            _check_sandbox_paths(chain)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator

@@ -105,7 +105,7 @@ class SpsaSection:
     subspace: int = 0
     guided_share: float = 0.5
     threads: Optional[int] = None
-    isolation: str = field(default="process", metadata=_choices("process", "none"))
+    isolation: str = field(default="process", metadata=_choices("process", "sandbox", "none"))
     workers: int = 0
     timeout_s: Optional[float] = _native.DEFAULT_TIMEOUT_S  # absolute, per call; None: the default
     max_faults: int = 1000

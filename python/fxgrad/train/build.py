@@ -94,7 +94,7 @@ def build_chain(config: Config) -> Chain:
     preset and pinned settings is a :class:`TrainingError` naming it, within ``spsa.timeout_s``
     per step, instead of a signal or a hang of this process."""
     try:
-        if config.spsa.isolation == "process":
+        if config.spsa.isolation != "none":
             try:
                 checked_chain(config.chain_config(), config.spsa.timeout_s)
             except (_native.PluginCrashedError, _native.PluginTimeoutError, _native.PluginOutputError) as error:

@@ -252,7 +252,7 @@ def describe(trainer: Any) -> str:
         )
     where = (
         f" in {len(trainer.layer.rack.worker_pids)} isolated worker process(es)"
-        if trainer.layer.isolation == "process"
+        if trainer.layer.isolation != "none"
         else " in this process"
     )
     parts = [
