@@ -610,30 +610,31 @@ def test_a_float16_theta_whose_gradient_overflows_raises():
 FAULTS_AT_DEFAULTS = FIXTURES / "faults_at_defaults.so"  # plugins/fixtures/faults_at_defaults.c
 
 
-def defaults_config(tmp_path, label, pinned=None):
-    """A run through one plugin of the faults-at-defaults library (LADSPA: 44.1 kHz only)."""
+def defaults_config(tmp_path, label, pinned=None, isolation="process", library=FAULTS_AT_DEFAULTS):
+    """A run through one plugin of ``library`` (LADSPA: 44.1 kHz only)."""
     return {
         "name": label,
         "sample_rate": 44100,
         "channels": 1,
         "frame_size": 512,
         "output_dir": str(tmp_path / "run"),
-        "chain": {"plugins": [f"{FAULTS_AT_DEFAULTS}#{label}"], "learned": ["gain"], "pinned": pinned or {}},
+        "chain": {"plugins": [f"{library}#{label}"], "learned": ["gain"], "pinned": pinned or {}},
         "data": {"train": str(gain_pairs(tmp_path / "data", clips=3, seconds=0.25, sample_rate=44100))},
         "encoder": {"context": 1024, "n_fft": 512, "hop": 128, "n_mels": 16, "options": {"stem_channels": 4}},
-        "spsa": {"lanes": 2, "threads": 1, "timeout_s": 2.0},
+        "spsa": {"lanes": 2, "threads": 1, "timeout_s": 2.0, "isolation": isolation},
         "loss": {"type": "l1"},
         "train": {"steps": 2, "steps_per_epoch": 2, "tensorboard": False},
     }
 
 
+@pytest.mark.parametrize("isolation", ["process", "sandbox"])  # the sandbox probes in a sandboxed worker
 @pytest.mark.parametrize(
     "label,how",
     [("crash", "died by SIGSEGV"), ("abort", "died by SIGABRT"), ("hang", "did not answer within 2 s")],
 )
-def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how):
+def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how, isolation):
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(defaults_config(tmp_path, label)))
+    path.write_text(yaml.safe_dump(defaults_config(tmp_path, label, isolation=isolation)))
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "fxgrad", "train", str(path)],

@@ -132,3 +132,31 @@ def test_a_plugin_named_by_uri_is_not_refused_when_the_working_folder_lies_under
     plugin = fxgrad.load("urn:zamaudio:ZamComp", sample_rate=22050, block_size=128, channels=2)
     layer = PluginLayer(fxgrad.Chain([plugin], ["thr"]), lanes=1, threads=1, isolation="sandbox")
     assert torch.isfinite(layer(torch.zeros(1, 2, 256), torch.full((1, 1), 0.5))).all()
+
+
+def test_training_through_a_plugin_that_tries_to_escape_goes_on_and_nothing_of_it_runs_outside(
+    tmp_path, shared, monkeypatch
+):
+    from test_isolation import defaults_config
+
+    from fxgrad.config import Config
+    from fxgrad.train import Trainer
+    from fxgrad.train.files import PLUGIN_LOG
+
+    monkeypatch.setenv("FXGRAD_PROBE_CACHE", str(tmp_path / "probes.json"))
+    library = shared / "escape_attempts.so"
+    shutil.copy(ESCAPE, library)
+    config = Config.from_dict(defaults_config(tmp_path, "escape", isolation="sandbox", library=library))
+    assert Trainer(config, progress=False).fit()["step"] == 2
+    log = (config.run_dir / PLUGIN_LOG).read_text()
+    assert "succeeded" not in log and log.count("escape_attempts: socket refused") >= 2, log  # each lane
+    assert list(shared.glob("escaped-*")) == []  # not from the probe before the run either
+
+
+def test_a_plugin_named_by_a_relative_path_is_found_by_a_sandboxed_worker(shared, monkeypatch):
+    shutil.copy(ESCAPE, shared / "escape_attempts.so")
+    monkeypatch.chdir(shared)  # the workers run in /: the chain must name the library by its full path
+    plugin = fxgrad.load("escape_attempts.so#escape", sample_rate=44100, channels=1)
+    assert plugin.identifier.startswith(f"{shared}/escape_attempts.so")
+    layer = PluginLayer(fxgrad.Chain([plugin]), lanes=1, threads=1, isolation="sandbox", worker_log=os.devnull)
+    assert torch.equal(layer(torch.full((1, 1, 1024), 0.25), torch.full((1, 1), 0.5)), torch.full((1, 1, 1024), 0.25))

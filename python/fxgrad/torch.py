@@ -24,6 +24,7 @@ from .base.checks import (
     thread_headroom,
 )
 from .host.plugins import Chain
+from .host.probes import check_sandbox_paths
 
 # The option names come from the native rack's one table of them (cpp/bindings/Names.h).
 STRATEGIES = _native.STRATEGIES
@@ -121,21 +122,6 @@ def _check_eps(eps) -> None:
             f"eps must be in [2**-16 = {MIN_EPS:.3g}, 0.5) (normalised units; a smaller step is lost "
             f"to float32 rounding of the parameters and gives NaN gradients), got {eps!r}"
         )
-
-
-def _check_sandbox_paths(chain: _native.Chain) -> None:
-    """Inside the sandbox /tmp is the worker's private folder: a plugin loaded from under /tmp
-    would not be found there, so it is refused here with the reason."""
-    for plugin in chain.plugins:
-        source = plugin.identifier.split("#", 1)[0]  # an absolute path, or a URI
-        if not os.path.exists(source):
-            continue
-        source = os.path.realpath(source)
-        if source == "/tmp" or source.startswith("/tmp/"):
-            raise ValueError(
-                f"plugin '{plugin.name}' lies under /tmp ({source}), which in the sandbox is each worker's private "
-                "folder: install or copy it elsewhere, or use isolation='process'"
-            )
 
 
 class _Staging:
@@ -348,7 +334,7 @@ class PluginLayer(nn.Module):
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
         if isolation == "sandbox":
-            _check_sandbox_paths(chain)
+            check_sandbox_paths(chain)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator

@@ -6,7 +6,8 @@ would end (or hang) the process that loads it. :func:`checked_chain` runs
 raises an error naming the plugin. A chain that passed is remembered under the identity of its
 plugins' files (path, size and modification time of every file of each bundle or library) and
 its settings, so the next run with the same files skips the probe; fxgrad's own effects are
-never probed.
+never probed. With isolation "sandbox" the probe runs in a sandboxed worker
+(:func:`probe_in_sandbox`): the chain's plugins then render nowhere outside the sandbox.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+import numpy as np
+
+from .. import _native
 from ..base.files import atomic_write_bytes
 from .isolated import probe_chain
-from .plugins import OWN_PREFIX, OWN_URI_PREFIX
+from .plugins import OWN_PREFIX, OWN_URI_PREFIX, Chain
 
 #: Passed probes remembered at most (the oldest are forgotten first).
 MAX_RECORDS = 2000
@@ -72,15 +76,64 @@ def _records() -> Dict[str, float]:
         return {}
 
 
-def checked_chain(config: Mapping[str, Any], timeout_s: Optional[float] = None) -> None:
+def check_sandbox_paths(chain: Chain) -> None:
+    """Inside the sandbox /tmp is the worker's private folder: a plugin loaded from under /tmp
+    would not be found there, so it is refused here with the reason (a ValueError)."""
+    for plugin in chain.plugins:
+        source = plugin.identifier.split("#", 1)[0]  # an absolute path, or a URI
+        if not os.path.exists(source):
+            continue
+        source = os.path.realpath(source)
+        if source == "/tmp" or source.startswith("/tmp/"):
+            raise ValueError(
+                f"plugin '{plugin.name}' lies under /tmp ({source}), which in the sandbox is each worker's private "
+                "folder: install or copy it elsewhere, or use isolation='process'"
+            )
+
+
+def probe_in_sandbox(chain: Chain, timeout_s: Optional[float] = None) -> None:
+    """Renders four blocks of noise through ``chain`` (loaded here, which runs no audio through
+    it) at its preset and pinned settings in one sandboxed worker, within ``timeout_s`` (default
+    30 s). A fault raises ``PluginCrashedError`` / ``PluginTimeoutError`` / ``PluginOutputError``
+    naming the plugin, as :func:`probe_chain` does."""
+    check_sandbox_paths(chain)
+    rack = _native.Rack(
+        chain, 1, 0.01, 1, "lockstep", "two-sided", 0, 1, 0,
+        isolation="sandbox", workers=1, timeout_s=timeout_s or 0.0, max_faults=0, max_faults_per_minute=0,
+    )  # fmt: skip
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (1, chain.channels, 4 * chain.block_size))
+    rack.forward(np.asarray(chain.get_learned(), np.float32)[None], noise.astype(np.float32), False)
+    for fault in rack.take_faults():
+        k, detail = fault["plugin_index"], fault["detail"]
+        where = (
+            f"plugin {k} ('{chain.plugins[k].name}', {chain.plugins[k].identifier})"
+            if 0 <= k < len(chain.plugins)
+            else "the chain"
+        )
+        doing = f"while processing audio through {where} at its preset and pinned settings (in the sandbox)"
+        if fault["kind"] == "timeout":
+            raise _native.PluginTimeoutError(f"the chain did not answer{detail[len('no answer') :]} {doing}")
+        if fault["kind"] == "nan":
+            raise _native.PluginOutputError(f"the chain gave NaN or Inf {doing}")
+        how = f"died by {detail}" if fault["kind"] == "crash" else f"ended ({detail})"
+        raise _native.PluginCrashedError(f"the chain {how} {doing}")
+
+
+def checked_chain(
+    config: Mapping[str, Any], timeout_s: Optional[float] = None, sandboxed: Optional[Chain] = None
+) -> None:
     """Probe ``config``'s chain in a child process unless fxgrad's own effects make it up or the
-    same settings and files passed before; raises what :func:`probe_chain` raises."""
+    same settings and files passed before; raises what :func:`probe_chain` raises.
+    ``sandboxed``: the chain as loaded here, probed instead in the sandbox (:func:`probe_in_sandbox`)."""
     if not needs_probe(config):
         return
     key = identity(config)
     if key in _records():
         return
-    probe_chain(dict(config), timeout_s)
+    if sandboxed is None:
+        probe_chain(dict(config), timeout_s)
+    else:
+        probe_in_sandbox(sandboxed, timeout_s)
     records = _records()
     records[key] = time.time()
     newest = sorted(records.items(), key=lambda item: item[1])[-MAX_RECORDS:]
