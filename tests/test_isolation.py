@@ -432,6 +432,15 @@ def isolated_training_config(tmp_path, **train):
     )
 
 
+def fault_every_render(config, fault):
+    """Misbehave faults at every render of the run but not at its preset: the gain pinned at
+    -24 dB, the trigger learned (its preset 0 passes the check before the run; the encoder starts
+    it near 0.5, past the threshold)."""
+    config.chain.learned = ["trigger"]
+    config.chain.pinned.update({"gain_db": -24.0, "fault": FAULT[fault], "threshold": 0.3})
+    return config
+
+
 def test_isolated_training_survives_a_crashing_plugin_and_a_killed_worker(tmp_path):
     killed = []
 
@@ -460,7 +469,7 @@ def test_isolated_training_survives_a_crashing_plugin_and_a_killed_worker(tmp_pa
 def test_a_plugin_past_the_budget_ends_training_with_a_resumable_checkpoint(tmp_path):
     config = isolated_training_config(tmp_path, steps=30)
     config.spsa.max_faults = 2
-    config.chain.pinned["threshold"] = 0.0  # every render crashes
+    fault_every_render(config, "segfault")
     with pytest.raises(TrainingError, match="keeps failing") as error:
         Trainer(config, progress=False).fit()
     assert "checkpoint of train step 0" in str(error.value)
@@ -522,7 +531,7 @@ def test_ctrl_c_ends_a_wait_on_a_hung_plugin_at_once(run_python):
 
 def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
     config = isolated_training_config(tmp_path, steps=4)
-    config.chain.pinned.update({"fault": 3, "threshold": 0.0})  # every render hangs
+    fault_every_render(config, "hang")
     config.spsa.timeout_s = 60.0
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
@@ -560,8 +569,7 @@ def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
 def test_validation_faults_are_logged_with_reproducers_and_stop_a_run_past_the_budget(tmp_path):
     config = isolated_training_config(tmp_path, steps=2, steps_per_epoch=1)
     config.data.valid_split = 0.25  # two of the eight clips
-    # NaN once the gain passes 0.3 of its range: the encoder starts near 0.5, so every render faults.
-    config.chain.pinned.update({"fault": 5, "threshold": 0.3})
+    fault_every_render(config, "nan")
     config.spsa.max_faults = 6
     with pytest.raises(TrainingError, match="keeps failing") as error:
         Trainer(config, progress=False).fit()
@@ -571,7 +579,7 @@ def test_validation_faults_are_logged_with_reproducers_and_stop_a_run_past_the_b
     assert validation, reports
     for report in reports:
         assert report["identifier"] == str(MISBEHAVE)
-        assert report["pinned"] == {"0.fault": 5.0, "0.threshold": pytest.approx(0.3)}
+        assert report["pinned"] == {"0.gain_db": -24.0, "0.fault": 5.0, "0.threshold": pytest.approx(0.3)}
         assert Path(report["clip"]).parent.name == "input" and report["position_samples"] % 512 == 0
     assert not (config.run_dir / "best.pt").exists()  # a faulted validation never picks it
 
