@@ -217,6 +217,14 @@ def test_a_worker_that_cannot_load_the_chain_raises_at_construction(tmp_path):
 # ------------------------------------------------------------------------------- single plugins
 
 
+def test_a_child_that_dies_before_loading_anything_does_not_blame_the_plugin(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # an interpreter that cannot start
+    with pytest.raises(RuntimeError, match="exited with status 1 before it loaded anything") as error:
+        fxgrad.load(str(MISBEHAVE), sample_rate=22050, channels=1, isolated=True)
+    assert not isinstance(error.value, fxgrad.PluginError), error.value
+    assert "the interpreter was /bin/false" in str(error.value)
+
+
 @pytest.mark.parametrize(
     "fault,error,message",
     [
