@@ -11,6 +11,7 @@ not work the same way in both, then the counts per format.
 
     .venv/bin/python bench/sandbox_sweep.py                  # every installed plugin (an hour on 2 cores)
     .venv/bin/python bench/sandbox_sweep.py --every 10       # every tenth of each format
+    .venv/bin/python bench/sandbox_sweep.py --format vst3    # one format
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def run_batch(identifiers, timeout_s):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--every", type=int, default=1, help="try every Nth plugin of each format")
+    p.add_argument("--format", help="only this format (LV2, VST3, VST2, LADSPA)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per plugin at most")
     p.add_argument("--json", help="write every row to this file")
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
     )
     by_format = collections.defaultdict(list)
     for info in listed:
-        if not info["unsupported"]:
+        if not info["unsupported"] and (args.format is None or info["format"].lower() == args.format.lower()):
             by_format[info["format"]].append(info["identifier"])
     chosen = [(fmt, i) for fmt, ids in sorted(by_format.items()) for i in ids[:: args.every]]
     fmt_of = dict((i, fmt) for fmt, i in chosen)
