@@ -232,19 +232,17 @@ class PluginLayer(nn.Module):
             gradients are bit-identical for any thread or worker count, isolated or not.
         isolation: ``"none"`` (lanes in this process), ``"process"`` (lanes in worker
             processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
-            worker for one step, not the process) or ``"sandbox"`` (the same workers in their
-            own user, mount and network namespaces behind a seccomp filter: no exec, no new
-            sockets, no network, a read-only file system but for a private temporary folder;
-            docs/training.md has the threat model). Outputs and gradients are bit-identical to
-            ``"none"``.
+            worker for one step, not the process) or ``"sandbox"`` (those workers in namespaces
+            behind a seccomp filter: no exec, sockets or network, a read-only file system but a
+            private /tmp; docs/training.md has the threat model). Outputs and gradients are
+            bit-identical to ``"none"``.
         workers: worker processes with isolation (default: one per four threads, at least one, at most
             one per lane; a fault costs the lanes of one worker for one step).
         timeout_s: a worker's deadline per call in seconds, after which it counts as hung, is
-            killed and restarted (default ``fxgrad._native.DEFAULT_TIMEOUT_S``, 30 s). It is
-            absolute: every call gets the same, however long earlier ones took, so n hangs cost
-            at most n times it. A reset with a preroll gets it in proportion to the preroll's
-            length on top. While the layer waits on its workers, this process's signal handlers
-            run (Ctrl-C raises ``KeyboardInterrupt`` within about 10 ms; see :meth:`interrupt`).
+            killed and restarted (default ``fxgrad._native.DEFAULT_TIMEOUT_S``, 30 s); the same
+            for every call, so n hangs cost at most n times it (a reset's preroll adds its share).
+            While the layer waits on its workers, this process's signal handlers run (Ctrl-C
+            raises ``KeyboardInterrupt`` within about 10 ms; see :meth:`interrupt`).
         worker_log: file that receives what plugins print in workers (default: this process's
             stderr).
         max_faults, max_faults_per_minute: the fault budget; past it the layer raises
@@ -315,8 +313,7 @@ class PluginLayer(nn.Module):
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        lanes = integer(lanes, "lanes")
-        perturbations = integer(perturbations, "perturbations")
+        lanes, perturbations = integer(lanes, "lanes"), integer(perturbations, "perturbations")
         replay_samples = (
             int(round(0.25 * chain.sample_rate))
             if replay_samples is None
@@ -333,8 +330,7 @@ class PluginLayer(nn.Module):
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
-        if isolation == "sandbox":
-            check_sandbox_paths(chain)
+        check_sandbox_paths(chain, isolation)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator
