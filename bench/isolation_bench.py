@@ -12,6 +12,7 @@ a worker killed with SIGKILL between steps; the next step restarts it (rack.stat
 
     .venv/bin/python bench/isolation_bench.py                      # the full table (minutes)
     .venv/bin/python bench/isolation_bench.py --lanes 8 --chains gain --min-seconds 1   # a quick look
+    .venv/bin/python bench/isolation_bench.py --isolations process,sandbox   # what the sandbox adds
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--block", type=int, default=256)
     p.add_argument("--frame", type=int, default=1024)
     p.add_argument("--workers", default="0", help="comma list of worker counts to compare (0: automatic)")
+    p.add_argument("--isolations", default="process", help="comma list of isolations to compare with none")
     p.add_argument("--rounds", type=int, default=3, help="ABAB rounds per configuration (median reported)")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per measurement")
     args = p.parse_args(argv)
@@ -42,13 +44,14 @@ def main(argv=None) -> int:
         lanes = [int(m) for m in args.lanes.split(",")] if chain == "mastering" else [32]
         configs += [(chain, M) for M in lanes]
     worker_counts = [int(w) for w in args.workers.split(",")]
+    isolations = args.isolations.split(",")
     print(f"threads={args.threads} block={args.block} frame={args.frame} rounds={args.rounds}")
     print(
-        f"{'chain':10} {'M':>4} {'workers':>7} {'in-process st/s':>16} {'isolated st/s':>14} {'ratio':>6} "
-        f"{'MiB/lane in':>12} {'MiB/lane iso':>13} {'recovery s':>11}"
+        f"{'chain':10} {'M':>4} {'isolation':>9} {'workers':>7} {'in-process st/s':>16} {'isolated st/s':>14} "
+        f"{'ratio':>6} {'MiB/lane in':>12} {'MiB/lane iso':>13} {'recovery s':>11}"
     )
     for chain, M in configs:
-        variants = [("none", 0)] + [("process", w) for w in worker_counts]
+        variants = [("none", 0)] + [(isolation, w) for isolation in isolations for w in worker_counts]
         rates = {v: [] for v in variants}
         memory, recovery, workers = {}, {}, {}
         for r in range(args.rounds):
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
                     min_seconds=args.min_seconds,
                     isolation=isolation,
                     workers=count,
-                    recovery=isolation == "process" and r == 0,
+                    recovery=isolation != "none" and r == 0,
                 )
                 rates[(isolation, count)].append(result["steps_per_s"])
                 memory[(isolation, count)] = result["rss_per_lane"]
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
             # Paired: each round's isolated rate over the same round's in-process rate, median.
             ratio = statistics.median(y / x for x, y in zip(base, rates[variant]))
             print(
-                f"{chain:10} {M:4d} {workers[variant]:7d} {statistics.median(base):16.2f} "
+                f"{chain:10} {M:4d} {variant[0]:>9} {workers[variant]:7d} {statistics.median(base):16.2f} "
                 f"{statistics.median(rates[variant]):14.2f} {ratio:6.3f} {mib(memory[('none', 0)]):>12} "
                 f"{mib(memory[variant]):>13} {recovery[variant]:11.3f}",
                 flush=True,

@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 import fxgrad
 from fxgrad import _native
 from fxgrad.config import Config
+from fxgrad.config.schema import SpsaSection
 from fxgrad.torch import PluginLayer
 from fxgrad.train import FAULTS, Trainer, TrainingError, read_log
 
@@ -215,6 +217,14 @@ def test_a_worker_that_cannot_load_the_chain_raises_at_construction(tmp_path):
 # ------------------------------------------------------------------------------- single plugins
 
 
+def test_a_child_that_dies_before_loading_anything_does_not_blame_the_plugin(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # an interpreter that cannot start
+    with pytest.raises(RuntimeError, match="exited with status 1 before it loaded anything") as error:
+        fxgrad.load(str(MISBEHAVE), sample_rate=22050, channels=1, isolated=True)
+    assert not isinstance(error.value, fxgrad.PluginError), error.value
+    assert "the interpreter was /bin/false" in str(error.value)
+
+
 @pytest.mark.parametrize(
     "fault,error,message",
     [
@@ -316,9 +326,13 @@ def rss_kib():
     return 0
 
 
-def test_a_hundred_fault_and_restart_cycles_leak_nothing():
+def test_a_hundred_fault_and_restart_cycles_leak_nothing(tmp_path, monkeypatch):
+    # Each worker gets a private TMPDIR (where JUCE's LV2 host writes its scratch files) that the
+    # parent removes when the worker ends, however it ends.
+    chain = misbehave_chain("exit", threshold=0.6)  # loaded here with this process's TMPDIR
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     layer = PluginLayer(
-        misbehave_chain("exit", threshold=0.6),
+        chain,
         lanes=1,
         threads=1,
         isolation="process",
@@ -328,7 +342,7 @@ def test_a_hundred_fault_and_restart_cycles_leak_nothing():
     x = torch.from_numpy(frames(1))
     bad, good = torch.tensor([[0.5, 0.9]]), torch.tensor([[0.5, 0.1]])
 
-    def cycles(n):
+    def cycles(layer, n):
         for _ in range(n):
             layer(x, bad)
             assert layer.faulted.all()
@@ -337,10 +351,10 @@ def test_a_hundred_fault_and_restart_cycles_leak_nothing():
         layer.take_faults()
         gc.collect()
 
-    cycles(10)  # warm-up: caches, allocator pools
+    cycles(layer, 10)  # warm-up: caches, allocator pools
     fds, shm, rss = open_fds(), set(os.listdir("/dev/shm")), rss_kib()
     started = time.monotonic()
-    cycles(100)
+    cycles(layer, 100)
     per_restart = (time.monotonic() - started) / 100
     assert layer.rack.stats()["restarts"] == 110
     assert open_fds() == fds
@@ -349,6 +363,10 @@ def test_a_hundred_fault_and_restart_cycles_leak_nothing():
     children = children_of(os.getpid())
     workers = [pid for pid in children if Path(f"/proc/{pid}/exe").resolve().name == "fxgrad-worker"]
     assert len(workers) == 1, workers  # the live one; the others were reaped (no zombies)
+    assert [p.name[:14] for p in tmp_path.iterdir()] == ["fxgrad-worker-"]  # the live one's
+    del layer
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
     print(f"restart cycle: {per_restart * 1e3:.0f} ms")
 
 
@@ -422,6 +440,15 @@ def isolated_training_config(tmp_path, **train):
     )
 
 
+def fault_every_render(config, fault):
+    """Misbehave faults at every render of the run but not at its preset: the gain pinned at
+    -24 dB, the trigger learned (its preset 0 passes the check before the run; the encoder starts
+    it near 0.5, past the threshold)."""
+    config.chain.learned = ["trigger"]
+    config.chain.pinned.update({"gain_db": -24.0, "fault": FAULT[fault], "threshold": 0.3})
+    return config
+
+
 def test_isolated_training_survives_a_crashing_plugin_and_a_killed_worker(tmp_path):
     killed = []
 
@@ -450,8 +477,204 @@ def test_isolated_training_survives_a_crashing_plugin_and_a_killed_worker(tmp_pa
 def test_a_plugin_past_the_budget_ends_training_with_a_resumable_checkpoint(tmp_path):
     config = isolated_training_config(tmp_path, steps=30)
     config.spsa.max_faults = 2
-    config.chain.pinned["threshold"] = 0.0  # every render crashes
+    fault_every_render(config, "segfault")
     with pytest.raises(TrainingError, match="keeps failing") as error:
         Trainer(config, progress=False).fit()
     assert "checkpoint of train step 0" in str(error.value)
     assert (config.run_dir / "checkpoint.pt").is_file()
+
+
+# ------------------------------------------------------------------------------- deadlines and signals
+
+
+def test_the_deadline_is_absolute_and_three_hangs_each_cost_it():
+    default = PluginLayer(misbehave_chain(), lanes=1, threads=1, isolation="process")
+    assert default.rack.timeout_s == _native.DEFAULT_TIMEOUT_S == SpsaSection().timeout_s == 30.0
+    del default
+    layer = PluginLayer(
+        misbehave_chain("hang", threshold=0.6),
+        lanes=1,
+        threads=1,
+        isolation="process",
+        timeout_s=1.0,
+        max_faults=0,
+        max_faults_per_minute=0,
+    )
+    x = torch.from_numpy(frames(1))
+    layer(x, torch.tensor([[0.5, 0.1]]))  # a quick call first: it must not shorten or lengthen the deadline
+    for hang in range(3):
+        started = time.monotonic()
+        layer(x, torch.tensor([[0.5, 0.9]]))
+        took = time.monotonic() - started
+        assert layer.faulted.all()
+        (report,) = layer.take_faults()
+        assert report["detail"] == "no answer within 1 s", report
+        assert 1.0 <= took < 3.0, (hang, took)  # the deadline and a restart, never more
+    assert layer.rack.timeout_s == 1.0
+
+
+def test_ctrl_c_ends_a_wait_on_a_hung_plugin_at_once(run_python):
+    result = run_python(f"""
+        import os, signal, threading, time
+        import torch, fxgrad
+        from fxgrad.torch import PluginLayer
+        plugin = fxgrad.load({str(MISBEHAVE)!r}, sample_rate=22050, block_size=64, channels=1)
+        chain = fxgrad.Chain([plugin], ["gain_db", "trigger"], {{"fault": 3, "threshold": 0.6}})
+        layer = PluginLayer(chain, lanes=2, threads=2, workers=2, isolation="process", timeout_s=60)
+        x = torch.zeros(2, 1, 256)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            layer(x, torch.tensor([[0.5, 0.9], [0.5, 0.1]]))
+        except KeyboardInterrupt:
+            print(f"interrupted after {{time.monotonic() - started:.2f}} s")
+        y = layer(x + 0.1, torch.tensor([[0.5, 0.1], [0.5, 0.1]]))  # the stopped worker restarts
+        print("restarted", [r["kind"] for r in layer.take_faults()], layer.faulted.tolist(), float(y[1].abs().max()))
+    """)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("interrupted after") and float(first.split()[2]) < 1.0, first
+    assert second == "restarted ['interrupted'] [True, False] 0.10000000149011612", second
+
+
+def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
+    config = isolated_training_config(tmp_path, steps=4)
+    fault_every_render(config, "hang")
+    config.spsa.timeout_s = 60.0
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fxgrad", "train", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "run folder" in line:
+            break
+    time.sleep(1.0)  # inside the first step's forward, waiting on a hung worker
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stopped = None
+    for line in process.stdout:  # the run has stopped once it says where its checkpoint is
+        output.append(line)
+        if stopped is None and "checkpoint written to" in line:
+            stopped = time.monotonic() - started
+    code = process.wait(10)
+    text = "".join(output)
+    assert code == 130 and stopped is not None and stopped < 1.0, (code, stopped, text)
+    assert "SIGINT received at train step 0" in text and "resume with:" in text, text
+    state = torch.load(config.run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 0
+
+
+# ------------------------------------------------------------------------------- what faults report
+
+
+def test_validation_faults_are_logged_with_reproducers_and_stop_a_run_past_the_budget(tmp_path):
+    config = isolated_training_config(tmp_path, steps=2, steps_per_epoch=1)
+    config.data.valid_split = 0.25  # two of the eight clips
+    fault_every_render(config, "nan")
+    config.spsa.max_faults = 6
+    with pytest.raises(TrainingError, match="keeps failing") as error:
+        Trainer(config, progress=False).fit()
+    assert "fault reports in" in str(error.value)
+    reports = [json.loads(line) for line in (config.run_dir / FAULTS).read_text().splitlines()]
+    validation = [r for r in reports if r["stage"] == "validation"]
+    assert validation, reports
+    for report in reports:
+        assert report["identifier"] == str(MISBEHAVE)
+        assert report["pinned"] == {"0.gain_db": -24.0, "0.fault": 5.0, "0.threshold": pytest.approx(0.3)}
+        assert Path(report["clip"]).parent.name == "input" and report["position_samples"] % 512 == 0
+    assert not (config.run_dir / "best.pt").exists()  # a faulted validation never picks it
+
+
+def test_a_fault_in_a_reset_reports_the_preset_values_it_rendered():
+    chain = misbehave_chain("nan", threshold=0.45)  # 0 dB is 0.5 of the gain's range: a reset's preroll faults
+    layer = PluginLayer(chain, lanes=2, threads=1)
+    layer.reset_lanes(np.array([True, False]), torch.from_numpy(frames(2, samples=128)))
+    (report,) = layer.take_faults()
+    assert report["phase"] == "reset" and report["lane"] == 0
+    assert report["plain"]["0.gain_db"] == pytest.approx(0.0) and report["normalized"]["0.trigger"] == 0.0
+
+
+def test_nan_input_in_one_lane_is_refused_before_any_lane_renders():
+    chain = fxgrad.Chain([own("Compressor")], ["threshold_db", "ratio"])
+    theta = torch.full((4, 2), 0.3)
+    x = torch.from_numpy(frames(4, 2, 256))
+    bad = x.clone()
+    bad[3, 1, 17] = float("nan")
+    layer, reference = PluginLayer(chain, lanes=4, threads=1), PluginLayer(chain, lanes=4, threads=1)
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf \(lane 3, channel 1, sample 17\)"):
+        layer(bad, theta)
+    assert torch.equal(layer(x, theta), reference(x, theta))  # lanes 0-2 were not advanced
+
+
+def test_a_float16_theta_whose_gradient_overflows_raises():
+    layer = PluginLayer(fxgrad.Chain([own("Gain")]), lanes=1, threads=1)
+    theta = torch.full((1, layer.num_parameters), 0.5, dtype=torch.float16, requires_grad=True)
+    y = layer(torch.full((1, 2, 256), 1e30), theta)
+    with pytest.raises(ValueError, match="not finite in theta's dtype torch.float16"):
+        y.sum().backward()
+
+
+# ------------------------------------------------------------------------------- faults at the defaults
+
+FAULTS_AT_DEFAULTS = FIXTURES / "faults_at_defaults.so"  # plugins/fixtures/faults_at_defaults.c
+
+
+def defaults_config(tmp_path, label, pinned=None, isolation="process", library=FAULTS_AT_DEFAULTS):
+    """A run through one plugin of ``library`` (LADSPA: 44.1 kHz only)."""
+    return {
+        "name": label,
+        "sample_rate": 44100,
+        "channels": 1,
+        "frame_size": 512,
+        "output_dir": str(tmp_path / "run"),
+        "chain": {"plugins": [f"{library}#{label}"], "learned": ["gain"], "pinned": pinned or {}},
+        "data": {"train": str(gain_pairs(tmp_path / "data", clips=3, seconds=0.25, sample_rate=44100))},
+        "encoder": {"context": 1024, "n_fft": 512, "hop": 128, "n_mels": 16, "options": {"stem_channels": 4}},
+        "spsa": {"lanes": 2, "threads": 1, "timeout_s": 2.0, "isolation": isolation},
+        "loss": {"type": "l1"},
+        "train": {"steps": 2, "steps_per_epoch": 2, "tensorboard": False},
+    }
+
+
+@pytest.mark.parametrize("isolation", ["process", "sandbox"])  # the sandbox probes in a sandboxed worker
+@pytest.mark.parametrize(
+    "label,how",
+    [("crash", "died by SIGSEGV"), ("abort", "died by SIGABRT"), ("hang", "did not answer within 2 s")],
+)
+def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how, isolation):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(defaults_config(tmp_path, label, isolation=isolation)))
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "fxgrad", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FXGRAD_PROBE_CACHE": str(tmp_path / "probes.json")},
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1, (result.returncode, result.stderr)  # an error, never a signal
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("fxgrad:")]
+    assert line.startswith(
+        f"fxgrad: error: chain: the chain {how} while processing audio through plugin 0 ('{label}', "
+        f"{FAULTS_AT_DEFAULTS}#{label}) at its preset and pinned settings"
+    ), line
+    assert "Traceback" not in result.stderr and took < 30, took
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_a_pinned_value_that_avoids_a_fault_at_the_defaults_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("FXGRAD_PROBE_CACHE", str(tmp_path / "probes.json"))
+    config = Config.from_dict(defaults_config(tmp_path, "crash", pinned={"safe": 1}))
+    assert Trainer(config, progress=False).fit()["step"] == 2
+    records = json.loads((tmp_path / "probes.json").read_text())
+    assert len(records) == 1  # the probe passed, and is not run again for the same files
+    Trainer(config, overwrite=True, progress=False).close()
+    assert json.loads((tmp_path / "probes.json").read_text()) == records

@@ -59,6 +59,9 @@ def test_parameters_match_analyseplugin(library):
                 fxgrad.load(identifier, sample_rate=SR, channels=1)
             continue
         plugin = fxgrad.load(identifier, sample_rate=SR, channels=1)
+        # The input control ports and nothing else: an output port (a meter such as caps'
+        # Compress "state (dB)") is the plugin's to write, never a parameter to learn or set.
+        assert [p.name for p in plugin.parameters] == [name.strip() for name, _ in ports], identifier
         by_name = {p.name: p for p in plugin.parameters}
         for name, text in ports:
             p = by_name[name.strip()]

@@ -1,8 +1,14 @@
 """What `scan` lists loads as it is, in a fresh process, for every format (fxgrad's own effects and
-one plugin of a library holding several included); what fxgrad cannot host is marked."""
+one plugin of a library holding several included); what fxgrad cannot host is marked; a
+truncated library is listed as unloadable and never opened (opening it would end the process)."""
 
 import collections
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +66,38 @@ def test_plugins_without_audio_output_are_marked_and_left_out_by_default(scans):
         assert "no audio input" in everything[generator].unsupported and generator not in hosted
     assert not everything["urn:zamaudio:ZamComp"].unsupported and "urn:zamaudio:ZamComp" in hosted
     assert hosted == {i for i, info in everything.items() if not info.unsupported}
+
+
+def truncated_copies(folder):
+    """A LADSPA library cut to half its size, and a copy of the Misbehave LV2 bundle whose
+    library is cut short: what a download or copy that stopped midway leaves."""
+    ladspa = folder / "ladspa"
+    ladspa.mkdir()
+    whole = Path("/usr/lib/ladspa/amp.so").read_bytes()
+    (ladspa / "amp.so").write_bytes(whole[: len(whole) // 2])
+    bundle = folder / "Cut.lv2"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "plugins" / "FxgradMisbehave.lv2", bundle)
+    (library,) = bundle.glob("*.so")
+    library.write_bytes(library.read_bytes()[:300_000])
+    return ladspa / "amp.so", bundle
+
+
+def test_a_truncated_binary_is_listed_as_unloadable_and_never_opened(tmp_path):
+    library, bundle = truncated_copies(tmp_path)
+    scanned = subprocess.run(
+        [sys.executable, "-m", "fxgrad", "scan", "--no-own", "--format", "ladspa"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LADSPA_PATH": str(library.parent)},
+        timeout=120,
+    )
+    assert scanned.returncode == 0, scanned.stderr  # not 135 (SIGBUS)
+    assert f"unloadable: {library} is truncated" in scanned.stdout, scanned.stdout
+    assert "1 unloadable file(s)" in scanned.stdout  # once, though two formats look at .so files
+    for identifier in (library, f"{library}#amp_mono", bundle):
+        with pytest.raises(fxgrad.PluginLoadError, match="is truncated: .* the file has"):
+            fxgrad.load(identifier, sample_rate=44100, channels=1)
+    info = subprocess.run(
+        [sys.executable, "-m", "fxgrad", "info", str(bundle)], capture_output=True, text=True, timeout=120
+    )
+    assert info.returncode == 1 and "is truncated" in info.stderr and "Traceback" not in info.stderr, info.stderr

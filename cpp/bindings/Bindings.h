@@ -16,4 +16,8 @@ void bindRack (py::module_&);           // RackBindings.cpp: the SPSA engine and
 void bindBatchRenderer (py::module_&);  // BatchRendererBindings.cpp
 void bindHost (py::module_&);           // HostBindings.cpp: scan and shutdown
 
+/** Puts back the exception a signal handler raised while a rack waited on its workers
+    (RackBindings.cpp); false when there is none. For ErrorKind::Interrupted's translation. */
+bool restorePendingInterrupt();
+
 } // namespace fxgrad::bindings

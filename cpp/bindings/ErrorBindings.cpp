@@ -32,6 +32,10 @@ void bindErrors (py::module_& m)
                 case ErrorKind::Closed:
                 case ErrorKind::Forked:
                 case ErrorKind::Resource: PyErr_SetString (PyExc_RuntimeError, e.what()); return;
+                case ErrorKind::Interrupted:
+                    if (! restorePendingInterrupt())
+                        PyErr_SetString (PyExc_KeyboardInterrupt, e.what());
+                    return;
             }
         } catch (const std::bad_alloc&) {
             PyErr_SetString (PyExc_MemoryError, "out of memory in fxgrad's native host (use fewer lanes, "

@@ -40,6 +40,7 @@ inline constexpr Named<Directions> directionNames[] = {
 inline constexpr Named<Isolation> isolationNames[] = {
     { Isolation::None, "none" },
     { Isolation::Process, "process" },
+    { Isolation::Sandbox, "sandbox" },
 };
 
 /** The value named `text`; ErrorKind::Value naming `what` and the choices ("strategy must be

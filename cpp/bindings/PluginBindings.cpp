@@ -17,6 +17,19 @@ int parameterIndex (const Plugin& plugin, const py::handle& key)
     return plugin.requireIndex (integerArgument (key, "a parameter index"));
 }
 
+/** A parameter value: a real number (a numpy scalar too), never a string or a bool. */
+float parameterValue (const Plugin& plugin, int index, const py::handle& value)
+{
+    if (PyBool_Check (value.ptr()) || py::isinstance<py::str> (value) || py::isinstance<py::bytes> (value)
+        || ! PyNumber_Check (value.ptr()))
+        fail (ErrorKind::Type, "the value for '" + plugin.parameters()[(size_t) index].id + "' must be a number, got "
+              + std::string (py::str (value.get_type().attr ("__name__"))) + " " + std::string (py::repr (value)));
+    const double number = PyFloat_AsDouble (value.ptr());
+    if (number == -1.0 && PyErr_Occurred())
+        throw py::error_already_set();
+    return (float) number;
+}
+
 std::string pluginInfoRepr (const PluginInfo& i)
 {
     return "<PluginInfo " + i.format + " '" + i.name + "' by " + i.vendor + " (" + i.identifier + "), "
@@ -114,8 +127,9 @@ void bindPlugin (py::module_& m)
         .def_property_readonly ("latency_samples", &Plugin::latencySamples)
         .def_property_readonly ("has_dsp_snapshot", &Plugin::hasDspSnapshot)
         .def ("parameter_index", &Plugin::findParameter, py::arg ("name"))
-        .def ("set", [] (Plugin& p, const py::handle& key, float value, bool normalized) {
+        .def ("set", [] (Plugin& p, const py::handle& key, const py::handle& valueIn, bool normalized) {
                 const int index = parameterIndex (p, key);
+                const float value = parameterValue (p, index, valueIn);
                 normalized ? p.setNormalized (index, value) : p.setPlain (index, value);
             }, py::arg ("name"), py::arg ("value"), py::arg ("normalized") = false)
         .def ("get", [] (const Plugin& p, const py::handle& key, bool normalized) {

@@ -7,6 +7,7 @@
 #include "Names.h"
 
 #include "fxgrad/Errors.h"
+#include "fxgrad/IsolatedLanes.h"
 #include "fxgrad/Rack.h"
 
 namespace fxgrad::bindings {
@@ -14,6 +15,34 @@ namespace fxgrad::bindings {
 using namespace pybind11::literals;
 
 namespace {
+/** The exception a Python signal handler raised during a wait, until the interrupted call's
+    error is translated (in the same thread). */
+struct PendingInterrupt {
+    PyObject* type = nullptr;
+    PyObject* value = nullptr;
+    PyObject* traceback = nullptr;
+};
+thread_local PendingInterrupt pendingInterrupt;
+
+/** The rack's wait hook: on the main thread, Python's signal handlers run (Ctrl-C reaches the
+    trainer's handler, which may interrupt() the rack, or raises KeyboardInterrupt, which ends the
+    wait at once). Other threads (a pipelined trainer's) never take the GIL here. */
+std::function<bool()> signalPoll()
+{
+    const auto mainThread = py::module_::import ("threading").attr ("main_thread")().attr ("ident").cast<unsigned long>();
+    return [mainThread] {
+        if (PyThread_get_thread_ident() != mainThread)
+            return false;
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() == 0)
+            return false;
+        Py_XDECREF (pendingInterrupt.type);
+        Py_XDECREF (pendingInterrupt.value);
+        Py_XDECREF (pendingInterrupt.traceback);
+        PyErr_Fetch (&pendingInterrupt.type, &pendingInterrupt.value, &pendingInterrupt.traceback);
+        return true;
+    };
+}
 std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int perturbations, const std::string& strategy,
                                 const std::string& estimator, int64_t replaySamples, int threads, uint64_t seed,
                                 const std::string& isolation, int workers, double timeoutSeconds,
@@ -38,7 +67,8 @@ std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int pe
     if (workers < 0)
         fail (ErrorKind::Value, "workers must be >= 0 (0: automatic), got " + std::to_string (workers));
     if (! (timeoutSeconds >= 0.0) || ! std::isfinite (timeoutSeconds))
-        fail (ErrorKind::Value, "timeout_s must be a finite number >= 0 (0: automatic)");
+        fail (ErrorKind::Value, "timeout_s must be a finite number >= 0 (0: the default, "
+              + std::to_string ((int) defaultCallSeconds) + " s)");
     if (maxFaults < 0 || maxFaultsPerMinute < 0)
         fail (ErrorKind::Value, "max_faults and max_faults_per_minute must be >= 0 (0: no limit)");
     o.workers = workers;
@@ -46,6 +76,7 @@ std::shared_ptr<Rack> makeRack (const Chain& chain, int lanes, float eps, int pe
     o.workerLog = workerLog;
     o.maxFaults = maxFaults;
     o.maxFaultsPerMinute = maxFaultsPerMinute;
+    o.interrupted = signalPoll();
     ReleaseGil release;
     return std::make_shared<Rack> (chain, o);
 }
@@ -138,8 +169,18 @@ py::array_t<bool> faulted (const Rack& r)
 }
 } // namespace
 
+bool restorePendingInterrupt()
+{
+    if (pendingInterrupt.type == nullptr)
+        return false;
+    PyErr_Restore (pendingInterrupt.type, pendingInterrupt.value, pendingInterrupt.traceback);
+    pendingInterrupt = {};
+    return true;
+}
+
 void bindRack (py::module_& m)
 {
+    m.attr ("DEFAULT_TIMEOUT_S") = defaultCallSeconds;
     m.attr ("STRATEGIES") = namesOf (strategyNames);
     m.attr ("ESTIMATORS") = namesOf (estimatorNames);
     m.attr ("ISOLATIONS") = namesOf (isolationNames);
@@ -167,6 +208,11 @@ void bindRack (py::module_& m)
         .def ("reset_stats", &Rack::resetStats)
         .def_property_readonly ("faulted", &faulted)
         .def_property_readonly ("worker_pids", &Rack::workerPids)
+        .def_property_readonly ("timeout_s", &Rack::timeoutSeconds,
+                                "The workers' deadline per call in seconds (0 without isolation).")
+        .def ("interrupt", &Rack::interrupt,
+              "Abandon a wait on the workers still running 0.3 s from now, and every later call "
+              "(raises KeyboardInterrupt); for a signal handler that asks for a stop.")
         .def ("take_faults", &takeFaults,
               "Faults contained since the last call, oldest first (dicts: kind, detail, step, lanes, lane, phase, "
               "evaluation, plugin, plugin_index, normalized, plain).");

@@ -18,6 +18,7 @@ enum class ErrorKind {
     Closed,         // RuntimeError: used after the host shut down
     Forked,         // RuntimeError: used in a process forked from the one that made it
     Resource,       // RuntimeError: the OS refused a thread or memory
+    Interrupted,    // KeyboardInterrupt (or the Python exception a signal handler raised): a wait was interrupted
 };
 
 class Error : public std::runtime_error {

@@ -7,6 +7,9 @@
 #include <optional>
 #include <unistd.h>
 
+#include <set>
+
+#include "Binary.h"
 #include "Errors.h"
 #include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
@@ -317,6 +320,7 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
     std::lock_guard<std::recursive_mutex> lock (loadMutex);
     std::vector<PluginInfo> result;
     juce::FileSearchPath vst3Paths, ladspaPaths;
+    std::set<std::string> damagedFiles;
     std::map<std::string, std::string> outsideBundles;   // LV2 URI -> its bundle, outside the LV2 path
     const auto noteBundle = [&] (const fs::path& bundle) {
         const auto uris = loadLv2Bundle (bundle);
@@ -382,6 +386,20 @@ std::vector<PluginInfo> Host::scan (const std::vector<std::string>& extraPaths)
         for (const auto& file : describer.searchPathsForPlugins (isLv2 ? lv2Paths : paths, true, false)) {
             if (! isLv2 && ! firstIrregularFile (file.toStdString()).empty())
                 continue;   // found by its name, but not a file that can be opened
+            // Describing a VST3/VST2/LADSPA plugin opens its library (LV2's come from its Turtle):
+            // a truncated one would end this process, so it is listed as unloadable instead.
+            if (const auto damage = isLv2 ? std::string() : damagedBinary (file.toStdString()); ! damage.empty()) {
+                if (! damagedFiles.insert (file.toStdString()).second)
+                    continue;   // listed already, by another format that looks at such files
+                PluginInfo info;
+                info.format = format->getName() == "VST" ? "VST2" : format->getName().toStdString();
+                info.name = fs::path (file.toStdString()).filename().string();
+                info.identifier = file.toStdString();
+                info.uniqueId = info.format + ":" + info.identifier;
+                info.unsupported = "unloadable: " + damage;
+                result.push_back (std::move (info));
+                continue;
+            }
             juce::OwnedArray<juce::PluginDescription> found;
             describer.findAllTypesForFile (found, file);
             markShared (found);
@@ -439,6 +457,18 @@ juce::PluginDescription Host::resolveLv2 (const std::string& uri, const std::str
     return *found[0];
 }
 
+namespace {
+/** PluginLoadError when a plugin's library is truncated: opening it would end this process. */
+void requireIntact (const std::string& fileOrBundle)
+{
+    if (fileOrBundle.empty())
+        return;
+    if (const auto damage = damagedBinary (fileOrBundle); ! damage.empty())
+        fail (ErrorKind::PluginLoad, "cannot load '" + fileOrBundle + "': " + damage
+              + "; fxgrad does not open it (it would end this process with SIGBUS): reinstall the plugin");
+}
+} // namespace
+
 juce::PluginDescription Host::resolveFile (const std::string& path, const std::string& hint)
 {
     fs::path p (path);
@@ -450,6 +480,7 @@ juce::PluginDescription Host::resolveFile (const std::string& path, const std::s
     if (! fs::is_directory (p) && isLv2Bundle (p.parent_path()))
         p = p.parent_path();
     requireRegularFiles (p);
+    requireIntact (p.string());
 
     if (isLv2Bundle (p)) {
         const auto uris = loadLv2Bundle (p);
@@ -531,6 +562,7 @@ InstancePtr Host::instantiate (const juce::PluginDescription& description, doubl
               "at that rate whatever is asked for): load '" + description.name.toStdString() + "' with sample_rate=44100, "
               "or use its LV2 build");
     if (description.pluginFormatName == "LV2") {
+        requireIntact (lv2->bundleOf (description.fileOrIdentifier.toStdString()));
         const auto reason = lv2->unconnectedPorts (description.fileOrIdentifier.toStdString());
         if (! reason.empty())
             fail (ErrorKind::PluginLoad, "fxgrad cannot host the LV2 plugin '" + description.name.toStdString() + "' ("

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <filesystem>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -74,6 +75,34 @@ std::string locateWorker()
     return candidate.string();
 }
 
+/** A private folder for one worker's temporary files, in the parent's TMPDIR (or /tmp). */
+std::string makeTemporaryFolder()
+{
+    const char* base = std::getenv ("TMPDIR");
+    std::string pattern = std::string (base != nullptr && *base != '\0' ? base : "/tmp") + "/fxgrad-worker-XXXXXX";
+    if (mkdtemp (pattern.data()) == nullptr)
+        fail (ErrorKind::Value, "cannot create a worker's temporary folder in " + pattern.substr (0, pattern.rfind ('/'))
+              + ": " + std::strerror (errno));
+    return pattern;
+}
+
+/** The parent's environment with TMPDIR naming the worker's own folder; in the sandbox, only
+    the variables that say where plugins are and how text is encoded (not the parent's secrets). */
+std::vector<std::string> workerEnvironment (const std::string& temporaryFolder, bool sandbox)
+{
+    static const char* const kept[] = { "LV2_PATH=", "VST3_PATH=", "VST_PATH=", "LXVST_PATH=", "LADSPA_PATH=",
+                                        "HOME=", "LANG=", "LC_ALL=", "LC_NUMERIC=" };
+    std::vector<std::string> variables;
+    for (char** v = environ; *v != nullptr; ++v) {
+        if (std::strncmp (*v, "TMPDIR=", 7) == 0)
+            continue;
+        if (! sandbox || std::any_of (std::begin (kept), std::end (kept), [v] (const char* k) { return std::strncmp (*v, k, std::strlen (k)) == 0; }))
+            variables.emplace_back (*v);
+    }
+    variables.push_back ("TMPDIR=" + temporaryFolder);
+    return variables;
+}
+
 /** A descriptor numbered 10 or above (CLOEXEC), so that dup2 onto 3..5 in the child always makes
     a copy without CLOEXEC. */
 int highCopy (int fd)
@@ -92,7 +121,8 @@ struct IsolatedLanes::Worker {
     int socket = -1;
     ipc::SharedMemory control, data;
     uint32_t sequence = 0;
-    bool failed = false;          // the last call found it dead or late
+    bool lost = false;            // stopped by an interrupted call: restarted by the next one
+    std::string temporaryFolder;  // its TMPDIR, removed when it ends
 
     ipc::Control& ctl() const { return *static_cast<ipc::Control*> (control.data()); }
 };
@@ -102,6 +132,16 @@ IsolatedLanes::IsolatedLanes (const Chain& prototype, const LaneLayout& layoutIn
 {
     specBytes = ChainSpec::of (prototype).serialize();
     workerPath = locateWorker();
+    if (! options.workerLog.empty()) {
+        // Never through a link: a run folder's plugins.log that is a symbolic link is refused.
+        const int fd = open (options.workerLog.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+            fail (errno == ELOOP ? ErrorKind::Value : ErrorKind::FileNotFound,
+                  "cannot open the workers' log " + options.workerLog + ": "
+                  + (errno == ELOOP ? std::string ("it is a symbolic link, which fxgrad does not follow") : std::strerror (errno)));
+        logFd = highCopy (fd);
+        close (fd);
+    }
     const int threadCount = std::max (1, options.threads);
     // Four render threads per worker by default: on 16 cores that came closest to in-process speed
     // (bench/isolation_bench.py --workers): one single-threaded worker per core oversubscribes
@@ -127,6 +167,8 @@ IsolatedLanes::IsolatedLanes (const Chain& prototype, const LaneLayout& layoutIn
     } catch (...) {
         for (auto& w : workers)
             stop (*w);
+        if (logFd >= 0)
+            close (logFd);
         throw;
     }
 }
@@ -135,6 +177,81 @@ IsolatedLanes::~IsolatedLanes()
 {
     for (auto& w : workers)
         stop (*w);
+    if (logFd >= 0)
+        close (logFd);
+}
+
+double IsolatedLanes::callSeconds() const
+{
+    return options.timeoutSeconds > 0.0 ? options.timeoutSeconds : defaultCallSeconds;
+}
+
+void IsolatedLanes::interrupt()
+{
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds> (Clock::now().time_since_epoch()).count();
+    int64_t none = 0;
+    interruptAt.compare_exchange_strong (none, std::max<int64_t> (1, now));
+}
+
+bool IsolatedLanes::pastInterruptGrace() const
+{
+    const int64_t at = interruptAt.load();
+    return at != 0 && std::chrono::duration_cast<std::chrono::nanoseconds> (Clock::now().time_since_epoch()).count() - at
+                          >= (int64_t) (interruptGraceSeconds * 1e9);
+}
+
+bool IsolatedLanes::shouldAbandon() const
+{
+    return pastInterruptGrace() || (options.interrupted && options.interrupted());
+}
+
+void IsolatedLanes::abandon (size_t firstUnanswered)
+{
+    for (size_t i = firstUnanswered; i < workers.size(); ++i) {
+        auto& w = *workers[i];
+        if (w.pid > 0 && w.ctl().response.load (std::memory_order_acquire) == w.sequence)
+            continue;   // it answered: its lanes are intact
+        stop (w);
+        w.lost = true;
+    }
+    fail (ErrorKind::Interrupted, "interrupted while waiting for the plugins' worker processes; the workers still busy were "
+          "stopped (their lanes restart from the preset state on the next call)");
+}
+
+void IsolatedLanes::trustworthy (LaneFault& f, const Worker& w) const
+{
+    // What a worker reports, and its activity records, lie in memory its plugins can write: a
+    // plugin in the sandbox must not make the rack index out of bounds with them.
+    std::vector<int> lanes;
+    for (int m : f.lanes)
+        if (m >= 0 && m < w.layout.lanes)
+            lanes.push_back (w.firstLane + m);
+    f.lanes = std::move (lanes);
+    const bool known = f.lane >= 0 && f.lane < w.layout.lanes && f.phase > ChainActivity::Idle && f.phase <= ChainActivity::Reset;
+    f.lane = known ? w.firstLane + f.lane : -1;
+    if (! known)
+        f.phase = ChainActivity::Idle;
+    if (f.evaluation < 0 || f.evaluation >= w.layout.evaluations)
+        f.evaluation = -1;
+}
+
+void IsolatedLanes::restartLost (std::vector<LaneFault>& faults)
+{
+    for (auto& worker : workers) {
+        auto& w = *worker;
+        if (! w.lost)
+            continue;
+        spawn (w);
+        awaitStart (w);
+        w.lost = false;
+        ++restartCount;
+        LaneFault fault;
+        fault.kind = FaultKind::Interrupted;
+        fault.detail = "restarted after an interrupted call";
+        for (int m = 0; m < w.layout.lanes; ++m)
+            fault.lanes.push_back (w.firstLane + m);
+        faults.push_back (std::move (fault));
+    }
 }
 
 std::vector<pid_t> IsolatedLanes::workerPids() const
@@ -157,7 +274,7 @@ void IsolatedLanes::spawn (Worker& w)
     if (w.data.data() == nullptr)
         w.data = ipc::SharedMemory::create ("fxgrad-lanes-data", ipc::DataLayout::of (w.layout, w.layout.blockSize, 0).bytes);
     w.sequence = 0;
-    w.failed = false;
+    w.temporaryFolder = makeTemporaryFolder();
 
     int pair[2];
     if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
@@ -171,9 +288,9 @@ void IsolatedLanes::spawn (Worker& w)
     posix_spawn_file_actions_adddup2 (&actions, sources[1], ipc::workerControlFd);
     posix_spawn_file_actions_adddup2 (&actions, sources[2], ipc::workerDataFd);
     posix_spawn_file_actions_addopen (&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (! options.workerLog.empty()) {
-        posix_spawn_file_actions_addopen (&actions, 1, options.workerLog.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        posix_spawn_file_actions_adddup2 (&actions, 1, 2);
+    if (logFd >= 0) {
+        posix_spawn_file_actions_adddup2 (&actions, logFd, 1);
+        posix_spawn_file_actions_adddup2 (&actions, logFd, 2);
     }
     posix_spawnattr_t attributes;
     posix_spawnattr_init (&attributes);
@@ -188,15 +305,24 @@ void IsolatedLanes::spawn (Worker& w)
     posix_spawnattr_setsigmask (&attributes, &none);
     posix_spawnattr_setsigdefault (&attributes, &all);
 
-    char* argv[] = { const_cast<char*> (workerPath.c_str()), const_cast<char*> ("--fxgrad-lanes"), nullptr };
+    char* argv[] = { const_cast<char*> (workerPath.c_str()), const_cast<char*> ("--fxgrad-lanes"),
+                     options.sandbox ? const_cast<char*> ("--sandbox") : nullptr, nullptr };
+    auto variables = workerEnvironment (w.temporaryFolder, options.sandbox);
+    std::vector<char*> envp;
+    for (auto& v : variables)
+        envp.push_back (v.data());
+    envp.push_back (nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawn (&pid, workerPath.c_str(), &actions, &attributes, argv, environ);
+    const int rc = posix_spawn (&pid, workerPath.c_str(), &actions, &attributes, argv, envp.data());
     posix_spawn_file_actions_destroy (&actions);
     posix_spawnattr_destroy (&attributes);
     for (int fd : sources)
         close (fd);
     if (rc != 0) {
         close (pair[0]);
+        std::error_code ignored;
+        std::filesystem::remove_all (w.temporaryFolder, ignored);
+        w.temporaryFolder.clear();
         fail (ErrorKind::Value, std::string ("cannot start a worker process for isolated lanes: ") + std::strerror (rc)
               + (rc == EAGAIN ? " (the system's limit on processes or threads was reached)" : ""));
     }
@@ -215,6 +341,16 @@ void IsolatedLanes::spawn (Worker& w)
 void IsolatedLanes::awaitStart (Worker& w)
 {
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration> (std::chrono::duration<double> (startSeconds));
+    // Loading may take long (or hang): wait in slices, honouring interrupts, until the reply starts.
+    for (pollfd p { w.socket, POLLIN, 0 }; Clock::now() < until; p.revents = 0) {
+        if (poll (&p, 1, (int) (livenessSlice * 1000)) > 0)
+            break;
+        if (shouldAbandon()) {
+            stop (w);
+            w.lost = true;
+            fail (ErrorKind::Interrupted, "interrupted while a worker process was loading the chain");
+        }
+    }
     std::string reply;
     const auto received = ipc::receiveMessage (w.socket, reply, 1u << 20, until);
     const int loading = w.ctl().loadingPlugin.load();
@@ -253,12 +389,17 @@ void IsolatedLanes::stop (Worker& w)
         close (w.socket);
         w.socket = -1;
     }
+    if (! w.temporaryFolder.empty()) {
+        // What the worker wrote there; remove_all removes links, never what they point to.
+        std::error_code ignored;
+        std::filesystem::remove_all (w.temporaryFolder, ignored);
+        w.temporaryFolder.clear();
+    }
 }
 
 double IsolatedLanes::deadline (ipc::Command command, int64_t prerollSamples) const
 {
-    double seconds = options.timeoutSeconds > 0.0 ? options.timeoutSeconds
-                   : slowestCall > 0.0 ? std::max (10.0, 20.0 * slowestCall) : 60.0;
+    double seconds = callSeconds();
     if (command == ipc::Command::Reset && prerollSamples > 0)
         seconds *= 1.0 + (double) layout.chainsPerLane() * (double) prerollSamples / (double) std::max<int64_t> (frameSamples, layout.blockSize);
     return seconds;
@@ -278,6 +419,9 @@ template <typename Fill, typename Collect>
 void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSamples, int64_t prerollSamples, Fill fill,
                           Collect collect, std::vector<LaneFault>& faults)
 {
+    if (pastInterruptGrace())
+        fail (ErrorKind::Interrupted, "the plugins' workers were interrupted (a stop was requested)");
+    restartLost (faults);
     const auto start = Clock::now();
     const double limit = deadline (command, prerollSamples);
     for (auto& worker : workers) {
@@ -297,8 +441,8 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
 
     std::string errorText;
     int errorKind = -1;
-    for (auto& worker : workers) {
-        auto& w = *worker;
+    for (size_t index = 0; index < workers.size(); ++index) {
+        auto& w = *workers[index];
         auto& c = w.ctl();
         const auto d = ipc::DataLayout::of (w.layout, numSamples, prerollSamples);
         bool done = false, dead = false;
@@ -313,11 +457,15 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
             if (left <= 0.0)
                 break;
             ipc::futexWait (c.response, w.sequence - 1, std::min (left, livenessSlice));
-            if (c.response.load (std::memory_order_acquire) != w.sequence && waitpid (w.pid, &status, WNOHANG) == w.pid) {
+            if (c.response.load (std::memory_order_acquire) == w.sequence)
+                continue;
+            if (waitpid (w.pid, &status, WNOHANG) == w.pid) {
                 dead = true;
                 w.pid = -1;
                 break;
             }
+            if (shouldAbandon())
+                abandon (index);
         }
         if (done) {
             if (c.status != 0) {
@@ -330,10 +478,8 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
             collect (w, d, static_cast<char*> (w.data.data()), true);
             if (c.messageBytes > 0)
                 for (auto& f : ipc::deserializeFaults (std::string (c.message, std::min<uint64_t> (c.messageBytes, sizeof c.message)))) {
-                    for (auto& m : f.lanes)
-                        m += w.firstLane;
-                    if (f.lane >= 0)
-                        f.lane += w.firstLane;
+                    f.kind = FaultKind::NonFinite;   // the only kind a worker reports itself
+                    trustworthy (f, w);
                     faults.push_back (std::move (f));
                 }
             continue;
@@ -351,7 +497,7 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
             fault.detail = text;
         }
         for (int m = 0; m < w.layout.lanes; ++m)
-            fault.lanes.push_back (w.firstLane + m);
+            fault.lanes.push_back (m);   // the worker's own numbering, until trustworthy()
         int inFlight = 0;
         for (int m = 0; m < w.layout.lanes; ++m)
             for (int k = 0; k < w.layout.chainsPerLane(); ++k) {
@@ -360,12 +506,13 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
                 if (phase == ChainActivity::Idle)
                     continue;
                 if (inFlight++ == 0) {
-                    fault.lane = w.firstLane + m;
+                    fault.lane = m;
                     fault.phase = phase;
                     fault.evaluation = phase == ChainActivity::Evaluate || phase == ChainActivity::Replay ? a.evaluation.load() : -1;
                     fault.plugin = a.plugin.load();
                 }
             }
+        trustworthy (fault, w);
         if (inFlight > 1)
             fault.detail += "; " + std::to_string (inFlight - 1) + " other render(s) of the worker were in flight";
         collect (w, d, static_cast<char*> (w.data.data()), false);
@@ -380,10 +527,8 @@ void IsolatedLanes::call (ipc::Command command, uint32_t flag, int64_t numSample
         recoveryTime += secondsSince (restartStart);
         faults.push_back (std::move (fault));
     }
-    if (command != ipc::Command::Reset)
-        slowestCall = std::max (slowestCall, secondsSince (start));
-    if (errorKind >= 0)
-        fail ((ErrorKind) errorKind, errorText);
+    if (errorKind >= 0)   // a kind the worker wrote: one of ErrorKind's, or a ValueError
+        fail (errorKind <= (int) ErrorKind::Interrupted ? (ErrorKind) errorKind : ErrorKind::Value, errorText);
 }
 
 void IsolatedLanes::forward (const float* theta, const float* x, float* y, int64_t numSamples, bool record,

@@ -76,11 +76,12 @@ LadspaPorts::LadspaPorts (const std::string& library, int pluginIndex, double sa
         fail (ErrorKind::PluginLoad, "'" + library + "' holds no LADSPA plugin number " + std::to_string (pluginIndex));
     for (unsigned long i = 0; i < d->PortCount; ++i) {
         const auto kind = d->PortDescriptors[i];
-        if (! LADSPA_IS_PORT_CONTROL (kind))
+        // Output control ports (meters, a compressor's gain reduction, latency) are the plugin's
+        // to write: no parameter of fxgrad's (discoverParameters leaves JUCE's out too).
+        if (! LADSPA_IS_PORT_CONTROL (kind) || ! LADSPA_IS_PORT_INPUT (kind))
             continue;
         const auto& hint = d->PortRangeHints[i];
-        ports.push_back ({ (int) i, LADSPA_IS_PORT_INPUT (kind) != 0, text (d->PortNames[i]),
-                           (int) hint.HintDescriptor, hint.LowerBound, hint.UpperBound });
+        ports.push_back ({ (int) i, text (d->PortNames[i]), (int) hint.HintDescriptor, hint.LowerBound, hint.UpperBound });
     }
 }
 
@@ -95,8 +96,6 @@ std::map<std::string, ParameterInfo> LadspaPorts::parameters() const
 {
     std::map<std::string, ParameterInfo> result;
     for (const auto& p : ports) {
-        if (! p.input)
-            continue;   // outputs (meters, latency) are the plugin's to write
         const int h = p.hints;
         const float scale = LADSPA_IS_HINT_SAMPLE_RATE (h) ? (float) sampleRate : 1.0f;
         const bool below = LADSPA_IS_HINT_BOUNDED_BELOW (h), above = LADSPA_IS_HINT_BOUNDED_ABOVE (h);

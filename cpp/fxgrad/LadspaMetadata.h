@@ -25,8 +25,8 @@ std::vector<LadspaPluginEntry> ladspaPlugins (const std::string& library);
 
 /** The control ports of one LADSPA plugin and the mapping between their values and JUCE's
     [0, 1] parameter coordinate, replicating JUCE's LADSPA host exactly so that a plain value set
-    is the value the port receives. Ports are addressed by JUCE parameter index: JUCE makes one
-    parameter per control port, in port order. */
+    is the value the port receives. Ports are addressed by fxgrad's parameter index: JUCE makes
+    one parameter per control port, in port order, and fxgrad keeps those of the input ports. */
 class LadspaPorts {
 public:
     LadspaPorts (const std::string& library, int pluginIndex, double sampleRate);
@@ -44,14 +44,13 @@ public:
 private:
     struct Port {
         int number = 0;            // LADSPA port index
-        bool input = false;
         std::string name;
         int hints = 0;             // LADSPA_PortRangeHintDescriptor
         float lower = 0.0f, upper = 0.0f;
     };
     Port const& port (int parameterIndex) const;
 
-    std::vector<Port> ports;       // control ports, in JUCE parameter order
+    std::vector<Port> ports;       // control input ports, in port order
     double sampleRate;
 };
 

@@ -14,6 +14,7 @@ const char* faultKindName (FaultKind kind)
         case FaultKind::Crashed: return "crash";
         case FaultKind::Exited: return "exit";
         case FaultKind::TimedOut: return "timeout";
+        case FaultKind::Interrupted: return "interrupted";
     }
     return "fault";
 }

@@ -44,6 +44,7 @@ enum class FaultKind {
     Crashed,     // the worker process died by a signal (isolated lanes)
     Exited,      // the worker process exited by itself (isolated lanes)
     TimedOut,    // the worker missed its deadline and was killed (isolated lanes)
+    Interrupted, // the worker was stopped by an interrupted call and restarted (isolated lanes)
 };
 
 const char* faultKindName (FaultKind);

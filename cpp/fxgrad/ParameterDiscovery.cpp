@@ -23,13 +23,42 @@ std::string snakeCase (const std::string& text)
     return out.empty() ? "param" : out;
 }
 
-bool looksLikeBypass (const std::string& id, const std::string& name)
+/** A parameter that can only be on or off: what a bypass or enable switch is. */
+bool isSwitch (const ParameterInfo& info)
 {
-    const auto key = snakeCase (id + " " + name);
-    for (const char* word : { "bypass", "enable", "enabled", "on_off", "power" })
-        if (key.find (word) != std::string::npos)
+    return info.isToggle || info.steps == 2 || info.choices.size() == 2
+        || (info.isInteger && info.minimum == 0.0f && info.maximum == 1.0f);
+}
+
+/** Bypass and enable switches by name: "bypass" anywhere; "enable", "power", "on/off" within
+    the name of a switch (caps' AmpVTS "power" is a continuous knob, no bypass). VST2 declares no
+    switches, so there a name that is exactly one of those words counts whatever the range. */
+bool looksLikeBypass (const ParameterInfo& info, bool vst2)
+{
+    const auto id = snakeCase (info.id), name = snakeCase (info.name);
+    if (id.find ("bypass") != std::string::npos || name.find ("bypass") != std::string::npos)
+        return true;
+    for (const char* word : { "enable", "enabled", "on_off", "power" })
+        if ((vst2 && (id == word || name == word))
+            || (isSwitch (info) && (id.find (word) != std::string::npos || name.find (word) != std::string::npos)))
             return true;
     return false;
+}
+
+/** VST3 plugins built with DPF (Zam's, Dragonfly's...) show the host's buffer size and sample
+    rate as read-only parameters: reports of the host's settings, not settings of the plugin. */
+bool isHostReport (const juce::AudioProcessorParameter& p)
+{
+    const auto name = p.getName (256).toStdString();
+    return ! p.isAutomatable() && (name == "Buffer Size" || name == "Sample Rate");
+}
+
+/** A VST3 program selector (DPF's "Current Program", kIsProgramChange): it loads presets,
+    which a host does through the plugin's programs, never by moving it as a setting. */
+bool isProgramSelector (const juce::AudioProcessorParameter& p)
+{
+    const auto name = p.getName (256).toStdString();
+    return name == "Current Program";
 }
 
 /** A parameter whose range the plugin declares (LV2, LADSPA). */
@@ -93,13 +122,17 @@ DiscoveredParameters discoverParameters (juce::AudioPluginInstance& instance, co
         const auto* hosted = dynamic_cast<juce::HostedAudioProcessorParameter*> (p);
         const auto juceId = hosted != nullptr ? hosted->getParameterID().toStdString() : std::string();
         const auto port = declared.find (juceId);
+        if (format == "LADSPA" && port == declared.end())
+            continue;   // an output control port (LadspaPorts keeps only the inputs)
+        if (format == "VST3" && isHostReport (*p))
+            continue;
         // LV2 patch parameters and VST3 parameter changes reach the plugin inside a process call.
         if (juceId.rfind ("des:", 0) == 0 || format == "VST3")
             found.messageParameters = true;
         ParameterInfo info = port != declared.end() ? fromDeclaration (port->second) : fromDisplay (*p, vst2);
         info.index = (int) found.infos.size();
-        info.automatable = info.automatable && p->isAutomatable();
-        info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info.id, info.name);
+        info.automatable = info.automatable && p->isAutomatable() && ! (format == "VST3" && isProgramSelector (*p));
+        info.isBypass = info.isBypass || p == bypass || looksLikeBypass (info, vst2);
         if (lv2 && p == bypass && port != declared.end())
             found.invertedParameter = info.index;
         while (! usedIds.insert (info.id).second)

@@ -62,12 +62,14 @@ InstancePtr Plugin::instanceWithPendingChanges() const
     copy->setRateAndBufferSizeDetails (opts.sampleRate, opts.blockSize);
     copy->prepareToPlay (opts.sampleRate, opts.blockSize);
     copy->setStateInformation (state.getData(), (int) state.getSize());
+    // fxgrad's parameters are a subset of JUCE's (host reports such as DPF's "Buffer Size" are
+    // left out): each is found in the copy by its JUCE index.
     const auto& copyParameters = copy->getParameters();
-    if (copyParameters.size() != numParameters())
+    if (copyParameters.size() != live().getParameters().size())
         fail (ErrorKind::PluginLoad, "'" + pluginInfo.name + "' has " + std::to_string (copyParameters.size())
-              + " parameters in a second instance, " + std::to_string (numParameters()) + " in this one");
+              + " parameters in a second instance, " + std::to_string (live().getParameters().size()) + " in this one");
     for (const int index : pendingParameters)
-        copyParameters[index]->setValue (juceTarget (index));
+        copyParameters[juceParams[(size_t) index]->getParameterIndex()]->setValue (juceTarget (index));
     juce::AudioBuffer<float> silence (std::max (1, bufferChannels), 1);
     silence.clear();
     juce::MidiBuffer events;
@@ -114,10 +116,12 @@ size_t Plugin::checkedStateData (const std::string& blob) const
 {
     const auto plugin = "'" + pluginInfo.name + "' (" + pluginInfo.identifier + ")";
     const size_t dataAt = checkStateHeader (blob, stateOwner (description, pluginInfo), plugin);
-    // JUCE's LADSPA host reads one float per parameter, whatever the size it is given.
+    // JUCE's LADSPA host reads one float per control port (outputs too, which are no parameter
+    // of fxgrad's), whatever the size it is given.
     const auto actual = blob.size() - dataAt;
-    if (description.pluginFormatName == "LADSPA" && actual != (size_t) numParameters() * sizeof (float))
-        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (numParameters())
+    const auto ports = (size_t) live().getParameters().size();
+    if (description.pluginFormatName == "LADSPA" && actual != ports * sizeof (float))
+        fail (ErrorKind::Value, "load_state: a LADSPA state for " + plugin + " holds " + std::to_string (ports)
               + " floats, this one " + std::to_string (actual) + " bytes");
     return dataAt;
 }

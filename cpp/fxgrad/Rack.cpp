@@ -73,12 +73,14 @@ Rack::Rack (const Chain& chainIn, const RackOptions& options) : opts (options)
     layout.replaySamples = opts.replaySamples;
 
     const int threadCount = opts.threads > 0 ? opts.threads : (int) std::max (1u, std::thread::hardware_concurrency());
-    if (opts.isolation == Isolation::Process) {
+    if (opts.isolation == Isolation::Process || opts.isolation == Isolation::Sandbox) {
         IsolationOptions iso;
         iso.threads = threadCount;
         iso.workers = opts.workers;
         iso.timeoutSeconds = opts.timeoutSeconds;
         iso.workerLog = opts.workerLog;
+        iso.interrupted = opts.interrupted;
+        iso.sandbox = opts.isolation == Isolation::Sandbox;
         lanes_ = std::make_unique<IsolatedLanes> (*this->prototype, layout, iso);
     } else {
         lanes_ = std::make_unique<LocalLanes> (*this->prototype, layout, threadCount);
@@ -264,6 +266,7 @@ void Rack::forward (const float* theta, const float* x, float* y, int64_t numSam
         if (! (theta[i] >= 0.0f && theta[i] <= 1.0f))
             fail (ErrorKind::Value, "theta must lie in [0, 1] (normalised) and be finite; lane " + std::to_string (i / (size_t) numParams)
                   + ", parameter " + std::to_string (i % (size_t) numParams) + " is " + std::to_string (theta[i]));
+    requireFinite (x, numSamples, "x");
     frameLength = numSamples;
     std::copy (theta, theta + frameTheta.size(), frameTheta.begin());
     std::fill (faulted.begin(), faulted.end(), 0);
@@ -395,6 +398,8 @@ void Rack::resetLanes (const uint8_t* mask, const float* preroll, int64_t prerol
     if (preroll != nullptr && prerollSamples % block != 0)
         fail (ErrorKind::Value, "preroll length " + std::to_string (prerollSamples) + " must be a multiple of the block size ("
               + std::to_string (block) + ")");
+    if (preroll != nullptr)
+        requireFinite (preroll, prerollSamples, "preroll");
     recorded = false;
     for (int m = 0; m < opts.lanes; ++m)
         if (mask[m])
@@ -417,7 +422,11 @@ void Rack::record (std::vector<LaneFault>& faults, const float* thetas)
             faulted[(size_t) m] = 1;
         FaultReport report;
         report.step = stepIndex;
-        if (fault.lane >= 0) {
+        if (fault.lane >= 0 && fault.phase == ChainActivity::Reset) {
+            // A reset renders its preroll at the chain's preset values, not at any frame's.
+            report.theta.assign (P, 0.0f);
+            prototype->getLearned (report.theta.data());
+        } else if (fault.lane >= 0) {
             const float* theta = thetas != nullptr && fault.phase == ChainActivity::Evaluate && fault.evaluation >= 0
                 ? thetas + ((size_t) fault.lane * (size_t) evaluations + (size_t) fault.evaluation) * P
                 : frameTheta.data() + (size_t) fault.lane * P;
@@ -452,6 +461,29 @@ std::vector<FaultReport> Rack::takeFaults()
     std::vector<FaultReport> out;
     out.swap (pendingFaults);
     return out;
+}
+
+void Rack::requireFinite (const float* audio, int64_t numSamples, const char* what) const
+{
+    // Checked for every lane before any renders: a bad lane must not leave the others advanced.
+    const size_t frame = (size_t) numChannels * (size_t) numSamples;
+    for (size_t i = 0; i < (size_t) opts.lanes * frame; ++i)
+        if (! std::isfinite (audio[i]))
+            fail (ErrorKind::Value, std::string (what) + " contains NaN or Inf (lane " + std::to_string (i / frame) + ", channel "
+                  + std::to_string (i % frame / (size_t) numSamples) + ", sample " + std::to_string (i % (size_t) numSamples)
+                  + "); no lane was rendered");
+}
+
+double Rack::timeoutSeconds() const
+{
+    const auto* isolated = dynamic_cast<const IsolatedLanes*> (lanes_.get());
+    return isolated != nullptr ? isolated->callSeconds() : 0.0;
+}
+
+void Rack::interrupt()
+{
+    if (auto* isolated = dynamic_cast<IsolatedLanes*> (lanes_.get()))
+        isolated->interrupt();
 }
 
 std::vector<int> Rack::workerPids() const

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ namespace fxgrad {
 enum class Isolation {
     None,      // lanes in this process
     Process,   // lanes in worker processes (IsolatedLanes.h)
+    Sandbox,   // lanes in worker processes in a sandbox (cpp/worker/Sandbox.h)
 };
 
 enum class Estimator {
@@ -47,8 +49,9 @@ struct RackOptions {
     uint64_t seed = 0;
     Isolation isolation = Isolation::None;
     int workers = 0;             // worker processes (Process); 0: one per four threads, at most one per lane
-    double timeoutSeconds = 0.0; // a worker's deadline per call; 0: automatic (IsolatedLanes.h)
+    double timeoutSeconds = 0.0; // a worker's deadline per call; 0: defaultCallSeconds (IsolatedLanes.h)
     std::string workerLog;       // file that receives what plugins print in workers; empty: inherit
+    std::function<bool()> interrupted; // polled while waiting on workers (IsolationOptions::interrupted)
     int64_t maxFaults = 1000;    // faults in the rack's lifetime before it raises (0: no limit)
     int maxFaultsPerMinute = 30; // faults within any 60 s before it raises (0: no limit)
     Directions directions = Directions::Rademacher;
@@ -116,6 +119,12 @@ public:
     /** Process ids of the worker processes (isolation Process), for inspection and tests. */
     std::vector<int> workerPids() const;
 
+    /** The workers' deadline per call in seconds (isolation Process; 0 in process). */
+    double timeoutSeconds() const;
+    /** From any thread (a signal handler's): a call still waiting on workers 0.3 s
+        from now is abandoned, and so is every later one (ErrorKind::Interrupted). */
+    void interrupt();
+
     /** Faults since the last call, oldest first. */
     std::vector<FaultReport> takeFaults();
 
@@ -136,6 +145,7 @@ private:
     void remember (int lane, const float* estimate);
     void forget (int lane);
     void record (std::vector<LaneFault>& faults, const float* evaluationThetas);
+    void requireFinite (const float* audio, int64_t numSamples, const char* what) const;
 
     RackOptions opts;
     std::unique_ptr<Chain> prototype;

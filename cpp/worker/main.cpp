@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include "fxgrad/Ipc.h"
 #include "fxgrad/Lanes.h"
 #include "fxgrad/Wire.h"
+#include "Sandbox.h"
 
 using namespace fxgrad;
 
@@ -34,15 +36,34 @@ void reply (int32_t status, int32_t kind, const std::string& text)
         _exit (0);   // the parent is gone
 }
 
-/** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended. */
-void watchParent()
+/** The private temporary folder the parent made for this worker (its TMPDIR); empty if none. */
+std::string temporaryFolder()
 {
-    std::thread ([] {
+    const char* folder = std::getenv ("TMPDIR");
+    if (folder == nullptr || std::filesystem::path (folder).filename().string().rfind ("fxgrad-worker-", 0) != 0)
+        return {};
+    return folder;
+}
+
+/** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended.
+    The parent removes the worker's temporary folder when it stops the worker; a parent that was
+    killed cannot, so the worker empties it on its way out (`folder`: where it sees the folder,
+    /tmp in the sandbox; the empty folder is left to the next look at TMPDIR, if any). */
+void watchParent (const std::string& folder)
+{
+    std::thread ([folder] {
         pollfd p { workerSocketFd, POLLRDHUP, 0 };
         for (;;) {
             p.revents = 0;
-            if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0)
+            if (poll (&p, 1, -1) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0) {
+                std::error_code ignored;
+                if (! folder.empty())
+                    for (const auto& entry : std::filesystem::directory_iterator (folder, ignored))
+                        std::filesystem::remove_all (entry.path(), ignored);
+                if (! folder.empty() && folder != "/tmp")
+                    std::filesystem::remove (folder, ignored);
                 _exit (0);
+            }
         }
     }).detach();
 }
@@ -108,11 +129,19 @@ int main (int argc, char** argv)
     // A crashing plugin should cost a restart, not the time and disk of a core dump.
     rlimit noCore { 0, 0 };
     setrlimit (RLIMIT_CORE, &noCore);
-    watchParent();
+    // The sandbox first: namespaces can be entered only while this process has one thread.
+    const bool sandboxed = argc > 2 && std::strcmp (argv[2], "--sandbox") == 0;
+    const auto folder = temporaryFolder();
+    const std::string sandboxFailure = sandboxed ? worker::enterSandbox (folder) : std::string();
+    watchParent (sandboxed && ! folder.empty() ? "/tmp" : folder);
 
     std::string message;
     if (ipc::receiveMessage (workerSocketFd, message, SIZE_MAX) != ipc::Received::Message)
         return 0;
+    if (! sandboxFailure.empty()) {
+        reply (1, (int32_t) ErrorKind::Value, "a worker process cannot enter its sandbox (isolation 'sandbox'): " + sandboxFailure);
+        return 1;
+    }
 
     ipc::SharedMemory control, data;
     LaneLayout layout;

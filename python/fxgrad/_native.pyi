@@ -10,8 +10,9 @@ FloatArray = npt.NDArray[np.float32]
 # The names Rack takes for its options, in the order the native table lists them.
 STRATEGIES: Tuple[str, ...]  # ("lockstep", "replay", "snapshot")
 ESTIMATORS: Tuple[str, ...]  # ("two-sided", "one-sided", "fd")
-ISOLATIONS: Tuple[str, ...]  # ("none", "process")
+ISOLATIONS: Tuple[str, ...]  # ("none", "process", "sandbox")
 DIRECTIONS: Tuple[str, ...]  # ("rademacher", "orthogonal", "guided")
+DEFAULT_TIMEOUT_S: float  # an isolated worker's deadline per call when none is given (30 s)
 
 class PluginError(RuntimeError):
     """Base of the errors that a plugin's own behaviour causes."""
@@ -179,9 +180,13 @@ class Rack:
     def reset_stats(self) -> None: ...
     faulted: npt.NDArray[np.bool_]  # (M,): lanes that faulted since the last forward
     worker_pids: List[int]  # isolation "process": the workers' process ids
+    timeout_s: float  # isolation "process": the workers' deadline per call, in seconds (0 in process)
+    def interrupt(self) -> None:
+        """Abandon a wait on the workers still running 0.3 s from now, and every later call
+        (KeyboardInterrupt): what a signal handler that asks for a stop calls."""
     def take_faults(self) -> List[Dict]:
-        """Fault reports since the last call (kind, detail, step, lanes, lane, phase, evaluation,
-        plugin, plugin_index, normalized, plain)."""
+        """Fault reports since the last call (kind: crash, exit, timeout, nan or interrupted;
+        detail, step, lanes, lane, phase, evaluation, plugin, plugin_index, normalized, plain)."""
 
 class BatchRenderer:
     """K renders of a chain in parallel on native threads, each from a fresh DSP state, on

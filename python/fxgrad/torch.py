@@ -24,6 +24,7 @@ from .base.checks import (
     thread_headroom,
 )
 from .host.plugins import Chain
+from .host.probes import check_sandbox_paths
 
 # The option names come from the native rack's one table of them (cpp/bindings/Names.h).
 STRATEGIES = _native.STRATEGIES
@@ -182,7 +183,16 @@ class _PluginFunction(torch.autograd.Function):
             # (the loss is assumed to average over the batch, as the trainer's does).
             healthy = int((~faulted).sum())
             grad_theta *= len(faulted) / healthy if healthy else 0.0
-        return None, layer._staging.to_device("grad_theta", grad_theta, ctx.theta_like), None
+        out = layer._staging.to_device("grad_theta", grad_theta, ctx.theta_like)
+        if not bool(torch.isfinite(out).all()):
+            # float32 arithmetic in the rack is finite; theta's own dtype may not hold the value.
+            largest = float(np.abs(grad_theta).max())
+            raise ValueError(
+                f"PluginLayer: the gradient for theta is not finite in theta's dtype {ctx.theta_like.dtype} (its "
+                f"largest magnitude is {largest:.3g}; the upstream gradient peaks at {float(grad_y.abs().max()):.3g}): "
+                "check the loss and the input's level (audio is expected within about +-1), or use float32 theta"
+            )
+        return None, out, None
 
 
 class PluginLayer(nn.Module):
@@ -220,14 +230,19 @@ class PluginLayer(nn.Module):
             most ``THREADS_PER_CORE`` per core and half the threads the OS still allows).
         seed: perturbations come from a counter-based generator keyed on (seed, step, lane, k):
             gradients are bit-identical for any thread or worker count, isolated or not.
-        isolation: ``"none"`` (lanes in this process) or ``"process"`` (lanes in sandboxed worker
+        isolation: ``"none"`` (lanes in this process), ``"process"`` (lanes in worker
             processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
-            worker for one step, not the process). Outputs and gradients are bit-identical to
-            ``"none"``.
+            worker for one step, not the process) or ``"sandbox"`` (those workers in namespaces
+            behind a seccomp filter: no exec, sockets or network, a read-only file system but a
+            private /tmp; docs/training.md has the threat model). Outputs and gradients are
+            bit-identical to ``"none"``.
         workers: worker processes with isolation (default: one per four threads, at least one, at most
             one per lane; a fault costs the lanes of one worker for one step).
-        timeout_s: a worker's deadline per call, after which it counts as hung, is killed and
-            restarted (default: 20x the slowest call so far, at least 10 s; 60 s before the first).
+        timeout_s: a worker's deadline per call in seconds, after which it counts as hung, is
+            killed and restarted (default ``fxgrad._native.DEFAULT_TIMEOUT_S``, 30 s); the same
+            for every call, so n hangs cost at most n times it (a reset's preroll adds its share).
+            While the layer waits on its workers, this process's signal handlers run (Ctrl-C
+            raises ``KeyboardInterrupt`` within about 10 ms; see :meth:`interrupt`).
         worker_log: file that receives what plugins print in workers (default: this process's
             stderr).
         max_faults, max_faults_per_minute: the fault budget; past it the layer raises
@@ -244,7 +259,7 @@ class PluginLayer(nn.Module):
             difference before adding b back; unbiased, and less noisy while a lane's gradient
             changes slowly. 0: none. Lanes that reset (a new clip) or fault start from b = 0.
 
-    Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``) costs
+    Faults: a plugin that emits NaN/Inf (any isolation), crashes or hangs (``"process"``, ``"sandbox"``) costs
     the lanes it hit for one step: they restart from the chain's preset state (treat them as
     lanes that start a new clip), their output of that step is zero, their gradient is zero and
     the others' are rescaled so the batch mean is over healthy lanes. :attr:`faulted` says which
@@ -298,8 +313,7 @@ class PluginLayer(nn.Module):
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        lanes = integer(lanes, "lanes")
-        perturbations = integer(perturbations, "perturbations")
+        lanes, perturbations = integer(lanes, "lanes"), integer(perturbations, "perturbations")
         replay_samples = (
             int(round(0.25 * chain.sample_rate))
             if replay_samples is None
@@ -316,6 +330,7 @@ class PluginLayer(nn.Module):
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
+        check_sandbox_paths(chain, isolation)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator
@@ -381,6 +396,12 @@ class PluginLayer(nn.Module):
         if not torch.isfinite(theta).all():
             raise ValueError("theta contains NaN or Inf")
         return _PluginFunction.apply(x, theta, self)
+
+    def interrupt(self) -> None:
+        """Give up on the plugins, from a signal handler: a call still waiting on the isolated
+        workers 0.3 s from now is abandoned (raising ``KeyboardInterrupt``; the workers
+        still busy are stopped), and so is every later call. What the trainer does on Ctrl-C."""
+        self.rack.interrupt()
 
     @property
     def faulted(self) -> torch.Tensor:

@@ -36,8 +36,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         infos = fxgrad.scan(args.paths, include_own=not args.no_own, include_unsupported=True)
     if args.format:
         infos = [i for i in infos if i.format.lower() == args.format.lower()]
-    hidden = [] if args.all else [i for i in infos if i.unsupported]
-    infos = [i for i in infos if args.all or not i.unsupported]
+    # Damaged files (a truncated library: fxgrad never opens it) are always listed, with why.
+    unloadable = [i for i in infos if i.unsupported.startswith("unloadable")]
+    hidden = [] if args.all else [i for i in infos if i.unsupported and i not in unloadable]
+    infos = [i for i in infos if args.all or not i.unsupported or i in unloadable]
     if args.json:
         print(
             json.dumps(
@@ -64,13 +66,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
             i.vendor,
             i.identifier,
             f"{i.num_inputs}/{i.num_outputs}",
-            f"not hostable: {i.unsupported}" if i.unsupported else "",
+            i.unsupported if i in unloadable else f"not hostable: {i.unsupported}" if i.unsupported else "",
         ]
         for i in infos
     ]
     print(format_table(["format", "name", "vendor", "identifier", "ins/outs", "notes"], rows, align="llllll"))
     print(
-        f"{len(infos)} plugin(s)"
+        f"{len(infos) - len(unloadable)} plugin(s)"
+        + (f"; {len(unloadable)} unloadable file(s), listed with the reason" if unloadable else "")
         + (
             f"; {len(hidden)} that fxgrad cannot host (no audio output or input) left out: --all lists them"
             if hidden

@@ -105,9 +105,9 @@ class SpsaSection:
     subspace: int = 0
     guided_share: float = 0.5
     threads: Optional[int] = None
-    isolation: str = field(default="process", metadata=_choices("process", "none"))
+    isolation: str = field(default="process", metadata=_choices("process", "sandbox", "none"))
     workers: int = 0
-    timeout_s: Optional[float] = None
+    timeout_s: Optional[float] = _native.DEFAULT_TIMEOUT_S  # absolute, per call; None: the default
     max_faults: int = 1000
     max_faults_per_minute: int = 30
 
@@ -258,9 +258,9 @@ class Config:
 
     def _check(self) -> None:
         """The checks no single key's type can express, in the order of the sections."""
-        _positive(self.sample_rate, "sample_rate")
-        _positive(self.channels, "channels")
-        _positive(self.frame_size, "frame_size")
+        _positive_fields(self, "", "sample_rate", "channels", "frame_size")
+        if self.chain.block_size is not None:  # 0 would otherwise fall back to frame_size
+            _positive(self.chain.block_size, "chain.block_size")
         if self.frame_size % self.block_size:
             raise ConfigError(
                 f"chain.block_size ({self.block_size}) must divide frame_size ({self.frame_size}): "
@@ -268,6 +268,11 @@ class Config:
             )
         if self.encoder.context < self.frame_size:
             raise ConfigError(f"encoder.context ({self.encoder.context}) must be >= frame_size ({self.frame_size})")
+        _positive_fields(self.encoder, "encoder.", "n_fft", "hop", "n_mels")
+        if self.encoder.n_mels > self.encoder.n_fft // 2 + 1:  # each mel band needs frequency bins of its own
+            raise ConfigError(
+                f"encoder.n_mels ({self.encoder.n_mels}) must be at most n_fft // 2 + 1 = {self.encoder.n_fft // 2 + 1}"
+            )
         from ..nn.encoder import check_backbone_options
 
         try:
@@ -278,9 +283,7 @@ class Config:
         _check_spsa(self.spsa)
         _check_train(self.train)
         _check_data(self.data)
-        _positive(self.fit_static.steps, "fit_static.steps")
-        _positive(self.fit_static.lr, "fit_static.lr")
-        _positive(self.fit_static.log_every, "fit_static.log_every")
+        _positive_fields(self.fit_static, "fit_static.", "steps", "lr", "log_every")
 
 
 # ---------------------------------------------------------------------- the sections' checks
@@ -289,6 +292,11 @@ class Config:
 def _positive(value, key: str) -> None:
     if value is None or value <= 0:
         raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _positive_fields(section, prefix: str, *names: str) -> None:
+    for name in names:
+        _positive(getattr(section, name), prefix + name)
 
 
 def _check_chain(chain: ChainSection) -> None:
@@ -307,9 +315,7 @@ def _check_chain(chain: ChainSection) -> None:
 
 
 def _check_spsa(spsa: SpsaSection) -> None:
-    _positive(spsa.lanes, "spsa.lanes")
-    _positive(spsa.eps, "spsa.eps")
-    _positive(spsa.perturbations, "spsa.perturbations")
+    _positive_fields(spsa, "spsa.", "lanes", "eps", "perturbations")
     for key in ("workers", "max_faults", "max_faults_per_minute"):
         if getattr(spsa, key) < 0:
             raise ConfigError(
@@ -321,11 +327,7 @@ def _check_spsa(spsa: SpsaSection) -> None:
 
 
 def _check_train(t: TrainSection) -> None:
-    _positive(t.steps, "train.steps")
-    _positive(t.steps_per_epoch, "train.steps_per_epoch")
-    _positive(t.lr, "train.lr")
-    _positive(t.checkpoint_every, "train.checkpoint_every")
-    _positive(t.log_every, "train.log_every")
+    _positive_fields(t, "train.", "steps", "steps_per_epoch", "lr", "checkpoint_every", "log_every")
     if t.grad_clip is not None:
         _positive(t.grad_clip, "train.grad_clip")
     if not 0 < t.plateau_factor < 1:
@@ -357,9 +359,7 @@ def _check_data(d: DataSection) -> None:
         raise ConfigError(f"data.valid_split must be in [0, 1), got {d.valid_split}")
     if d.synthetic is not None:
         s = d.synthetic
-        _positive(s.train_clips, "data.synthetic.train_clips")
-        _positive(s.seconds, "data.synthetic.seconds")
-        _positive(s.knot_seconds, "data.synthetic.knot_seconds")
+        _positive_fields(s, "data.synthetic.", "train_clips", "seconds", "knot_seconds")
         if s.valid_clips < 0 or s.test_clips < 0:
             raise ConfigError("data.synthetic.valid_clips and test_clips must be >= 0")
         if not s.hidden:

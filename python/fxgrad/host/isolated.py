@@ -13,25 +13,54 @@ e.g. probing a plugin you do not trust in a notebook::
         print(error)          # "... died by SIGSEGV while processing ..."
         plugin.reload()
 
-Calls and their results cross a pipe (numpy arrays pickled): fine for interactive use, not for
-a training loop.
+Calls and their results cross a socket (numpy arrays pickled): fine for interactive use, not for
+a training loop. The child is a fresh interpreter (``python -c``, not ``multiprocessing``'s
+spawn, which would run the caller's script again), so this works from a plain script without an
+``if __name__ == "__main__"`` guard. It has its own process group (a Ctrl-C reaches only the
+caller) and its own temporary folder (its TMPDIR), removed when it ends; it ends by itself when
+the caller goes away, however that happens.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from .. import _native
 
-DEFAULT_TIMEOUT_S = 30.0
-"""Deadline of one call (a load, a process call...) before the child counts as hung."""
+DEFAULT_TIMEOUT_S = _native.DEFAULT_TIMEOUT_S
+"""Deadline of one call (a load, a process call...) before the child counts as hung, in seconds
+(the same default as isolated training lanes')."""
 
 _METHOD = "<fxgrad.host.isolated: a method>"  # what an attribute read answers for a method
+#: What a fresh child may take to start (the interpreter, numpy and fxgrad's imports), in seconds.
+STARTUP_S = 60.0
+# The child's program: the caller's import path, then serve the connection on inherited fd argv[1].
+_CHILD = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
+    "from fxgrad.host.isolated import _child; _child(int(sys.argv[1]))"
+)
+
+
+def _child(fd: int) -> None:
+    """The child process: say it started, then build the object and serve calls."""
+    connection = Connection(fd)
+    connection.send(("started", os.getpid()))
+    try:
+        build = connection.recv()
+    except EOFError:
+        return
+    _serve(connection, build)
 
 
 def _serve(connection, build: Dict[str, Any]) -> None:
@@ -41,6 +70,8 @@ def _serve(connection, build: Dict[str, Any]) -> None:
     try:
         if build["kind"] == "plugin":
             target: Any = plugins.load_in_process(build["identifier"], **build["options"])
+        elif build["kind"] == "probe":
+            target = _probe(connection, build["config"])
         else:
             target = plugins.Chain.from_config(build["config"])
     except BaseException as error:  # reported to the parent, which raises it
@@ -67,6 +98,32 @@ def _serve(connection, build: Dict[str, Any]) -> None:
             connection.send(("ok", value))
         except BaseException as error:
             connection.send(("error", error))
+
+
+def _probe(connection, config: Dict[str, Any]) -> Any:
+    """The child of :func:`probe_chain`: each plugin loaded, then a few blocks of noise through
+    each in turn at the chain's preset and pinned settings, saying before each step what it does
+    (so that a death or a hang names the plugin)."""
+    from . import plugins
+
+    options = {key: config[key] for key in ("sample_rate", "block_size", "channels") if key in config}
+    loaded = []
+    for k, entry in enumerate(config["plugins"]):
+        identifier, select = (entry["plugin"], entry.get("select", "")) if isinstance(entry, dict) else (entry, "")
+        connection.send(("progress", f"loading plugin {k} ({identifier})"))
+        loaded.append(plugins.load_in_process(identifier, plugin=select, **options))
+    chain = plugins.Chain(loaded, config.get("learned"), config.get("pinned"))
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (chain.channels, 4 * chain.block_size)).astype(np.float32)
+    for k, plugin in enumerate(chain.plugins):
+        name = getattr(loaded[k], "_source", plugin.identifier)
+        connection.send(
+            (
+                "progress",
+                f"processing audio through plugin {k} ('{plugin.name}', {name}) at its preset and pinned settings",
+            )
+        )
+        noise = plugin.process(noise)
+    return chain
 
 
 def _describe(target: Any) -> Dict[str, Any]:
@@ -109,6 +166,8 @@ def _signal_name(code: int) -> str:
 class _Isolated:
     """A proxy: attribute reads and method calls run on the object in the child."""
 
+    _advice = " (call reload() for a fresh instance)"  # what an error says to do
+
     def __init__(self, build: Dict[str, Any], timeout_s: Optional[float]):
         object.__setattr__(self, "_build", build)
         object.__setattr__(self, "_timeout_s", float(timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S))
@@ -120,42 +179,78 @@ class _Isolated:
     # ---------------------------------------------------------------- the child
 
     def _start(self) -> None:
-        # spawn, not fork: a forked child would inherit this process's plugin host and threads.
-        context = multiprocessing.get_context("spawn")
-        mine, theirs = context.Pipe()
-        process = context.Process(
-            target=_serve,
-            args=(theirs, self._build),
-            daemon=True,
-            name=f"fxgrad-isolated-{self._build.get('identifier', 'chain')}",
-        )
-        process.start()
-        theirs.close()
+        # A fresh interpreter, not a fork: a forked child would inherit this process's plugin
+        # host and threads; nor multiprocessing's spawn, which re-runs the caller's main script.
+        mine, theirs = socket.socketpair()
+        folder = tempfile.mkdtemp(prefix="fxgrad-isolated-")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(theirs.fileno()), json.dumps(sys.path)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "TMPDIR": folder},
+                start_new_session=True,
+            )
+        except BaseException:
+            mine.close()
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
         object.__setattr__(self, "_process", process)
-        object.__setattr__(self, "_connection", mine)
+        object.__setattr__(self, "_folder", folder)
+        object.__setattr__(self, "_connection", Connection(mine.detach()))
+        self._receive("starting", STARTUP_S, started=True)
+        self._connection.send(self._build)
         object.__setattr__(self, "_description", self._receive("loading"))
 
-    def _receive(self, doing: str) -> Any:
+    def _receive(self, doing: str, timeout_s: Optional[float] = None, started: bool = False) -> Any:
+        """The child's answer; ``started``: the first message, before any plugin code ran. A
+        ``progress`` message says what the child does next (and gets a deadline of its own)."""
         connection, process = self._connection, self._process
-        if not connection.poll(self._timeout_s):
-            process.kill()
-            process.join()
-            raise _native.PluginTimeoutError(
-                f"{self._what()} did not answer within {self._timeout_s:g} s while {doing}; its process was killed "
-                "(call reload() for a fresh instance, or pass a larger timeout_s)"
-            )
-        try:
-            status, value = connection.recv()
-        except (EOFError, ConnectionError, OSError):
-            process.join(5)
-            code = process.exitcode
+        timeout_s = self._timeout_s if timeout_s is None else timeout_s
+        status = "progress"
+        while status == "progress":
+            if not connection.poll(timeout_s):
+                self._end()
+                raise _native.PluginTimeoutError(
+                    f"{self._what()} did not answer within {timeout_s:g} s while {doing}; its process was killed"
+                    + self._advice.replace(")", ", or pass a larger timeout_s)")
+                )
+            try:
+                status, value = connection.recv()
+            except (EOFError, ConnectionError, OSError):
+                status = "gone"
+                break
+            if status == "progress":
+                doing = value
+        if status == "gone":
+            try:
+                code = process.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
+            self._end()
             how = f"died by {_signal_name(-code)}" if code is not None and code < 0 else f"exited with status {code}"
-            raise _native.PluginCrashedError(
-                f"{self._what()} {how} while {doing} (call reload() for a fresh instance)"
-            ) from None
+            if started:  # no plugin code ran yet: not the plugin's fault
+                raise RuntimeError(
+                    f"fxgrad's child process for {self._what()} {how} before it loaded anything (its output above "
+                    f"says why; the interpreter was {sys.executable})"
+                ) from None
+            raise _native.PluginCrashedError(f"{self._what()} {how} while {doing}{self._advice}") from None
         if status == "error":
             raise value
         return value
+
+    def _end(self) -> None:
+        """Kill and reap the child, and remove its temporary folder."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            self._connection.close()
+            shutil.rmtree(self._folder, ignore_errors=True)
+            object.__setattr__(self, "_process", None)
 
     def _what(self) -> str:
         name = getattr(self, "_description", None)
@@ -164,8 +259,8 @@ class _Isolated:
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         process = self._process
-        if process is None or not process.is_alive():
-            code = None if process is None else process.exitcode
+        if process is None or process.poll() is not None:
+            code = None if process is None else process.returncode
             raise _native.PluginCrashedError(
                 f"{self._what()} is not running (exit code {code}); call reload() for a fresh instance"
             )
@@ -181,14 +276,8 @@ class _Isolated:
         self._start()
 
     def close(self) -> None:
-        """Ends the child process."""
-        process = self._process
-        if process is not None:
-            if process.is_alive():
-                process.kill()
-            process.join()
-            self._connection.close()
-            object.__setattr__(self, "_process", None)
+        """Ends the child process (and removes its temporary folder)."""
+        self._end()
 
     def __del__(self):
         try:
@@ -278,3 +367,19 @@ class IsolatedChain(_Isolated):
 
     def __repr__(self) -> str:
         return f"<IsolatedChain {self._description['name']}>"
+
+
+class _ChainProbe(_Isolated):
+    _advice = ""
+
+    def _what(self) -> str:
+        return "the chain"
+
+
+def probe_chain(config: Dict[str, Any], timeout_s: Optional[float] = None) -> None:
+    """Loads the chain of ``config`` (a chain config dict, as :meth:`fxgrad.Chain.from_config`
+    takes) in a child process and renders a few blocks of noise through each plugin in turn at
+    its preset and pinned settings, each step within ``timeout_s`` (default 30 s). A plugin that
+    crashes, aborts or hangs there raises ``PluginCrashedError`` / ``PluginTimeoutError`` naming
+    it and what it was doing, instead of ending or hanging the caller that loads it next."""
+    _ChainProbe({"kind": "probe", "config": dict(config)}, timeout_s).close()

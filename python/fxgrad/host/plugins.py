@@ -95,6 +95,12 @@ def _resolve_source(identifier: PathLike) -> str:
     # the built bundles.
     if text.startswith(OWN_URI_PREFIX) and text[len(OWN_URI_PREFIX) :] in OWN_EFFECTS:
         return str(own_plugin_path(text[len(OWN_URI_PREFIX) :], "lv2"))
+    # A relative path made absolute: isolated workers may run elsewhere (the sandbox's run in /).
+    path, hash_sign, selector = text.partition("#")
+    if os.path.exists(text):
+        return os.path.abspath(text)
+    if hash_sign and os.path.exists(path):
+        return os.path.abspath(path) + hash_sign + selector
     return text
 
 

@@ -10,9 +10,11 @@ from typing import Any, Callable, Dict, Optional
 
 from torch import nn
 
+from .. import _native
 from ..config.schema import Config, ConfigError, PairsSection
 from ..data.stream import PairedAudioDataset
 from ..host.plugins import Chain
+from ..host.probes import checked_chain
 from ..nn.losses import DelayInvariantLoss, MultiResolutionSTFTLoss, PointwiseLoss
 from ..torch import PluginLayer
 from .distributed import World
@@ -85,10 +87,30 @@ def _synthetic_splits(config: Config, world: World, progress: bool) -> Dict[str,
     }
 
 
-def build_chain(config: Config) -> Chain:
-    """The config's chain, loaded (a :class:`ConfigError` names what in ``chain`` is wrong)."""
+def _probed(config: Config, sandboxed: Optional[Chain] = None) -> None:
+    """:func:`fxgrad.host.probes.checked_chain`, its faults as a :class:`TrainingError`."""
     try:
+        checked_chain(config.chain_config(), config.spsa.timeout_s, sandboxed)
+    except (_native.PluginCrashedError, _native.PluginTimeoutError, _native.PluginOutputError) as error:
+        raise TrainingError(
+            f"chain: {error}; the run was not started (pin a value that avoids it, or leave the plugin out; "
+            "`fxgrad check PLUGIN` probes a plugin on its own)"
+        ) from None
+
+
+def build_chain(config: Config) -> Chain:
+    """The config's chain, loaded (a :class:`ConfigError` names what in ``chain`` is wrong).
+    With isolation, a chain of third-party plugins is first tried where a fault cannot end this
+    process (:mod:`fxgrad.host.probes`; with ``sandbox``, loaded here and rendered in a
+    sandboxed worker, so that no plugin renders outside the sandbox): a plugin that crashes,
+    aborts or hangs when loaded or at its preset and pinned settings is a :class:`TrainingError`
+    naming it, within ``spsa.timeout_s`` per step, instead of a signal or a hang of this process."""
+    try:
+        if config.spsa.isolation == "process":
+            _probed(config)
         chain = Chain.from_config(config.chain_config())
+        if config.spsa.isolation == "sandbox" and chain.num_parameters > 0:
+            _probed(config, chain)
     except FileNotFoundError as error:
         raise TrainingError(f"chain: {error}") from None
     except (ValueError, KeyError) as error:

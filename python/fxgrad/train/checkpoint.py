@@ -14,6 +14,7 @@ verifies: a file changed after it was written (a flipped bit in a weight) is ref
 from __future__ import annotations
 
 import hashlib
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -75,10 +76,20 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":  # torch.save's zip archive; anything else is not a checkpoint
+        raise CheckpointError(f"{path} is not an fxgrad checkpoint (not a file torch.save wrote)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} is not an fxgrad checkpoint: it holds Python objects other than tensors and plain containers, "
+            "which fxgrad never writes and never unpickles (that could run code)"
+        ) from None
     except Exception as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fxgrad checkpoint")
     if state.get("version", 0) > VERSION:

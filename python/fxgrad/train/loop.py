@@ -1,5 +1,6 @@
 """One phase of a run (pretraining or training), step after step: records, log rows, the progress
-bar, epochs, checkpoints and every way the phase can stop.
+bar, epochs, checkpoints and every way the phase can stop; and the lines that describe the run
+when its training phase starts (:func:`describe`).
 
 ``trainer`` is the :class:`~fxgrad.train.trainer.Trainer` this works for; it is not imported
 here, since the trainer imports this module (the import graph has no cycle).
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import _native
 from .errors import TrainingError, TrainingInterrupted
+from .faults import lane_positions
 from .files import CHECKPOINT
 from .pipelined import PipelinedSteps
 
@@ -55,7 +57,7 @@ class PhaseLoop:
                 total=self.total, initial=self.position, desc=self.phase, unit="step", dynamic_ncols=True, leave=True
             )
         if self.phase == "train" and trainer.world.is_main and trainer.step == 0:
-            trainer.note(trainer.describe())
+            trainer.note(describe(trainer))
         steps = self._steps()
         trainer.in_update = False
         trainer.stream_before = None
@@ -66,8 +68,15 @@ class PhaseLoop:
         except KeyboardInterrupt as interrupt:
             if isinstance(interrupt, TrainingInterrupted):
                 raise
-            # A KeyboardInterrupt outside our handler (second Ctrl-C, or not the main thread).
-            self._interrupted_mid_step()
+            # A second Ctrl-C, a KeyboardInterrupt outside our handler (not the main thread), or a
+            # step abandoned by the plugin layers after a stop was requested (a hung plugin).
+            path = self._interrupted_mid_step()
+            if trainer._stop_requested and path is not None:
+                raise TrainingInterrupted(
+                    f"{trainer.stop_reason} at {self.phase} step {self.position} (the step in flight was abandoned); "
+                    f"checkpoint written to {path}",
+                    path,
+                ) from None
             raise
         finally:
             if self.bar is not None:
@@ -105,7 +114,10 @@ class PhaseLoop:
         self._account(record)
         epoch_done = self.phase == "train" and record["step"] % trainer.config.train.steps_per_epoch == 0
         if epoch_done:
-            self._end_epoch()
+            try:
+                self._end_epoch()
+            except _native.PluginError as error:  # past the budget in validation
+                raise self._stop_on_plugin_error(error) from None
         return self._after(record["step"], epoch_done)
 
     def _account(self, record: Dict[str, Any]) -> None:
@@ -192,7 +204,14 @@ class PhaseLoop:
         """A plugin past its fault budget: the checkpoint of the last complete step is written
         (the step in flight is redrawn on resume) and the run ends with one clear error."""
         trainer, step = self.trainer, self.position
-        trainer.faults.record(trainer.layer.take_faults(), self.phase, step + 1)
+
+        def where(stage):
+            return lane_positions(*trainer.in_flight[stage]) if stage in trainer.in_flight else None
+
+        trainer.faults.record(trainer.layer.take_faults(), self.phase, step + 1, trainer.layer, where("train"))
+        if trainer._valid_step is not None:
+            layer = trainer._valid_step.layer
+            trainer.faults.record(layer.take_faults(), "validation", step, layer, where("validation"))
         if self.phase == "train" and trainer.stream_before is not None:
             trainer.pending_stream = trainer.stream_before
         path = trainer.save()
@@ -201,17 +220,49 @@ class PhaseLoop:
             f"{path or trainer.run_dir / CHECKPOINT}; fault reports in {trainer.faults.path}"
         )
 
-    def _interrupted_mid_step(self) -> None:
-        """A KeyboardInterrupt outside the stop handler: keep what can be kept."""
+    def _interrupted_mid_step(self):
+        """A KeyboardInterrupt inside a step: keep what can be kept; returns the checkpoint
+        written (None when the last one stays)."""
         trainer, step = self.trainer, self.position
         if trainer.world.distributed:
-            return  # ranks may be at different points: keep the last periodic checkpoint
+            return None  # ranks may be at different points: keep the last periodic checkpoint
         if trainer.in_update:
             trainer.note(f"interrupted during the optimiser update; keeping the checkpoint of step {step}")
-            return
+            return None
         if self.phase == "train" and trainer.stream_before is not None:
             # Interrupted inside a step: its batch was drawn but not learned from; save the
             # stream as it was before the batch, so a resume redraws it.
             trainer.pending_stream = trainer.stream_before
         path = trainer.save()
-        trainer.note(f"interrupted at {self.phase} step {step}; checkpoint written to {path}")
+        if not trainer._stop_requested:
+            trainer.note(f"interrupted at {self.phase} step {step}; checkpoint written to {path}")
+        return path
+
+
+def describe(trainer: Any) -> str:
+    """The run in a few lines: folder, chain, data, lanes, encoder, where the plugins run."""
+    c = trainer.config
+    valid = trainer.splits.valid
+    if valid is not None:
+        clips = f"{len(valid)} validation clips"
+    else:
+        clips = (
+            "no validation clips (no data.valid, and data.valid_split takes clips only from 2 or more): "
+            "best.pt, the learning-rate schedule and early stopping follow each epoch's mean training loss"
+        )
+    where = (
+        f" in {len(trainer.layer.rack.worker_pids)} isolated worker process(es)"
+        if trainer.layer.isolation != "none"
+        else " in this process"
+    )
+    parts = [
+        f"run folder {trainer.run_dir}",
+        f"chain {' -> '.join(p.name for p in trainer.chain.plugins)}; learned {', '.join(trainer.names)}",
+        f"{len(trainer.splits.train)} training clips, {clips}",
+        f"{c.spsa.lanes} lanes x {trainer.world.world_size} process(es), frames of {c.frame_size} samples with "
+        f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
+        f"{sum(p.numel() for p in trainer.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
+        f"{trainer.device}; plugins on {trainer.threads} thread(s){where}"
+        + ("; pipelined" if trainer.pipeline else ""),
+    ]
+    return "\n".join("  " + p for p in parts)

@@ -90,12 +90,13 @@ class PipelinedSteps:
                 trainer.stream_before = trainer.pending_stream
                 trainer.in_update = False
                 future = executor.submit(self.plugin_job, theta, batch, self._ready_event())
+                trainer.in_flight["train"] = (batch, trainer.splits.train)
                 upcoming_stream = trainer.streamer.state_dict()
                 upcoming = next(trainer.streamer)
                 upcoming_theta, upcoming_snapshot = self.encode_detached(upcoming.context)
                 loss, grad_theta, done = future.result()
                 future = None
-                faults = trainer.faults.after_step(trainer.layer, "train", trainer.step + 1, trainer.streamer)
+                faults = trainer.faults.after_step(trainer.layer, "train", trainer.step + 1, trainer.streamer, batch)
                 self._apply(theta, grad_theta, done, snapshot)
                 norm = trainer.clip_gradients()
                 trainer.in_update = True

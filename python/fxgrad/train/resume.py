@@ -29,6 +29,15 @@ RESUMABLE = {
     "train",
     "fit_static",
     "spsa.threads",
+    # How faults are contained and budgeted (outputs are bit-identical for any worker count):
+    # what the budget-stop message says to raise.
+    "spsa.workers",
+    "spsa.timeout_s",
+    "spsa.max_faults",
+    "spsa.max_faults_per_minute",
+    # Pinning the culprit of a fault (the budget-stop message's advice) as long as the learned
+    # parameters stay the same (checked by name in check_compatible).
+    "chain.pinned",
     "data.cache_size",
     "data.synthetic.folder",
     "data.test",
@@ -91,6 +100,22 @@ def check_compatible(trainer: Any, state: Dict[str, Any]) -> None:
     elif moved and same_clips:
         trainer.note("data folders moved, same clips (names and lengths): resuming")
         differences = [d for d in differences if d not in moved]
+    if list(state.get("parameters", trainer.names)) != list(trainer.names):
+        old, new = list(state["parameters"]), list(trainer.names)
+        gone, added = [n for n in old if n not in new], [n for n in new if n not in old]
+        differences.append(
+            "the learned parameters changed ("
+            + "; ".join(
+                part
+                for part in (
+                    f"no longer learned: {', '.join(gone)}" if gone else "",
+                    f"new: {', '.join(added)}" if added else "",
+                )
+                if part
+            )
+            + (") " if gone or added else "their order) ")
+            + "- pin only parameters the run does not learn, or set chain.learned to the run's list"
+        )
     if differences:
         raise TrainingError(
             f"cannot resume {trainer.run_dir / CHECKPOINT}: the config changed where a run cannot: "
@@ -126,6 +151,14 @@ def restore(trainer: Any, state: Dict[str, Any]) -> None:
     trainer.layer.step = int(mine["layer_step"])
     set_rng_state(mine["rng"])
     warm_lanes(trainer)
+    # Faults of the warm-up are the resumed run's first: logged with the clip each lane resumes.
+    state, dataset, frame = trainer.stream_state(), trainer.splits.train, trainer.config.frame_size
+    where = {
+        lane: {"clip": str(dataset.pairs[clip][0]), "position_samples": position * frame}
+        for lane, (clip, position) in enumerate(zip(state["lane_clip"], state["lane_frame"]))
+        if clip >= 0
+    }
+    trainer.faults.record(trainer.layer.take_faults(), "resume warm-up", trainer.step, trainer.layer, where)
 
 
 def incompatible(old: Dict[str, Any], new: Dict[str, Any], where: str = "") -> List[str]:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..base.files import atomic_write_bytes
+from ..base.files import append_no_follow, atomic_write_bytes
 from .files import LOG
 
 
@@ -41,7 +41,7 @@ class RunLog:
             with open(self.path, newline="") as handle:
                 rows = [row for row in csv.DictReader(handle) if keep(row)]
         atomic_write_bytes(self.path, _csv_text(self.FIELDS, rows).encode())
-        self._handle = open(self.path, "a", newline="")
+        self._handle = append_no_follow(self.path, newline="")
         self._writer = csv.DictWriter(self._handle, self.FIELDS)
         self._board = None
         if tensorboard:

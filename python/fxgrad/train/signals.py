@@ -8,12 +8,19 @@ from typing import Callable
 
 
 def install_stop_handlers(
-    request_stop: Callable[[str], None], stop_requested: Callable[[], bool], note: Callable[[str], None]
+    request_stop: Callable[[str], None],
+    stop_requested: Callable[[], bool],
+    note: Callable[[str], None],
+    interrupt: Callable[[], None] = lambda: None,
 ) -> Callable[[], None]:
     """Handlers for SIGINT and SIGTERM that call ``request_stop(reason)`` (the loop finishes its
-    step and writes a checkpoint); a second signal raises KeyboardInterrupt at once. Returns the
-    function that puts the previous handlers back. Only the main thread can install handlers:
-    elsewhere nothing is installed."""
+    step and writes a checkpoint) and ``interrupt()`` (the plugin layers give up on a call still
+    waiting 0.3 s later: a step stuck on a hung plugin is abandoned, not waited for);
+    a second signal raises KeyboardInterrupt at once. Returns the function that puts the previous
+    handlers back. Only the main thread can install handlers: elsewhere nothing is installed.
+
+    The handlers run while the plugin layers wait on their worker processes too (the native
+    wait runs this process's signal handlers), so a stop never waits for a plugin's deadline."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {}
@@ -28,6 +35,7 @@ def install_stop_handlers(
             raise KeyboardInterrupt
         name = signal.Signals(signum).name
         request_stop(f"{name} received")
+        interrupt()
         note(
             f"\n{name}: finishing this step and writing a checkpoint (press Ctrl-C again to stop at "
             "once: the checkpoint then holds the last completed step)"

@@ -134,7 +134,7 @@ def _optimise(
         result = step(batch, torch.sigmoid(logits).expand(streamer.lanes, -1), f"fit-static step {index + 1}")
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
-        faults.after_step(step.layer, "fit-static", index + 1, streamer)
+        faults.after_step(step.layer, "fit-static", index + 1, streamer, batch)
         clip_gradients([logits], config.train.grad_clip, config, f"fit-static step {index + 1}: the gradient")
         optimizer.step()
         schedule.step()

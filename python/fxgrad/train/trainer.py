@@ -53,8 +53,9 @@ from .distributed import (
 )
 from .errors import TrainingError
 from .faults import FaultLog
-from .files import BEST, CHECKPOINT, CONFIG, LOCK, LOG, PLUGIN_LOG
+from .files import BEST, CHECKPOINT, CONFIG, LOCK, PLUGIN_LOG
 from .loop import PhaseLoop
+from .runfolder import RunFolder
 from .runlog import RunLog
 from .signals import install_stop_handlers
 from .static import load_static
@@ -95,11 +96,16 @@ class Trainer:
     ):
         self._lock: Optional[FolderLock] = None
         self.log: Optional[RunLog] = None
+        self.folder = RunFolder(config.run_dir)
         try:
+            self.folder.check(resume, overwrite)
             self._setup(config, progress, callbacks, plugin_output)
             self._start(resume, overwrite)
-        except BaseException:
+        except BaseException as error:
             self.close()
+            in_use = isinstance(error, TrainingError) and isinstance(error.__cause__, FolderLocked)
+            if not in_use and (getattr(self, "world", None) is None or self.world.is_main):
+                self.folder.discard()  # nothing of a start that failed stays (another run's files do)
             raise
 
     def close(self) -> None:
@@ -147,7 +153,8 @@ class Trainer:
             try:
                 self._lock = FolderLock(self.run_dir, LOCK)
             except FolderLocked as error:
-                raise TrainingError(f"{error}; wait for it to finish, or train into another output_dir") from None
+                raise TrainingError(f"{error}; wait for it to finish, or train into another output_dir") from error
+            self.folder.clear_stale()
         self.splits = prepare_data(config, self.world, self.progress)
         self._build_model()
         self.frame_step = FrameStep(self.layer, build_loss(config).to(self.device), config, self.device)
@@ -193,6 +200,7 @@ class Trainer:
         self.epoch = 0
         self.best = math.inf
         self.bad_epochs = 0
+        self.valid_faults = 0  # lanes that faulted in the last validation
         self.stopped_early = False
         self.out_of_time = False
         self.budget = TimeBudget(self)
@@ -202,21 +210,17 @@ class Trainer:
         self.pending_stream: Optional[dict] = None  # pipelined: the stream before the prefetched batch
         self.stream_before: Optional[dict] = None  # the stream before the step in flight
         self.in_update = False  # inside the optimiser's update
+        self.in_flight: Dict[str, Any] = {}  # stage -> (batch, dataset) being rendered, for fault reports
 
     def _start(self, resume_run: bool, overwrite: bool) -> None:
         """Resume, start over or refuse; then the resolved config and the log in the run folder."""
         checkpoint = self.run_dir / CHECKPOINT
-        if not resume_run and not overwrite and checkpoint.is_file():
-            raise TrainingError(
-                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to start over"
-            )
         if resume_run and checkpoint.is_file():
             resume.restore(self, load_checkpoint(checkpoint))
         elif resume_run:
             self.note(f"no checkpoint in {self.run_dir} to resume; starting from scratch")
         elif overwrite and self.world.is_main:
-            for name in (CHECKPOINT, BEST, LOG):
-                (self.run_dir / name).unlink(missing_ok=True)
+            self.folder.overwrite()
         self.world.barrier()
         if not self.world.is_main:
             return
@@ -283,6 +287,13 @@ class Trainer:
         """Finish the current step, write a checkpoint and raise :class:`TrainingInterrupted`."""
         self._stop_requested = True
         self.stop_reason = reason
+
+    def _interrupt_plugins(self) -> None:
+        """A signal asked for a stop: the plugin layers give up on a call still waiting half a
+        second from now (a hung plugin), and the loop keeps the last completed step."""
+        self.layer.interrupt()
+        if self._valid_step is not None:
+            self._valid_step.layer.interrupt()
 
     def note(self, message: str) -> None:
         """A line for the user (rank 0), printed above the progress bar."""
@@ -357,11 +368,12 @@ class Trainer:
         self.stream_before = self.streamer.state_dict()
         self.in_update = False
         batch = next(self.streamer)
+        self.in_flight["train"] = (batch, self.splits.train)
         theta = self.masked(self.model(batch.context.to(self.device)))
         result = self.frame_step(batch, theta, f"train step {self.step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
-        faults = self.faults.after_step(self.layer, "train", self.step + 1, self.streamer)
+        faults = self.faults.after_step(self.layer, "train", self.step + 1, self.streamer, batch)
         norm = self.clip_gradients()
         self.in_update = True
         self.optimizer.step()
@@ -392,12 +404,17 @@ class Trainer:
         was_training = self.encoder.training
         self.encoder.eval()
         total, count = 0.0, 0
+        self.valid_faults = 0
         max_frames = max_frames if max_frames is not None else self.config.train.valid_frames
         try:
             for batch in streamer:
+                self.in_flight["validation"] = (batch, dataset)
                 theta = self.masked(self.encoder(batch.context.to(self.device)))
                 index = batch.active.nonzero().squeeze(1)
                 result = self._valid_step(batch, theta, f"validation after step {self.step}", lanes=index)
+                self.valid_faults += self.faults.after_step(
+                    self._valid_step.layer, "validation", self.step, batch=batch, dataset=dataset
+                )
                 total += result.healthy_loss * len(index)
                 count += len(index)
                 if max_frames and count >= max_frames:
@@ -408,20 +425,27 @@ class Trainer:
 
     def end_epoch(self) -> Dict[str, Any]:
         """Validation, the schedule, early stopping, the epoch's log row and ``best.pt``."""
-        self.epoch += 1
         train_loss = mean_over_ranks(self.epoch_loss[0] / max(self.epoch_loss[1], 1), self.world)
         valid_loss = None
         if self.splits.valid is not None:
             started = time.monotonic()
             valid_loss = self.world.from_main(self.validate() if self.world.is_main else None)
             self.budget.validation_s = time.monotonic() - started
+        self.epoch += 1  # after validation: an interrupted one leaves the epoch to be ended on resume
         monitor = valid_loss if valid_loss is not None else train_loss  # see best_by
         self.scheduler.step(monitor)
-        improved = monitor < self.best
+        # A validation in which plugins faulted leaves those lanes' frames out: its loss is not
+        # comparable, so it neither becomes best.pt nor counts against early stopping.
+        untrusted = valid_loss is not None and self.valid_faults > 0 and monitor < self.best
+        improved = monitor < self.best and not untrusted
+        if untrusted:
+            self.note(
+                f"validation after step {self.step}: {self.valid_faults} lane(s) faulted; {BEST} is not chosen on it"
+            )
         if improved:
             self.best = monitor
             self.bad_epochs = 0
-        else:
+        elif not untrusted:
             self.bad_epochs += 1
         patience = self.config.train.early_stopping
         if patience and self.bad_epochs >= patience:
@@ -440,6 +464,7 @@ class Trainer:
                 valid_loss=valid_loss,
                 lr=lr,
                 elapsed_s=self.elapsed,
+                faults=self.valid_faults if valid_loss is not None else None,
             )
         if improved:
             self.save(BEST)
@@ -458,7 +483,9 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         """Run (or continue) training; returns a summary dict. Raises
         :class:`TrainingInterrupted` after Ctrl-C/SIGTERM once the checkpoint is written."""
-        restore = install_stop_handlers(self.request_stop, lambda: self._stop_requested, self.note)
+        restore = install_stop_handlers(
+            self.request_stop, lambda: self._stop_requested, self.note, self._interrupt_plugins
+        )
         self.budget.restart()
         self.out_of_time = False
         try:
@@ -489,30 +516,3 @@ class Trainer:
             "best_checkpoint": best if best.is_file() else None,
             "history": self.history,
         }
-
-    def describe(self) -> str:
-        """The run in a few lines: folder, chain, data, lanes, encoder, where the plugins run."""
-        c = self.config
-        valid = self.splits.valid
-        if valid is not None:
-            clips = f"{len(valid)} validation clips"
-        else:
-            clips = (
-                "no validation clips (no data.valid, and data.valid_split takes clips only from 2 or more): "
-                "best.pt, the learning-rate schedule and early stopping follow each epoch's mean training loss"
-            )
-        where = (
-            f" in {len(self.layer.rack.worker_pids)} isolated worker process(es)"
-            if self.layer.isolation == "process"
-            else " in this process"
-        )
-        parts = [
-            f"run folder {self.run_dir}",
-            f"chain {' -> '.join(p.name for p in self.chain.plugins)}; learned {', '.join(self.names)}",
-            f"{len(self.splits.train)} training clips, {clips}",
-            f"{c.spsa.lanes} lanes x {self.world.world_size} process(es), frames of {c.frame_size} samples with "
-            f"{c.encoder.context}-sample context at {c.sample_rate} Hz; {c.spsa.strategy} SPSA, eps {c.spsa.eps}",
-            f"{sum(p.numel() for p in self.encoder.parameters()):,} encoder weights ({c.encoder.backbone}) on "
-            f"{self.device}; plugins on {self.threads} thread(s){where}" + ("; pipelined" if self.pipeline else ""),
-        ]
-        return "\n".join("  " + p for p in parts)
