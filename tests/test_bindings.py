@@ -50,7 +50,7 @@ def test_option_names_come_from_the_native_table():
 
     assert _native.STRATEGIES == ("lockstep", "replay", "snapshot")
     assert _native.ESTIMATORS == ("two-sided", "one-sided", "fd")
-    assert _native.ISOLATIONS == ("none", "process")
+    assert _native.ISOLATIONS == ("none", "process", "sandbox")
     assert (fxtorch.STRATEGIES, fxtorch.ESTIMATORS, fxtorch.ISOLATIONS) == (
         _native.STRATEGIES,
         _native.ESTIMATORS,
@@ -88,7 +88,7 @@ def test_rack_takes_every_name_of_the_table(gain_chain):
     [
         ("strategy", "strategy must be 'lockstep', 'replay' or 'snapshot', got 'bogus'"),
         ("estimator", "estimator must be 'two-sided', 'one-sided' or 'fd', got 'bogus'"),
-        ("isolation", "isolation must be 'none' or 'process', got 'bogus'"),
+        ("isolation", "isolation must be 'none', 'process' or 'sandbox', got 'bogus'"),
     ],
 )
 def test_rack_refuses_other_names_listing_the_table(gain_chain, option, message):

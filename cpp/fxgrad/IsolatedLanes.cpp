@@ -75,10 +75,12 @@ std::string locateWorker()
     return candidate.string();
 }
 
-/** A private folder for one worker's temporary files, in the parent's TMPDIR (or /tmp). */
-std::string makeTemporaryFolder()
+/** A private folder for one worker's temporary files, in the parent's TMPDIR (or /tmp). A
+    sandboxed worker's is in /tmp itself: it reaches the folder by its path, and as `nobody` (under
+    root) it could not pass through a TMPDIR only its owner may enter. */
+std::string makeTemporaryFolder (bool sandbox)
 {
-    const char* base = std::getenv ("TMPDIR");
+    const char* base = sandbox ? nullptr : std::getenv ("TMPDIR");
     std::string pattern = std::string (base != nullptr && *base != '\0' ? base : "/tmp") + "/fxgrad-worker-XXXXXX";
     if (mkdtemp (pattern.data()) == nullptr)
         fail (ErrorKind::Value, "cannot create a worker's temporary folder in " + pattern.substr (0, pattern.rfind ('/'))
@@ -274,7 +276,7 @@ void IsolatedLanes::spawn (Worker& w)
     if (w.data.data() == nullptr)
         w.data = ipc::SharedMemory::create ("fxgrad-lanes-data", ipc::DataLayout::of (w.layout, w.layout.blockSize, 0).bytes);
     w.sequence = 0;
-    w.temporaryFolder = makeTemporaryFolder();
+    w.temporaryFolder = makeTemporaryFolder (options.sandbox);
 
     int pair[2];
     if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)

@@ -54,17 +54,19 @@ int setMountAttributes (const char* path, unsigned flags, uint64_t set, uint64_t
     return (int) syscall (SYS_mount_setattr, AT_FDCWD, path, flags, &attributes, sizeof attributes);
 }
 
-/** Every mount read-only (and nosuid), but /tmp: the worker's private folder, bound there. */
+/** Every mount read-only (and nosuid), but the worker's private folder, bound onto itself so
+    that it can stay writable. Every path stays what it is outside: plugins (and fxgrad itself)
+    may lie anywhere, under /tmp too. */
 std::string readOnlyFilesystem (const std::string& writableFolder)
 {
     if (mount (nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
         return failure ("making the mounts private");
-    if (! writableFolder.empty() && mount (writableFolder.c_str(), "/tmp", nullptr, MS_BIND, nullptr) != 0)
-        return failure ("binding " + writableFolder + " to /tmp");
+    if (! writableFolder.empty() && mount (writableFolder.c_str(), writableFolder.c_str(), nullptr, MS_BIND, nullptr) != 0)
+        return failure ("binding " + writableFolder + " onto itself");
     if (setMountAttributes ("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0) != 0)
         return failure ("making the file system read-only");
-    if (! writableFolder.empty() && setMountAttributes ("/tmp", 0, 0, MOUNT_ATTR_RDONLY) != 0)
-        return failure ("making /tmp writable");
+    if (! writableFolder.empty() && setMountAttributes (writableFolder.c_str(), 0, 0, MOUNT_ATTR_RDONLY) != 0)
+        return failure ("making " + writableFolder + " writable");
     // /proc itself stays writable: the worker writes its own uid_map there (a process's files
     // in it are its own; what lies below, /proc/sys among them, stays read-only).
     if (setMountAttributes ("/proc", 0, 0, MOUNT_ATTR_RDONLY) != 0)
@@ -148,10 +150,8 @@ std::string enterSandbox (const std::string& writableFolder)
     if (! root)
         if (auto why = readOnlyFilesystem (writableFolder); ! why.empty())
             return why;
-    if (! writableFolder.empty())
-        setenv ("TMPDIR", "/tmp", 1);
-    // The parent's working folder may lie under the /tmp the private folder now hides, or be
-    // closed to nobody; the chain names its plugins by absolute paths or URIs.
+    // The parent's working folder may be closed to nobody; the chain names its plugins by
+    // absolute paths or URIs.
     if (chdir ("/") != 0)
         return failure ("changing to /");
     if (auto why = dropCapabilities(); ! why.empty())

@@ -47,8 +47,8 @@ std::string temporaryFolder()
 
 /** Exits as soon as the parent is gone: its end of the socket closes with it, however it ended.
     The parent removes the worker's temporary folder when it stops the worker; a parent that was
-    killed cannot, so the worker empties it on its way out (`folder`: where it sees the folder,
-    /tmp in the sandbox; the empty folder is left to the next look at TMPDIR, if any). */
+    killed cannot, so the worker empties it on its way out, and removes it too where it can (in
+    the sandbox the folder is a mount point in a read-only /tmp, so the empty folder stays). */
 void watchParent (const std::string& folder)
 {
     std::thread ([folder] {
@@ -60,7 +60,7 @@ void watchParent (const std::string& folder)
                 if (! folder.empty())
                     for (const auto& entry : std::filesystem::directory_iterator (folder, ignored))
                         std::filesystem::remove_all (entry.path(), ignored);
-                if (! folder.empty() && folder != "/tmp")
+                if (! folder.empty())
                     std::filesystem::remove (folder, ignored);
                 _exit (0);
             }
@@ -133,7 +133,7 @@ int main (int argc, char** argv)
     const bool sandboxed = argc > 2 && std::strcmp (argv[2], "--sandbox") == 0;
     const auto folder = temporaryFolder();
     const std::string sandboxFailure = sandboxed ? worker::enterSandbox (folder) : std::string();
-    watchParent (sandboxed && ! folder.empty() ? "/tmp" : folder);
+    watchParent (folder);
 
     std::string message;
     if (ipc::receiveMessage (workerSocketFd, message, SIZE_MAX) != ipc::Received::Message)

@@ -24,7 +24,6 @@ from .base.checks import (
     thread_headroom,
 )
 from .host.plugins import Chain
-from .host.probes import check_sandbox_paths
 
 # The option names come from the native rack's one table of them (cpp/bindings/Names.h).
 STRATEGIES = _native.STRATEGIES
@@ -234,7 +233,7 @@ class PluginLayer(nn.Module):
             processes, ``fxgrad-worker``: a plugin that crashes or hangs costs the lanes of one
             worker for one step, not the process) or ``"sandbox"`` (those workers in namespaces
             behind a seccomp filter: no exec, sockets or network, a read-only file system but a
-            private /tmp; docs/training.md has the threat model). Outputs and gradients are
+            private folder; docs/training.md has the threat model). Outputs and gradients are
             bit-identical to ``"none"``.
         workers: worker processes with isolation (default: one per four threads, at least one, at most
             one per lane; a fault costs the lanes of one worker for one step).
@@ -330,7 +329,6 @@ class PluginLayer(nn.Module):
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         check_capacity(chain, lanes, perturbations, strategy, estimator, replay_samples, threads)
-        check_sandbox_paths(chain, isolation)
         self.chain = chain
         self.strategy = strategy
         self.estimator = estimator

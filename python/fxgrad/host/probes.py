@@ -76,30 +76,11 @@ def _records() -> Dict[str, float]:
         return {}
 
 
-def check_sandbox_paths(chain: Chain, isolation: str = "sandbox") -> None:
-    """Inside the sandbox /tmp is the worker's private folder: a plugin loaded from under /tmp
-    would not be found there, so it is refused here with the reason (a ValueError). Nothing to
-    check for another ``isolation``."""
-    if isolation != "sandbox":
-        return
-    for plugin in chain.plugins:
-        source = plugin.identifier.split("#", 1)[0]  # an absolute path, or a URI
-        if not os.path.exists(source):
-            continue
-        source = os.path.realpath(source)
-        if source == "/tmp" or source.startswith("/tmp/"):
-            raise ValueError(
-                f"plugin '{plugin.name}' lies under /tmp ({source}), which in the sandbox is each worker's private "
-                "folder: install or copy it elsewhere, or use isolation='process'"
-            )
-
-
 def probe_in_sandbox(chain: Chain, timeout_s: Optional[float] = None) -> None:
     """Renders four blocks of noise through ``chain`` (loaded here, which runs no audio through
     it) at its preset and pinned settings in one sandboxed worker, within ``timeout_s`` (default
     30 s). A fault raises ``PluginCrashedError`` / ``PluginTimeoutError`` / ``PluginOutputError``
     naming the plugin, as :func:`probe_chain` does."""
-    check_sandbox_paths(chain)
     rack = _native.Rack(
         chain, 1, 0.01, 1, "lockstep", "two-sided", 0, 1, 0,
         isolation="sandbox", workers=1, timeout_s=timeout_s or 0.0, max_faults=0, max_faults_per_minute=0,
