@@ -7,6 +7,7 @@ contained; outputs are bit-identical to in-process lanes; the parent's environme
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,21 @@ def test_a_plugin_named_by_a_relative_path_is_found_by_a_sandboxed_worker(shared
     assert plugin.identifier.startswith(f"{shared}/escape_attempts.so")
     layer = PluginLayer(fxgrad.Chain([plugin]), lanes=1, threads=1, isolation="sandbox", worker_log=os.devnull)
     assert torch.equal(layer(torch.full((1, 1, 1024), 0.25), torch.full((1, 1), 0.5)), torch.full((1, 1, 1024), 0.25))
+
+
+def test_an_idle_sandboxed_worker_sleeps():
+    """Between calls a worker waits on a futex and JUCE's message thread on its socket pair: a
+    refused socket pair once left that thread polling at 100 % of a core."""
+    plugin = fxgrad.load("/usr/lib/ladspa/amp.so#amp_mono", sample_rate=44100, channels=1)
+    layer = PluginLayer(fxgrad.Chain([plugin], ["gain"]), lanes=2, threads=2, isolation="sandbox")
+    layer(torch.randn(2, 1, 4096), torch.rand(2, 1))
+    (pid,) = layer.rack.worker_pids
+
+    def cpu_ticks():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+    before = cpu_ticks()
+    time.sleep(1.0)
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    assert cpu_ticks() - before < 0.2 * ticks_per_second  # a spinning thread would take them all
