@@ -9,7 +9,7 @@ Plugins are tried in child processes, a batch at a time (a plugin that crashes i
 parent is retried alone and counted as failing both ways). Prints one line per plugin that does
 not work the same way in both, then the counts per format.
 
-    .venv/bin/python bench/sandbox_sweep.py                  # every installed plugin (an hour on 2 cores)
+    .venv/bin/python bench/sandbox_sweep.py                  # every installed plugin (about 8 minutes on 2 idle cores)
     .venv/bin/python bench/sandbox_sweep.py --every 10       # every tenth of each format
     .venv/bin/python bench/sandbox_sweep.py --format vst3    # one format
 """
