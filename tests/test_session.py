@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from test_demo import TINY as DEMO_TINY
 
 import fxgrad
 from fxgrad.cli import main
@@ -19,17 +20,7 @@ from fxgrad.io.session import PLUGIN_FOLDER, Session, compare_renders, export_to
 from fxgrad.io.session_spec import automation_points
 
 TOLERANCE = 1e-6
-TINY = {
-    "train.steps": 4,
-    "train.steps_per_epoch": 2,
-    "train.pretrain_steps": 0,
-    "train.checkpoint_every": 2,
-    "data.synthetic.train_clips": 3,
-    "data.synthetic.valid_clips": 1,
-    "data.synthetic.test_clips": 1,
-    "data.synthetic.seconds": 1.0,
-    "spsa.lanes": 2,
-}
+TINY = {**DEMO_TINY, "data.synthetic.test_clips": 1}  # the demo test's tiny run, one test clip
 needs_ardour = pytest.mark.skipif(ardour_available() is not None, reason=str(ardour_available()))
 
 
