@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ ZAMCOMP_BUNDLE = Path("/usr/lib/lv2/ZamComp.lv2")
 ZAMCOMP_VST3 = Path("/usr/lib/vst3/ZamComp.vst3")
 ZAMCOMP_LADSPA = Path("/usr/lib/ladspa/ZamComp-ladspa.so")
 CALF_FLANGER = CALF + "Flanger"
+GX_AMP = "http://guitarix.sourceforge.net/plugins/gx_amp_stereo#GUITARIX_ST"
 SR = 44100
 
 
@@ -38,7 +40,12 @@ def _installed_lv2():
 
 
 INSTALLED = _installed_lv2()
-PACKAGE = {CALF: "calf-plugins", "http://lsp-plug.in/": "lsp-plugins-lv2", "urn:zamaudio:": "zam-plugins"}
+PACKAGE = {
+    CALF: "calf-plugins",
+    "http://guitarix.sourceforge.net/": "guitarix-lv2",
+    "http://lsp-plug.in/": "lsp-plugins-lv2",
+    "urn:zamaudio:": "zam-plugins",
+}
 
 
 def needs(*uris):
@@ -312,6 +319,35 @@ def test_two_instances_are_bit_identical(noise):
     x = noise(2, 3.0, -10.0)
     assert np.array_equal(mb_compressor().process(x), mb_compressor().process(x))
     assert np.array_equal(lsp_limiter().process(x[:1]), lsp_limiter().process(x[:1]))
+
+
+LV2_WORK = """
+import sys
+import numpy as np
+import fxgrad
+x = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32) * 0.1
+renders = []
+for _ in range(25):
+    amp = fxgrad.load(sys.argv[1], sample_rate=44100, block_size=512, channels=2)
+    cabinet = next(p for p in amp.parameters if p.id == "c_model")
+    amp.process(x[:, :2048])
+    amp.set(cabinet.index, 7.0)  # guitarix loads the new cabinet through LV2 work
+    renders.append(amp.process(x))
+    del amp
+print(max(float(np.abs(r - renders[0]).max()) for r in renders))
+"""
+
+
+@needs(GX_AMP)
+def test_lv2_work_runs_in_order_and_ends_with_its_instance():
+    """guitarix's amp swaps its cabinet through LV2 work. It is done in the thread that
+    processes, before the block's output: the same render every time, never racing the
+    instance's deletion (JUCE's worker thread ran it concurrently, and the heap broke within a
+    few dozen loads)."""
+    done = subprocess.run([sys.executable, "-c", LV2_WORK, GX_AMP], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) == 0.0
+    assert "update fail" not in done.stdout + done.stderr  # guitarix's word for a convolver busy with work
 
 
 @pytest.mark.parametrize(

@@ -176,15 +176,18 @@ void Plugin::configureChannels()
     pluginInfo.numOutputs = totalOut;
 }
 
-void Plugin::prepare()
+void Plugin::prepare() { prepareOffline (live(), opts); }
+
+void Plugin::prepareOffline (juce::AudioPluginInstance& p, const PluginOptions& options)
 {
-    auto& p = live();
-    p.setNonRealtime (true);
     // Not setPlayConfigDetails: it disables every bus but the main ones, and a plugin then gets
     // null buffers for the sidechains configureChannels() enabled and feeds (Calf's Envelope
     // Filter read them and crashed).
-    p.setRateAndBufferSizeDetails (opts.sampleRate, opts.blockSize);
-    p.prepareToPlay (opts.sampleRate, opts.blockSize);
+    p.setRateAndBufferSizeDetails (options.sampleRate, options.blockSize);
+    p.prepareToPlay (options.sampleRate, options.blockSize);
+    // After prepareToPlay: JUCE's LV2 host replaces the plugin's instance there, and the new one
+    // starts in realtime mode, its LV2 work queued to JUCE's worker thread (cpp/CMakeLists.txt).
+    p.setNonRealtime (true);
 }
 
 void Plugin::readParameters()

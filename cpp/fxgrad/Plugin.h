@@ -116,6 +116,8 @@ private:
     void readParameters();
     void refreshParameterCache();
     void prepare();
+    /** Ready to render offline at ``options``' rate and block size (the live or a second instance). */
+    static void prepareOffline (juce::AudioPluginInstance&, const PluginOptions& options);
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
     bool isVst2() const { return description.pluginFormatName == "VST"; }

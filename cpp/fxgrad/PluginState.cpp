@@ -58,9 +58,7 @@ InstancePtr Plugin::instanceWithPendingChanges() const
     live().getStateInformation (state);
     auto copy = host->instantiate (description, opts.sampleRate, opts.blockSize);
     copy->enableAllBuses();
-    copy->setNonRealtime (true);
-    copy->setRateAndBufferSizeDetails (opts.sampleRate, opts.blockSize);
-    copy->prepareToPlay (opts.sampleRate, opts.blockSize);
+    prepareOffline (*copy, opts);
     copy->setStateInformation (state.getData(), (int) state.getSize());
     // fxgrad's parameters are a subset of JUCE's (host reports such as DPF's "Buffer Size" are
     // left out): each is found in the copy by its JUCE index.
