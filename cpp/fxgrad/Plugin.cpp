@@ -440,6 +440,24 @@ void Plugin::reset()
         normalizedValues = normalized;
         return;
     }
+    if (ladspa != nullptr) {
+        // LADSPA's activate() need not clear a plugin's DSP state (caps' AmpVTS keeps some, and
+        // its renders then depended on what it had rendered before); a LADSPA plugin has no state
+        // but its ports, so a new instance at the same values is exactly a fresh one, and cheap.
+        auto fresh = host->instantiate (description, opts.sampleRate, opts.blockSize);
+        fresh->enableAllBuses();
+        const auto& freshParameters = fresh->getParameters();
+        std::vector<float> targets ((size_t) numParameters());
+        for (int i = 0; i < numParameters(); ++i) {
+            targets[(size_t) i] = juceTarget (i);
+            juceParams[(size_t) i] = freshParameters[juceParams[(size_t) i]->getParameterIndex()];
+        }
+        instance = std::move (fresh);
+        prepare();
+        for (int i = 0; i < numParameters(); ++i)
+            juceParams[(size_t) i]->setValue (targets[(size_t) i]);
+        return;
+    }
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
     // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
     std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
