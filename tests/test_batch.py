@@ -15,6 +15,8 @@ ZAM_EQ2_VST3 = Path("/usr/lib/vst3/ZamEQ2.vst3")
 ZAM_COMP_VST3 = Path("/usr/lib/vst3/ZamComp.vst3")
 CALF_COMPRESSOR = "http://calf.sourceforge.net/plugins/Compressor"
 CAPS_AMP = "/usr/lib/ladspa/caps.so#AmpVTS"
+ZAM_TUBE_VST3 = Path("/usr/lib/vst3/ZamTube.vst3")
+LSP_COMP_VST2 = "/usr/lib/vst/lsp-plugins/compressor-stereo.so"
 
 
 def own(effect, fmt, **options):
@@ -47,9 +49,14 @@ def chains():
         "Calf Compressor (LV2)": lambda: fxgrad.Chain(
             [third_party(CALF_COMPRESSOR, **options)], learned=["threshold", "ratio", "release"], pinned={"bypass": 0}
         ),
-        # Its activate() keeps some DSP state: a copy that rendered before must still sound fresh.
+        # These keep DSP state through deactivation (LADSPA's activate(), a VST2 or VST3 off and on
+        # again): a copy that rendered before must still sound fresh.
         "caps AmpVTS (LADSPA)": lambda: fxgrad.Chain(
             [third_party(CAPS_AMP, **{**options, "sample_rate": 44100})], learned=["gain", "bright", "bass", "treble"]
+        ),
+        "ZamTube (VST3)": lambda: dpf_chain([third_party(str(ZAM_TUBE_VST3), **{**options, "sample_rate": 44100})]),
+        "LSP Compressor Stereo (VST2)": lambda: fxgrad.Chain(
+            [third_party(LSP_COMP_VST2, **options)], learned=["al", "at", "rt", "cr"]
         ),
     }
 

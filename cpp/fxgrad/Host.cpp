@@ -246,6 +246,18 @@ void Host::unregisterOwner (InstanceOwner* owner)
     owners.erase (owner);
 }
 
+bool Host::resetKeepsState (const std::string& key, const std::function<bool()>& probe)
+{
+    {
+        std::lock_guard<std::mutex> lock (resetProbesMutex);
+        if (const auto found = resetProbes.find (key); found != resetProbes.end())
+            return found->second;
+    }
+    const bool keeps = probe();   // unlocked: it renders; two first instances may both probe
+    std::lock_guard<std::mutex> lock (resetProbesMutex);
+    return resetProbes.emplace (key, keeps).first->second;
+}
+
 void Host::releaseAllInstances()
 {
     std::set<InstanceOwner*> current;

@@ -2,6 +2,7 @@
 // The process-wide plugin host: JUCE's runtime, a message thread, the plugin formats and the
 // lookup of a plugin by identifier or path. Every loaded plugin keeps the host alive.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,6 +79,10 @@ public:
 
     Lv2Metadata& lv2Metadata() { return *lv2; }
 
+    /** Whether instances of the plugin behind `key` keep DSP state through a deactivation (so
+        that resetting one takes a new instance): `probe`'s answer, asked once per key. */
+    bool resetKeepsState (const std::string& key, const std::function<bool()>& probe);
+
     /** Held around everything that touches JUCE's LV2 world (lilv and sord are not
         thread-safe): loading, and an LV2 instance's state save/restore and re-creation. */
     std::recursive_mutex& worldMutex() { return loadMutex; }
@@ -108,6 +113,8 @@ private:
     std::unique_ptr<Lv2Metadata> lv2;
     std::recursive_mutex loadMutex; // JUCE's formats and lilv worlds are not thread-safe
     std::mutex ownersMutex;
+    std::mutex resetProbesMutex;
+    std::map<std::string, bool> resetProbes;
     std::set<InstanceOwner*> owners;
     // JUCE's LV2 host loads bundles only by scanning folders; each bundle from outside the
     // standard locations is linked into a folder of its own here and that folder scanned.

@@ -10,6 +10,7 @@
 #include "Lv2Metadata.h"
 #include "ParameterDiscovery.h"
 #include "ParameterText.h"
+#include "PluginOutput.h"
 
 namespace fxgrad {
 
@@ -50,7 +51,8 @@ std::shared_ptr<Plugin> Plugin::load (const std::string& identifierOrPath, const
     return plugin;
 }
 
-Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptionIn, const PluginOptions& options)
+Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptionIn, const PluginOptions& options,
+                bool probeReset)
     : host (std::move (hostIn)), description (std::move (descriptionIn)), opts (options)
 {
     instance = host->instantiate (description, opts.sampleRate, opts.blockSize);
@@ -73,6 +75,18 @@ Plugin::Plugin (std::shared_ptr<Host> hostIn, juce::PluginDescription descriptio
         // JUCE's VST3 host reads the latency before the plugin's first activation has set it.
         instance->releaseResources();
         prepare();
+    }
+    // LADSPA's activate() and VST2/VST3's deactivation need not clear a plugin's DSP state
+    // (caps' AmpVTS and LSP's VST2 builds keep theirs); reset() then takes a new instance, which
+    // a LADSPA plugin (no state but its ports) makes in a fifth of a millisecond. For VST2 and
+    // VST3 a second instance tells (probeResetKeepsState), once per plugin and options.
+    if (ladspa != nullptr) {
+        renewOnReset = true;
+    } else if (probeReset && ! isLv2() && ! hasDspSnapshot()) {
+        const auto key = description.pluginFormatName.toStdString() + "|" + description.createIdentifierString().toStdString()
+                         + "|" + formatNumber (opts.sampleRate) + "|" + std::to_string (opts.blockSize) + "|"
+                         + std::to_string (opts.channels);
+        renewOnReset = host->resetKeepsState (key, [this] { return probeResetKeepsState(); });
     }
     host->registerOwner (this);
 }
@@ -440,22 +454,8 @@ void Plugin::reset()
         normalizedValues = normalized;
         return;
     }
-    if (ladspa != nullptr) {
-        // LADSPA's activate() need not clear a plugin's DSP state (caps' AmpVTS keeps some, and
-        // its renders then depended on what it had rendered before); a LADSPA plugin has no state
-        // but its ports, so a new instance at the same values is exactly a fresh one, and cheap.
-        auto fresh = host->instantiate (description, opts.sampleRate, opts.blockSize);
-        fresh->enableAllBuses();
-        const auto& freshParameters = fresh->getParameters();
-        std::vector<float> targets ((size_t) numParameters());
-        for (int i = 0; i < numParameters(); ++i) {
-            targets[(size_t) i] = juceTarget (i);
-            juceParams[(size_t) i] = freshParameters[juceParams[(size_t) i]->getParameterIndex()];
-        }
-        instance = std::move (fresh);
-        prepare();
-        for (int i = 0; i < numParameters(); ++i)
-            juceParams[(size_t) i]->setValue (targets[(size_t) i]);
+    if (renewOnReset) {
+        renewInstance();
         return;
     }
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
@@ -469,6 +469,63 @@ void Plugin::reset()
     // since the last processBlock, and took its parameters from them: set those again.
     for (const int index : pendingParameters)
         juceParams[(size_t) index]->setValue (juceTarget (index));
+}
+
+void Plugin::renewInstance()
+{
+    // A new instance given the live one's state and values: a fresh instance with the current
+    // settings. (A LADSPA plugin's state is its ports, which the values carry.)
+    OutputCapture capture;   // plugins talk as they restore a state ("Found standard VST 2.x chunk header")
+    juce::MemoryBlock state;
+    if (ladspa == nullptr)
+        live().getStateInformation (state);
+    std::vector<float> targets ((size_t) numParameters());
+    for (int i = 0; i < numParameters(); ++i)
+        targets[(size_t) i] = juceTarget (i);
+    auto fresh = host->instantiate (description, opts.sampleRate, opts.blockSize);
+    fresh->enableAllBuses();
+    const auto& freshParameters = fresh->getParameters();
+    if (freshParameters.size() != live().getParameters().size())
+        fail (ErrorKind::PluginLoad, "'" + pluginInfo.name + "' has " + std::to_string (freshParameters.size())
+              + " parameters in a new instance, " + std::to_string (live().getParameters().size()) + " in this one");
+    for (int i = 0; i < numParameters(); ++i)
+        juceParams[(size_t) i] = freshParameters[juceParams[(size_t) i]->getParameterIndex()];
+    instance = std::move (fresh);
+    prepare();
+    if (state.getSize() > 0)
+        instance->setStateInformation (state.getData(), (int) state.getSize());
+    for (int i = 0; i < numParameters(); ++i)
+        juceParams[(size_t) i]->setValue (targets[(size_t) i]);
+}
+
+bool Plugin::probeResetKeepsState() const
+{
+    // A second instance at settings spread over the ranges (switches included; at its defaults
+    // a compressor may hold state that makes no sound yet) renders noise, is reset and renders
+    // it again: a reset that clears the DSP state renders the same.
+    Plugin probe (host, description, opts, false);
+    uint32_t x = 0x9E3779B9u;
+    const auto next = [&x] {
+        x = x * 1664525u + 1013904223u;
+        return (float) (x >> 8) / 16777216.0f;
+    };
+    for (int i = 0; i < probe.numParameters(); ++i) {
+        const auto& info = probe.params[(size_t) i];
+        if (info.automatable && info.maximum > info.minimum)
+            probe.setNormalized (i, 0.15f + 0.7f * next());
+    }
+    const int64_t n = 4 * (int64_t) opts.blockSize;
+    std::vector<float> noise ((size_t) opts.channels * (size_t) n), first (noise.size()), second (noise.size());
+    for (auto& v : noise)
+        v = 0.5f * next() - 0.25f;
+    try {
+        probe.process (noise.data(), n, first.data(), n, n);
+        probe.reset();
+        probe.process (noise.data(), n, second.data(), n, n);
+    } catch (const std::exception&) {
+        return false;   // a plugin that cannot render these settings is reported where it is used
+    }
+    return std::memcmp (first.data(), second.data(), first.size() * sizeof (float)) != 0;
 }
 
 int Plugin::latencySamples() const

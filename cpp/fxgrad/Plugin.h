@@ -111,7 +111,7 @@ public:
     void releaseInstances() override;
 
 private:
-    Plugin (std::shared_ptr<Host>, juce::PluginDescription, const PluginOptions&);
+    Plugin (std::shared_ptr<Host>, juce::PluginDescription, const PluginOptions&, bool probeReset = true);
     void configureChannels();
     void readParameters();
     void refreshParameterCache();
@@ -124,6 +124,8 @@ private:
     void flushParameterMessages() const;
     bool changesNeedAudio() const;
     InstancePtr instanceWithPendingChanges() const;
+    bool probeResetKeepsState() const;
+    void renewInstance();
     std::string readCurrent (const std::function<std::string (juce::AudioPluginInstance&)>& read) const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
     size_t checkedStateData (const std::string& blob) const;
@@ -144,6 +146,7 @@ private:
     std::vector<float> plainValues, normalizedValues;
     bool messageParameters = false;   // parameter values travel inside process calls (LV2 patch, VST3)
     std::string freshState;           // fxgrad's own plugins: the state of a just-prepared instance
+    bool renewOnReset = false;        // reset() takes a new instance (deactivation keeps DSP state)
     // JUCE's LV2 host wraps a port designated lv2:enabled in an inverted bypass parameter.
     int invertedParameter = -1;
     // LADSPA: declared port ranges, and JUCE's mapping from its [0, 1] coordinate to port values.
