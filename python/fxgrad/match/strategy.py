@@ -60,13 +60,12 @@ class Strategy:
 STITO = Strategy("stito", population=32, sigma=0.1, iterations=300)
 """ST-ITO's loop (ISMIR 2024): CMA-ES, population 32, from the chain's settings, up to 300
 generations."""
-AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2)
+AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2, polish=0.25)
 """``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md)."""
 AUTO_REASON = (
-    "on bench/match_cases.py's 25 cases (2 s each, 2 shared cores) it got within 1 % of the best loss any "
-    "method found on 22 (plain CMA-ES 32 x 30, the former default: 3), and on the 8 VST3 cases took a median "
-    "29 s against 97 s for ST-ITO's loop (CMA-ES 32 x 300 over pedalboard in a process pool), within 1 % of "
-    "that loop's loss on 7 of them (docs/matching.md)"
+    "on bench/match_cases.py's 25 cases (2 s each, 2 cores) it got within 1 % of the best loss any method "
+    "found on 24 (with half the step: 21), and on the 8 VST3 cases ended at or below the loss of ST-ITO's "
+    "loop (CMA-ES 32 x 300 over pedalboard in a process pool) in a median 8.8 s against 33.7 s (docs/matching.md)"
 )
 """What the benchmark showed, printed in ``fxgrad match``'s summary."""
 
