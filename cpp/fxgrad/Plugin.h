@@ -121,6 +121,8 @@ private:
     juce::AudioPluginInstance& live() const;
     bool isLv2() const { return description.pluginFormatName == "LV2"; }
     bool isVst2() const { return description.pluginFormatName == "VST"; }
+    bool isVst3() const { return description.pluginFormatName == "VST3"; }
+    void settleMessages() const;
     void flushParameterMessages() const;
     bool changesNeedAudio() const;
     InstancePtr instanceWithPendingChanges() const;

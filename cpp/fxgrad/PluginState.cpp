@@ -140,6 +140,7 @@ void Plugin::setState (const std::string& blob)
     }
     pendingParameters.clear();   // the state's values replace those set before
     flushParameterMessages();
+    settleMessages();
     refreshParameterCache();
 }
 
