@@ -460,7 +460,7 @@ void Plugin::reset()
         return;
     }
     // JUCE's LV2 host has no reset; preparing again re-creates the instance from its state,
-    // which is what a fresh instance is. For VST3 and LADSPA it deactivates and reactivates.
+    // which is what a fresh instance is. For VST2 and VST3 it deactivates and reactivates.
     std::unique_lock<std::recursive_mutex> world (host->worldMutex(), std::defer_lock);
     if (isLv2())
         world.lock();
