@@ -138,7 +138,9 @@ void bindPlugin (py::module_& m)
             }, py::arg ("name"), py::arg ("normalized") = false)
         .def ("process", [] (Plugin& p, const py::handle& audio) { return processAudio (p, p.options().channels, audio); },
               py::arg ("audio"))
-        .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); })
+        .def ("reset", [] (Plugin& p) { ReleaseGil release; p.reset(); },
+              "Clear DSP state: the instance behaves as a fresh one with the current parameters (a new "
+              "instance, for LADSPA and for VST2/VST3 plugins that keep DSP state through deactivation).")
         .def_property_readonly ("state", [] (const Plugin& p) { return withoutGil ([&] { return p.getState(); }); })
         .def_property_readonly ("plugin_data", [] (const Plugin& p) { return withoutGil ([&] { return p.pluginData(); }); },
                                 "The plugin's own state data, without fxgrad's header (what presets carry).")

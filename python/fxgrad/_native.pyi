@@ -90,7 +90,8 @@ class Plugin:
     def process(self, audio: FloatArray) -> FloatArray:
         """Process (channels, samples) float32 audio; stateful across calls; releases the GIL."""
     def reset(self) -> None:
-        """Clear DSP state: the instance behaves as a fresh one with the current parameters."""
+        """Clear DSP state: the instance behaves as a fresh one with the current parameters (a new
+        instance, for LADSPA and for VST2/VST3 plugins that keep DSP state through deactivation)."""
     def load_plugin_data(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Apply a preset's state data (as ``plugin_data`` gives) to this plugin."""
     vst3_preset: bytes  # VST3: the current state as a .vstpreset, by Steinberg's PresetFile::savePreset
