@@ -11,6 +11,7 @@ fault mode is harmless (none, NaN).
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -678,3 +679,26 @@ def test_a_pinned_value_that_avoids_a_fault_at_the_defaults_trains(tmp_path, mon
     assert len(records) == 1  # the probe passed, and is not run again for the same files
     Trainer(config, overwrite=True, progress=False).close()
     assert json.loads((tmp_path / "probes.json").read_text()) == records
+
+
+FAULTS_WHEN_LOADED = FIXTURES / "faults_when_loaded.so"  # plugins/fixtures/faults_when_loaded.c
+
+
+@pytest.mark.parametrize("isolation", ["process", "sandbox"])  # the sandbox too loads the chain in this process
+@pytest.mark.parametrize("fault,how", [("crash", "died by SIGSEGV"), ("hang", "did not answer within 2 s")])
+def test_train_with_a_plugin_that_faults_when_loaded_ends_in_one_clear_error(tmp_path, fault, how, isolation):
+    library = tmp_path / f"{fault}s_when_loaded.so"  # the file's name chooses the fault
+    shutil.copy(FAULTS_WHEN_LOADED, library)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(defaults_config(tmp_path, "gain", isolation=isolation, library=library)))
+    result = subprocess.run(
+        [sys.executable, "-m", "fxgrad", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FXGRAD_PROBE_CACHE": str(tmp_path / "probes.json")},
+    )
+    assert result.returncode == 1, (result.returncode, result.stderr)  # an error, never a signal or a hang
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("fxgrad:")]
+    assert line.startswith(f"fxgrad: error: chain: the chain {how} while loading plugin 0 ({library}#gain)"), line
+    assert not (tmp_path / "run").exists()

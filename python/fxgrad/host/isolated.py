@@ -71,7 +71,7 @@ def _serve(connection, build: Dict[str, Any]) -> None:
         if build["kind"] == "plugin":
             target: Any = plugins.load_in_process(build["identifier"], **build["options"])
         elif build["kind"] == "probe":
-            target = _probe(connection, build["config"])
+            target = _probe(connection, build["config"], build.get("render", True))
         else:
             target = plugins.Chain.from_config(build["config"])
     except BaseException as error:  # reported to the parent, which raises it
@@ -100,10 +100,10 @@ def _serve(connection, build: Dict[str, Any]) -> None:
             connection.send(("error", error))
 
 
-def _probe(connection, config: Dict[str, Any]) -> Any:
-    """The child of :func:`probe_chain`: each plugin loaded, then a few blocks of noise through
-    each in turn at the chain's preset and pinned settings, saying before each step what it does
-    (so that a death or a hang names the plugin)."""
+def _probe(connection, config: Dict[str, Any], render: bool = True) -> Any:
+    """The child of :func:`probe_chain`: each plugin loaded, then (``render``) a few blocks of
+    noise through each in turn at the chain's preset and pinned settings, saying before each step
+    what it does (so that a death or a hang names the plugin)."""
     from . import plugins
 
     options = {key: config[key] for key in ("sample_rate", "block_size", "channels") if key in config}
@@ -113,6 +113,8 @@ def _probe(connection, config: Dict[str, Any]) -> Any:
         connection.send(("progress", f"loading plugin {k} ({identifier})"))
         loaded.append(plugins.load_in_process(identifier, plugin=select, **options))
     chain = plugins.Chain(loaded, config.get("learned"), config.get("pinned"))
+    if not render:
+        return chain
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, (chain.channels, 4 * chain.block_size)).astype(np.float32)
     for k, plugin in enumerate(chain.plugins):
         name = getattr(loaded[k], "_source", plugin.identifier)
@@ -376,10 +378,11 @@ class _ChainProbe(_Isolated):
         return "the chain"
 
 
-def probe_chain(config: Dict[str, Any], timeout_s: Optional[float] = None) -> None:
+def probe_chain(config: Dict[str, Any], timeout_s: Optional[float] = None, render: bool = True) -> None:
     """Loads the chain of ``config`` (a chain config dict, as :meth:`fxgrad.Chain.from_config`
-    takes) in a child process and renders a few blocks of noise through each plugin in turn at
-    its preset and pinned settings, each step within ``timeout_s`` (default 30 s). A plugin that
-    crashes, aborts or hangs there raises ``PluginCrashedError`` / ``PluginTimeoutError`` naming
-    it and what it was doing, instead of ending or hanging the caller that loads it next."""
-    _ChainProbe({"kind": "probe", "config": dict(config)}, timeout_s).close()
+    takes) in a child process and (``render``) renders a few blocks of noise through each plugin
+    in turn at its preset and pinned settings, each step within ``timeout_s`` (default 30 s). A
+    plugin that crashes, aborts or hangs there raises ``PluginCrashedError`` /
+    ``PluginTimeoutError`` naming it and what it was doing, instead of ending or hanging the
+    caller that loads it next."""
+    _ChainProbe({"kind": "probe", "config": dict(config), "render": render}, timeout_s).close()

@@ -6,8 +6,10 @@ would end (or hang) the process that loads it. :func:`checked_chain` runs
 raises an error naming the plugin. A chain that passed is remembered under the identity of its
 plugins' files (path, size and modification time of every file of each bundle or library) and
 its settings, so the next run with the same files skips the probe; fxgrad's own effects are
-never probed. With isolation "sandbox" the probe runs in a sandboxed worker
-(:func:`probe_in_sandbox`): the chain's plugins then render nowhere outside the sandbox.
+never probed. With isolation "sandbox" the child only loads the chain (what loading it in this
+process runs anyway) and the rendering runs in a sandboxed worker (:func:`probe_in_sandbox`):
+the chain's plugins then render nowhere outside the sandbox, and a plugin that faults when it
+is loaded costs the child, not this process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -104,20 +106,24 @@ def probe_in_sandbox(chain: Chain, timeout_s: Optional[float] = None) -> None:
 
 
 def checked_chain(
-    config: Mapping[str, Any], timeout_s: Optional[float] = None, sandboxed: Optional[Chain] = None
-) -> None:
+    config: Mapping[str, Any], timeout_s: Optional[float] = None, load: Optional[Callable[[], Chain]] = None
+) -> Optional[Chain]:
     """Probe ``config``'s chain in a child process unless fxgrad's own effects make it up or the
     same settings and files passed before; raises what :func:`probe_chain` raises.
-    ``sandboxed``: the chain as loaded here, probed instead in the sandbox (:func:`probe_in_sandbox`)."""
+    ``load``: with isolation "sandbox", how this process loads the chain; the child then only
+    loads it, and the chain ``load`` returns renders in the sandbox (:func:`probe_in_sandbox`)
+    and is returned."""
     if not needs_probe(config):
-        return
+        return load() if load is not None else None
     key = identity(config)
     if key in _records():
-        return
-    if sandboxed is None:
-        probe_chain(dict(config), timeout_s)
-    else:
-        probe_in_sandbox(sandboxed, timeout_s)
+        return load() if load is not None else None
+    probe_chain(dict(config), timeout_s, render=load is None)
+    chain = load() if load is not None else None
+    if chain is not None:
+        if chain.num_parameters == 0:
+            return chain  # nothing a rack could render: the caller refuses it
+        probe_in_sandbox(chain, timeout_s)
     records = _records()
     records[key] = time.time()
     newest = sorted(records.items(), key=lambda item: item[1])[-MAX_RECORDS:]
@@ -125,3 +131,4 @@ def checked_chain(
         atomic_write_bytes(cache_file(), json.dumps(dict(newest)).encode())
     except OSError:
         pass  # a read-only cache: the probe runs again next time
+    return chain

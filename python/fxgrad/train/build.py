@@ -87,10 +87,10 @@ def _synthetic_splits(config: Config, world: World, progress: bool) -> Dict[str,
     }
 
 
-def _probed(config: Config, sandboxed: Optional[Chain] = None) -> None:
+def _probed(config: Config, load: Optional[Callable[[], Chain]] = None) -> Optional[Chain]:
     """:func:`fxgrad.host.probes.checked_chain`, its faults as a :class:`TrainingError`."""
     try:
-        checked_chain(config.chain_config(), config.spsa.timeout_s, sandboxed)
+        return checked_chain(config.chain_config(), config.spsa.timeout_s, load)
     except (_native.PluginCrashedError, _native.PluginTimeoutError, _native.PluginOutputError) as error:
         raise TrainingError(
             f"chain: {error}; the run was not started (pin a value that avoids it, or leave the plugin out; "
@@ -101,16 +101,22 @@ def _probed(config: Config, sandboxed: Optional[Chain] = None) -> None:
 def build_chain(config: Config) -> Chain:
     """The config's chain, loaded (a :class:`ConfigError` names what in ``chain`` is wrong).
     With isolation, a chain of third-party plugins is first tried where a fault cannot end this
-    process (:mod:`fxgrad.host.probes`; with ``sandbox``, loaded here and rendered in a
-    sandboxed worker, so that no plugin renders outside the sandbox): a plugin that crashes,
-    aborts or hangs when loaded or at its preset and pinned settings is a :class:`TrainingError`
-    naming it, within ``spsa.timeout_s`` per step, instead of a signal or a hang of this process."""
+    process (:mod:`fxgrad.host.probes`; with ``sandbox``, a child loads it, then this process,
+    and it renders in a sandboxed worker, so that no plugin renders outside the sandbox): a
+    plugin that crashes, aborts or hangs when loaded or at its preset and pinned settings is a
+    :class:`TrainingError` naming it, within ``spsa.timeout_s`` per step, instead of a signal or
+    a hang of this process."""
+
+    def load() -> Chain:
+        return Chain.from_config(config.chain_config())
+
     try:
-        if config.spsa.isolation == "process":
-            _probed(config)
-        chain = Chain.from_config(config.chain_config())
-        if config.spsa.isolation == "sandbox" and chain.num_parameters > 0:
-            _probed(config, chain)
+        if config.spsa.isolation == "sandbox":
+            chain = _probed(config, load)
+        else:
+            if config.spsa.isolation == "process":
+                _probed(config)
+            chain = load()
     except FileNotFoundError as error:
         raise TrainingError(f"chain: {error}") from None
     except (ValueError, KeyError) as error:
