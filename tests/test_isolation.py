@@ -538,7 +538,8 @@ def test_ctrl_c_ends_a_wait_on_a_hung_plugin_at_once(run_python):
     assert second == "restarted ['interrupted'] [True, False] 0.10000000149011612", second
 
 
-def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_fxgrad_train_stops_within_a_second_on_a_signal_during_a_hang(tmp_path, sent):
     config = isolated_training_config(tmp_path, steps=4)
     fault_every_render(config, "hang")
     config.spsa.timeout_s = 60.0
@@ -558,7 +559,7 @@ def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
             break
     time.sleep(1.0)  # inside the first step's forward, waiting on a hung worker
     started = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     stopped = None
     for line in process.stdout:  # the run has stopped once it says where its checkpoint is
         output.append(line)
@@ -567,7 +568,7 @@ def test_fxgrad_train_stops_within_a_second_on_sigint_during_a_hang(tmp_path):
     code = process.wait(10)
     text = "".join(output)
     assert code == 130 and stopped is not None and stopped < 1.0, (code, stopped, text)
-    assert "SIGINT received at train step 0" in text and "resume with:" in text, text
+    assert f"{sent.name} received at train step 0" in text and "resume with:" in text, text
     state = torch.load(config.run_dir / "checkpoint.pt", weights_only=True)
     assert state["step"] == 0
 
