@@ -6,7 +6,10 @@ contained; outputs are bit-identical to in-process lanes; the parent's environme
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -71,15 +74,54 @@ def test_the_sandbox_does_not_inherit_the_parent_s_environment(monkeypatch, tmp_
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     layer = escape_layer(shared, "sandbox", tmp_path / "log")
     (pid,) = layer.rack.worker_pids[:1]
-    variables = dict(
-        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
-    )
+    variables = environment(pid)
     assert "FXGRAD_TEST_SECRET" not in variables and "PATH" not in variables
     private = Path(variables["TMPDIR"])  # in /tmp whatever the parent's TMPDIR: nobody can reach it
     assert private.parent == Path("/tmp") and private.name.startswith("fxgrad-worker-") and private.is_dir()
     del layer
     assert not private.exists()  # the parent removed it
     assert list(tmp_path.iterdir()) == [tmp_path / "log"]
+
+
+def test_the_folders_of_sandboxed_workers_whose_parent_was_killed_are_removed_by_the_next_sandbox(run_python):
+    """A worker of a parent killed by SIGKILL empties its folder, but cannot remove it (inside the
+    sandbox it is a mount point in a read-only /tmp): the next process to start a sandbox does."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time, fxgrad
+            from fxgrad.torch import PluginLayer
+            plugin = fxgrad.load({str(MISBEHAVE)!r}, sample_rate=22050, block_size=64, channels=1)
+            layer = PluginLayer(fxgrad.Chain([plugin], ["gain_db"]), lanes=2, threads=2, workers=2, isolation="sandbox")
+            print(" ".join(map(str, layer.rack.worker_pids)), flush=True)
+            time.sleep(600)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        folders = [Path(environment(pid)["TMPDIR"]) for pid in pids]
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(folders) == 2 and all(folder.parent == Path("/tmp") for folder in folders), folders
+    result = run_python(f"""
+        import fxgrad
+        from fxgrad.torch import PluginLayer
+        plugin = fxgrad.load({str(MISBEHAVE)!r}, sample_rate=22050, block_size=64, channels=1)
+        PluginLayer(fxgrad.Chain([plugin], ["gain_db"]), lanes=1, threads=1, isolation="sandbox")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert [folder for folder in folders if folder.exists()] == []
+
+
+def environment(pid):
+    """The environment variables of process ``pid``."""
+    text = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in text.split("\0") if "=" in item)
 
 
 @pytest.mark.parametrize("fault,detail", [(1, "SIGSEGV"), (2, "SIGABRT"), (3, "no answer within 2 s")])

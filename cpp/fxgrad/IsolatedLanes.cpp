@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <filesystem>
+#include <mutex>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -75,13 +76,42 @@ std::string locateWorker()
     return candidate.string();
 }
 
-/** A private folder for one worker's temporary files, in the parent's TMPDIR (or /tmp). A
-    sandboxed worker's is in /tmp itself: it reaches the folder by its path, and as `nobody` (under
-    root) it could not pass through a TMPDIR only its owner may enter. */
+constexpr const char* folderPrefix = "fxgrad-worker-";
+
+/** Removes the empty sandboxed workers' folders in /tmp whose parent is gone: a parent killed by
+    SIGKILL cannot remove them, and a sandboxed worker cannot either (inside, its folder is a
+    mount point in a read-only /tmp). Their names hold the parent's PID; rmdir never removes a
+    folder with anything in it. Once per process, before its first sandboxed worker. */
+void removeOrphanedFolders()
+{
+    std::error_code ignored;
+    const std::string prefix = folderPrefix;
+    for (const auto& entry : std::filesystem::directory_iterator ("/tmp", ignored)) {
+        const auto name = entry.path().filename().string();
+        const auto dash = name.find ('-', prefix.size());
+        if (name.rfind (prefix, 0) != 0 || dash == std::string::npos || dash == prefix.size())
+            continue;
+        const auto pid = name.substr (prefix.size(), dash - prefix.size());
+        if (pid.find_first_not_of ("0123456789") != std::string::npos || pid.size() > 9)
+            continue;
+        if (kill ((pid_t) std::stol (pid), 0) == 0 || errno != ESRCH)
+            continue;  // its parent lives (or is another user's)
+        rmdir (entry.path().c_str());
+    }
+}
+
+/** A private folder for one worker's temporary files, in the parent's TMPDIR (or /tmp), named
+    after this process. A sandboxed worker's is in /tmp itself: it reaches the folder by its path,
+    and as `nobody` (under root) it could not pass through a TMPDIR only its owner may enter. */
 std::string makeTemporaryFolder (bool sandbox)
 {
+    if (sandbox) {
+        static std::once_flag swept;
+        std::call_once (swept, removeOrphanedFolders);
+    }
     const char* base = sandbox ? nullptr : std::getenv ("TMPDIR");
-    std::string pattern = std::string (base != nullptr && *base != '\0' ? base : "/tmp") + "/fxgrad-worker-XXXXXX";
+    std::string pattern = std::string (base != nullptr && *base != '\0' ? base : "/tmp") + "/" + folderPrefix
+                        + std::to_string (getpid()) + "-XXXXXX";
     if (mkdtemp (pattern.data()) == nullptr)
         fail (ErrorKind::Value, "cannot create a worker's temporary folder in " + pattern.substr (0, pattern.rfind ('/'))
               + ": " + std::strerror (errno));
