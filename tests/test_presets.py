@@ -233,6 +233,28 @@ def test_reading_the_state_keeps_values_set_before_it():
     assert np.array_equal(plugin.clone().process(audio), expected)
 
 
+def test_lanes_take_values_set_just_before_they_are_made():
+    """The rack's lanes and render_batch's copies start from the state of a Zam VST3 whose last
+    values have not reached its processor yet (no block since they were set)."""
+    plugin = load(ZAM_COMP_VST3)
+    audio = np.random.default_rng(3).standard_normal((2, 8192)).astype(np.float32) * 0.3
+    plugin.process(audio)
+    plugin.set("threshold", -30.0)
+    plugin.set("knee", 3.0)
+    chain = fxgrad.Chain([plugin], ["0.ratio"])
+    theta = np.array([[0.8], [0.3]], np.float32)
+    expected = []
+    for value in theta[:, 0]:
+        plugin.set("ratio", float(value), normalized=True)
+        expected.append(reference(plugin, audio))
+    batch = fxgrad.render_batch(chain, theta, audio, threads=2)
+    rack = fxgrad._native.Rack(chain, 2, 0.01, 1, "lockstep", "two-sided", 0, 2, 0)
+    lanes = rack.forward(theta, np.stack([audio, audio]), record=False)
+    for k in range(2):
+        assert np.array_equal(batch[k], expected[k]) and np.array_equal(lanes[k], expected[k]), k
+    assert not np.array_equal(expected[0], expected[1])
+
+
 # ---------------------------------------------------------------------------- file layouts
 
 
