@@ -29,6 +29,7 @@ from fxgrad.io.presets import (
 OPTIONS = dict(sample_rate=44100, block_size=512, channels=2)
 ZAM_COMP_VST3 = "/usr/lib/vst3/ZamComp.vst3"
 ZAM_COMP_VST2 = "/usr/lib/vst/ZamComp-vst.so"
+ZAM_EQ2_VST2 = "/usr/lib/vst/ZamEQ2-vst.so"
 LSP_COMP_VST2 = "/usr/lib/vst/lsp-plugins/compressor-stereo.so"
 LSP_COMP_LV2 = "http://lsp-plug.in/plugins/lv2/compressor_stereo"
 LV2_PLUGINS = {
@@ -115,9 +116,27 @@ jobs = json.load(open(sys.argv[1]))
 audio = np.load(sys.argv[2])
 for job in jobs:
     plugin = fxgrad.load(job["identifier"], **job["options"])
-    load_preset(plugin, job["preset"])
+    if job["preset"].endswith(".state"):
+        plugin.load_state(open(job["preset"], "rb").read())
+    else:
+        load_preset(plugin, job["preset"])
     np.save(job["out"], plugin.process(audio))
 """
+
+
+def render_elsewhere(folder, jobs, audio):
+    """Each job's plugin loaded in one fresh process, given the job's preset or state, rendering ``audio``."""
+    np.save(folder / "audio.npy", audio)
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(folder / "jobs.json"), str(folder / "audio.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [np.load(job["out"]) for job in jobs]
+
 
 CHAIN = {
     "plugins": [ZAM_COMP_VST3, ZAM_COMP_VST2, LSP_COMP_VST2, LSP_COMP_LV2],
@@ -146,22 +165,13 @@ def fresh_renders(tmp_path_factory):
         write_lv2_preset(plugins[5], folder / "own.preset.lv2"),
     ]
     audio = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32) * 0.3
-    np.save(folder / "audio.npy", audio)
     jobs = [
         {"identifier": p.identifier, "options": OPTIONS, "preset": str(path), "out": str(folder / f"{k}.npy")}
         for k, (p, path) in enumerate(zip(plugins, paths))
     ]
-    (folder / "jobs.json").write_text(json.dumps(jobs))
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(folder / "jobs.json"), str(folder / "audio.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    rendered = render_elsewhere(folder, jobs, audio)
     expected = [reference(p, audio) for p in plugins]
     defaults = [fxgrad.load(p.identifier, **OPTIONS).process(audio) for p in plugins]
-    rendered = [np.load(job["out"]) for job in jobs]
     return plugins, paths, expected, defaults, rendered
 
 
@@ -183,6 +193,27 @@ def test_pinned_values_and_late_sets_are_in_the_presets(fresh_renders):
         )
 
 
+def test_a_vst2_program_holds_the_values_set_not_a_float_step_off(tmp_path):
+    """ZamEQ2 (DPF's VST2) reads some parameters back a float step from the value set (its
+    bandwidth 0.6660288 as 0.66602886, which it renders 1.8e-7 otherwise): its .fxp and its state
+    carry the values set, so both render bit for bit in another process what the plugin rendered."""
+    plugin = load(ZAM_EQ2_VST2)
+    adjust(plugin, seed=5)
+    plugin.set("boost_cut_2", 0.46739, normalized=True)
+    plugin.set("bandwidth_2", 0.6660288, normalized=True)
+    (tmp_path / "eq.state").write_bytes(plugin.state)
+    files = [write_fxp(plugin, tmp_path / "eq.fxp"), tmp_path / "eq.state"]
+    jobs = [
+        {"identifier": plugin.identifier, "options": OPTIONS, "preset": str(f), "out": str(f) + ".npy"} for f in files
+    ]
+    audio = np.random.default_rng(2).standard_normal((2, 8192)).astype(np.float32) * 0.3
+    expected = reference(plugin, audio)
+    for path, rendered in zip(files, render_elsewhere(tmp_path, jobs, audio)):
+        assert np.array_equal(rendered, expected), (path.name, float(np.max(np.abs(rendered - expected))))
+    values = parse_fxp(files[0].read_bytes()).values
+    assert values[plugin.parameter_index("bandwidth_2")] == np.float32(0.6660288)
+
+
 def test_reading_the_state_keeps_values_set_before_it():
     """A Zam (DPF) VST3 takes parameter changes only with audio: reading its state must neither
     miss values set since the last block nor make the plugin forget them."""
@@ -200,6 +231,28 @@ def test_reading_the_state_keeps_values_set_before_it():
     assert np.array_equal(plugin.process(audio), expected)
     assert np.array_equal(restored.process(audio), expected)
     assert np.array_equal(plugin.clone().process(audio), expected)
+
+
+def test_lanes_take_values_set_just_before_they_are_made():
+    """The rack's lanes and render_batch's copies start from the state of a Zam VST3 whose last
+    values have not reached its processor yet (no block since they were set)."""
+    plugin = load(ZAM_COMP_VST3)
+    audio = np.random.default_rng(3).standard_normal((2, 8192)).astype(np.float32) * 0.3
+    plugin.process(audio)
+    plugin.set("threshold", -30.0)
+    plugin.set("knee", 3.0)
+    chain = fxgrad.Chain([plugin], ["0.ratio"])
+    theta = np.array([[0.8], [0.3]], np.float32)
+    expected = []
+    for value in theta[:, 0]:
+        plugin.set("ratio", float(value), normalized=True)
+        expected.append(reference(plugin, audio))
+    batch = fxgrad.render_batch(chain, theta, audio, threads=2)
+    rack = fxgrad._native.Rack(chain, 2, 0.01, 1, "lockstep", "two-sided", 0, 2, 0)
+    lanes = rack.forward(theta, np.stack([audio, audio]), record=False)
+    for k in range(2):
+        assert np.array_equal(batch[k], expected[k]) and np.array_equal(lanes[k], expected[k]), k
+    assert not np.array_equal(expected[0], expected[1])
 
 
 # ---------------------------------------------------------------------------- file layouts

@@ -129,6 +129,7 @@ private:
     bool probeResetKeepsState() const;
     void renewInstance();
     std::string readCurrent (const std::function<std::string (juce::AudioPluginInstance&)>& read) const;
+    std::string withValuesSet (std::string vst2Data) const;
     std::unique_lock<std::recursive_mutex> lockForUse() const;
     size_t checkedStateData (const std::string& blob) const;
     float juceValueFor (int index, float plain, float normalized) const;

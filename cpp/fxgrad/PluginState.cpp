@@ -3,6 +3,7 @@
 // (lilv's preset bundles).
 #include "Plugin.h"
 
+#include <cstring>
 #include <functional>
 
 #include "Errors.h"
@@ -102,7 +103,48 @@ std::string Plugin::pluginData() const
     // and lilv writes the others with 8 decimals: fxgrad writes them in full (Lv2PresetPatch.h).
     if (isLv2())
         state = withPortValues (std::move (state), portValues());
+    if (isVst2())
+        state = withValuesSet (std::move (state));
     return state;
+}
+
+std::string Plugin::withValuesSet (std::string data) const
+{
+    // A VST2 host reads a parameter back through the plugin's getParameter(); DPF's plugins
+    // answer normalise (plain (x)), for some parameters (ZamEQ2's gains) a float step away from
+    // the x that was set, so a program loaded elsewhere rendered a little otherwise (1.8e-7).
+    // A parameter-form program (FxCk, or the current one of an FxBk bank) carries the values
+    // set; one further off (a switch the plugin snapped) stays the plugin's.
+    const auto readInt = [&] (size_t at) {
+        uint32_t v;
+        std::memcpy (&v, data.data() + at, 4);
+        return juce::ByteOrder::swapIfLittleEndian (v);
+    };
+    const auto magic = data.size() >= 12 ? data.substr (8, 4) : std::string();
+    size_t valuesAt = 56;   // fxProgram: seven int32 fields, a 28-byte name, the values
+    if (magic == "FxBk") {   // fxSet: seven int32 fields, 128 bytes reserved, the programs
+        if (data.size() < 156 + 56)
+            return data;
+        const size_t programBytes = 56 + 4 * (size_t) readInt (156 + 24);
+        valuesAt = 156 + programBytes * (size_t) std::max (0, live().getCurrentProgram()) + 56;
+    } else if (magic != "FxCk") {
+        return data;
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+        const auto at = valuesAt + 4 * (size_t) juceParams[i]->getParameterIndex();
+        if (at + 4 > data.size())
+            continue;
+        const uint32_t bits = readInt (at);
+        float written, target = juceTarget ((int) i);
+        std::memcpy (&written, &bits, 4);
+        if (written != target && std::abs (written - target) <= 1.0e-6f) {
+            uint32_t swapped;
+            std::memcpy (&swapped, &target, 4);
+            swapped = juce::ByteOrder::swapIfLittleEndian (swapped);
+            std::memcpy (data.data() + at, &swapped, 4);
+        }
+    }
+    return data;
 }
 
 void Plugin::loadPluginData (const std::string& data)
@@ -197,7 +239,7 @@ std::string Plugin::vst2Program() const
         fail (ErrorKind::Value, "'" + pluginInfo.name + "' is " + pluginInfo.format + ", not VST2: no .fxp");
     juce::MemoryBlock block;
     live().getCurrentProgramStateInformation (block);
-    return toString (block);
+    return withValuesSet (toString (block));
 }
 
 std::string Plugin::lv2Preset (const std::string& fileUri, const std::string& label) const

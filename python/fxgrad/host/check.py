@@ -171,6 +171,7 @@ def describe(result: Dict[str, Any]) -> str:
             ("reset_exact", "reset differs from a fresh instance"),
             ("state_exact", "state round trip differs"),
             ("reset_fresh", "reset() leaves it unlike a fresh instance"),
+            ("fresh_other_process", "a fresh instance in another process sounds different"),
             ("state_other_process", "its state loaded in another process sounds different"),
             ("preset_other_process", f"its {result.get('preset_file')} preset does not round-trip"),
             ("preset_lilv", "lilv does not read its preset's values"),

@@ -13,10 +13,12 @@ A worker of ``fxgrad check`` runs ``python -m fxgrad.io.check_presets``: the pro
 3. saves ``plugin.state`` and the preset file a DAW opens (:func:`fxgrad.io.presets.write_presets`'
    writers: .vstpreset, .fxp, LV2 bundle; none for LADSPA); an LV2 preset is also read by lilv
    (:mod:`fxgrad.io.lilv`), whose port values must be the plugin's;
-4. a fresh process (``python -m fxgrad.io.check_presets --render JOB``) loads the state into one
-   new instance and the preset into another, renders the noise with each, and the outputs are
-   compared with the expected one (equal, or within the spread; for fxgrad's own plugins, whose
-   state carries their DSP state, with the plugin's own continuation);
+4. a fresh process (``python -m fxgrad.io.check_presets --render JOB``) first renders the noise
+   with a new instance given the settings as values (``fresh_other_process``: whether the plugin
+   sounds the same in another process at all; ZamHeadX2's first instance in a process does not),
+   then loads the state into a new instance and the preset into another, renders with each, and
+   the outputs are compared with the expected one (equal, or within the spread; for fxgrad's own
+   plugins, whose state carries their DSP state, with the plugin's own continuation);
 5. ``reset()`` on the first instance (which has rendered and had its settings changed) and a
    render: equal to the fresh instances' output (``reset_fresh``).
 """
@@ -86,7 +88,8 @@ def probe_presets(
 ) -> Dict[str, Any]:
     """The state and preset round trip through another process, and reset freshness, for one
     plugin. Returns ``reset_fresh``, ``run_to_run_spread`` (the largest sample difference of two
-    fresh instances at the same settings), ``state_other_process`` (the state loaded elsewhere
+    fresh instances at the same settings), ``fresh_other_process`` (a fresh instance given the
+    settings in another process renders as here), ``state_other_process`` (the state loaded elsewhere
     renders as the plugin), ``preset_file`` (the kind written, or None), ``preset_other_process``
     and, for LV2, ``preset_lilv`` (lilv reads the plugin's port values from it); a failure's
     detail in ``preset_note``."""
@@ -114,22 +117,28 @@ def probe_presets(
         preset = _write_preset(plugin, folder, found, notes)
         np.save(folder / "audio.npy", x)
         job = {"identifier": identifier, "select": select, "options": options, "folder": str(folder), "preset": preset}
+        job["values"] = [[p.index, v] for p, v in zip(plugin.parameters, normalized)]
         # A state of fxgrad's own plugins carries their DSP state: it continues where the plugin was.
         saved = plugin.process(x) if plugin.has_dsp_snapshot else expected
         rendered = _render_elsewhere(job, folder)
         if "error" in rendered:
             notes.append(rendered["error"])
-            found["state_other_process"] = False
+            found["fresh_other_process"] = found["state_other_process"] = False
             found["preset_other_process"] = False if preset else None
         else:
-            for key, name in (("state_other_process", "state"), ("preset_other_process", "preset")):
+            for key, name in (
+                ("fresh_other_process", "fresh"),
+                ("state_other_process", "state"),
+                ("preset_other_process", "preset"),
+            ):
                 if name not in rendered:
                     found[key] = None if name == "preset" and not preset else False
                     continue
-                difference = _spread(np.load(rendered[name]), saved)
+                difference = _spread(np.load(rendered[name]), expected if name == "fresh" else saved)
                 found[key] = bool(difference <= spread)
                 if difference > spread:
-                    notes.append(f"{name} loaded in another process differs by {difference:.3g} (spread {spread:.3g})")
+                    what = "a fresh instance in" if name == "fresh" else f"{name} loaded in"
+                    notes.append(f"{what} another process differs by {difference:.3g} (spread {spread:.3g})")
             notes.extend(rendered.get("notes", []))
     plugin.reset()
     reset_difference = _spread(plugin.process(x), expected)
@@ -203,8 +212,11 @@ def _render_elsewhere(job: Dict[str, Any], folder: Path) -> Dict[str, Any]:
 
 
 def _render_job(path: str) -> None:
-    """The fresh process: load the state into one new instance and the preset into another,
-    render the job's audio with each and write the outputs (and any failure) beside the job."""
+    """The fresh process: a new instance given the job's values, then one loading the state and
+    one the preset; each renders the job's audio, and the outputs (and any failure) are written
+    beside the job. The first instance of a process takes any first-instance difference a
+    plugin has (a table it fills once per process), so the state's and preset's are later ones,
+    as in the probe's own process."""
     from .presets import load_preset
 
     job = json.loads(Path(path).read_text())
@@ -212,6 +224,7 @@ def _render_job(path: str) -> None:
     audio = np.load(folder / "audio.npy")
     answer: Dict[str, Any] = {"notes": []}
     for name, apply in (
+        ("fresh", lambda p: [p.set(k, v, normalized=True) for k, v in job["values"]]),
         ("state", lambda p: p.load_state((folder / "state.bin").read_bytes())),
         ("preset", (lambda p: load_preset(p, job["preset"])) if job["preset"] else None),
     ):
