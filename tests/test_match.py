@@ -16,7 +16,7 @@ from fxgrad.data.synth import make_source
 from fxgrad.host.render import render_automation
 from fxgrad.io.params import read_parameter_csv, write_parameter_csv
 from fxgrad.match.identifiability import identifiability
-from fxgrad.match.loss import MatchLoss
+from fxgrad.match.loss import _ROWS_PER_THREAD, MatchLoss
 
 torch.set_num_threads(1)
 
@@ -267,12 +267,15 @@ def test_match_of_a_segment_renders_the_whole_input_and_moves_a_setting_off_its_
 def test_the_loss_of_a_population_is_each_items_loss_whatever_the_threads():
     reference = source(seconds=1.5, seed=1)
     rng = np.random.default_rng(0)
-    outputs = np.stack([g * reference + 1e-3 * rng.standard_normal(reference.shape) for g in np.linspace(0.5, 1.5, 7)])
+    # enough items that three threads share them (each takes at least _ROWS_PER_THREAD rows)
+    gains = np.linspace(0.5, 1.5, 25)
+    outputs = np.stack([g * reference + 1e-3 * rng.standard_normal(reference.shape) for g in gains])
     outputs = outputs.astype(np.float32)
+    assert len(outputs) * reference.shape[0] >= 3 * _ROWS_PER_THREAD
     batched = MatchLoss(reference, RATE, threads=1)(outputs)
     assert np.array_equal(MatchLoss(reference, RATE, threads=3)(outputs), batched)
     assert np.array_equal(MatchLoss(reference, RATE)(torch.from_numpy(outputs[2:3])), batched[2:3])
     # the gain of 1 matches best, and the loss grows with the gain error on either side
-    assert (np.diff(batched[:4]) < 0).all() and (np.diff(batched[3:]) > 0).all(), batched
+    assert (np.diff(batched[:13]) < 0).all() and (np.diff(batched[12:]) > 0).all(), batched
     with pytest.raises(ValueError, match="channel"):
         MatchLoss(reference, RATE)(np.zeros((2, 2, reference.shape[1]), np.float32))
