@@ -7,6 +7,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -249,10 +250,30 @@ def test_lanes_take_values_set_just_before_they_are_made():
         expected.append(reference(plugin, audio))
     batch = fxgrad.render_batch(chain, theta, audio, threads=2)
     rack = fxgrad._native.Rack(chain, 2, 0.01, 1, "lockstep", "two-sided", 0, 2, 0)
+    time.sleep(0.3)  # what the copies' message thread does later has happened (see the next test)
     lanes = rack.forward(theta, np.stack([audio, audio]), record=False)
     for k in range(2):
         assert np.array_equal(batch[k], expected[k]) and np.array_equal(lanes[k], expected[k]), k
     assert not np.array_equal(expected[0], expected[1])
+
+
+def test_a_clone_keeps_its_values_once_the_message_thread_has_caught_up():
+    """DPF's VST3s list a "Current Program" parameter: setting it, even to the value it has,
+    loads that program a little later on the message thread. A copy that set every value again
+    after its state rendered the program's defaults from then on (a rack's lanes, made a moment
+    before they first render, now and then)."""
+    plugin = load(ZAM_COMP_VST3)
+    audio = np.random.default_rng(4).standard_normal((2, 8192)).astype(np.float32) * 0.3
+    plugin.set("threshold", -30.0)
+    plugin.set("knee", 3.0)
+    plugin.set("ratio", 0.8, normalized=True)
+    copies = [plugin.clone(), plugin.clone()]
+    copies[1].reset()
+    time.sleep(0.3)
+    expected = reference(plugin, audio)
+    for copy in copies:
+        assert (copy.get("threshold"), copy.get("knee")) == (-30.0, 3.0)
+        assert np.array_equal(copy.process(audio), expected)
 
 
 # ---------------------------------------------------------------------------- file layouts

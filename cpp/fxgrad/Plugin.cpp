@@ -144,8 +144,12 @@ void Plugin::adopt (const std::string& state, const std::vector<float>& normaliz
     setState (state);
     // An LV2 or LADSPA state holds every port value exactly; setting them again through the
     // normalised mapping would round log-scaled values (150 ms -> 149.99997 ms) and break bit-identity.
+    // A value the state already gave is not set again: setting a VST3's program parameter
+    // ("Current Program", DPF's) to the value it has loads that program later, on the message
+    // thread, and put a copy's other parameters back to the program's values.
     for (int i = 0; i < numParameters(); ++i)
-        if (! (isLv2() || ladspa != nullptr) || params[(size_t) i].plainFromText)
+        if ((! (isLv2() || ladspa != nullptr) || params[(size_t) i].plainFromText)
+            && normalizedValues[(size_t) i] != normalized[(size_t) i])
             setNormalized (i, normalized[(size_t) i]);
     reset();
 }
@@ -497,8 +501,11 @@ void Plugin::renewInstance()
     if (state.getSize() > 0)
         instance->setStateInformation (state.getData(), (int) state.getSize());
     settleMessages();
+    // Only the values the state did not give (a program parameter set to its own value loads
+    // that program later: see adopt()).
     for (int i = 0; i < numParameters(); ++i)
-        juceParams[(size_t) i]->setValue (targets[(size_t) i]);
+        if (juceParams[(size_t) i]->getValue() != targets[(size_t) i])
+            juceParams[(size_t) i]->setValue (targets[(size_t) i]);
 }
 
 void Plugin::settleMessages() const
