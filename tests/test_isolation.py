@@ -645,15 +645,11 @@ def defaults_config(tmp_path, label, pinned=None, isolation="process", library=F
     }
 
 
-@pytest.mark.parametrize("isolation", ["process", "sandbox"])  # the sandbox probes in a sandboxed worker
-@pytest.mark.parametrize(
-    "label,how",
-    [("crash", "died by SIGSEGV"), ("abort", "died by SIGABRT"), ("hang", "did not answer within 2 s")],
-)
-def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how, isolation):
+def train_in_a_subprocess(tmp_path, config):
+    """``fxgrad train`` of ``config`` in a fresh process that must end in an error (exit status
+    1, never a signal or a hang): the result and its one ``fxgrad:`` line on stderr."""
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(defaults_config(tmp_path, label, isolation=isolation)))
-    started = time.monotonic()
+    path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
         [sys.executable, "-m", "fxgrad", "train", str(path)],
         capture_output=True,
@@ -661,9 +657,20 @@ def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error
         timeout=120,
         env={**os.environ, "FXGRAD_PROBE_CACHE": str(tmp_path / "probes.json")},
     )
-    took = time.monotonic() - started
-    assert result.returncode == 1, (result.returncode, result.stderr)  # an error, never a signal
+    assert result.returncode == 1, (result.returncode, result.stderr)
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("fxgrad:")]
+    return result, line
+
+
+@pytest.mark.parametrize("isolation", ["process", "sandbox"])  # the sandbox probes in a sandboxed worker
+@pytest.mark.parametrize(
+    "label,how",
+    [("crash", "died by SIGSEGV"), ("abort", "died by SIGABRT"), ("hang", "did not answer within 2 s")],
+)
+def test_train_with_a_plugin_that_faults_at_its_defaults_ends_in_one_clear_error(tmp_path, label, how, isolation):
+    started = time.monotonic()
+    result, line = train_in_a_subprocess(tmp_path, defaults_config(tmp_path, label, isolation=isolation))
+    took = time.monotonic() - started
     assert line.startswith(
         f"fxgrad: error: chain: the chain {how} while processing audio through plugin 0 ('{label}', "
         f"{FAULTS_AT_DEFAULTS}#{label}) at its preset and pinned settings"
@@ -690,16 +697,8 @@ FAULTS_WHEN_LOADED = FIXTURES / "faults_when_loaded.so"  # plugins/fixtures/faul
 def test_train_with_a_plugin_that_faults_when_loaded_ends_in_one_clear_error(tmp_path, fault, how, isolation):
     library = tmp_path / f"{fault}s_when_loaded.so"  # the file's name chooses the fault
     shutil.copy(FAULTS_WHEN_LOADED, library)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(defaults_config(tmp_path, "gain", isolation=isolation, library=library)))
-    result = subprocess.run(
-        [sys.executable, "-m", "fxgrad", "train", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "FXGRAD_PROBE_CACHE": str(tmp_path / "probes.json")},
+    result, line = train_in_a_subprocess(
+        tmp_path, defaults_config(tmp_path, "gain", isolation=isolation, library=library)
     )
-    assert result.returncode == 1, (result.returncode, result.stderr)  # an error, never a signal or a hang
-    (line,) = [line for line in result.stderr.splitlines() if line.startswith("fxgrad:")]
     assert line.startswith(f"fxgrad: error: chain: the chain {how} while loading plugin 0 ({library}#gain)"), line
     assert not (tmp_path / "run").exists()

@@ -113,16 +113,14 @@ def checked_chain(
     ``load``: with isolation "sandbox", how this process loads the chain; the child then only
     loads it, and the chain ``load`` returns renders in the sandbox (:func:`probe_in_sandbox`)
     and is returned."""
-    if not needs_probe(config):
-        return load() if load is not None else None
-    key = identity(config)
-    if key in _records():
-        return load() if load is not None else None
-    probe_chain(dict(config), timeout_s, render=load is None)
+    key = identity(config) if needs_probe(config) else None
+    probed = key is not None and key not in _records()
+    if probed:
+        probe_chain(dict(config), timeout_s, render=load is None)
     chain = load() if load is not None else None
+    if not probed or (chain is not None and chain.num_parameters == 0):
+        return chain  # (no parameters: nothing a rack could render, and the caller refuses it)
     if chain is not None:
-        if chain.num_parameters == 0:
-            return chain  # nothing a rack could render: the caller refuses it
         probe_in_sandbox(chain, timeout_s)
     records = _records()
     records[key] = time.time()
