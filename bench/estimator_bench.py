@@ -36,10 +36,12 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+DEEPAFX = {"estimator": "two-sided", "perturbations": 1, "eps": 0.01, "directions": "rademacher"}
 #: The estimators and settings compared: ``spsa`` overrides (``lanes`` as a factor of the
-#: task's lanes). ``default`` is the task's config as shipped.
+#: task's lanes; ``train``: overrides of the train section). ``default`` is the task's config as
+#: shipped.
 ESTIMATORS: Dict[str, dict] = {
-    "deepafx": {"estimator": "two-sided", "perturbations": 1, "eps": 0.01, "directions": "rademacher"},
+    "deepafx": DEEPAFX,
     "default": {},
     "orthogonal-k2": {"perturbations": 2, "directions": "orthogonal"},
     "orthogonal-k4": {"perturbations": 4, "directions": "orthogonal"},
@@ -53,6 +55,16 @@ ESTIMATORS: Dict[str, dict] = {
     "one-sided-snapshot": {"estimator": "one-sided", "strategy": "snapshot"},
     "shared-eps-0.001": {"shared": True, "eps": 0.001},
     "shared-one-sided": {"shared": True, "estimator": "one-sided", "strategy": "snapshot"},
+    # The same estimators, validated (and saved) with the weights' moving average (train.ema_decay).
+    "deepafx-ema-0.99": {**DEEPAFX, "train": {"ema_decay": 0.99}},
+    "default-ema-0.99": {"train": {"ema_decay": 0.99}},
+    "deepafx-ema-0.995": {**DEEPAFX, "train": {"ema_decay": 0.995}},
+    "shared-one-sided-ema-0.99": {
+        "shared": True,
+        "estimator": "one-sided",
+        "strategy": "snapshot",
+        "train": {"ema_decay": 0.99},
+    },
 }
 #: What every task runs with here: an encoder and lane count sized for 2 CPU cores, training from
 #: the chain's defaults (no fit-static), no early stopping; the same for every estimator.
@@ -107,7 +119,9 @@ def run_one(task: str, estimator: str, seed: int, budget: int, evals: int, overr
     lanes = TASK_LANES.get(task, base.spsa.lanes)
     spsa = dict(ESTIMATORS[estimator])
     lanes = max(1, int(round(lanes * spsa.pop("lanes", 1.0))))
+    train = spsa.pop("train", {})
     settings = [f"spsa.lanes={lanes}"] + [f"spsa.{key}={json.dumps(value)}" for key, value in spsa.items()]
+    settings += [f"train.{key}={json.dumps(value)}" for key, value in train.items()]
     config = task_config(task, [f"output_dir={folder}/run", f"seed={seed}"] + overrides + settings)
     parameters = build_chain(config).num_parameters
     s = config.spsa
@@ -157,6 +171,7 @@ def run_one(task: str, estimator: str, seed: int, budget: int, evals: int, overr
                 "guided_share",
             )
         },
+        "ema_decay": config.train.ema_decay,
         "steps": steps,
         "curve": curve,
         "seconds": time.time() - started,

@@ -27,6 +27,7 @@ from fxgrad.train import (
 )
 from fxgrad.train import checkpoint as checkpoint_module
 from fxgrad.train.checkpoint import CheckpointError, load_checkpoint
+from fxgrad.train.files import BEST
 
 torch.set_num_threads(1)
 
@@ -200,6 +201,60 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, data_dir):
     final_b = load_checkpoint(split.run_dir / CHECKPOINT)["model"]
     for key in final_a:  # Adam moves a weight by up to lr (1e-3) per step whatever its gradient's size
         torch.testing.assert_close(final_a[key].float(), final_b[key].float(), rtol=0.01, atol=5e-3)
+
+
+def test_the_weights_average_is_what_validation_measures_best_pt_holds_and_resume_continues(tmp_path, data_dir):
+    """train.ema_decay: validation, checkpoints' model and best.pt are the moving average of the
+    weights after each step; a resumed run goes on from the raw weights and the average."""
+    decay = 0.8
+    sections = dict(train={"ema_decay": decay, "steps": 12, "steps_per_epoch": 4})
+    after_step, averaged_after = [], []
+
+    def keep(trainer, record):
+        if record["phase"] == "train":
+            after_step.append({k: v.detach().clone() for k, v in trainer.encoder.state_dict().items()})
+            averaged_after.append({k: v.detach().clone() for k, v in trainer.inference_encoder().state_dict().items()})
+
+    whole = tiny_config(tmp_path / "whole", data_dir, **sections)
+    trainer = Trainer(whole, progress=False, callbacks=[keep])
+    trainer.fit()
+    expected = dict(after_step[0])
+    for weights in after_step[1:]:
+        for key, value in weights.items():
+            if value.is_floating_point():
+                expected[key] = torch.lerp(expected[key], value, 1 - decay)
+    state = load_checkpoint(whole.run_dir / CHECKPOINT)
+    assert state["averaging"]["steps"] == 12
+    floats = [k for k, v in expected.items() if v.is_floating_point()]
+    for key in floats:
+        torch.testing.assert_close(state["model"][key], expected[key], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(state["averaging"]["raw_model"][key], after_step[-1][key], rtol=0, atol=0)
+    assert any(not torch.equal(state["model"][k], after_step[-1][k]) for k in floats)
+    # The last epoch ended at the last step: its validation ran the average, not the raw weights.
+    averaged = trainer.validate()
+    assert averaged == trainer.history[-1]["valid_loss"]
+    trainer.average = None
+    assert trainer.validate() != averaged
+    trainer.close()
+    best = load_checkpoint(whole.run_dir / BEST)
+    epoch = min(trainer.history, key=lambda h: h["valid_loss"])["epoch"]
+    assert best["averaging"]["steps"] == 4 * epoch
+    for key in floats:  # best.pt: the average as of the best epoch's end
+        assert torch.equal(best["model"][key], averaged_after[4 * epoch - 1][key])
+
+    split = tiny_config(tmp_path / "split", data_dir, **sections)
+
+    def stop(trainer, record):
+        if record["step"] == 5:
+            trainer.request_stop("test stop")
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(split, progress=False, callbacks=[stop]).fit()
+    Trainer(split, resume=True, progress=False).fit()
+    resumed = load_checkpoint(split.run_dir / CHECKPOINT)
+    assert resumed["averaging"]["steps"] == 12
+    for key in floats:  # as test_resume_continues_like_an_uninterrupted_run allows
+        torch.testing.assert_close(resumed["model"][key], state["model"][key], rtol=0.01, atol=5e-3)
 
 
 def test_keyboard_interrupt_inside_a_step_saves_the_last_complete_step(tmp_path, data_dir):

@@ -131,6 +131,7 @@ class TrainSection:
     lr: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 4.0
+    ema_decay: float = 0.0
     plateau_factor: float = 0.2
     plateau_patience: int = 5
     min_lr: float = 1.6e-6
@@ -330,6 +331,8 @@ def _check_train(t: TrainSection) -> None:
     _positive_fields(t, "train.", "steps", "steps_per_epoch", "lr", "checkpoint_every", "log_every")
     if t.grad_clip is not None:
         _positive(t.grad_clip, "train.grad_clip")
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay must be in [0, 1) (0: no weight average), got {t.ema_decay}")
     if not 0 < t.plateau_factor < 1:
         raise ConfigError(f"train.plateau_factor must be in (0, 1), got {t.plateau_factor}")
     for key in ("pretrain_steps", "progressive_steps", "early_stopping", "plateau_patience", "resume_warmup_frames"):

@@ -17,6 +17,7 @@ import torch
 
 from ..data.stream import contexts
 from ..io.params import parameter_units
+from .averaging import raw_weights
 from .checkpoint import rng_state, set_rng_state
 from .errors import TrainingError
 from .files import CHECKPOINT
@@ -71,7 +72,9 @@ def state_dict(trainer: Any) -> Dict[str, Any]:
         "defaults": trainer.defaults.tolist(),
         "active": trainer.active_mask().tolist(),
         "encoder": trainer.config.encoder_kwargs(trainer.num_parameters),
-        "model": trainer.encoder.state_dict(),
+        # The weights validation measured (their average with train.ema_decay: see averaging.py).
+        "model": trainer.inference_encoder().state_dict(),
+        "averaging": trainer.average.state(trainer.encoder) if trainer.average and trainer.average.started else None,
         **optimisers,
         **counters,
         "stopped_early": trainer.stopped_early,
@@ -132,7 +135,9 @@ def check_compatible(trainer: Any, state: Dict[str, Any]) -> None:
 def restore(trainer: Any, state: Dict[str, Any]) -> None:
     """Continue from ``state`` (checked first), then warm the new plugin instances up."""
     check_compatible(trainer, state)
-    trainer.encoder.load_state_dict(state["model"])
+    trainer.encoder.load_state_dict(raw_weights(state))
+    if trainer.average is not None:
+        trainer.average.load(state["model"], state.get("averaging"))
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.pretrain_optimizer is not None and state.get("pretrain_optimizer"):

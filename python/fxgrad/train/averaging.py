@@ -1,0 +1,60 @@
+"""The encoder's weights averaged over the training steps (``train.ema_decay``): what validation
+measures, ``best.pt`` holds and ``evaluate``/``apply`` run.
+
+SPSA's gradient is an estimate from a few perturbed renders, so the weights jitter from step to
+step about where the loss would take them; an exponential moving average of the weights (Polyak
+averaging) removes much of that jitter at no cost in renders. The average is torch's
+:class:`~torch.optim.swa_utils.AveragedModel`, buffers included (batch norm's running
+statistics are averaged with the weights they belong to).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+
+class WeightAverage:
+    """An exponential moving average of ``encoder``'s weights with ``decay`` per training step
+    (0.99: about the last 100 steps); the first :meth:`update` starts it at the encoder's
+    weights of that moment (after pretraining)."""
+
+    def __init__(self, encoder: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.averaged = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+
+    @property
+    def started(self) -> bool:
+        return int(self.averaged.n_averaged) > 0
+
+    def update(self, encoder: nn.Module) -> None:
+        """Folds the encoder's weights after an optimiser step into the average."""
+        self.averaged.update_parameters(encoder)
+
+    def module(self, encoder: nn.Module) -> nn.Module:
+        """The encoder to run for validation and to save as the model: the average once it has
+        started, else ``encoder`` itself."""
+        return self.averaged.module if self.started else encoder
+
+    def state(self, encoder: nn.Module) -> Dict[str, Any]:
+        """The checkpoint's ``averaging`` entry: the raw weights a resumed run goes on from (the
+        checkpoint's ``model`` holds the average) and how many steps the average holds."""
+        return {"decay": self.decay, "steps": int(self.averaged.n_averaged), "raw_model": encoder.state_dict()}
+
+    def load(self, model: Dict[str, torch.Tensor], entry: Optional[Dict[str, Any]]) -> None:
+        """Restores the average from a checkpoint's ``model`` and ``averaging`` entry (none: a run
+        that did not average starts its average at the next step)."""
+        if entry is None or not entry["steps"]:
+            return
+        self.averaged.module.load_state_dict(model)
+        self.averaged.n_averaged.fill_(int(entry["steps"]))
+
+
+def raw_weights(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The weights a resumed run trains on from: the raw ones where the checkpoint's ``model`` is
+    an average, else ``model``."""
+    entry = state.get("averaging")
+    return entry["raw_model"] if entry else state["model"]
