@@ -26,6 +26,7 @@ from fxgrad.train import (
     read_log,
 )
 from fxgrad.train import checkpoint as checkpoint_module
+from fxgrad.train.averaging import WeightAverage
 from fxgrad.train.checkpoint import CheckpointError, load_checkpoint
 from fxgrad.train.files import BEST
 
@@ -213,7 +214,9 @@ def test_the_weights_average_is_what_validation_measures_best_pt_holds_and_resum
     def keep(trainer, record):
         if record["phase"] == "train":
             after_step.append({k: v.detach().clone() for k, v in trainer.encoder.state_dict().items()})
-            averaged_after.append({k: v.detach().clone() for k, v in trainer.inference_encoder().state_dict().items()})
+            averaged_after.append(
+                {k: v.detach().clone() for k, v in trainer.average.module(trainer.encoder).state_dict().items()}
+            )
 
     whole = tiny_config(tmp_path / "whole", data_dir, **sections)
     trainer = Trainer(whole, progress=False, callbacks=[keep])
@@ -233,7 +236,7 @@ def test_the_weights_average_is_what_validation_measures_best_pt_holds_and_resum
     # The last epoch ended at the last step: its validation ran the average, not the raw weights.
     averaged = trainer.validate()
     assert averaged == trainer.history[-1]["valid_loss"]
-    trainer.average = None
+    trainer.average = WeightAverage(trainer.encoder, 0.0)  # none: the raw weights
     assert trainer.validate() != averaged
     trainer.close()
     best = load_checkpoint(whole.run_dir / BEST)

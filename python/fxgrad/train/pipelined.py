@@ -101,7 +101,7 @@ class PipelinedSteps:
                 norm = trainer.clip_gradients()
                 trainer.in_update = True
                 trainer.optimizer.step()
-                trainer.update_average()
+                trainer.average.update(trainer.encoder)
                 trainer.pending_stream = upcoming_stream
                 batch, theta, snapshot = upcoming, upcoming_theta, upcoming_snapshot
                 yield {"loss": loss, "grad_norm": norm, "faults": faults}

@@ -73,8 +73,8 @@ def state_dict(trainer: Any) -> Dict[str, Any]:
         "active": trainer.active_mask().tolist(),
         "encoder": trainer.config.encoder_kwargs(trainer.num_parameters),
         # The weights validation measured (their average with train.ema_decay: see averaging.py).
-        "model": trainer.inference_encoder().state_dict(),
-        "averaging": trainer.average.state(trainer.encoder) if trainer.average and trainer.average.started else None,
+        "model": trainer.average.module(trainer.encoder).state_dict(),
+        "averaging": trainer.average.state(trainer.encoder),
         **optimisers,
         **counters,
         "stopped_early": trainer.stopped_early,
@@ -136,8 +136,7 @@ def restore(trainer: Any, state: Dict[str, Any]) -> None:
     """Continue from ``state`` (checked first), then warm the new plugin instances up."""
     check_compatible(trainer, state)
     trainer.encoder.load_state_dict(raw_weights(state))
-    if trainer.average is not None:
-        trainer.average.load(state["model"], state.get("averaging"))
+    trainer.average.load(state["model"], state.get("averaging"))
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.pretrain_optimizer is not None and state.get("pretrain_optimizer"):

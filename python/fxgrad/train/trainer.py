@@ -194,7 +194,7 @@ class Trainer:
         self.pretrain_optimizer = (
             torch.optim.Adam(self.encoder.parameters(), lr=t.pretrain_lr, fused=fused) if t.pretrain_steps else None
         )
-        self.average = WeightAverage(self.encoder, t.ema_decay) if t.ema_decay else None
+        self.average = WeightAverage(self.encoder, t.ema_decay)
 
     def _reset_counters(self) -> None:
         self.step = 0
@@ -379,18 +379,8 @@ class Trainer:
         norm = self.clip_gradients()
         self.in_update = True
         self.optimizer.step()
-        self.update_average()
+        self.average.update(self.encoder)
         return {"loss": result.healthy_loss, "grad_norm": norm, "faults": faults}
-
-    def update_average(self) -> None:
-        """After a training step's update: its weights into the average (``train.ema_decay``)."""
-        if self.average is not None:
-            self.average.update(self.encoder)
-
-    def inference_encoder(self) -> nn.Module:
-        """The encoder that validation runs and checkpoints hold as the model: the weights'
-        average where ``train.ema_decay`` is on (once training has begun), else the encoder."""
-        return self.encoder if self.average is None else self.average.module(self.encoder)
 
     # ------------------------------------------------------------------ validation and epochs
 
@@ -414,13 +404,10 @@ class Trainer:
             min_clip_frames=self.config.data.min_clip_frames,
             features=self.encoder.stream_features(),
         )
-        encoder = self.inference_encoder()
-        was_training = encoder.training
-        encoder.eval()
         total, count = 0.0, 0
         self.valid_faults = 0
         max_frames = max_frames if max_frames is not None else self.config.train.valid_frames
-        try:
+        with self.average.evaluating(self.encoder) as encoder:  # the weights' average with train.ema_decay
             for batch in streamer:
                 self.in_flight["validation"] = (batch, dataset)
                 theta = self.masked(encoder(batch.context.to(self.device)))
@@ -433,8 +420,6 @@ class Trainer:
                 count += len(index)
                 if max_frames and count >= max_frames:
                     break
-        finally:
-            encoder.train(was_training)
         return total / max(count, 1)
 
     def end_epoch(self) -> Dict[str, Any]:
