@@ -533,7 +533,9 @@ def test_ctrl_c_ends_a_wait_on_a_hung_plugin_at_once(run_python):
         print("restarted", [r["kind"] for r in layer.take_faults()], layer.faulted.tolist(), float(y[1].abs().max()))
     """)
     assert result.returncode == 0, result.stderr
-    first, second = result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, f"stdout: {result.stdout!r}; stderr: {result.stderr[-2000:]!r}"
+    first, second = lines
     assert first.startswith("interrupted after") and float(first.split()[2]) < 1.0, first
     assert second == "restarted ['interrupted'] [True, False] 0.10000000149011612", second
 
