@@ -69,13 +69,8 @@ ESTIMATORS: Dict[str, dict] = {
     # The same estimators, validated (and saved) with the weights' moving average (train.ema_decay).
     "deepafx-ema-0.99": {**DEEPAFX, "train": {"ema_decay": 0.99}},
     "deepafx-ema-0.995": {**DEEPAFX, "train": {"ema_decay": 0.995}},
-    "shared-one-sided-ema-0.99": {
-        "shared": True,
-        "estimator": "one-sided",
-        "strategy": "snapshot",
-        "train": {"ema_decay": 0.99},
-    },
 }
+ESTIMATORS["shared-one-sided-ema-0.99"] = {**ESTIMATORS["shared-one-sided"], "train": {"ema_decay": 0.99}}
 #: What every task runs with here: an encoder and lane count sized for 2 CPU cores, training from
 #: the chain's defaults (no fit-static), no early stopping; the same for every estimator.
 COMMON = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional
 
-import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -62,17 +61,12 @@ class WeightAverage:
             return None
         return {"decay": self.decay, "steps": int(self.averaged.n_averaged), "raw_model": encoder.state_dict()}
 
-    def load(self, model: Dict[str, torch.Tensor], entry: Optional[Dict[str, Any]]) -> None:
-        """Restores the average from a checkpoint's ``model`` and ``averaging`` entry (none: a run
-        that did not average starts its average at the next step)."""
-        if self.averaged is None or entry is None or not entry["steps"]:
-            return
-        self.averaged.module.load_state_dict(model)
-        self.averaged.n_averaged.fill_(int(entry["steps"]))
-
-
-def raw_weights(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The weights a resumed run trains on from: the raw ones where the checkpoint's ``model`` is
-    an average, else ``model``."""
-    entry = state.get("averaging")
-    return entry["raw_model"] if entry else state["model"]
+    def restore(self, encoder: nn.Module, state: Dict[str, Any]) -> None:
+        """Puts a checkpoint's weights back: the raw ones into ``encoder`` (the checkpoint's
+        ``model`` where it holds no average) and its average into this one (a run that did not
+        average starts its average at the next step)."""
+        entry = state.get("averaging")
+        encoder.load_state_dict(entry["raw_model"] if entry else state["model"])
+        if self.averaged is not None and entry and entry["steps"]:
+            self.averaged.module.load_state_dict(state["model"])
+            self.averaged.n_averaged.fill_(int(entry["steps"]))

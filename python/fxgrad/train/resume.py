@@ -17,7 +17,6 @@ import torch
 
 from ..data.stream import contexts
 from ..io.params import parameter_units
-from .averaging import raw_weights
 from .checkpoint import rng_state, set_rng_state
 from .errors import TrainingError
 from .files import CHECKPOINT
@@ -135,8 +134,7 @@ def check_compatible(trainer: Any, state: Dict[str, Any]) -> None:
 def restore(trainer: Any, state: Dict[str, Any]) -> None:
     """Continue from ``state`` (checked first), then warm the new plugin instances up."""
     check_compatible(trainer, state)
-    trainer.encoder.load_state_dict(raw_weights(state))
-    trainer.average.load(state["model"], state.get("averaging"))
+    trainer.average.restore(trainer.encoder, state)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.pretrain_optimizer is not None and state.get("pretrain_optimizer"):
