@@ -523,6 +523,9 @@ def test_ctrl_c_ends_a_wait_on_a_hung_plugin_at_once(run_python):
         chain = fxgrad.Chain([plugin], ["gain_db", "trigger"], {{"fault": 3, "threshold": 0.6}})
         layer = PluginLayer(chain, lanes=2, threads=2, workers=2, isolation="process", timeout_s=60)
         x = torch.zeros(2, 1, 256)
+        # A shell's background job (`make test &`) starts with SIGINT ignored, and Python then
+        # installs no handler of its own: put the usual one in place.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         started = time.monotonic()
         try:
