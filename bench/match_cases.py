@@ -235,6 +235,8 @@ def prepare(case: Case, seed: int, rate: int, seconds: float, cache: Path) -> Pr
 
 def strategies() -> Dict[str, Any]:
     """The strategies compared: ST-ITO's, fxgrad's former default and the candidates."""
+    from dataclasses import replace
+
     from fxgrad.match.optimise import Plateau
     from fxgrad.match.strategy import AUTO, STITO, Strategy
 
@@ -258,6 +260,11 @@ def strategies() -> Dict[str, Any]:
             # the same with half the step throughout
             Strategy("s01-polish", screen=4.0, restarts=2, polish=0.25, **{**common, "sigma": 0.1}),
             AUTO,  # a screen, then IPOP: restarts from the screen's next best with twice the population
+            # auto's runs two or three at a time (one batch per generation fills more render threads)
+            replace(AUTO, name="side2", side_by_side=2),
+            replace(AUTO, name="side3", side_by_side=3),
+            # two runs of the base population at a time, from the screen's four best starts
+            Strategy("pair", screen=4.0, restarts=3, grow=False, side_by_side=2, polish=0.25, **common),
         ]
     }
 

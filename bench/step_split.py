@@ -49,24 +49,31 @@ def steps(trainer, times, count: int) -> None:
     from fxgrad.nn.losses import frame_loss
 
     rack = trainer.layer.rack
+    # On a GPU each part's kernels are waited for before its clock stops (they run asynchronously).
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
+
+    def now() -> float:
+        sync()
+        return time.perf_counter()
+
     for _ in range(count):
-        a = time.perf_counter()
+        a = now()
         batch = next(trainer.streamer)
-        b = time.perf_counter()
-        theta = trainer.masked(trainer.model(batch.context))
-        c = time.perf_counter()
+        b = now()
+        theta = trainer.masked(trainer.model(batch.context.to(trainer.device)))
+        c = now()
         output = trainer.frame_step.render(batch.frame, theta, batch.reset)
-        d = time.perf_counter()
-        loss = frame_loss(trainer.frame_step.loss_fn, output, batch.target, batch.valid_samples)
-        e = time.perf_counter()
+        d = now()
+        loss = frame_loss(trainer.frame_step.loss_fn, output, batch.target.to(trainer.device), batch.valid_samples)
+        e = now()
         before = rack.stats()["wall_seconds"]
         trainer.optimizer.zero_grad()
         loss.backward()
-        f = time.perf_counter()
+        f = now()
         vjp = rack.stats()["wall_seconds"] - before
         torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 4.0)
         trainer.optimizer.step()
-        g = time.perf_counter()
+        g = now()
         for key, value in zip(KEYS, (b - a, c - b, d - c + vjp, e - d, f - e - vjp, g - f, g - a)):
             times[key].append(value)
 

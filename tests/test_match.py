@@ -279,3 +279,36 @@ def test_the_loss_of_a_population_is_each_items_loss_whatever_the_threads():
     assert (np.diff(batched[:13]) < 0).all() and (np.diff(batched[12:]) > 0).all(), batched
     with pytest.raises(ValueError, match="channel"):
         MatchLoss(reference, RATE)(np.zeros((2, 2, reference.shape[1]), np.float32))
+
+
+def test_side_by_side_runs_are_the_runs_alone_rendered_together(chain_file):
+    from dataclasses import replace
+
+    from fxgrad.match.optimise import Objective, Plateau, Search
+    from fxgrad.match.strategy import Strategy, run_strategy
+
+    chain = fxgrad.Chain.from_config(CHAIN)
+    audio = source(seconds=0.5, seed=2)
+    reference = fxgrad.render_batch(chain, HIDDEN[None], audio)[0]
+    start = np.asarray(chain.get_learned(), np.float32)
+    alone = Strategy("three", screen=1.0, margin=0.1, sigma=0.2, plateau=Plateau(relative=1e-2), restarts=2)
+
+    def run(strategy):
+        objective = Objective(chain, [audio], [MatchLoss(reference, RATE, threads=1)], threads=2)
+        search = Search(objective, chain.num_parameters, max_renders=20_000)
+        notes = run_strategy(search, strategy, start, seed=3)
+        return notes, search
+
+    notes, search = run(alone)
+    together, search_together = run(replace(alone, side_by_side=3))
+    runs = [n for n in notes if n.startswith("CMA-ES")]
+    assert len(runs) == 3 and not search.exhausted, notes  # every run ended on its own, not on the budget
+    # the same three runs (population, step, renders, best, why), each as it was alone ...
+    assert sorted(n for n in together if n.startswith("CMA-ES")) == sorted(runs)
+    assert search_together.renders == search.renders and search_together.best_loss == search.best_loss
+    # ... but rendered together: the first batch after the screen holds all three runs' settings
+    population = alone.base_population(chain.num_parameters)
+    first = search_together.history[1]
+    assert first["stage"] == "CMA-ES run 1 + CMA-ES run 2 + CMA-ES run 3"
+    assert first["renders"] - search_together.history[0]["renders"] == 7 * population
+    assert len(search_together.history) < len(search.history)

@@ -195,7 +195,12 @@ class CmaRun:
             raise ValueError("CMA-ES needs at least two parameters; use --method spsa for one")
         # cma takes seed 0 for "from the clock"; ours start at 0.
         options = {"popsize": int(population), "bounds": [0.0, 1.0], "seed": int(seed) + 1, "verbose": -9}
+        saved = np.random.get_state()
         self.strategy = cma.CMAEvolutionStrategy(list(np.clip(np.asarray(x0, np.float64), 0, 1)), sigma, options)
+        # cma draws from NumPy's global generator (which its seed option sets): each run keeps its
+        # own stream, so that runs side by side sample as each would alone.
+        self._random_state = np.random.get_state()
+        np.random.set_state(saved)
         self.population, self.iterations, self.plateau = int(population), iterations, plateau
         self.window = plateau.window(len(x0), population) if plateau is not None else 0
         self.bests: List[float] = []
@@ -205,11 +210,21 @@ class CmaRun:
     def best(self) -> float:
         return self.bests[-1] if self.bests else math.inf
 
+    def _own_random_state(self, work: Callable[[], Any]) -> Any:
+        saved = np.random.get_state()
+        np.random.set_state(self._random_state)
+        try:
+            return work()
+        finally:
+            self._random_state = np.random.get_state()
+            np.random.set_state(saved)
+
     def ask(self) -> np.ndarray:
-        return np.stack([np.clip(np.asarray(c, np.float64), 0.0, 1.0) for c in self.strategy.ask()])
+        candidates = self._own_random_state(self.strategy.ask)
+        return np.stack([np.clip(np.asarray(c, np.float64), 0.0, 1.0) for c in candidates])
 
     def tell(self, candidates: np.ndarray, losses: np.ndarray) -> None:
-        self.strategy.tell(list(candidates), [float(v) for v in losses])
+        self._own_random_state(lambda: self.strategy.tell(list(candidates), [float(v) for v in losses]))
         k = int(np.argmin(losses))
         if losses[k] < self.best:
             self.best_theta = candidates[k].copy()

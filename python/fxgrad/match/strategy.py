@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .optimise import Plateau, Search, cma_race, cma_run, inset, latin_hypercube
+from .optimise import CmaRun, Plateau, Search, cma_race, cma_run, inset, latin_hypercube
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class Strategy:
       (IPOP), the same (``grow`` False), or alternating with small populations and steps
       (BIPOP), while renders remain; ``agree``: stop once the two best runs' losses are within
       this share of each other (two starts found the same minimum).
+    * ``side_by_side``: this many of those runs at a time, every generation's settings of all of
+      them rendered in one batch (enough settings to keep many render threads busy); a run that
+      stops makes room for the next. Each run is the one it would be alone (start, population,
+      step, seed); only the order of the renders changes.
     * ``race``: instead, this many runs from the first starts at once (:func:`cma_race`), the
       worse half dropped every ``race_rounds`` generations.
     * ``polish``: a last run from the best with ``sigma * polish`` and the base population.
@@ -49,6 +53,7 @@ class Strategy:
     grow: bool = True
     bipop: bool = False
     agree: Optional[float] = None
+    side_by_side: int = 1
     race: int = 0
     race_rounds: int = 10
     polish: float = 0.0
@@ -84,25 +89,54 @@ def run_strategy(search: Search, strategy: Strategy, start: Sequence[float], see
         return notes + _polish(search, strategy, population, seed + strategy.race)
     runs, finals = 1 + strategy.restarts, []
     spent_by_kind = {"small run": 0, "run": 0}
-    for run in range(runs):
-        if search.exhausted:
+    active: List[_Run] = []
+    begun, agreed = 0, False
+    while True:
+        while not agreed and begun < runs and len(active) < max(1, strategy.side_by_side) and not search.exhausted:
+            x0 = starts[begun] if begun < len(starts) else inset(rng.uniform(0, 1, search.parameters), strategy.margin)
+            size, sigma, kind = _run_shape(strategy, population, begun, spent_by_kind, rng)
+            stage = f"CMA-ES {kind} {begun + 1}" if runs > 1 else "CMA-ES"
+            active.append(
+                _Run(CmaRun(x0, sigma, size, seed + begun, strategy.iterations, strategy.plateau), stage, kind, sigma)
+            )
+            begun += 1
+        if not active:
             break
-        x0 = starts[run] if run < len(starts) else inset(rng.uniform(0, 1, search.parameters), strategy.margin)
-        size, sigma, kind = _run_shape(strategy, population, run, spent_by_kind, rng)
-        search.stage = f"CMA-ES {kind} {run + 1}" if runs > 1 else "CMA-ES"
-        spent = search.renders
-        why, best = cma_run(search, x0, sigma, size, seed + run, strategy.iterations, strategy.plateau)
-        spent_by_kind["small run" if kind == "small run" else "run"] += search.renders - spent
-        finals.append(best)
-        notes.append(
-            f"{search.stage}: population {size}, sigma {sigma:.3g}, {search.renders - spent} renders, "
-            f"best {best:.5g}, {why}"
-        )
-        first, second = sorted(finals)[:2] if len(finals) > 1 else (finals[0], math.inf)
-        if strategy.agree is not None and second <= first * (1 + strategy.agree):
-            notes.append(f"two runs from different starts agree within {100 * strategy.agree:g} %: done")
-            break
+        search.stage = " + ".join(run.stage for run in active)
+        batches = [run.cma.ask() for run in active]
+        losses = search(np.concatenate(batches))
+        offset, still = 0, []
+        for run, batch in zip(active, batches):
+            run.cma.tell(batch, losses[offset : offset + len(batch)])
+            offset += len(batch)
+            run.renders += len(batch)
+            spent_by_kind["small run" if run.kind == "small run" else "run"] += len(batch)
+            why = run.cma.stopped() or ("render budget spent" if search.exhausted else None)
+            if why is None:
+                still.append(run)
+                continue
+            finals.append(run.cma.best)
+            notes.append(
+                f"{run.stage}: population {run.cma.population}, sigma {run.sigma:.3g}, {run.renders} renders, "
+                f"best {run.cma.best:.5g}, {why}"
+            )
+            first, second = sorted(finals)[:2] if len(finals) > 1 else (finals[0], math.inf)
+            if strategy.agree is not None and not agreed and second <= first * (1 + strategy.agree):
+                notes.append(f"two runs from different starts agree within {100 * strategy.agree:g} %: done")
+                agreed = True
+        active = [] if agreed else still
     return notes + _polish(search, strategy, population, seed + runs)
+
+
+@dataclass
+class _Run:
+    """A CMA-ES run of :func:`run_strategy` in progress: its stage name, kind, initial step and renders."""
+
+    cma: CmaRun
+    stage: str
+    kind: str
+    sigma: float
+    renders: int = 0
 
 
 def _polish(search: Search, strategy: Strategy, population: int, seed: int) -> List[str]:
