@@ -68,9 +68,10 @@ generations."""
 AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2, polish=0.25)
 """``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md)."""
 AUTO_REASON = (
-    "on bench/match_cases.py's 25 cases (2 s each, 2 cores) it got within 1 % of the best loss any method "
-    "found on 24 (with half the step: 21), and on the 8 VST3 cases ended at or below the loss of ST-ITO's "
-    "loop (CMA-ES 32 x 300 over pedalboard in a process pool) in a median 8.8 s against 33.7 s (docs/matching.md)"
+    "on bench/match_cases.py's 25 cases (2 s each, 2 cores) it got within 1 % of the best loss any of its "
+    "strategies found on 23 (half the step: 20; its runs two at a time: 21), and on the 8 VST3 cases ended at most "
+    "0.1 % above the loss of ST-ITO's loop (CMA-ES 32 x 300 over pedalboard in a process pool; far below it on 3) "
+    "in a median 6.4 s against 33.7 s (docs/matching.md)"
 )
 """What the benchmark showed, printed in ``fxgrad match``'s summary."""
 
