@@ -263,6 +263,8 @@ def strategies() -> Dict[str, Any]:
             # auto's runs two or three at a time (one batch per generation fills more render threads)
             replace(AUTO, name="side2", side_by_side=2),
             replace(AUTO, name="side3", side_by_side=3),
+            # auto with its restarts at the base population (no doubling)
+            replace(AUTO, name="auto-same", grow=False),
             # two runs of the base population at a time, from the screen's four best starts
             Strategy("pair", screen=4.0, restarts=3, grow=False, side_by_side=2, polish=0.25, **common),
         ]
