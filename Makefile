@@ -9,10 +9,11 @@ JOBS ?= $(shell nproc)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 # JUCE and the headers its hosting modules need, the LV2/LADSPA SDKs, FST (free VST2 interface
-# headers), the third-party plugins the tests, tasks and `fxgrad check` use (LV2, VST3, VST2 and
-# LADSPA builds), and the tools (lv2info, analyseplugin, ccache, fluidsynth, soundfonts, Ardour 7
-# for `fxgrad session` and its tests: ardour7-lua, ardour7-export).
-APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils fst-dev libseccomp-dev \
+# headers), FFTW (the match loss's transforms), the third-party plugins the tests, tasks and
+# `fxgrad check` use (LV2, VST3, VST2 and LADSPA builds), and the tools (lv2info, analyseplugin,
+# ccache, fluidsynth, soundfonts, Ardour 7 for `fxgrad session` and its tests: ardour7-lua,
+# ardour7-export).
+APT_PACKAGES := juce-modules-source juce-tools lv2-dev ladspa-sdk lilv-utils fst-dev libseccomp-dev libfftw3-dev \
 	libfreetype-dev libjpeg-dev libpng-dev libx11-dev libxext-dev libxinerama-dev libxrandr-dev libxcursor-dev libasound2-dev \
 	calf-plugins lsp-plugins-lv2 zam-plugins lsp-plugins-vst dragonfly-reverb-vst x42-plugins guitarix-lv2 caps ccache g++ \
 	libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm asterisk-core-sounds-en-g722 \

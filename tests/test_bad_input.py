@@ -753,3 +753,29 @@ def test_property_plugin_layer_gives_a_clear_error_or_a_gradient(
         return
     assert dtype in (torch.float32, torch.float64) and samples in (64, 128) and 0 <= theta <= 1
     assert y.shape == x.shape and torch.isfinite(parameters.grad).all()
+
+
+def test_the_native_match_loss_refuses_what_does_not_fit():
+    from fxgrad import _native
+
+    reference = np.zeros((2, 4096), np.float32)
+    window = np.hanning(512).astype(np.float32)
+    weighting = np.ones(257, np.float32)
+    with pytest.raises(ValueError, match=r"window must be shaped \(fft_size,\)"):
+        _native.SpectralDistance(reference, [(512, 256, window[:100])], weighting, 1e-4)
+    with pytest.raises(ValueError, match="even FFT size"):
+        _native.SpectralDistance(reference, [(512, 0, window)], weighting, 1e-4)
+    with pytest.raises(ValueError, match="one value per rfft bin"):
+        _native.SpectralDistance(reference, [(512, 256, window)], weighting[:10], 1e-4)
+    with pytest.raises(ValueError, match="floor"):
+        _native.SpectralDistance(reference, [(512, 256, window)], weighting, 0.0)
+    bad = reference.copy()
+    bad[1, 7] = np.inf
+    with pytest.raises(ValueError, match="reference holds NaN"):
+        _native.SpectralDistance(bad, [(512, 256, window)], weighting, 1e-4)
+    loss = _native.SpectralDistance(reference, [(512, 256, window)], weighting, 1e-4, threads=2)
+    with pytest.raises(ValueError, match="outputs"):
+        loss.evaluate(np.zeros((3, 1, 4096), np.float32))
+    with pytest.raises(TypeError):
+        loss.evaluate(np.zeros((3, 2, 4096), np.float64))
+    assert loss.threads == 2 and (loss.channels, loss.samples) == (2, 4096)

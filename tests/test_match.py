@@ -267,11 +267,9 @@ def test_match_of_a_segment_renders_the_whole_input_and_moves_a_setting_off_its_
 def test_the_loss_of_a_population_is_each_items_loss_whatever_the_threads():
     reference = source(seconds=1.5, seed=1)
     rng = np.random.default_rng(0)
-    # enough items that three threads share them (each takes at least _ROWS_PER_THREAD rows)
     gains = np.linspace(0.5, 1.5, 25)
     outputs = np.stack([g * reference + 1e-3 * rng.standard_normal(reference.shape) for g in gains])
     outputs = outputs.astype(np.float32)
-    assert len(outputs) * reference.shape[0] >= 3 * _ROWS_PER_THREAD
     batched = MatchLoss(reference, RATE, threads=1)(outputs)
     assert np.array_equal(MatchLoss(reference, RATE, threads=3)(outputs), batched)
     assert np.array_equal(MatchLoss(reference, RATE)(torch.from_numpy(outputs[2:3])), batched[2:3])
@@ -279,6 +277,75 @@ def test_the_loss_of_a_population_is_each_items_loss_whatever_the_threads():
     assert (np.diff(batched[:13]) < 0).all() and (np.diff(batched[12:]) > 0).all(), batched
     with pytest.raises(ValueError, match="channel"):
         MatchLoss(reference, RATE)(np.zeros((2, 2, reference.shape[1]), np.float32))
+    # the style loss's CPU threads each take at least _ROWS_PER_THREAD rows: three share these
+    assert len(outputs) * reference.shape[0] >= 3 * _ROWS_PER_THREAD
+    style = MatchLoss(reference, RATE, "style", device="cpu", threads=1)(outputs)
+    assert np.array_equal(MatchLoss(reference, RATE, "style", device="cpu", threads=3)(outputs), style)
+
+
+def _aligned_loss_by_its_definition(outputs: np.ndarray, reference: np.ndarray, rate: float) -> np.ndarray:
+    """MatchLoss's aligned loss as its docstring defines it, in float64 NumPy, item by item."""
+    from fxgrad.match.loss import _FLOOR_MAGNITUDE, RESOLUTIONS, _k_weighting_power, frame_hop
+
+    samples = reference.shape[-1]
+
+    def spectra(audio):  # (C, N) -> per resolution (C, frames, bins) magnitudes; K-weighted frame powers
+        mags, power = [], None
+        for n in RESOLUTIONS:
+            hop, half = frame_hop(samples, n), n // 2
+            window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+            padded = np.pad(audio.astype(np.float64), ((0, 0), (half, n)))
+            frames = np.stack([padded[:, f * hop : f * hop + n] for f in range(samples // hop + 1)], axis=1)
+            mag = np.maximum(np.abs(np.fft.rfft(frames * window, axis=-1)), _FLOOR_MAGNITUDE)
+            if power is None:  # Parseval: a frame's mean square from its one-sided spectrum
+                doubled = np.full(n // 2 + 1, 2.0)
+                doubled[0] = doubled[-1] = 1.0
+                weighting = _k_weighting_power(rate, n) * doubled / (n * np.sum(window**2))
+                power = (mag**2 * weighting).sum(axis=(0, 2))
+            mags.append(mag)
+        return mags, power
+
+    def loudness(power):  # BS.1770: absolute gate at -70 LUFS, relative gate 10 LU below
+        lufs = -0.691 + 10 * np.log10(np.maximum(power, 1e-12))
+        loud = lufs > -70
+        mean = power[loud].mean() if loud.any() else 0.0
+        keep = loud & (lufs > -0.691 + 10 * np.log10(max(mean, 1e-12)) - 10)
+        return -0.691 + 10 * np.log10(max(power[keep].mean(), 1e-12)) if keep.any() else -70.0
+
+    ref_mags, ref_power = spectra(reference)
+    losses = []
+    for output in outputs:
+        mags, power = spectra(output)
+        spectral = [
+            np.linalg.norm(x - y) / np.linalg.norm(y) + np.abs(np.log(x) - np.log(y)).mean()
+            for x, y in zip(mags, ref_mags)
+        ]
+        losses.append(np.mean(spectral) + 0.1 * abs(loudness(power) - loudness(ref_power)))
+    return np.asarray(losses)
+
+
+def test_the_aligned_loss_is_its_definition_on_real_renders(chain_file):
+    chain = fxgrad.Chain.from_config(CHAIN)
+    audio = source(seconds=1.3, seed=4)
+    reference = fxgrad.render_batch(chain, HIDDEN[None], audio)[0]
+    thetas = np.random.default_rng(2).uniform(0, 1, (9, len(HIDDEN))).astype(np.float32)
+    outputs = fxgrad.render_batch(chain, thetas, audio)
+    # a quiet item, where the gates drop frames, and one under the absolute gate throughout
+    outputs = np.concatenate([outputs, 0.01 * outputs[:1], np.full_like(outputs[:1], 1e-5)])
+    loss = MatchLoss(reference, RATE, "aligned")
+    assert loss(outputs) == pytest.approx(_aligned_loss_by_its_definition(outputs, reference, RATE), rel=1e-5)
+    assert loss(reference[None])[0] == 0.0
+    # a long file: each resolution looks at up to ANALYSED_SAMPLES spread over it
+    long = np.tile(audio, 9)
+    long_reference = fxgrad.render_batch(chain, HIDDEN[None], long)[0]
+    long_outputs = fxgrad.render_batch(chain, thetas[:3], long)
+    assert MatchLoss(long_reference, RATE)(long_outputs) == pytest.approx(
+        _aligned_loss_by_its_definition(long_outputs, long_reference, RATE), rel=1e-5
+    )
+    broken = outputs[:3].copy()
+    broken[1, 0, 100] = np.nan
+    with pytest.raises(ValueError, match="output 1 holds NaN"):
+        loss(broken)
 
 
 def test_side_by_side_runs_are_the_runs_alone_rendered_together(chain_file):

@@ -14,6 +14,7 @@ void bindPlugin (py::module_&);         // PluginBindings.cpp: Plugin, PluginInf
 void bindChain (py::module_&);          // ChainBindings.cpp
 void bindRack (py::module_&);           // RackBindings.cpp: the SPSA engine and its option names
 void bindBatchRenderer (py::module_&);  // BatchRendererBindings.cpp
+void bindSpectralDistance (py::module_&); // SpectralDistanceBindings.cpp: the aligned match loss
 void bindHost (py::module_&);           // HostBindings.cpp: scan and shutdown
 
 /** Puts back the exception a signal handler raised while a rack waited on its workers

@@ -12,5 +12,6 @@ PYBIND11_MODULE (_native, m)
     bindChain (m);
     bindRack (m);
     bindBatchRenderer (m);
+    bindSpectralDistance (m);
     bindHost (m);
 }

@@ -202,6 +202,29 @@ class BatchRenderer:
     def stats(self) -> Dict[str, float]: ...
     def reset_stats(self) -> None: ...
 
+class SpectralDistance:
+    """The aligned match loss of K outputs against one reference on native threads (FFTW), each
+    output computed whole by one thread: the same losses whatever the thread count (use
+    :class:`fxgrad.match.loss.MatchLoss`, which defines the resolutions and weighting)."""
+
+    def __init__(
+        self,
+        reference: FloatArray,
+        resolutions: Sequence[Tuple[int, int, FloatArray]],
+        weighting: FloatArray,
+        floor: float,
+        threads: int = 1,
+    ) -> None:
+        """reference (C, N) float32; resolutions: (fft_size, hop, window (fft_size,)) each;
+        weighting: (fft_size / 2 + 1,) of the first resolution: what a bin's squared magnitude
+        adds to its frame's K-weighted mean square; floor: the magnitudes' lower bound."""
+    channels: int
+    samples: int
+    threads: int
+    reference_loudness: float  # LUFS
+    def evaluate(self, outputs: FloatArray) -> npt.NDArray[np.float64]:
+        """outputs (K, C, N) float32 -> (K,) float64 losses (ValueError for NaN or Inf)."""
+
 def scan(paths: Sequence[str]) -> List[PluginInfo]: ...
 def set_output_capture(enabled: bool) -> None:
     """Capture what plugins print to stdout/stderr while they are scanned, created or freed."""

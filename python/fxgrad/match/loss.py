@@ -1,6 +1,8 @@
 """The match loss: how far rendered outputs are from a reference, on the same material
-(``aligned``) or other material (``style``), for a whole population of outputs at once in
-batched torch tensors (on the GPU when there is one, else on torch's CPU threads)."""
+(``aligned``) or other material (``style``), for a whole population of outputs at once: the
+aligned loss on native threads (``fxgrad._native.SpectralDistance``, FFTW) or in batched torch
+tensors on a GPU when asked for, the style loss in torch tensors (on the GPU when there is one,
+else on torch's CPU threads)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ _FLOOR_MAGNITUDE = 1e-4
 """STFT magnitudes are floored here (about -80 dB below a full-scale sine's) so that silence has
 a finite log."""
 _ROWS_PER_THREAD = 8
-"""A CPU thread of the loss computes at least this many (item, channel) rows (see __call__)."""
+"""A CPU thread of the style loss computes at least this many (item, channel) rows (see __call__)."""
 _CHUNK_BYTES = {"cpu": 64 << 20, "cuda": 2 << 30}
 """Spectra of one group of outputs at a time stay under this size (a CPU's working set; a
 small share of a GPU's memory)."""
@@ -81,11 +83,13 @@ class MatchLoss:
             the long-term spectral balance (48 mel bands, dB, level removed) / 10, plus 0.1 x
             |loudness difference|, plus the mean absolute difference of the 10/50/90/99th
             percentiles of 0.4 s loudness relative to the loudness (dB) / 10; any lengths.
-        device: where the spectra are computed (default: the first GPU when there is one, else
-            the CPU).
+        device: where the spectra are computed. Default: the aligned loss on the CPU (native
+            threads: at a search's populations of 7-56 outputs they beat a GPU, whose kernel
+            launches and copies cost more than the work), the style loss on the first GPU when
+            there is one, else the CPU.
         threads: on a CPU, the outputs are shared among this many threads (default: torch's
-            intra-op thread count, ``torch.set_num_threads``), each computing whole items, at
-            least _ROWS_PER_THREAD (item, channel) rows.
+            intra-op thread count, ``torch.set_num_threads``), each computing whole items (the
+            style loss: at least _ROWS_PER_THREAD (item, channel) rows).
 
     The aligned loss looks at up to ANALYSED_SAMPLES / n_fft frames per resolution, evenly
     spaced over the file (:func:`frame_hop`), the same frames of the outputs and the reference.
@@ -112,7 +116,7 @@ class MatchLoss:
             raise ValueError("the reference holds NaN or infinite samples")
         self.kind, self.sample_rate = kind, float(sample_rate)
         self.channels, self.length = reference.shape
-        self.device = loss_device(device)
+        self.device = loss_device("cpu" if device is None and kind == "aligned" else device)
         self.threads = None if threads is None else max(1, int(threads))
         self._sizes = RESOLUTIONS if kind == "aligned" else RESOLUTIONS[:1]
         self._windows = {n: torch.hann_window(n, periodic=True, device=self.device) for n in self._sizes}
@@ -127,6 +131,18 @@ class MatchLoss:
             from ..nn.encoder import mel_filterbank
 
             self._mel = mel_filterbank(self.sample_rate, n_fft, 48).to(self.device, torch.float32).T.contiguous()
+        self._native = None
+        if kind == "aligned" and self.device.type == "cpu":
+            from .. import _native
+
+            self._native = _native.SpectralDistance(
+                reference,
+                [(n, self._hop(self.length, n), self._windows[n].numpy()) for n in self._sizes],
+                self._weighting.numpy(),
+                _FLOOR_MAGNITUDE,
+                self.threads or torch.get_num_threads(),
+            )
+            return
         with torch.no_grad():
             self.reference = self._spectra(torch.from_numpy(reference)[None].to(self.device))
             if kind == "style":
@@ -179,7 +195,7 @@ class MatchLoss:
                     bands = bands.sum(dim=1).double()  # (K, F, bands)
             if self.kind == "aligned":
                 magnitudes.append(magnitude.reshape(K, -1))
-                logs.append(_log(magnitude).reshape(K, -1))
+                logs.append(magnitude.log().reshape(K, -1))
         frame_loudness = -0.691 + 10 * torch.log10(frame_power.clamp_min(1e-12))
         loud = frame_loudness > -70.0
         relative = -0.691 + 10 * torch.log10(_masked_mean(frame_power, loud).clamp_min(1e-12)) - 10.0
@@ -245,6 +261,8 @@ class MatchLoss:
             raise ValueError(
                 f"the aligned loss needs outputs of the reference's {self.length} samples, got {outputs.shape[-1]}"
             )
+        if self._native is not None:
+            return self._native.evaluate(outputs.cpu().numpy()) if len(outputs) else np.zeros(0)
         step = self.group(outputs.shape[1], outputs.shape[2])
         if self.device.type == "cuda":
             return self._on_gpu(outputs, step)
@@ -298,14 +316,6 @@ def _magnitude(spectrum: torch.Tensor) -> torch.Tensor:
     if spectrum.device.type != "cpu":
         return spectrum.abs()
     return torch.from_numpy(np.abs(spectrum.numpy()))
-
-
-def _log(values: torch.Tensor) -> torch.Tensor:
-    """Natural log; on a CPU through NumPy, whose single-precision log is about twice as fast as
-    torch's."""
-    if values.device.type != "cpu":
-        return values.log()
-    return torch.from_numpy(np.log(values.numpy()))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
