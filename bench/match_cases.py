@@ -255,16 +255,18 @@ def strategies() -> Dict[str, Any]:
             # agreed on the same local minimum too (zam-eq2-vst2)
             Strategy("agree-ipop", screen=4.0, restarts=6, agree=0.005, **common),
             Strategy("agree-bipop", screen=4.0, restarts=8, agree=0.005, bipop=True, **common),
-            # auto, then a run from the best with a quarter of the step on what the budget leaves
+            # a screen and IPOP restarts one run at a time, then a run from the best with a quarter of
+            # the step on what the budget leaves (auto's strategy until 2026-12-08)
             Strategy("polish", screen=4.0, restarts=2, polish=0.25, **common),
             # the same with half the step throughout
             Strategy("s01-polish", screen=4.0, restarts=2, polish=0.25, **{**common, "sigma": 0.1}),
-            AUTO,  # a screen, then IPOP: restarts from the screen's next best with twice the population
-            # auto's runs two or three at a time (one batch per generation fills more render threads)
-            replace(AUTO, name="side2", side_by_side=2),
-            replace(AUTO, name="side3", side_by_side=3),
-            # auto with its restarts at the base population (no doubling)
-            replace(AUTO, name="auto-same", grow=False),
+            # a screen, then IPOP (restarts from the screen's next best with twice the population),
+            # two runs at a time (one batch per generation fills more render threads), a polish;
+            # "polish" above is the same one run at a time (the default until 2026-12-08)
+            AUTO,
+            replace(AUTO, name="side3", side_by_side=3),  # three runs at a time
+            # the former default with its restarts at the base population (no doubling)
+            replace(AUTO, name="auto-same", grow=False, side_by_side=1),
             # two runs of the base population at a time, from the screen's four best starts
             Strategy("pair", screen=4.0, restarts=3, grow=False, side_by_side=2, polish=0.25, **common),
         ]

@@ -42,7 +42,7 @@ from .optimise import Objective, optimise_spsa
 
 LOSSES = ("auto", "aligned", "style")
 METHODS = ("auto", "cma", "spsa")
-DEFAULT_BUDGET = {"auto": 3000, "cma": 960, "spsa": 400}
+DEFAULT_BUDGET = {"auto": 4000, "cma": 960, "spsa": 400}
 """The most renders (auto, cma: 30 generations of 32) or SPSA steps when ``--budget`` is not given."""
 _LENGTH_TOLERANCE_S = 0.01
 

@@ -65,13 +65,15 @@ class Strategy:
 STITO = Strategy("stito", population=32, sigma=0.1, iterations=300)
 """ST-ITO's loop (ISMIR 2024): CMA-ES, population 32, from the chain's settings, up to 300
 generations."""
-AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2, polish=0.25)
-"""``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md)."""
+AUTO = Strategy("auto", screen=4.0, margin=0.1, sigma=0.2, plateau=Plateau(), restarts=2, side_by_side=2, polish=0.25)
+"""``--method auto``'s strategy (chosen by bench/match_cases.py; see docs/matching.md): a screen, IPOP
+restarts two runs at a time (the same runs as one at a time, in fewer, larger batches that keep
+more render threads busy), a polish."""
 AUTO_REASON = (
-    "on bench/match_cases.py's 25 cases (2 s each, 2 cores) it got within 1 % of the best loss any of its "
-    "strategies found on 23 (half the step: 20; its runs two at a time: 21), and on the 8 VST3 cases ended at most "
-    "0.1 % above the loss of ST-ITO's loop (CMA-ES 32 x 300 over pedalboard in a process pool; far below it on 3) "
-    "in a median 6.4 s against 33.7 s (docs/matching.md)"
+    "on bench/match_cases.py's 25 cases (2 s each, 2 cores) it got within 1 % of the best loss any strategy found "
+    "on 23 (with 3000 renders: 22; its runs one at a time: the same runs, 7 % faster on 2 cores, slower on many), "
+    "and on the 8 VST3 cases ended at most 0.01 % above the loss of ST-ITO's loop (CMA-ES 32 x 300 over "
+    "pedalboard in a process pool; far below it on 3) in a median 8.5 s against 27.0 s (docs/matching.md)"
 )
 """What the benchmark showed, printed in ``fxgrad match``'s summary."""
 
