@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <map>
 
 #include "Errors.h"
+#include "Finite.h"
 #include "LadspaMetadata.h"
 #include "Lv2Metadata.h"
 #include "ParameterDiscovery.h"
@@ -14,19 +14,6 @@
 
 namespace fxgrad {
 
-namespace {
-// True when any value is NaN or +-Inf. Works on the exponent bits so that it vectorises.
-bool hasNonFinite (const float* data, int64_t n)
-{
-    uint32_t any = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy (&bits, data + i, sizeof bits);
-        any |= (uint32_t) ((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    return any != 0;
-}
-} // namespace
 
 void Plugin::checkOptions (double sampleRate, int64_t blockSize, int64_t channels)
 {

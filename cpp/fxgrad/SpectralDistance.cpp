@@ -9,6 +9,7 @@
 #include <string>
 
 #include "Errors.h"
+#include "Finite.h"
 #include "ThreadPool.h"
 
 namespace fxgrad {
@@ -64,17 +65,6 @@ inline float logOfPositive (float x)
     y += -2.12194440e-4f * e;
     y += -0.5f * z;
     return m + y + 0.693359375f * e;
-}
-
-bool allFinite (const float* x, int64_t n)
-{
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy (&bits, x + i, sizeof bits);
-        bad |= (uint32_t) ((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    return bad == 0;
 }
 
 /** BS.1770's gated loudness (LUFS) of per-frame K-weighted mean squares: the absolute gate at
@@ -165,7 +155,7 @@ SpectralDistance::SpectralDistance (const float* referenceAudio, int channels, i
     }
     if ((int) weighting.size() != sizes[0].fftSize / 2 + 1)
         fail (ErrorKind::Value, "the loudness weighting needs one value per rfft bin of the first resolution");
-    if (! allFinite (referenceAudio, (int64_t) channels * samples))
+    if (hasNonFinite (referenceAudio, (int64_t) channels * samples))
         fail (ErrorKind::Value, "the reference holds NaN or infinite samples");
 
     {
@@ -194,7 +184,7 @@ int SpectralDistance::frames (size_t resolution) const { return (int) (numSample
 
 bool SpectralDistance::analyse (const float* clip, Scratch& s, Reference* into, double& loss) const
 {
-    if (! allFinite (clip, (int64_t) numChannels * numSamples))
+    if (hasNonFinite (clip, (int64_t) numChannels * numSamples))
         return false;
     double spectral = 0.0;
     s.power.assign ((size_t) frames (0), 0.0);
