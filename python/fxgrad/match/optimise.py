@@ -260,6 +260,18 @@ def cma_run(
             return why, run.best
 
 
+def one_generation(search: Search, runs: Sequence[CmaRun]) -> List[int]:
+    """One generation of each of ``runs``, all their settings in one call of ``search`` (so that
+    the renderer's threads fill up); returns how many settings each run rendered."""
+    batches = [run.ask() for run in runs]
+    losses = search(np.concatenate(batches))
+    offset = 0
+    for run, batch in zip(runs, batches):
+        run.tell(batch, losses[offset : offset + len(batch)])
+        offset += len(batch)
+    return [len(batch) for batch in batches]
+
+
 def cma_race(
     search: Search,
     starts: Sequence[np.ndarray],
@@ -275,12 +287,7 @@ def cma_race(
     runs = [CmaRun(x0, sigma, population, seed + k, None, plateau) for k, x0 in enumerate(starts)]
     notes, generation = [], 0
     while True:
-        batches = [run.ask() for run in runs]
-        losses = search(np.concatenate(batches))
-        offset = 0
-        for run, batch in zip(runs, batches):
-            run.tell(batch, losses[offset : offset + len(batch)])
-            offset += len(batch)
+        one_generation(search, runs)
         generation += 1
         if len(runs) > 1 and generation % rounds == 0:
             runs = sorted(runs, key=lambda r: r.best)[: max(1, len(runs) // 2)]

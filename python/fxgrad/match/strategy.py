@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .optimise import CmaRun, Plateau, Search, cma_race, cma_run, inset, latin_hypercube
+from .optimise import CmaRun, Plateau, Search, cma_race, cma_run, inset, latin_hypercube, one_generation
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,10 @@ def run_strategy(search: Search, strategy: Strategy, start: Sequence[float], see
         if not active:
             break
         search.stage = " + ".join(run.stage for run in active)
-        batches = [run.cma.ask() for run in active]
-        losses = search(np.concatenate(batches))
-        offset, still = 0, []
-        for run, batch in zip(active, batches):
-            run.cma.tell(batch, losses[offset : offset + len(batch)])
-            offset += len(batch)
-            run.renders += len(batch)
-            spent_by_kind["small run" if run.kind == "small run" else "run"] += len(batch)
+        still = []
+        for run, rendered in zip(active, one_generation(search, [run.cma for run in active])):
+            run.renders += rendered
+            spent_by_kind["small run" if run.kind == "small run" else "run"] += rendered
             why = run.cma.stopped() or ("render budget spent" if search.exhausted else None)
             if why is None:
                 still.append(run)
